@@ -21,7 +21,9 @@ begin
 end
 $$;
 
-grant anon, authenticated, service_role to authenticator;
+grant anon to authenticator;
+grant authenticated to authenticator;
+grant service_role to authenticator;
 
 create schema if not exists extensions;
 create schema if not exists auth;

@@ -41,7 +41,7 @@ select
     'project_team'::text as via
 from public.project_teams as pt
 inner join public.projects as p on pt.project_id = p.id and p.visibility <> 'private'
-inner join public.team_members as tm on pt.team_id = tm.team_id and tm.user_id <> p.owner_id
+inner join public.team_members as tm on pt.team_id = tm.team_id and p.owner_id <> tm.user_id
 group by tm.user_id, pt.project_id;
 
 comment on view private.project_access_source is 'What private.project_access must contain.';
@@ -49,7 +49,7 @@ comment on view private.project_access_source is 'What private.project_access mu
 -- helpers -------------------------------------------------------------------------------
 
 create function private.permissions_for(p_role public.team_role)
-returns text []
+returns text[]
 language sql
 immutable
 set search_path = ''
@@ -58,7 +58,7 @@ as $$
         when p_role >= 'admin' then array['read', 'write', 'share', 'delete']
         when p_role = 'editor' then array['read', 'write']
         when p_role = 'viewer' then array['read']
-        else array[]::text []
+        else array[]::text[]
     end
 $$;
 
@@ -233,7 +233,7 @@ comment on function private.require_project_role(uuid, public.team_role) is
 
 -- triggers ------------------------------------------------------------------------------
 
-create function private.sync_project_access(p_project_ids uuid [])
+create function private.sync_project_access(p_project_ids uuid[])
 returns void
 language sql
 set search_path = ''
@@ -245,7 +245,7 @@ as $$
     where s.project_id = any(p_project_ids);
 $$;
 
-comment on function private.sync_project_access(uuid []) is
+comment on function private.sync_project_access(uuid[]) is
 'Recomputes the flattened access rows of some projects from their source rows.';
 
 -- All of one user's rows, not just one team's: when a team is deleted its links and members
@@ -412,7 +412,7 @@ as $$
 $$;
 
 comment on function public.authorize_generation(uuid) is
-'The caller''s access to a generation: granted, method, effective role, permissions. Unknown and unreadable look alike.';
+'The caller''s access to a generation (granted, method, role, permissions); unknown looks like unreadable.';
 
 grant execute on function public.authorize_generation(uuid) to authenticated;
 
@@ -428,7 +428,8 @@ as $$
     left join private.project_role(p_project_id, (select auth.uid())) as a on true
 $$;
 
-comment on function public.authorize_project(uuid) is 'The caller''s access to a project, in the authorize_generation shape.';
+comment on function public.authorize_project(uuid) is
+'The caller''s access to a project, in the authorize_generation shape.';
 
 grant execute on function public.authorize_project(uuid) to authenticated;
 
@@ -544,6 +545,7 @@ begin
 end;
 $$;
 
-comment on function public.unshare_generation(uuid, uuid) is 'Users with share permission end a share; access ends at once.';
+comment on function public.unshare_generation(uuid, uuid) is
+'Users with share permission end a share; access ends at once.';
 
 grant execute on function public.unshare_generation(uuid, uuid) to authenticated;

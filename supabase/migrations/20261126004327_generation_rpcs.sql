@@ -147,7 +147,7 @@ end;
 $$;
 
 comment on function public.create_generation(text, text, text, uuid, jsonb, text) is
-'Validates model, prompt, project write access and parameters, then stores the generation and charges for it atomically; idempotent per key.';
+'Validates input and project write access, then stores the generation and its charge together; idempotent.';
 
 grant execute on function public.create_generation(text, text, text, uuid, jsonb, text) to authenticated;
 
@@ -240,7 +240,7 @@ end;
 $$;
 
 comment on function public.record_generation_progress(uuid, public.generation_status, text, jsonb, text) is
-'Service role: moves a generation forward (queued, processing, completed, failed); failure refunds once; finished is final.';
+'Service role: moves a generation forward; failure refunds once; a finished generation stays finished.';
 
 grant execute on function public.record_generation_progress(
     uuid, public.generation_status, text, jsonb, text

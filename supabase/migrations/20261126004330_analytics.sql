@@ -116,7 +116,8 @@ begin
 end;
 $$;
 
-comment on function public.team_usage(uuid, integer) is 'Daily usage of a team''s linked projects, for its members only.';
+comment on function public.team_usage(uuid, integer) is
+'Daily usage of a team''s linked projects, for its members only.';
 
 grant execute on function public.team_usage(uuid, integer) to authenticated;
 
@@ -176,7 +177,8 @@ as $$
     order by s.model_id
 $$;
 
-comment on function public.model_stats() is 'Per-model totals as of the last refresh; the service role reads them for operators.';
+comment on function public.model_stats() is
+'Per-model totals as of the last refresh; the service role reads them for operators.';
 
 grant execute on function public.model_stats() to service_role;
 

@@ -22,6 +22,7 @@ comment on function private.notify_invalidation(text, text) is
 create function private.on_membership_invalidate()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare
@@ -36,7 +37,8 @@ begin
 end;
 $$;
 
-comment on function private.on_membership_invalidate() is 'Membership or role changed: the user''s and team''s answers change.';
+comment on function private.on_membership_invalidate() is
+'Membership or role changed: the user''s and team''s answers change.';
 
 create trigger team_members_invalidate
 after insert or update or delete on public.team_members
@@ -45,6 +47,7 @@ for each row execute function private.on_membership_invalidate();
 create function private.on_project_link_invalidate()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare
@@ -56,7 +59,8 @@ begin
 end;
 $$;
 
-comment on function private.on_project_link_invalidate() is 'A project-team link changed: the project''s answers change.';
+comment on function private.on_project_link_invalidate() is
+'A project-team link changed: the project''s answers change.';
 
 create trigger project_teams_invalidate
 after insert or update or delete on public.project_teams
@@ -65,6 +69,7 @@ for each row execute function private.on_project_link_invalidate();
 create function private.on_project_invalidate()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin
@@ -82,6 +87,7 @@ for each row execute function private.on_project_invalidate();
 create function private.on_generation_invalidate()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin
@@ -99,6 +105,7 @@ for each row execute function private.on_generation_invalidate();
 create function private.on_share_invalidate()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin
@@ -116,6 +123,7 @@ for each row execute function private.on_share_invalidate();
 create function private.on_profile_status_invalidate()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin
@@ -133,6 +141,7 @@ for each row execute function private.on_profile_status_invalidate();
 create function private.on_models_invalidate()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin
@@ -150,6 +159,7 @@ for each statement execute function private.on_models_invalidate();
 create function private.on_session_invalidate()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin
@@ -158,7 +168,8 @@ begin
 end;
 $$;
 
-comment on function private.on_session_invalidate() is 'A session ended (logout, refresh-token replay): its tokens stop working.';
+comment on function private.on_session_invalidate() is
+'A session ended (logout, refresh-token replay): its tokens stop working.';
 
 -- auth.sessions belongs to Supabase Auth; where this role may not add triggers to it, the
 -- app announces the logouts it performs itself and session checks rely on their short TTL

@@ -1,0 +1,73 @@
+# The commands the README shows. Each works from a clean clone; see README.md.
+#   make run    serve the app on $PORT (embedded Postgres when DATABASE_URL is unset)
+#   make test   the whole suite (pytest and pgTAP) on real Postgres and Redis
+#   make db     stand-in (unless Supabase), migrations and seed to $DATABASE_URL
+#   make lint   ruff and sqlfluff
+#   make bench  the benchmark (bench/)
+#   make clean  stop the embedded Postgres, delete local data and caches
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := run
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+VELRO := $(BIN)/velro
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WEB_CONCURRENCY ?= 2
+SQL_DIRS := supabase sql
+
+.PHONY: run test db lint bench clean distclean
+
+# The virtualenv, reinstalled when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+# The pinned Supabase CLI (package.json), for the migration tests.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# With no DATABASE_URL, `velro db url` starts the embedded Postgres and prints its URL.
+run: $(VENV)/.installed
+	url="$${DATABASE_URL:-$$($(VELRO) db url)}"; \
+	DATABASE_URL="$$url" $(VELRO) db apply --seed; \
+	DATABASE_URL="$$url" exec $(BIN)/gunicorn --bind $(HOST):$(PORT) \
+		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads 4 'backend:create_app()'
+
+test: $(VENV)/.installed-dev node_modules/.package-lock.json
+	.ci/ensure-pgtap
+	$(PY) -m pytest
+
+db: $(VENV)/.installed
+	$(VELRO) db apply --seed
+
+# All three run; the target fails if any of them found something.
+lint: $(VENV)/.installed-dev
+	status=0; \
+	$(BIN)/ruff check . || status=1; \
+	$(BIN)/ruff format --check . || status=1; \
+	$(BIN)/sqlfluff lint --processes 0 $(SQL_DIRS) || status=1; \
+	exit $$status
+
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+clean:
+	if [ -x $(VELRO) ]; then $(VELRO) db stop; fi
+	rm -rf .pgdata .media .pytest_cache .ruff_cache velro_backend.egg-info
+	find . -path ./.venv -prune -o -path ./node_modules -prune -o \
+		-name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,189 @@
+"""Generations: create (charged once per Idempotency-Key), list, read, retitle, delete,
+cancel, authorize, and share with teams.
+
+Reads and writes run as the caller through RLS; the RPCs (create_generation,
+cancel_generation, share_generation, ...) check roles in SQL and raise PT4xx, which the
+error handler turns into the status. Submission to FAL.ai is a later step: a new
+generation stays ``pending`` here.
+"""
+
+from __future__ import annotations
+
+import time
+from uuid import UUID
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from psycopg.types.json import Jsonb
+
+from backend.api import schemas
+from backend.api.outcomes import denied_or_missing, documented_errors
+from backend.api.pagination import NEWEST_FIRST, Page
+from backend.auth import require_user
+from backend.db import rpc, user_transaction
+from backend.errors import NotFound
+
+blp = Blueprint("generations", __name__, url_prefix="/api/v1/generations",
+                description="Generations, their authorization and their shares.")
+
+COLUMNS = (
+    "id, owner_id, project_id, model_id, prompt, parameters, title, status, outputs, error,"
+    " cost, created_at, updated_at, completed_at"
+)
+EXISTS = "select 1 from public.generations where id = %s"
+DELETE = "delete from public.generations where id = %s returning id"
+
+# created = the row was inserted by this transaction (now() is the transaction's start), so
+# a replay of an earlier key is told apart without a race between two concurrent retries
+CREATE = (
+    f"select {COLUMNS}, created_at = now() as created"  # noqa: S608
+    " from public.create_generation(p_model_id => %s, p_prompt => %s, p_idempotency_key => %s,"
+    " p_project_id => %s, p_parameters => %s, p_title => %s)"
+)
+
+LIST_FILTERS = {
+    "project_id": "project_id = %s",
+    "status": "status = %s::public.generation_status",
+    "model_id": "model_id = %s",
+}
+
+
+@blp.route("")
+class Generations(MethodView):
+    @require_user
+    @blp.arguments(schemas.IdempotencyKeyHeader, location="headers")
+    @blp.arguments(schemas.GenerationCreateSchema)
+    @blp.response(201, schemas.GenerationSchema, description="Created and charged")
+    @blp.alt_response(200, schema=schemas.GenerationSchema, success=True,
+                      description="A replay: the first generation made with this key; no charge")
+    @documented_errors(blp, 400, 401, 402, 403, 404, 422)
+    def post(self, headers, body):
+        """Start a generation: validates model and parameters, charges its credits.
+
+        It stays ``pending`` until it is submitted to FAL.ai. Creating it in a project needs
+        write (editor) access there. The ``Idempotency-Key`` header makes retries safe.
+        """
+        with user_transaction() as cur:
+            cur.execute(CREATE, (
+                body["model_id"], body["prompt"], headers["idempotency_key"],
+                body.get("project_id"), Jsonb(body["parameters"]), body.get("title"),
+            ))
+            generation = cur.fetchone()
+        return generation, 201 if generation["created"] else 200
+
+    @require_user
+    @blp.arguments(schemas.GenerationListArgs, location="query")
+    @blp.response(200, schemas.GenerationPageSchema)
+    @documented_errors(blp, 400, 401, 422)
+    def get(self, args):
+        """Generations the caller can read, newest first; filter by project, status, model."""
+        page = Page.from_args(args, key=NEWEST_FIRST)
+        filters = [LIST_FILTERS[name] for name in LIST_FILTERS if name in args]
+        values = [args[name] for name in LIST_FILTERS if name in args]
+        where = " and ".join([page.where_sql(), *filters])
+        with user_transaction() as cur:
+            cur.execute(
+                f"select {COLUMNS} from public.generations where {where}"  # noqa: S608
+                f" order by {page.order_sql()} limit %s",
+                (*page.where_params(), *values, page.fetch_size),
+            )
+            return page.result(cur.fetchall())
+
+
+@blp.route("/<uuid:generation_id>")
+class Generation(MethodView):
+    @require_user
+    @blp.response(200, schemas.GenerationSchema)
+    @documented_errors(blp, 401, 404)
+    def get(self, generation_id: UUID):
+        """One generation the caller can read."""
+        with user_transaction() as cur:
+            cur.execute(f"select {COLUMNS} from public.generations where id = %s", (generation_id,))  # noqa: S608
+            generation = cur.fetchone()
+        if generation is None:
+            raise NotFound("generation not found")
+        return generation
+
+    @require_user
+    @blp.arguments(schemas.GenerationUpdateSchema)
+    @blp.response(200, schemas.GenerationSchema)
+    @documented_errors(blp, 401, 403, 404, 422)
+    def patch(self, body, generation_id: UUID):
+        """Retitle a generation (write permission: editor or higher)."""
+        with user_transaction() as cur:
+            cur.execute(
+                f"update public.generations set title = %s where id = %s returning {COLUMNS}",  # noqa: S608
+                (body["title"], generation_id),
+            )
+            generation = cur.fetchone()
+            if generation is None:
+                denied_or_missing(cur, EXISTS, generation_id, "generation")
+            return generation
+
+    @require_user
+    @blp.response(204)
+    @documented_errors(blp, 401, 403, 404)
+    def delete(self, generation_id: UUID):
+        """Delete a generation (delete permission: admin or owner)."""
+        with user_transaction() as cur:
+            cur.execute(DELETE, (generation_id,))
+            if cur.fetchone() is None:
+                denied_or_missing(cur, EXISTS, generation_id, "generation")
+
+
+@blp.route("/<uuid:generation_id>/cancel")
+class Cancel(MethodView):
+    @require_user
+    @blp.response(200, schemas.GenerationSchema)
+    @documented_errors(blp, 401, 403, 404, 409)
+    def post(self, generation_id: UUID):
+        """Cancel a pending or queued generation (write permission); credits are refunded once."""
+        with user_transaction() as cur:
+            return rpc(cur, "public.cancel_generation", p_generation_id=generation_id)[0]
+
+
+@blp.route("/<uuid:generation_id>/authorize")
+class Authorize(MethodView):
+    @require_user
+    @blp.response(200, schemas.AuthorizationSchema)
+    @documented_errors(blp, 401, 404)
+    def post(self, generation_id: UUID):
+        """The caller's access to a generation: granted, method, role, permissions.
+
+        A generation the caller cannot read and one that does not exist get the same
+        answer: ``access_granted: false``.
+        """
+        started = time.perf_counter()
+        with user_transaction() as cur:
+            rows = rpc(cur, "public.authorize_generation", p_generation_id=generation_id)
+        decision = rows[0]["authorize_generation"]
+        decision["response_time_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        decision["cache_hit"] = False
+        return decision
+
+
+@blp.route("/<uuid:generation_id>/share")
+class Share(MethodView):
+    @require_user
+    @blp.arguments(schemas.ShareCreateSchema)
+    @blp.response(200, schemas.ShareSchema)
+    @documented_errors(blp, 401, 403, 404, 422)
+    def put(self, body, generation_id: UUID):
+        """Share with one of the caller's teams at a role (share permission).
+
+        Sharing again with the same team changes the role.
+        """
+        with user_transaction() as cur:
+            return rpc(cur, "public.share_generation", p_generation_id=generation_id,
+                       p_team_id=body["team_id"], p_role=body["role"])[0]
+
+
+@blp.route("/<uuid:generation_id>/share/<uuid:team_id>")
+class Unshare(MethodView):
+    @require_user
+    @blp.response(204)
+    @documented_errors(blp, 401, 403, 404)
+    def delete(self, generation_id: UUID, team_id: UUID):
+        """End a share (share permission); the team's access ends at once."""
+        with user_transaction() as cur:
+            rpc(cur, "public.unshare_generation", p_generation_id=generation_id, p_team_id=team_id)

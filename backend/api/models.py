@@ -1,0 +1,31 @@
+"""The model catalog: public, read as ``anon`` so the same policy serves Supabase clients."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from backend.api import schemas
+from backend.api.anonymous import anon_transaction
+from backend.api.outcomes import documented_errors
+
+CATALOG = (
+    "select id, name, kind::text, credit_cost, parameter_schema from public.models"
+    " where (%(kind)s::public.model_kind is null or kind = %(kind)s::public.model_kind)"
+    " order by kind, credit_cost, id"
+)
+
+blp = Blueprint("models", __name__, url_prefix="/api/v1/models",
+                description="The FAL.ai models offered, their cost and parameters.")
+
+
+@blp.route("")
+class Models(MethodView):
+    @blp.arguments(schemas.ModelListArgs, location="query")
+    @blp.response(200, schemas.ModelListSchema)
+    @documented_errors(blp, 422)
+    def get(self, args):
+        """Enabled models with credit cost and parameter schema; no sign-in needed."""
+        with anon_transaction() as cur:
+            cur.execute(CATALOG, {"kind": args.get("kind")})
+            return {"items": cur.fetchall()}

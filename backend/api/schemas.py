@@ -1,0 +1,334 @@
+"""Marshmallow schemas of the REST resources: what each route reads and what it answers.
+
+They validate input before anything reaches the database (an unknown or malformed field
+is a 422 that names it) and they are the source of the OpenAPI document. Limits mirror
+the table constraints in supabase/migrations so a bad value is refused with a field name
+rather than a generic constraint error. Authorization is never decided here.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from backend.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+TEAM_ROLES = ("viewer", "editor", "admin", "owner")
+SHARE_ROLES = ("viewer", "editor", "admin")  # owner is never granted through a team
+VISIBILITIES = ("private", "team", "public")
+GENERATION_STATUSES = ("pending", "queued", "processing", "completed", "failed", "cancelled")
+CREDIT_KINDS = ("grant", "purchase", "charge", "refund")
+MODEL_KINDS = ("image", "video")
+
+
+def not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+def text(max_length: int, **kwargs) -> fields.String:
+    """A string of 1..max_length characters that is not only whitespace."""
+    return fields.String(
+        validate=[validate.Length(min=1, max=max_length), not_blank], **kwargs
+    )
+
+
+def one_of(choices: tuple[str, ...], **kwargs) -> fields.String:
+    return fields.String(validate=validate.OneOf(choices), **kwargs)
+
+
+# pages -----------------------------------------------------------------------------------
+
+
+class PageArgs(Schema):
+    limit = fields.Integer(
+        load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT),
+        metadata={"description": f"page size, 1 to {MAX_LIMIT}"},
+    )
+    cursor = fields.String(
+        validate=validate.Length(min=1, max=512),
+        metadata={"description": "next_cursor of the previous page"},
+    )
+
+
+def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
+    """A page schema: {"items": [...], "next_cursor": "..." | null}."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "next_cursor": fields.String(
+                allow_none=True, required=True,
+                metadata={"description": "pass as ?cursor= for the next page; null on the last"},
+            ),
+        },
+        name=name,
+    )
+
+
+class UsageArgs(Schema):
+    days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=366))
+
+
+class UsageDaySchema(Schema):
+    day = fields.Date(required=True)
+    generations = fields.Integer(required=True)
+    completed = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    credits_spent = fields.Integer(required=True)
+
+
+class UsageSchema(Schema):
+    days = fields.Integer(required=True)
+    usage = fields.List(
+        fields.Nested(UsageDaySchema), required=True,
+        metadata={"description": "days with activity, oldest first, as of the last refresh"},
+    )
+
+
+class AccessSchema(Schema):
+    access_granted = fields.Boolean(required=True)
+    access_method = one_of(
+        ("direct_ownership", "project_owner", "project_team", "generation_share", "public"),
+        allow_none=True, required=True,
+    )
+    effective_role = one_of(TEAM_ROLES, allow_none=True, required=True)
+    permissions = fields.List(fields.String(), required=True)
+
+
+# projects --------------------------------------------------------------------------------
+
+
+class ProjectCreateSchema(Schema):
+    name = text(200, required=True)
+    description = fields.String(validate=validate.Length(max=2000), allow_none=True)
+    visibility = one_of(VISIBILITIES)
+
+
+class ProjectUpdateSchema(Schema):
+    name = text(200)
+    description = fields.String(validate=validate.Length(max=2000), allow_none=True)
+    visibility = one_of(VISIBILITIES)
+
+    @validates_schema
+    def _something_to_change(self, data, **_kwargs):
+        if not data:
+            raise ValidationError("Give at least one of name, description, visibility.")
+
+
+class ProjectTeamLinkSchema(Schema):
+    access_level = one_of(SHARE_ROLES, load_default="viewer")
+
+
+class ProjectTeamSchema(Schema):
+    project_id = fields.UUID(required=True)
+    team_id = fields.UUID(required=True)
+    access_level = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class ProjectSchema(Schema):
+    id = fields.UUID(required=True)
+    owner_id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    description = fields.String(allow_none=True, required=True)
+    visibility = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class ProjectDetailSchema(ProjectSchema):
+    access = fields.Nested(
+        AccessSchema, required=True, metadata={"description": "the caller's access"}
+    )
+    teams = fields.List(fields.Nested(ProjectTeamSchema), required=True)
+
+
+ProjectPageSchema = page_of(ProjectSchema, "ProjectPage")
+
+
+# generations -----------------------------------------------------------------------------
+
+
+class IdempotencyKeyHeader(Schema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key", required=True, validate=validate.Length(min=1, max=255),
+        metadata={"description": "chosen by the client; a retry with the same key is not charged"},
+    )
+
+
+class GenerationCreateSchema(Schema):
+    model_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    prompt = text(4000, required=True)
+    project_id = fields.UUID(allow_none=True)
+    parameters = fields.Dict(
+        keys=fields.String(), load_default=dict,
+        metadata={"description": "model parameters; GET /api/v1/models lists each model's schema"},
+    )
+    title = fields.String(validate=validate.Length(max=200), allow_none=True)
+
+
+class GenerationListArgs(PageArgs):
+    project_id = fields.UUID()
+    status = one_of(GENERATION_STATUSES)
+    model_id = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class GenerationUpdateSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(max=200), allow_none=True)
+
+
+class GenerationSchema(Schema):
+    id = fields.UUID(required=True)
+    owner_id = fields.UUID(required=True)
+    project_id = fields.UUID(allow_none=True, required=True)
+    model_id = fields.String(required=True)
+    prompt = fields.String(required=True)
+    parameters = fields.Dict(required=True)
+    title = fields.String(allow_none=True, required=True)
+    status = fields.String(required=True)
+    outputs = fields.Raw(required=True, metadata={"description": "output media, once completed"})
+    error = fields.String(allow_none=True, required=True)
+    cost = fields.Integer(required=True, metadata={"description": "credits charged"})
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+    completed_at = fields.DateTime(allow_none=True, required=True)
+
+
+GenerationPageSchema = page_of(GenerationSchema, "GenerationPage")
+
+
+class AuthorizationSchema(AccessSchema):
+    response_time_ms = fields.Float(required=True, metadata={"description": "measured in the app"})
+    cache_hit = fields.Boolean(required=True)
+
+
+class ShareCreateSchema(Schema):
+    team_id = fields.UUID(required=True)
+    role = one_of(SHARE_ROLES, load_default="viewer")
+
+
+class ShareSchema(Schema):
+    generation_id = fields.UUID(required=True)
+    team_id = fields.UUID(required=True)
+    role = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+# teams -----------------------------------------------------------------------------------
+
+
+class TeamCreateSchema(Schema):
+    name = text(100, required=True)
+
+
+class TeamSchema(Schema):
+    id = fields.UUID(required=True)
+    name = fields.String(required=True)
+    owner_id = fields.UUID(required=True)
+    role = fields.String(required=True, metadata={"description": "the caller's role in the team"})
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class TeamDetailSchema(TeamSchema):
+    member_count = fields.Integer(required=True)
+
+
+TeamPageSchema = page_of(TeamSchema, "TeamPage")
+
+
+class MemberSchema(Schema):
+    user_id = fields.UUID(required=True)
+    role = fields.String(required=True)
+    email = fields.String(allow_none=True, required=True)
+    display_name = fields.String(allow_none=True, required=True)
+    joined_at = fields.DateTime(required=True)
+
+
+class MemberListSchema(Schema):
+    items = fields.List(fields.Nested(MemberSchema), required=True)
+
+
+class MembershipSchema(Schema):
+    team_id = fields.UUID(required=True)
+    user_id = fields.UUID(required=True)
+    role = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class TeamPermissionsSchema(Schema):
+    team_id = fields.UUID(required=True)
+    role = fields.String(required=True)
+    permissions = fields.List(fields.String(), required=True)
+
+
+class InviteSchema(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+    role = one_of(SHARE_ROLES, load_default="viewer")
+
+
+class InvitationSchema(Schema):
+    invitation_id = fields.UUID(required=True)
+    team_id = fields.UUID(required=True)
+    email = fields.String(required=True)
+    role = fields.String(required=True)
+    token = fields.String(
+        required=True, metadata={"description": "shown once; only its hash is kept"}
+    )
+    expires_at = fields.DateTime(required=True)
+
+
+class MemberRoleSchema(Schema):
+    role = one_of(TEAM_ROLES, required=True)
+
+
+# credits and models ------------------------------------------------------------------------
+
+
+class CreditTotalsSchema(Schema):
+    credited = fields.Integer(required=True)
+    charged = fields.Integer(required=True)
+    refunded = fields.Integer(required=True)
+    charges = fields.Integer(required=True)
+
+
+class BalanceSchema(Schema):
+    balance = fields.Integer(required=True)
+    plan = fields.String(required=True)
+    totals = fields.Nested(
+        CreditTotalsSchema, allow_none=True, required=True,
+        metadata={"description": "lifetime totals as of the last analytics refresh"},
+    )
+
+
+class TransactionListArgs(PageArgs):
+    kind = one_of(CREDIT_KINDS)
+
+
+class TransactionSchema(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    amount = fields.Integer(required=True)
+    balance_after = fields.Integer(required=True)
+    generation_id = fields.UUID(allow_none=True, required=True)
+    refund_of = fields.Integer(allow_none=True, required=True)
+    note = fields.String(allow_none=True, required=True)
+    created_at = fields.DateTime(required=True)
+
+
+TransactionPageSchema = page_of(TransactionSchema, "TransactionPage")
+
+
+class ModelListArgs(Schema):
+    kind = one_of(MODEL_KINDS)
+
+
+class ModelSchema(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    kind = fields.String(required=True)
+    credit_cost = fields.Integer(required=True)
+    parameter_schema = fields.Dict(required=True)
+
+
+class ModelListSchema(Schema):
+    items = fields.List(fields.Nested(ModelSchema), required=True)

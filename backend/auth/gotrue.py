@@ -1,0 +1,135 @@
+"""/auth/v1: the Supabase Auth (GoTrue) routes, answered by the local provider.
+
+The official Supabase clients sign up, sign in, refresh, read the user and sign out
+against these routes unchanged, so request and response bodies follow GoTrue's JSON,
+errors included: ``{"code": <status>, "error_code": "<code>", "msg": "<sentence>"}``.
+Registered only when AUTH_MODE=local.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from backend.auth.guard import VERIFIER, AuthContext, bearer_token
+from backend.auth.provider import AuthFailure
+from backend.auth.routes import provider
+from backend.db import session_is_live
+from backend.errors import InvalidToken
+from backend.request_id import request_id
+
+SIGNER = "velro.token_signer"
+
+blp = Blueprint("gotrue", __name__, url_prefix="/auth/v1")
+
+
+@blp.post("/signup")
+def signup():
+    body = _json_body()
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    session = _local().sign_up(_text(body, "email"), _text(body, "password"), data)
+    return jsonify(session.as_gotrue())
+
+
+@blp.post("/token")
+def token():
+    grant_type = request.args.get("grant_type")
+    body = _json_body()
+    if grant_type == "password":
+        session = _local().sign_in(_text(body, "email"), _text(body, "password"))
+    elif grant_type == "refresh_token":
+        session = _local().refresh(_text(body, "refresh_token"))
+    else:
+        raise AuthFailure(400, "validation_failed", "unsupported_grant_type")
+    return jsonify(session.as_gotrue())
+
+
+@blp.post("/logout")
+def logout():
+    auth = _authenticated()
+    _local().sign_out(auth, request.args.get("scope", "global"))
+    return "", 204
+
+
+@blp.get("/user")
+def user():
+    auth = _authenticated()
+    found = _local().get_user(auth.user_id)
+    if found is None:
+        raise AuthFailure(403, "user_not_found", "User from sub claim in JWT does not exist")
+    return jsonify(found)
+
+
+@blp.get("/.well-known/jwks.json")
+def jwks():
+    response = jsonify(current_app.extensions[SIGNER].public_jwks())
+    response.headers["Cache-Control"] = "public, max-age=600"
+    return response
+
+
+@blp.errorhandler(HTTPException)
+def gotrue_error(error: HTTPException):
+    """Every error under /auth/v1 in GoTrue's shape, which the clients parse."""
+    if isinstance(error, AuthFailure):
+        status, code, message, extra = error.code, error.error, error.description, error.extra
+    elif error.code == 500:
+        return _unexpected_failure(error.original_exception or error)
+    else:
+        status, code, message, extra = error.code, _code_for(error), error.description, {}
+    return jsonify({"code": status, "error_code": code, "msg": message, **extra}), status
+
+
+@blp.errorhandler(psycopg.Error)
+def gotrue_database_error(error: psycopg.Error):
+    return _unexpected_failure(error)
+
+
+def _unexpected_failure(error: BaseException):
+    current_app.logger.error("unhandled error [request_id=%s]", request_id(), exc_info=error)
+    status = 503 if isinstance(error, psycopg.OperationalError) else 500
+    body = {"code": status, "error_code": "unexpected_failure", "msg": "Unexpected failure"}
+    return jsonify(body), status
+
+
+def _code_for(error: HTTPException) -> str:
+    return {413: "request_too_large", 404: "not_found", 405: "method_not_allowed"}.get(
+        error.code, "validation_failed"
+    )
+
+
+def _local():
+    return provider()
+
+
+def _authenticated() -> AuthContext:
+    token = bearer_token()
+    if token is None:
+        raise AuthFailure(401, "no_authorization", "This endpoint requires a Bearer token")
+    try:
+        claims = current_app.extensions[VERIFIER].verify(token)
+    except InvalidToken as error:
+        raise AuthFailure(403, "bad_jwt", f"invalid JWT: {error.description}") from None
+    if not session_is_live(claims):
+        raise AuthFailure(
+            403, "session_not_found", "Session from session_id claim in JWT does not exist"
+        )
+    return AuthContext(token=token, claims=claims)
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise AuthFailure(400, "bad_json", "Could not parse request body as JSON")
+    return body
+
+
+def _text(body: dict, name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise AuthFailure(
+            400, "bad_json", f"Could not parse request body as JSON: {name} must be a string"
+        )
+    return value

@@ -1,0 +1,95 @@
+"""Who is calling: ``require_user`` for views, ``current_user()`` inside them.
+
+    from backend.auth import require_user, current_user
+
+    @blp.get("/projects/<uuid:project_id>")
+    @require_user                          # right under the route: 401 comes before 422
+    @blp.response(200, ProjectSchema)
+    def get_project(project_id):
+        user = current_user()              # AuthContext: .user_id, .email, .claims, .token
+        with user_transaction() as cur:    # runs as this user, through RLS
+            ...
+
+A missing, malformed, expired or forged token, or one whose session was logged out,
+answers 401 ``invalid_token`` with ``WWW-Authenticate: Bearer``. The session check rides
+along with the view's first ``user_transaction``; a view that never opens one gets a
+separate check before its answer goes out. ``require_user`` also marks the route as
+needing the bearer scheme in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import dataclass
+
+from flask import current_app, g, request
+from flask_smorest import Blueprint
+
+from backend.db import session_is_live
+from backend.errors import InvalidToken
+
+VERIFIER = "velro.token_verifier"
+BEARER_SCHEME = "bearerAuth"
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """The verified caller: their token and its claims."""
+
+    token: str
+    claims: dict
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return uuid.UUID(self.claims["sub"])
+
+    @property
+    def session_id(self) -> uuid.UUID:
+        return uuid.UUID(self.claims["session_id"])
+
+    @property
+    def email(self) -> str | None:
+        return self.claims.get("email")
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def verify_token(token: str) -> dict:
+    """Verified claims of a token (signature and claims only; no session check)."""
+    return current_app.extensions[VERIFIER].verify(token)
+
+
+def authenticate() -> AuthContext:
+    """Verify the request's bearer token and remember the caller on ``g.auth``."""
+    token = bearer_token()
+    if token is None:
+        raise InvalidToken("Send a bearer token: Authorization: Bearer <access_token>.")
+    g.auth = AuthContext(token=token, claims=verify_token(token))
+    g.session_confirmed = False
+    return g.auth
+
+
+def current_user() -> AuthContext:
+    """The caller of a ``require_user`` view."""
+    return g.auth
+
+
+def require_user(view):
+    """Refuse the request with 401 unless it carries a valid token of a live session."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        auth = authenticate()
+        result = view(*args, **kwargs)
+        if not g.get("session_confirmed") and not session_is_live(auth.claims):
+            raise InvalidToken("This session has ended; sign in again.")
+        return result
+
+    return Blueprint.doc(security=[{BEARER_SCHEME: []}])(wrapper)

@@ -1,0 +1,108 @@
+"""/api/v1/auth: sign up, sign in, refresh, sign out and "who am I", for either provider."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from backend.auth.guard import current_user, require_user
+from backend.auth.provider import AuthFailure
+from backend.auth.schemas import (
+    CredentialsSchema,
+    LogoutSchema,
+    ProfileSchema,
+    RefreshSchema,
+    SessionSchema,
+    SignupSchema,
+)
+from backend.db import confirm_session, user_transaction
+from backend.errors import ApiError, InvalidToken, NotFound
+
+PROVIDER = "velro.auth_provider"
+
+blp = Blueprint(
+    "auth", __name__, url_prefix="/api/v1/auth", description="Sign-up, sign-in and sessions"
+)
+
+# GoTrue's codes that read better with another status in our API
+STATUS_OVERRIDES = {
+    "invalid_credentials": 401,
+    "refresh_token_not_found": 401,
+    "refresh_token_already_used": 401,
+    "user_already_exists": 409,
+    "email_exists": 409,
+}
+
+
+def provider():
+    return current_app.extensions[PROVIDER]
+
+
+def _ours(failure: AuthFailure) -> ApiError:
+    status = STATUS_OVERRIDES.get(failure.error, failure.code)
+    if status == 401:
+        return InvalidToken(failure.description, error=failure.error)
+    return ApiError(failure.description, status=status, error=failure.error)
+
+
+@blp.post("/signup")
+@blp.arguments(SignupSchema)
+@blp.response(201, SessionSchema)
+def signup(body):
+    """Create an account and sign in."""
+    data = {"display_name": body["display_name"]} if body.get("display_name") else {}
+    try:
+        return provider().sign_up(body["email"], body["password"], data).as_gotrue()
+    except AuthFailure as failure:
+        raise _ours(failure) from None
+
+
+@blp.post("/login")
+@blp.arguments(CredentialsSchema)
+@blp.response(200, SessionSchema)
+def login(body):
+    """Sign in with email and password."""
+    try:
+        return provider().sign_in(body["email"], body["password"]).as_gotrue()
+    except AuthFailure as failure:
+        raise _ours(failure) from None
+
+
+@blp.post("/refresh")
+@blp.arguments(RefreshSchema)
+@blp.response(200, SessionSchema)
+def refresh(body):
+    """Trade a refresh token (single use) for a new session."""
+    try:
+        return provider().refresh(body["refresh_token"]).as_gotrue()
+    except AuthFailure as failure:
+        raise _ours(failure) from None
+
+
+@blp.post("/logout")
+@require_user
+@blp.arguments(LogoutSchema, location="query")
+@blp.response(204)
+def logout(query):
+    """End this session (or all, or all others): its tokens stop working at once."""
+    confirm_session()  # before the provider deletes it, so a live session gets its 204
+    try:
+        provider().sign_out(current_user(), query["scope"])
+    except AuthFailure as failure:
+        raise _ours(failure) from None
+
+
+@blp.get("/me")
+@require_user
+@blp.response(200, ProfileSchema)
+def me():
+    """The caller's profile, read through row-level security."""
+    with user_transaction() as cur:
+        cur.execute(
+            "select id, email, display_name, status, credits, plan, created_at, updated_at"
+            " from public.profiles where id = (select auth.uid())"
+        )
+        profile = cur.fetchone()
+    if profile is None:
+        raise NotFound("No profile for this user.")
+    return profile

@@ -1,0 +1,65 @@
+"""Request and response schemas of /api/v1/auth (they also document the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from backend.auth.provider import SIGN_OUT_SCOPES
+
+
+class CredentialsSchema(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=255))
+    password = fields.String(required=True, load_only=True)
+
+    @validates("password")
+    def _password_length(self, value: str, **_kwargs) -> None:
+        minimum = current_app.config["SETTINGS"].PASSWORD_MIN_LENGTH
+        if len(value) < minimum:
+            raise ValidationError(f"Use at least {minimum} characters.")
+        if len(value.encode()) > 72:
+            raise ValidationError("Use at most 72 bytes.")
+
+
+class SignupSchema(CredentialsSchema):
+    display_name = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class RefreshSchema(Schema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class LogoutSchema(Schema):
+    scope = fields.String(
+        load_default="local",
+        validate=validate.OneOf(SIGN_OUT_SCOPES),
+        metadata={"description": "local: this session; others: all but this one; global: all"},
+    )
+
+
+class UserSchema(Schema):
+    id = fields.UUID()
+    email = fields.String()
+    role = fields.String()
+    created_at = fields.String()
+    last_sign_in_at = fields.String(allow_none=True)
+
+
+class SessionSchema(Schema):
+    access_token = fields.String(allow_none=True)
+    token_type = fields.String()
+    expires_in = fields.Integer(allow_none=True)
+    expires_at = fields.Integer(allow_none=True)
+    refresh_token = fields.String(allow_none=True)
+    user = fields.Nested(UserSchema)
+
+
+class ProfileSchema(Schema):
+    id = fields.UUID()
+    email = fields.String()
+    display_name = fields.String(allow_none=True)
+    status = fields.String()
+    credits = fields.Integer()
+    plan = fields.String()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()

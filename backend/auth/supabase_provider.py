@@ -1,0 +1,75 @@
+"""The supabase auth provider: the same operations, answered by Supabase Auth (GoTrue).
+
+Each call uses a fresh ``SyncGoTrueClient`` from the official ``supabase_auth`` package
+(its session state is per-client, so clients are never shared between requests) over one
+shared HTTP connection pool. GoTrue's errors come back as ``AuthFailure`` with GoTrue's
+status and code; an unreachable Supabase is a 503.
+"""
+
+from __future__ import annotations
+
+import httpx
+from supabase_auth import SyncGoTrueClient
+from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
+
+from backend.auth.provider import SIGN_OUT_SCOPES, AuthFailure, Session
+from backend.config import Settings
+from backend.errors import Unavailable
+
+
+class SupabaseProvider:
+    def __init__(self, settings: Settings, http: httpx.Client):
+        self._url = f"{settings.SUPABASE_URL.rstrip('/')}/auth/v1"
+        self._key = settings.SUPABASE_ANON_KEY
+        self._http = http
+
+    def sign_up(self, email: str, password: str, data: dict | None = None) -> Session:
+        credentials = {"email": email, "password": password, "options": {"data": data or {}}}
+        response = self._call(lambda client: client.sign_up(credentials))
+        return _session(response.session, response.user)
+
+    def sign_in(self, email: str, password: str) -> Session:
+        credentials = {"email": email, "password": password}
+        response = self._call(lambda client: client.sign_in_with_password(credentials))
+        return _session(response.session, response.user)
+
+    def refresh(self, refresh_token: str) -> Session:
+        response = self._call(lambda client: client.refresh_session(refresh_token))
+        return _session(response.session, response.user)
+
+    def sign_out(self, auth, scope: str = "global") -> None:
+        if scope not in SIGN_OUT_SCOPES:
+            raise AuthFailure(
+                400, "validation_failed", f"scope must be one of {', '.join(SIGN_OUT_SCOPES)}"
+            )
+        self._call(lambda client: client.admin.sign_out(auth.token, scope))
+
+    def _call(self, operation):
+        client = SyncGoTrueClient(
+            url=self._url,
+            headers={"apikey": self._key, "Authorization": f"Bearer {self._key}"},
+            http_client=self._http,
+            auto_refresh_token=False,
+            persist_session=False,
+        )
+        try:
+            return operation(client)
+        except AuthApiError as error:
+            raise AuthFailure(error.status, error.code or "auth_error", error.message) from None
+        except AuthRetryableError as error:
+            raise Unavailable(f"Supabase Auth is unreachable: {error.message}") from None
+        except AuthError as error:
+            raise AuthFailure(400, error.code or "auth_error", error.message) from None
+
+
+def _session(session, user) -> Session:
+    user_json = user.model_dump(mode="json") if user else {}
+    if session is None:  # sign-up with email confirmation on: no session yet
+        return Session(None, None, None, None, user_json)
+    return Session(
+        session.access_token,
+        session.refresh_token,
+        session.expires_in,
+        session.expires_at,
+        session.user.model_dump(mode="json"),
+    )

@@ -1,0 +1,218 @@
+"""Supabase-shaped JWTs: verifying them (HS256 secret, ES256/RS256 by kid) and signing them.
+
+Verification picks the key by the header: HS256 uses ``JWT_SECRET``; ES256 and RS256 use
+the key whose ``kid`` matches, from the local provider's own key or from ``JWKS_URL``
+(``RemoteKeySet``). An unknown kid refetches the JWKS, at most once per
+``JWKS_MIN_REFETCH_SECONDS``, so a rotation is picked up at once and a flood of made-up
+kids cannot hammer the key server. Claims checked: signature, ``exp`` (with leeway),
+``iss``, ``aud``, ``sub`` (a UUID), ``role`` = authenticated, and a ``session_id``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from backend.config import Settings
+from backend.errors import InvalidToken
+
+log = logging.getLogger(__name__)
+
+KEY_TYPES = {"ES256": "EC", "RS256": "RSA"}
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss", "role", "session_id"]
+
+
+class RemoteKeySet:
+    """Public keys from a JWKS URL, cached, refetched on an unknown kid (rate-limited)."""
+
+    def __init__(
+        self, url: str, http: httpx.Client, cache_seconds: float, min_refetch_seconds: float
+    ):
+        self.url = url
+        self._http = http
+        self._cache_seconds = cache_seconds
+        self._min_refetch_seconds = min_refetch_seconds
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self, kid: str) -> jwt.PyJWK | None:
+        age = time.monotonic() - self._fetched_at
+        if kid not in self._keys or age > self._cache_seconds:
+            self._refetch()
+        return self._keys.get(kid)
+
+    def _refetch(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._fetched_at < self._min_refetch_seconds:
+                return
+            self._fetched_at = time.monotonic()
+            try:
+                response = self._http.get(self.url, timeout=5.0)
+                response.raise_for_status()
+                self._keys = parse_jwks(response.json())
+            except (httpx.HTTPError, ValueError) as error:
+                # keep the keys we have: a key server hiccup must not sign everyone out
+                log.warning("could not fetch JWKS from %s: %s", self.url, error)
+
+
+def parse_jwks(document: dict) -> dict[str, jwt.PyJWK]:
+    keys = {}
+    for entry in document.get("keys", []):
+        if "kid" not in entry or entry.get("use", "sig") != "sig":
+            continue
+        try:
+            keys[entry["kid"]] = jwt.PyJWK(entry)
+        except jwt.PyJWTError:
+            continue  # an algorithm we do not accept; other keys still count
+    return keys
+
+
+class TokenVerifier:
+    """Turns a bearer token into verified claims or raises InvalidToken (401)."""
+
+    def __init__(
+        self, settings: Settings, local_keys: dict[str, jwt.PyJWK], remote: RemoteKeySet | None
+    ):
+        self._settings = settings
+        self._local_keys = local_keys
+        self._remote = remote
+
+    def verify(self, token: str) -> dict:
+        header = _unverified_header(token)
+        algorithm = header.get("alg")
+        key = self._key_for(algorithm, header.get("kid"))
+        claims = self._decode(token, key, algorithm)
+        _check_subject(claims)
+        return claims
+
+    def _key_for(self, algorithm: str, kid: str | None):
+        if algorithm == "HS256":
+            return self._settings.JWT_SECRET
+        if algorithm not in KEY_TYPES:
+            raise InvalidToken(f"Tokens signed with {algorithm!r} are not accepted.")
+        if not kid:
+            raise InvalidToken("The token has no key id (kid).")
+        key = self._local_keys.get(kid) or (self._remote.get(kid) if self._remote else None)
+        if key is None:
+            raise InvalidToken("The token was signed with an unknown key.")
+        if key.key_type != KEY_TYPES[algorithm]:
+            raise InvalidToken("The token's algorithm does not match its key.")
+        return key.key
+
+    def _decode(self, token: str, key, algorithm: str) -> dict:
+        s = self._settings
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=s.JWT_AUDIENCE,
+                issuer=s.issuer,
+                leeway=s.JWT_LEEWAY,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("The token has expired; refresh the session.") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("The token is for another audience.") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("The token was issued by someone we do not trust.") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise InvalidToken(f"The token has no {error.claim!r} claim.") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("The token's signature or claims are not valid.") from None
+
+
+def _unverified_header(token: str) -> dict:
+    # Only picks the key; jwt.decode then checks the whole token. Parsing the header here
+    # rather than with jwt.get_unverified_header saves a second pass over the token.
+    try:
+        header = json.loads(jwt.utils.base64url_decode(token.split(".", 1)[0]))
+    except (ValueError, TypeError):
+        header = None
+    if not isinstance(header, dict) or token.count(".") != 2:
+        raise InvalidToken("The token is not a well-formed JWT.")
+    return header
+
+
+def _check_subject(claims: dict) -> None:
+    if claims.get("role") != "authenticated":
+        raise InvalidToken("The token is not a signed-in user's token.")
+    try:
+        uuid.UUID(str(claims["sub"]))
+        uuid.UUID(str(claims["session_id"]))
+    except ValueError:
+        raise InvalidToken("The token's subject or session is not a UUID.") from None
+
+
+class TokenSigner:
+    """Signs the local provider's access tokens: HS256, or JWT_PRIVATE_KEY (ES256/RS256)."""
+
+    def __init__(self, settings: Settings):
+        self._secret = settings.JWT_SECRET
+        self._private_key = None
+        self.algorithm, self.kid = "HS256", None
+        if settings.JWT_PRIVATE_KEY:
+            self._private_key = load_private_key(settings.JWT_PRIVATE_KEY)
+            self.algorithm = (
+                "ES256" if isinstance(self._private_key, ec.EllipticCurvePrivateKey) else "RS256"
+            )
+            self.kid = settings.JWT_KEY_ID or key_thumbprint(
+                public_jwk(self._private_key.public_key())
+            )
+
+    def sign(self, claims: dict) -> str:
+        if self._private_key is None:
+            return jwt.encode(claims, self._secret, algorithm="HS256")
+        return jwt.encode(
+            claims, self._private_key, algorithm=self.algorithm, headers={"kid": self.kid}
+        )
+
+    def public_jwks(self) -> dict:
+        """What /auth/v1/.well-known/jwks.json serves (empty with HS256, as GoTrue does)."""
+        if self._private_key is None:
+            return {"keys": []}
+        entry = public_jwk(self._private_key.public_key())
+        entry.update(kid=self.kid, alg=self.algorithm, use="sig", key_ops=["verify"])
+        return {"keys": [entry]}
+
+    def verification_keys(self) -> dict[str, jwt.PyJWK]:
+        return parse_jwks(self.public_jwks())
+
+
+def load_private_key(pem: str):
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except ValueError:
+        raise ValueError("JWT_PRIVATE_KEY is not an unencrypted PEM private key") from None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
+        return key
+    raise ValueError("JWT_PRIVATE_KEY must be an EC P-256 key (ES256) or an RSA key of 2048+ bits")
+
+
+def public_jwk(public_key) -> dict:
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return ECAlgorithm.to_jwk(public_key, as_dict=True)
+    return RSAAlgorithm.to_jwk(public_key, as_dict=True)
+
+
+def key_thumbprint(jwk: dict) -> str:
+    """RFC 7638 thumbprint: a stable kid derived from the key itself."""
+    members = ("crv", "kty", "x", "y") if jwk["kty"] == "EC" else ("e", "kty", "n")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

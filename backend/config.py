@@ -1,0 +1,179 @@
+"""Configuration: every setting in one place, read once at start and validated.
+
+Precedence is argument > environment > default: ``create_app({"DATABASE_URL": ...})``
+overrides the environment, which overrides the defaults in ``Settings``. Values are
+parsed to their field's type; a bad value stops the app with a message that says which
+variable is wrong and how to fix it. In production (``APP_ENV=production``) the app
+also refuses a missing or default JWT secret, debug mode, and the simulated FAL provider.
+
+To add a setting: add a field to ``Settings`` (its name is the environment variable),
+with a default and a one-line comment, and a row in the README's configuration table.
+The validated settings are at ``app.config["SETTINGS"]`` and ``backend.config.settings()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
+
+from flask import current_app
+
+# The Supabase CLI's well-known local secret: fine on a laptop, refused in production.
+DEFAULT_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
+
+APP_ENVS = ("development", "test", "production")
+AUTH_MODES = ("local", "supabase")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable app; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    APP_ENV: str = "development"  # development, test or production
+    DEBUG: bool = False  # Flask debug mode; refused in production
+    LOG_LEVEL: str = "INFO"
+    PUBLIC_URL: str = "http://localhost:8000"  # how clients reach this app; the token issuer
+    MAX_CONTENT_LENGTH: int = 1_048_576  # largest request body accepted, in bytes
+
+    DATABASE_URL: str | None = None  # postgresql:// URL; the app connects as its user
+    DB_POOL_MIN_SIZE: int = 2
+    DB_POOL_MAX_SIZE: int = 10
+    DB_POOL_TIMEOUT: float = 5.0  # seconds to wait for a free connection before a 503
+    DB_STATEMENT_TIMEOUT_MS: int = 5000  # a longer query is cancelled and answers 503
+
+    REDIS_URL: str | None = None  # shared cache and rate limits; none means in-process only
+    FAL_KEY: str | None = None  # FAL.ai API key; none means the simulated provider
+
+    AUTH_MODE: str = "local"  # local (embedded auth in auth.users) or supabase (Supabase Auth)
+    JWT_SECRET: str = DEFAULT_JWT_SECRET  # HS256 secret (Supabase's legacy JWT secret)
+    JWT_PRIVATE_KEY: str | None = None  # PEM (EC P-256 or RSA): the local provider signs with it
+    JWT_KEY_ID: str | None = None  # kid for JWT_PRIVATE_KEY; default derived from the key
+    JWT_EXPIRY: int = 3600  # access token lifetime, seconds
+    JWT_LEEWAY: int = 30  # clock skew tolerated on exp/iat, seconds
+    JWT_AUDIENCE: str = "authenticated"
+    JWT_ISSUER: str | None = None  # default <PUBLIC_URL>/auth/v1, or <SUPABASE_URL>/auth/v1
+    JWKS_URL: str | None = None  # trusted JWKS for ES256/RS256 tokens; supabase mode defaults it
+    JWKS_CACHE_SECONDS: int = 600  # how long fetched keys are trusted before a refetch
+    JWKS_MIN_REFETCH_SECONDS: float = 10.0  # an unknown kid refetches at most this often
+    PASSWORD_MIN_LENGTH: int = 8
+
+    SUPABASE_URL: str | None = None  # https://<project>.supabase.co (AUTH_MODE=supabase)
+    SUPABASE_ANON_KEY: str | None = None  # the project's anon (publishable) key
+
+    @property
+    def is_production(self) -> bool:
+        return self.APP_ENV == "production"
+
+    @property
+    def issuer(self) -> str:
+        if self.JWT_ISSUER:
+            return self.JWT_ISSUER
+        base = self.SUPABASE_URL if self.AUTH_MODE == "supabase" else self.PUBLIC_URL
+        return f"{base.rstrip('/')}/auth/v1"
+
+    @property
+    def jwks_url(self) -> str | None:
+        if self.JWKS_URL or self.AUTH_MODE != "supabase":
+            return self.JWKS_URL
+        return f"{self.SUPABASE_URL.rstrip('/')}/auth/v1/.well-known/jwks.json"
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ=None) -> Settings:
+    """Build Settings from overrides > environment > defaults, then validate them."""
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    types = get_type_hints(Settings)
+    values = {}
+    for name in known:
+        if name in overrides:
+            values[name] = overrides[name]
+        elif environ.get(name, "") != "":
+            values[name] = _parse(name, environ[name], types[name])
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def _parse(name: str, raw: str, kind) -> Any:
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r} is not a boolean; use true or false")
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    return raw
+
+
+def validate(settings: Settings) -> None:
+    """Refuse settings the app cannot run with, naming the variable to fix."""
+    problems = _general_problems(settings)
+    if settings.is_production:
+        problems += _production_problems(settings)
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _general_problems(s: Settings) -> list[str]:
+    problems = []
+    if s.APP_ENV not in APP_ENVS:
+        problems.append(f"APP_ENV={s.APP_ENV!r}: use one of {', '.join(APP_ENVS)}")
+    if s.LOG_LEVEL.upper() not in LOG_LEVELS:
+        problems.append(f"LOG_LEVEL={s.LOG_LEVEL!r}: use one of {', '.join(LOG_LEVELS)}")
+    if s.AUTH_MODE not in AUTH_MODES:
+        problems.append(f"AUTH_MODE={s.AUTH_MODE!r}: use one of {', '.join(AUTH_MODES)}")
+    if not s.DATABASE_URL:
+        problems.append("DATABASE_URL is not set: give a postgresql:// URL (make run starts one)")
+    if not 1 <= s.DB_POOL_MIN_SIZE <= s.DB_POOL_MAX_SIZE:
+        problems.append("DB_POOL_MIN_SIZE must be at least 1 and at most DB_POOL_MAX_SIZE")
+    if len(s.JWT_SECRET) < 32:
+        problems.append("JWT_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+    if s.AUTH_MODE == "supabase" and not (s.SUPABASE_URL and s.SUPABASE_ANON_KEY):
+        problems.append("AUTH_MODE=supabase needs SUPABASE_URL and SUPABASE_ANON_KEY")
+    if s.JWT_EXPIRY < 60 or s.JWT_LEEWAY < 0 or s.MAX_CONTENT_LENGTH < 1024:
+        problems.append(
+            "JWT_EXPIRY >= 60, JWT_LEEWAY >= 0 and MAX_CONTENT_LENGTH >= 1024 are required"
+        )
+    return problems
+
+
+def _production_problems(s: Settings) -> list[str]:
+    problems = []
+    if s.JWT_SECRET == DEFAULT_JWT_SECRET:
+        problems.append("JWT_SECRET is the public default: set your project's secret")
+    if s.DEBUG:
+        problems.append("DEBUG is on: debug mode must be off in production")
+    if not s.FAL_KEY:
+        problems.append("FAL_KEY is not set: production refuses the simulated FAL provider")
+    if not s.PUBLIC_URL.startswith("https://"):
+        problems.append("PUBLIC_URL must be an https:// URL in production")
+    return problems
+
+
+def settings() -> Settings:
+    """The current app's validated settings."""
+    return current_app.config["SETTINGS"]
+
+
+def replace(s: Settings, **changes) -> Settings:
+    """A copy with some settings changed, validated again (handy in tests)."""
+    updated = dataclasses.replace(s, **changes)
+    validate(updated)
+    return updated

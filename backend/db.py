@@ -1,0 +1,229 @@
+"""Database access: one connection pool and three ways to run a transaction.
+
+Use exactly one of these per unit of work; each yields a psycopg cursor with dict rows,
+commits when the block ends and rolls back on an exception::
+
+    from backend.db import user_transaction, service_transaction, rpc
+
+    with user_transaction() as cur:            # as the signed-in caller, through RLS
+        cur.execute("select id, name from public.projects order by created_at desc limit %s", (20,))
+        rows = cur.fetchall()
+        result = rpc(cur, "public.authorize_generation", p_generation_id=generation_id)
+
+    with service_transaction() as cur:         # system work only: webhooks, refunds, refreshes
+        rpc(cur, "private.audit", p_event="fal.webhook", p_actor_id=None)
+
+``user_transaction`` does what PostgREST does for each request: in one transaction it sets
+``role`` to ``authenticated`` and ``request.jwt.claims`` to the caller's verified claims,
+so ``auth.uid()`` and every RLS policy decide, never Python. The preamble goes out in the
+same round trip as the first query (pipeline mode), and the check that the token's
+session still exists rides along with it: a logged-out session gets 401 before anything
+commits. ``owner_transaction`` runs as the URL's own role and is for the local auth
+provider's writes to ``auth.*`` and for operator tasks.
+
+The pool (``app.extensions["velro.db"]``) checks a connection that sat idle before lending
+it and replaces dropped ones; every connection has the configured statement timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from flask import Flask, current_app, g, has_app_context
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from backend.config import Settings
+from backend.errors import InvalidToken
+
+EXTENSION = "velro.db"
+
+SET_ROLE_AND_CLAIMS = (
+    "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)"
+)
+SESSION_IS_LIVE = (
+    "select exists (select 1 from auth.sessions where id = %s and user_id = %s"
+    " and (not_after is null or not_after > now())) as live"
+)
+
+
+# A checkout checks its connection (one round trip) only after the connection sat idle for
+# a while, which is when poolers, firewalls and restarts drop connections; a connection in
+# steady use skips the check. A connection that breaks anyway is discarded on return.
+CHECK_AFTER_IDLE_SECONDS = 1.0
+
+
+class Database:
+    """The connection pool; one per app."""
+
+    def __init__(self, settings: Settings):
+        self._returned_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.pool = ConnectionPool(
+            conninfo=settings.DATABASE_URL,
+            min_size=settings.DB_POOL_MIN_SIZE,
+            max_size=settings.DB_POOL_MAX_SIZE,
+            timeout=settings.DB_POOL_TIMEOUT,
+            check=self._check_if_idle,
+            reset=self._note_return,
+            kwargs={
+                "row_factory": dict_row,
+                "application_name": "velro",
+                "autocommit": True,
+                "options": f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS}",
+            },
+            name="velro",
+            open=False,
+        )
+
+    def _note_return(self, conn: psycopg.Connection) -> None:
+        self._returned_at[conn] = time.monotonic()
+
+    def _check_if_idle(self, conn: psycopg.Connection) -> None:
+        returned = self._returned_at.get(conn)
+        if returned is None or time.monotonic() - returned > CHECK_AFTER_IDLE_SECONDS:
+            ConnectionPool.check_connection(conn)
+
+    def open(self) -> None:
+        self.pool.open(wait=False)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def init_app(app: Flask) -> None:
+    database = Database(app.config["SETTINGS"])
+    database.open()
+    app.extensions[EXTENSION] = database
+
+
+def pool() -> ConnectionPool:
+    return current_app.extensions[EXTENSION].pool
+
+
+@contextmanager
+def user_transaction(claims: dict | None = None) -> Iterator[psycopg.Cursor]:
+    """A transaction as the caller (role authenticated, their JWT claims), like PostgREST.
+
+    ``claims`` defaults to the current request's verified token (``require_user``).
+    """
+    if claims is None:
+        claims = g.auth.claims
+    with _role_transaction("authenticated", claims, check_session=True) as cur:
+        yield cur
+
+
+@contextmanager
+def service_transaction() -> Iterator[psycopg.Cursor]:
+    """A transaction as service_role (bypasses RLS): system work, never a user's read."""
+    confirm_session()
+    with _role_transaction("service_role", {"role": "service_role"}, check_session=False) as cur:
+        yield cur
+
+
+@contextmanager
+def _role_transaction(role: str, claims: dict, check_session: bool) -> Iterator[psycopg.Cursor]:
+    # Pipeline mode: begin, the session check and the preamble are sent with the caller's
+    # first query in one round trip; commit is the second. Connections are in autocommit
+    # mode, so begin/commit are ours to send.
+    with pool().connection() as conn, conn.pipeline():
+        conn.execute("begin")
+        liveness = _queue_session_check(conn, claims) if check_session else None
+        conn.execute(SET_ROLE_AND_CLAIMS, (role, json.dumps(claims)))
+        try:
+            with conn.cursor() as cur:
+                yield cur
+        except BaseException as error:
+            _rollback(conn)
+            if isinstance(error, Exception):
+                _refuse_dead_session(liveness, cause=error)
+            raise
+        try:
+            _refuse_dead_session(liveness)
+        except InvalidToken:
+            _rollback(conn)
+            raise
+        conn.execute("commit")
+
+
+@contextmanager
+def owner_transaction() -> Iterator[psycopg.Cursor]:
+    """A transaction as the connection's own role: the local auth provider and operators."""
+    confirm_session()
+    with pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+        yield cur
+
+
+def rpc(cur: psycopg.Cursor, function: str, **arguments: Any) -> list[dict]:
+    """Call a SQL function by its qualified name with named arguments; return its rows.
+
+    ``rpc(cur, "public.grant_credits", p_user_id=uid, p_amount=10)`` runs
+    ``select * from public.grant_credits(p_user_id => %s, p_amount => %s)``.
+    """
+    schema, name = function.split(".", 1)
+    named = sql.SQL(", ").join(
+        sql.SQL("{} => {}").format(sql.Identifier(key), sql.Placeholder()) for key in arguments
+    )
+    query = sql.SQL("select * from {}.{}({})").format(
+        sql.Identifier(schema), sql.Identifier(name), named
+    )
+    cur.execute(query, tuple(arguments.values()))
+    return cur.fetchall()
+
+
+def session_is_live(claims: dict) -> bool:
+    """Whether the token's session still exists (logout deletes it)."""
+    with pool().connection() as conn:
+        row = conn.execute(
+            SESSION_IS_LIVE, (claims.get("session_id"), claims.get("sub"))
+        ).fetchone()
+    return bool(row and row["live"])
+
+
+def confirm_session() -> None:
+    """Before system work on a signed-in user's behalf, make sure their session still lives.
+
+    ``user_transaction`` checks in its own round trip; other transactions call this so
+    that nothing is written for a token whose session was logged out.
+    """
+    if not has_app_context() or g.get("auth") is None or g.get("session_confirmed"):
+        return
+    if not session_is_live(g.auth.claims):
+        raise InvalidToken("This session has ended; sign in again.")
+    g.session_confirmed = True
+
+
+def _queue_session_check(conn: psycopg.Connection, claims: dict) -> psycopg.Cursor | None:
+    if "session_id" not in claims:
+        return None
+    cur = conn.cursor()
+    cur.execute(SESSION_IS_LIVE, (claims["session_id"], claims.get("sub")))
+    return cur
+
+
+def _rollback(conn: psycopg.Connection) -> None:
+    # A broken connection cannot roll back; the pool discards it and the original error
+    # is the one worth reporting.
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("rollback")
+
+
+def _refuse_dead_session(liveness: psycopg.Cursor | None, cause: Exception | None = None):
+    if liveness is None:
+        return
+    try:
+        row = liveness.fetchone()
+    except psycopg.Error:
+        if cause is None:
+            raise
+        return
+    if not (row and row["live"]):
+        raise InvalidToken("This session has ended; sign in again.") from cause
+    g.session_confirmed = True

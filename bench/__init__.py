@@ -1,0 +1,7 @@
+"""Velro benchmarks: `python -m bench` (or `make bench`).
+
+A fresh database is built from the stand-in and the migrations, filled with a realistic
+dataset, and each scenario is measured against a baseline taken in the same run, so the
+figures are ratios that mean something on a noisy shared machine. Results go to
+bench/results/latest.md and latest.json.
+"""

@@ -1,0 +1,60 @@
+"""How big the dataset is and how long each scenario measures: full run or --quick smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    users: int
+    teams: int
+    teams_per_user: int
+    projects_per_user: int
+    # generations are loaded in two stages, and each scenario is measured at both
+    first_generations: int
+    all_generations: int
+    share_fraction: float  # part of the generations shared with a team
+    authorize_samples_per_path: int
+    authorize_iterations: int
+    list_users: int
+    list_iterations: int
+    http_seconds: int
+
+    @property
+    def stages(self) -> tuple[int, int]:
+        return (self.first_generations, self.all_generations)
+
+
+FULL = Scale(
+    name="full",
+    users=10_000,
+    teams=1_000,
+    teams_per_user=3,
+    projects_per_user=3,
+    first_generations=10_000,
+    all_generations=1_000_000,
+    share_fraction=0.02,
+    authorize_samples_per_path=300,
+    authorize_iterations=6_000,
+    list_users=200,
+    list_iterations=1_000,
+    http_seconds=15,
+)
+
+QUICK = Scale(
+    name="quick",
+    users=1_000,
+    teams=100,
+    teams_per_user=3,
+    projects_per_user=3,
+    first_generations=2_000,
+    all_generations=50_000,
+    share_fraction=0.02,
+    authorize_samples_per_path=50,
+    authorize_iterations=1_000,
+    list_users=50,
+    list_iterations=200,
+    http_seconds=5,
+)

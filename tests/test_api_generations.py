@@ -1,0 +1,335 @@
+"""/api/v1/generations: create (charged once per key), list, read, retitle, delete, cancel,
+authorize, share."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from api_support import MODEL, MODEL_COST, assert_error, assert_names_field, running_api
+
+
+@pytest.fixture(scope="module")
+def api(database_factory, migrated_template):
+    with running_api(database_factory(migrated_template)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stranger(api):
+    return api.user("stranger")
+
+
+@pytest.fixture
+def owner(api):
+    user = api.user("owner")
+    api.grant_credits(user, 1000)
+    return user
+
+
+def balance(api, user) -> int:
+    return api.ok("GET", "/api/v1/credits/balance", user)["balance"]
+
+
+def charges(api, user) -> int:
+    return len(api.sql("select 1 from public.credit_ledger where user_id = %s and kind = 'charge'",
+                       (user.id,)))
+
+
+def create(api, user, body=None, key="key-1"):
+    body = {"model_id": MODEL, "prompt": "a fox in the snow"} if body is None else body
+    headers = {"Idempotency-Key": key} if key is not None else {}
+    return api.call("POST", "/api/v1/generations", user, json=body, headers=headers)
+
+
+# create ------------------------------------------------------------------------------------
+
+
+def test_create_charges_once_and_stays_pending(api, owner):
+    start = balance(api, owner)
+    response = create(api, owner, {"model_id": MODEL, "prompt": "a fox", "title": "Fox",
+                                   "parameters": {"num_images": 2, "aspect_ratio": "1:1"}})
+    assert response.status_code == 201, response.get_json()
+    generation = response.get_json()
+    assert generation["status"] == "pending"
+    assert generation["cost"] == MODEL_COST
+    assert generation["owner_id"] == owner.id
+    assert generation["parameters"] == {"num_images": 2, "aspect_ratio": "1:1"}
+    assert "idempotency_key" not in generation
+    assert balance(api, owner) == start - MODEL_COST
+
+    replay = create(api, owner, {"model_id": MODEL, "prompt": "a fox"})
+    assert replay.status_code == 200
+    assert replay.get_json() == generation
+    assert balance(api, owner) == start - MODEL_COST
+    assert charges(api, owner) == 1
+
+
+def test_the_same_key_of_another_user_is_another_generation(api, owner):
+    other = api.user("other")
+    first = create(api, owner, key="shared-key").get_json()
+    second = create(api, other, key="shared-key")
+    assert second.status_code == 201
+    assert second.get_json()["id"] != first["id"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [({}, "Idempotency-Key"), ({"Idempotency-Key": "k" * 256}, "Idempotency-Key")],
+)
+def test_create_needs_a_sane_idempotency_key(api, owner, headers, field):
+    before = api.fingerprint()
+    response = api.call("POST", "/api/v1/generations", owner, headers=headers,
+                        json={"model_id": MODEL, "prompt": "x"})
+    assert_names_field(assert_error(response, 422, "validation_failed"), field)
+    assert api.fingerprint() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"prompt": "x"}, "model_id"),
+        ({"model_id": MODEL}, "prompt"),
+        ({"model_id": MODEL, "prompt": "   "}, "prompt"),
+        ({"model_id": MODEL, "prompt": "x" * 4001}, "prompt"),
+        ({"model_id": MODEL, "prompt": "x", "parameters": [1]}, "parameters"),
+        ({"model_id": MODEL, "prompt": "x", "project_id": "nope"}, "project_id"),
+        ({"model_id": MODEL, "prompt": "x", "title": "t" * 201}, "title"),
+        ({"model_id": MODEL, "prompt": "x", "cost": 0}, "cost"),
+    ],
+)
+def test_create_refuses_bad_fields_naming_them(api, owner, body, field):
+    before = api.fingerprint()
+    assert_names_field(assert_error(create(api, owner, body), 422), field)
+    assert api.fingerprint() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"model_id": "fal-ai/nothing", "prompt": "x"}, "model fal-ai/nothing"),
+        ({"model_id": MODEL, "prompt": "x", "parameters": {"steps": 3}}, "parameters.steps"),
+        ({"model_id": MODEL, "prompt": "x", "parameters": {"num_images": "2"}},
+         "parameters.num_images"),
+        ({"model_id": MODEL, "prompt": "x", "parameters": {"num_images": 9}},
+         "parameters.num_images"),
+        ({"model_id": MODEL, "prompt": "x", "parameters": {"aspect_ratio": "5:1"}},
+         "parameters.aspect_ratio"),
+    ],
+)
+def test_create_refuses_what_the_model_does_not_take(api, owner, body, words):
+    before = api.fingerprint()
+    error = assert_error(create(api, owner, body), 400, "bad_request")
+    assert words in error["message"]
+    assert api.fingerprint() == before
+
+
+def test_create_without_enough_credits_is_402_and_writes_nothing(api):
+    poor = api.user("poor")
+    api.set_credits(poor, MODEL_COST - 1)
+    before = api.fingerprint()
+    assert_error(create(api, poor), 402, "insufficient_credits")
+    assert api.fingerprint() == before
+
+
+def test_create_in_a_project_needs_write_access_there(api, owner, stranger):
+    viewer, editor = api.user("viewer"), api.user("editor")
+    team = api.team(owner)
+    api.join(team, owner, viewer, "viewer")
+    api.join(team, owner, editor, "editor")
+    project = api.project(owner)
+    api.ok("PUT", f"/api/v1/projects/{project['id']}/teams/{team['id']}", owner,
+           json={"access_level": "editor"})
+    body = {"model_id": MODEL, "prompt": "x", "project_id": project["id"]}
+
+    before = api.fingerprint()
+    assert_error(create(api, viewer, body), 403, "forbidden")
+    assert_error(create(api, stranger, body), 404, "not_found")
+    assert_error(create(api, owner, {**body, "project_id": str(uuid.uuid4())}), 404)
+    assert api.fingerprint() == before
+    made = create(api, editor, body)
+    assert made.status_code == 201
+    assert made.get_json()["project_id"] == project["id"]
+
+
+def test_a_suspended_user_cannot_create(api, owner):
+    api.suspend(owner)
+    before = api.fingerprint()
+    assert_error(create(api, owner), 403, "forbidden")
+    assert api.fingerprint() == before
+
+
+# list --------------------------------------------------------------------------------------
+
+
+def test_list_filters_and_pages(api, owner, stranger):
+    project = api.project(owner)
+    in_project = [api.generation(owner, project_id=project["id"])["id"] for _ in range(3)]
+    loose = api.generation(owner)["id"]
+    cancelled = api.generation(owner)["id"]
+    api.ok("POST", f"/api/v1/generations/{cancelled}/cancel", owner)
+
+    def ids(**query):
+        found, cursor = [], None
+        while True:
+            page = api.ok("GET", "/api/v1/generations", owner,
+                          query_string={**query, **({"cursor": cursor} if cursor else {})})
+            found += [g["id"] for g in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
+
+    assert ids(limit=2) == [cancelled, loose, *reversed(in_project)]
+    assert ids(project_id=project["id"], limit=1) == list(reversed(in_project))
+    assert ids(status="cancelled") == [cancelled]
+    assert ids(status="pending", limit=100) == [loose, *reversed(in_project)]
+    assert ids(model_id="fal-ai/veo3") == []
+    assert api.ok("GET", "/api/v1/generations", stranger)["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"status": "done"}, "status"), ({"project_id": "p1"}, "project_id"),
+     ({"limit": 101}, "limit"), ({"model_id": ""}, "model_id")],
+)
+def test_list_refuses_bad_filters(api, owner, query, field):
+    response = api.call("GET", "/api/v1/generations", owner, query_string=query)
+    assert_names_field(assert_error(response, 422), field)
+
+
+def test_list_refuses_a_forged_cursor(api, owner):
+    response = api.call("GET", "/api/v1/generations", owner, query_string={"cursor": "e30"})
+    assert_error(response, 400, "bad_cursor")
+
+
+# read, retitle, delete ----------------------------------------------------------------------
+
+
+def test_read_and_retitle(api, owner):
+    generation = api.generation(owner)
+    path = f"/api/v1/generations/{generation['id']}"
+    assert api.ok("GET", path, owner) == generation
+    assert api.ok("PATCH", path, owner, json={"title": "Dusk"})["title"] == "Dusk"
+    assert api.ok("PATCH", path, owner, json={"title": None})["title"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({}, "title"), ({"title": "t" * 201}, "title"), ({"title": 5}, "title"),
+     ({"title": "ok", "prompt": "changed"}, "prompt")],
+)
+def test_retitle_refuses_bad_fields(api, owner, body, field):
+    generation = api.generation(owner)
+    before = api.fingerprint()
+    response = api.call("PATCH", f"/api/v1/generations/{generation['id']}", owner, json=body)
+    assert_names_field(assert_error(response, 422), field)
+    assert api.fingerprint() == before
+
+
+def test_unknown_unreadable_and_malformed_ids_are_404(api, owner, stranger):
+    generation = api.generation(owner)
+    for path in (f"/api/v1/generations/{generation['id']}", f"/api/v1/generations/{uuid.uuid4()}",
+                 "/api/v1/generations/not-a-uuid"):
+        body = assert_error(api.call("GET", path, stranger), 404, "not_found")
+        assert generation["id"] not in str(body)
+        assert_error(api.call("PATCH", path, stranger, json={"title": "x"}), 404)
+        assert_error(api.call("DELETE", path, stranger), 404)
+        assert_error(api.call("POST", f"{path}/cancel", stranger), 404)
+
+
+def test_delete(api, owner):
+    generation = api.generation(owner)
+    path = f"/api/v1/generations/{generation['id']}"
+    api.ok("DELETE", path, owner, 204)
+    assert_error(api.call("GET", path, owner), 404)
+
+
+# cancel ------------------------------------------------------------------------------------
+
+
+def test_cancel_refunds_once(api, owner):
+    start = balance(api, owner)
+    generation = api.generation(owner)
+    cancelled = api.ok("POST", f"/api/v1/generations/{generation['id']}/cancel", owner)
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["completed_at"] is not None
+    assert balance(api, owner) == start
+    again = api.call("POST", f"/api/v1/generations/{generation['id']}/cancel", owner)
+    assert_error(again, 409, "conflict")
+    assert balance(api, owner) == start
+
+
+# authorize ---------------------------------------------------------------------------------
+
+
+def test_authorize_answers_in_the_documented_shape(api, owner):
+    generation = api.generation(owner)
+    answer = api.ok("POST", f"/api/v1/generations/{generation['id']}/authorize", owner)
+    assert set(answer) == {"access_granted", "access_method", "effective_role", "permissions",
+                           "response_time_ms", "cache_hit"}
+    assert answer["access_granted"] is True
+    assert answer["access_method"] == "direct_ownership"
+    assert answer["effective_role"] == "owner"
+    assert answer["permissions"] == ["read", "write", "share", "delete"]
+    assert isinstance(answer["response_time_ms"], float) and answer["response_time_ms"] > 0
+    assert answer["cache_hit"] is False
+
+
+def test_authorize_tells_nothing_about_what_the_caller_cannot_read(api, owner, stranger):
+    generation = api.generation(owner)
+    denied = api.ok("POST", f"/api/v1/generations/{generation['id']}/authorize", stranger)
+    unknown = api.ok("POST", f"/api/v1/generations/{uuid.uuid4()}/authorize", stranger)
+    for answer in (denied, unknown):
+        assert answer["access_granted"] is False
+        assert (answer["access_method"], answer["effective_role"], answer["permissions"]) == (
+            None, None, [])
+    assert_error(api.call("POST", "/api/v1/generations/nope/authorize", stranger), 404)
+
+
+# share -------------------------------------------------------------------------------------
+
+
+def test_share_grants_the_team_at_the_lower_role_and_unshare_ends_it(api, owner):
+    member = api.user("member")
+    team = api.team(owner)
+    api.join(team, owner, member, "editor")
+    generation = api.generation(owner)
+    path = f"/api/v1/generations/{generation['id']}"
+    assert_error(api.call("GET", path, member), 404)
+
+    share = api.ok("PUT", f"{path}/share", owner, json={"team_id": team["id"]})
+    assert (share["generation_id"], share["team_id"], share["role"]) == (
+        generation["id"], team["id"], "viewer")
+    access = api.ok("POST", f"{path}/authorize", member)
+    assert (access["access_method"], access["effective_role"]) == ("generation_share", "viewer")
+    assert_error(api.call("PATCH", path, member, json={"title": "x"}), 403, "forbidden")
+
+    api.ok("PUT", f"{path}/share", owner, json={"team_id": team["id"], "role": "admin"})
+    assert api.ok("POST", f"{path}/authorize", member)["effective_role"] == "editor"
+    assert_error(api.call("DELETE", f"{path}/share/{team['id']}", member), 403)
+
+    api.ok("DELETE", f"{path}/share/{team['id']}", owner, 204)
+    assert_error(api.call("GET", path, member), 404)
+    assert_error(api.call("DELETE", f"{path}/share/{team['id']}", owner), 404)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({}, "team_id"), ({"team_id": "t"}, "team_id"),
+     ({"team_id": str(uuid.uuid4()), "role": "owner"}, "role")],
+)
+def test_share_refuses_bad_fields(api, owner, body, field):
+    generation = api.generation(owner)
+    response = api.call("PUT", f"/api/v1/generations/{generation['id']}/share", owner, json=body)
+    assert_names_field(assert_error(response, 422), field)
+
+
+def test_share_only_with_own_teams(api, owner, stranger):
+    generation = api.generation(owner)
+    foreign = api.team(stranger)
+    before = api.fingerprint()
+    response = api.call("PUT", f"/api/v1/generations/{generation['id']}/share", owner,
+                        json={"team_id": foreign["id"]})
+    body = assert_error(response, 404, "not_found")
+    assert foreign["name"] not in str(body)
+    assert api.fingerprint() == before

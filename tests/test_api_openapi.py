@@ -1,0 +1,94 @@
+"""The OpenAPI document covers every REST resource route with schemas and the bearer scheme."""
+
+from __future__ import annotations
+
+import pytest
+from api_support import running_api
+
+# (method, path) of every REST resource route; models is the one public route
+ROUTES = [
+    ("get", "/api/v1/projects"), ("post", "/api/v1/projects"),
+    ("get", "/api/v1/projects/{project_id}"), ("patch", "/api/v1/projects/{project_id}"),
+    ("delete", "/api/v1/projects/{project_id}"),
+    ("put", "/api/v1/projects/{project_id}/teams/{team_id}"),
+    ("delete", "/api/v1/projects/{project_id}/teams/{team_id}"),
+    ("get", "/api/v1/projects/{project_id}/stats"),
+    ("post", "/api/v1/generations"), ("get", "/api/v1/generations"),
+    ("get", "/api/v1/generations/{generation_id}"),
+    ("patch", "/api/v1/generations/{generation_id}"),
+    ("delete", "/api/v1/generations/{generation_id}"),
+    ("post", "/api/v1/generations/{generation_id}/cancel"),
+    ("post", "/api/v1/generations/{generation_id}/authorize"),
+    ("put", "/api/v1/generations/{generation_id}/share"),
+    ("delete", "/api/v1/generations/{generation_id}/share/{team_id}"),
+    ("get", "/api/v1/teams"), ("post", "/api/v1/teams"), ("get", "/api/v1/teams/{team_id}"),
+    ("get", "/api/v1/teams/{team_id}/members"), ("get", "/api/v1/teams/{team_id}/permissions"),
+    ("get", "/api/v1/teams/{team_id}/stats"), ("post", "/api/v1/teams/{team_id}/invite"),
+    ("post", "/api/v1/invitations/{token}/accept"),
+    ("patch", "/api/v1/teams/{team_id}/members/{user_id}"),
+    ("delete", "/api/v1/teams/{team_id}/members/{user_id}"),
+    ("get", "/api/v1/credits/balance"), ("get", "/api/v1/credits/transactions"),
+    ("get", "/api/v1/models"),
+]
+PUBLIC = {("get", "/api/v1/models")}
+WITH_BODY = {("post", "/api/v1/projects"), ("patch", "/api/v1/projects/{project_id}"),
+             ("put", "/api/v1/projects/{project_id}/teams/{team_id}"),
+             ("post", "/api/v1/generations"), ("patch", "/api/v1/generations/{generation_id}"),
+             ("put", "/api/v1/generations/{generation_id}/share"), ("post", "/api/v1/teams"),
+             ("post", "/api/v1/teams/{team_id}/invite"),
+             ("patch", "/api/v1/teams/{team_id}/members/{user_id}")}
+
+
+def resolve(document: dict, item: dict) -> dict:
+    """Follow a local $ref such as #/components/responses/UNPROCESSABLE_ENTITY."""
+    if "$ref" not in item:
+        return item
+    node = document
+    for part in item["$ref"].removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+@pytest.fixture(scope="module")
+def document(database_factory, migrated_template):
+    with running_api(database_factory(migrated_template)) as api:
+        return api.ok("GET", "/api/v1/openapi.json")
+
+
+def test_the_bearer_scheme_is_declared(document):
+    scheme = document["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+
+
+def test_no_resource_route_is_missing_from_the_list_above(document):
+    documented = {(method, path) for path, item in document["paths"].items()
+                  for method in item if method != "parameters"
+                  if not path.startswith(("/api/v1/auth", "/api/v1/health"))}
+    assert documented == set(ROUTES)
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_has_schemas_and_security(document, method, path):
+    operation = document["paths"][path][method]
+    security = operation.get("security")
+    assert security == (None if (method, path) in PUBLIC else [{"bearerAuth": []}])
+
+    successes = {code: r for code, r in operation["responses"].items() if code.startswith("2")}
+    assert successes
+    for code, response in successes.items():
+        if code != "204":
+            assert response["content"]["application/json"]["schema"]["$ref"]
+    errors = [code for code in operation["responses"] if code.startswith("4")]
+    assert errors
+    for code in errors:
+        response = resolve(document, operation["responses"][code])
+        assert response["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"}
+
+    if (method, path) in WITH_BODY:
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    else:
+        assert "requestBody" not in operation
+    for parameter in document["paths"][path].get("parameters", []):
+        if parameter["name"].endswith("_id"):
+            assert parameter["schema"]["format"] == "uuid"

@@ -1,0 +1,295 @@
+"""/api/v1/projects: create, list, read, change, delete, team links and usage."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from api_support import assert_error, assert_names_field, running_api
+
+
+@pytest.fixture(scope="module")
+def api(database_factory, migrated_template):
+    with running_api(database_factory(migrated_template)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def owner(api):
+    return api.user("owner")
+
+
+@pytest.fixture(scope="module")
+def stranger(api):
+    return api.user("stranger")
+
+
+# create ------------------------------------------------------------------------------------
+
+
+def test_create_makes_a_private_project_owned_by_the_caller(api, owner):
+    project = api.project(owner, name="  Holiday  ", description="pictures")
+    assert project["owner_id"] == owner.id
+    assert project["visibility"] == "private"
+    assert project["description"] == "pictures"
+
+    detail = api.ok("GET", f"/api/v1/projects/{project['id']}", owner)
+    assert detail["name"] == project["name"]
+    assert detail["teams"] == []
+    assert detail["access"] == {
+        "access_granted": True, "access_method": "project_owner", "effective_role": "owner",
+        "permissions": ["read", "write", "share", "delete"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": 12}, "name"),
+        ({"name": "ok", "description": "d" * 2001}, "description"),
+        ({"name": "ok", "visibility": "secret"}, "visibility"),
+        ({"name": "ok", "owner_id": str(uuid.uuid4())}, "owner_id"),
+    ],
+)
+def test_create_refuses_bad_fields_naming_them_and_writes_nothing(api, owner, body, field):
+    before = api.fingerprint()
+    response = api.call("POST", "/api/v1/projects", owner, json=body)
+    error = assert_error(response, 422, "validation_failed")
+    assert_names_field(error, field)
+    assert api.fingerprint() == before
+
+
+def test_create_refuses_a_body_that_is_not_json(api, owner):
+    response = api.call("POST", "/api/v1/projects", owner, data="{name",
+                        content_type="application/json")
+    assert_error(response, 400)
+
+
+def test_suspended_user_cannot_create(api):
+    user = api.user("suspended")
+    api.suspend(user)
+    before = api.fingerprint()
+    assert_error(api.call("POST", "/api/v1/projects", user, json={"name": "x"}), 403, "forbidden")
+    assert api.fingerprint() == before
+
+
+# list --------------------------------------------------------------------------------------
+
+
+def test_list_pages_newest_first_with_an_opaque_cursor(api):
+    user = api.user("lister")
+    made = [api.project(user, name=f"p{i}")["id"] for i in range(5)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        query = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = api.ok("GET", "/api/v1/projects", user, query_string=query)
+        assert len(page["items"]) <= 2
+        seen += [p["id"] for p in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(made))
+    assert pages == 3
+
+
+def test_list_shows_only_what_the_caller_can_read(api, owner, stranger):
+    private = api.project(owner)
+    public = api.project(owner, visibility="public")
+    listed = {p["id"] for p in api.ok("GET", "/api/v1/projects", stranger,
+                                      query_string={"limit": 100})["items"]}
+    assert public["id"] in listed
+    assert private["id"] not in listed
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "field"),
+    [
+        ({"limit": 0}, 422, "limit"),
+        ({"limit": 101}, 422, "limit"),
+        ({"limit": "many"}, 422, "limit"),
+        ({"cursor": "not-a-cursor"}, 400, None),
+        ({"cursor": "W1sidCIsIjIwMjAtMDEtMDEiXV0"}, 400, None),  # a timestamp without a zone
+        ({"cursor": "WzFd"}, 400, None),  # a key of the wrong size
+    ],
+)
+def test_list_refuses_bad_paging(api, owner, query, status, field):
+    body = assert_error(api.call("GET", "/api/v1/projects", owner, query_string=query), status)
+    if field:
+        assert_names_field(body, field)
+    else:
+        assert body["error"] == "bad_cursor"
+
+
+# read --------------------------------------------------------------------------------------
+
+
+def test_unknown_and_unreadable_projects_look_the_same(api, owner, stranger):
+    private = api.project(owner)
+    unreadable = assert_error(api.call("GET", f"/api/v1/projects/{private['id']}", stranger), 404)
+    unknown = assert_error(api.call("GET", f"/api/v1/projects/{uuid.uuid4()}", stranger), 404)
+    assert (unreadable["error"], unreadable["message"]) == (unknown["error"], unknown["message"])
+    assert private["id"] not in str(unreadable)
+
+
+@pytest.mark.parametrize("path", ["not-a-uuid", "123", "00000000-0000-0000-0000-00000000000g"])
+def test_a_malformed_id_in_the_path_is_404(api, owner, path):
+    assert_error(api.call("GET", f"/api/v1/projects/{path}", owner), 404, "not_found")
+    assert_error(api.call("PATCH", f"/api/v1/projects/{path}", owner, json={"name": "x"}), 404)
+    assert_error(api.call("DELETE", f"/api/v1/projects/{path}", owner), 404)
+
+
+def test_a_public_project_is_readable_by_anyone_signed_in_but_not_changeable(api, owner, stranger):
+    project = api.project(owner, visibility="public")
+    detail = api.ok("GET", f"/api/v1/projects/{project['id']}", stranger)
+    assert detail["access"]["access_method"] == "public"
+    assert detail["access"]["permissions"] == ["read"]
+    before = api.fingerprint()
+    path = f"/api/v1/projects/{project['id']}"
+    assert_error(api.call("PATCH", path, stranger, json={"name": "mine"}), 403, "forbidden")
+    assert_error(api.call("DELETE", path, stranger), 403, "forbidden")
+    assert api.fingerprint() == before
+
+
+# change and delete -------------------------------------------------------------------------
+
+
+def test_patch_changes_only_the_given_fields(api, owner):
+    project = api.project(owner, description="keep me")
+    changed = api.ok("PATCH", f"/api/v1/projects/{project['id']}", owner,
+                     json={"name": "renamed", "visibility": "public"})
+    assert (changed["name"], changed["visibility"], changed["description"]) == (
+        "renamed", "public", "keep me")
+    cleared = api.ok("PATCH", f"/api/v1/projects/{project['id']}", owner,
+                     json={"description": None})
+    assert cleared["description"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "body"),
+        ({"name": " "}, "name"),
+        ({"visibility": "everyone"}, "visibility"),
+        ({"owner_id": str(uuid.uuid4())}, "owner_id"),
+    ],
+)
+def test_patch_refuses_bad_fields(api, owner, body, field):
+    project = api.project(owner)
+    before = api.fingerprint()
+    error = assert_error(api.call("PATCH", f"/api/v1/projects/{project['id']}", owner, json=body),
+                         422, "validation_failed")
+    assert_names_field(error, field)
+    assert api.fingerprint() == before
+
+
+def test_delete_removes_the_project_and_its_generations(api, owner):
+    project = api.project(owner)
+    generation = api.generation(owner, project_id=project["id"])
+    api.ok("DELETE", f"/api/v1/projects/{project['id']}", owner, 204)
+    assert_error(api.call("GET", f"/api/v1/projects/{project['id']}", owner), 404)
+    assert_error(api.call("GET", f"/api/v1/generations/{generation['id']}", owner), 404)
+    assert_error(api.call("DELETE", f"/api/v1/projects/{project['id']}", owner), 404)
+
+
+# team links --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def linked(api):
+    """An owner, a team with a viewer and an editor, and a private project of the owner."""
+    owner, viewer, editor = api.user("lo"), api.user("lv"), api.user("le")
+    team = api.team(owner)
+    api.join(team, owner, viewer, "viewer")
+    api.join(team, owner, editor, "editor")
+    return {"owner": owner, "viewer": viewer, "editor": editor, "team": team,
+            "project": api.project(owner)}
+
+
+def test_linking_shares_the_project_at_the_lower_of_team_role_and_level(api, linked):
+    project, team = linked["project"], linked["team"]
+    path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
+    assert_error(api.call("GET", f"/api/v1/projects/{project['id']}", linked["editor"]), 404)
+
+    link = api.ok("PUT", path, linked["owner"], json={"access_level": "viewer"})
+    assert (link["project_id"], link["team_id"], link["access_level"]) == (
+        project["id"], team["id"], "viewer")
+    detail = api.ok("GET", f"/api/v1/projects/{project['id']}", linked["editor"])
+    assert detail["visibility"] == "team"
+    assert detail["access"]["effective_role"] == "viewer"
+    assert [t["team_id"] for t in detail["teams"]] == [team["id"]]
+
+    api.ok("PUT", path, linked["owner"], json={"access_level": "admin"})
+    detail = api.ok("GET", f"/api/v1/projects/{project['id']}", linked["editor"])
+    assert detail["access"]["effective_role"] == "editor"
+    assert detail["access"]["access_method"] == "project_team"
+
+
+def test_link_level_defaults_to_viewer(api, linked):
+    path = f"/api/v1/projects/{linked['project']['id']}/teams/{linked['team']['id']}"
+    assert api.ok("PUT", path, linked["owner"], json={})["access_level"] == "viewer"
+
+
+@pytest.mark.parametrize("level", ["owner", "boss", None, 3])
+def test_link_refuses_a_bad_level(api, linked, level):
+    path = f"/api/v1/projects/{linked['project']['id']}/teams/{linked['team']['id']}"
+    before = api.fingerprint()
+    error = assert_error(api.call("PUT", path, linked["owner"], json={"access_level": level}), 422)
+    assert_names_field(error, "access_level")
+    assert api.fingerprint() == before
+
+
+def test_link_needs_project_admin_and_team_membership(api, linked, stranger):
+    project, team = linked["project"], linked["team"]
+    path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
+    api.ok("PUT", path, linked["owner"], json={"access_level": "editor"})
+    # the editor can read the project but is not its admin
+    assert_error(api.call("PUT", path, linked["editor"], json={"access_level": "admin"}), 403)
+    # the owner cannot link to a team they are not in; the team looks unknown
+    foreign_team = api.team(stranger)
+    foreign = f"/api/v1/projects/{project['id']}/teams/{foreign_team['id']}"
+    body = assert_error(api.call("PUT", foreign, linked["owner"], json={}), 404)
+    assert foreign_team["name"] not in str(body)
+    # a stranger cannot even see the project
+    assert_error(api.call("PUT", path, stranger, json={}), 404)
+
+
+def test_unlinking_ends_access_at_once(api, linked):
+    project, team = linked["project"], linked["team"]
+    path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
+    api.ok("PUT", path, linked["owner"], json={"access_level": "editor"})
+    assert_error(api.call("DELETE", path, linked["editor"]), 403)
+    api.ok("DELETE", path, linked["owner"], 204)
+    assert_error(api.call("GET", f"/api/v1/projects/{project['id']}", linked["editor"]), 404)
+    assert_error(api.call("DELETE", path, linked["owner"]), 404)
+
+
+# usage -------------------------------------------------------------------------------------
+
+
+def test_stats_show_daily_usage_after_a_refresh(api, owner):
+    project = api.project(owner)
+    api.grant_credits(owner, 100)
+    api.generation(owner, project_id=project["id"])
+    api.refresh_analytics()
+    stats = api.ok("GET", f"/api/v1/projects/{project['id']}/stats", owner,
+                   query_string={"days": 7})
+    assert stats["days"] == 7
+    assert [(d["generations"], d["credits_spent"]) for d in stats["usage"]] == [(1, 50)]
+
+
+@pytest.mark.parametrize("days", [0, 367, "week"])
+def test_stats_refuse_a_bad_window(api, owner, days):
+    project = api.project(owner)
+    error = assert_error(api.call("GET", f"/api/v1/projects/{project['id']}/stats", owner,
+                                  query_string={"days": days}), 422)
+    assert_names_field(error, "days")
+
+
+def test_stats_of_an_unreadable_project_are_404(api, owner, stranger):
+    project = api.project(owner)
+    assert_error(api.call("GET", f"/api/v1/projects/{project['id']}/stats", stranger), 404)

@@ -1,0 +1,284 @@
+"""/api/v1/auth with the local provider, against the real database."""
+
+from __future__ import annotations
+
+import bcrypt
+import pytest
+from fixtures_app import PASSWORD, counts, query, unique_email
+
+
+def assert_error(response, status, error):
+    body = response.get_json()
+    assert response.status_code == status, body
+    assert body["error"] == error
+    assert body["message"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body
+
+
+# sign-up -----------------------------------------------------------------------------------
+
+
+def test_signup_creates_user_profile_session_and_grant(client, db_url):
+    email = unique_email("Mixed.Case").replace("mixed.case", "Mixed.Case")
+    response = client.post("/api/v1/auth/signup", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["token_type"] == "bearer" and body["expires_in"] == 3600
+    assert body["user"]["email"] == email.lower()
+
+    (row,) = query(db_url, "select * from auth.users where id = %s", (body["user"]["id"],))
+    assert row["email"] == email.lower()
+    assert row["encrypted_password"].startswith("$2b$10$")
+    assert bcrypt.checkpw(PASSWORD.encode(), row["encrypted_password"].encode())
+    assert row["email_confirmed_at"] is not None
+    assert row["raw_app_meta_data"] == {"provider": "email", "providers": ["email"]}
+    (profile,) = query(db_url, "select * from public.profiles where id = %s", (row["id"],))
+    assert profile["credits"] == 100 and profile["status"] == "active"
+    assert query(db_url, "select 1 from auth.sessions where user_id = %s", (row["id"],))
+
+
+def test_signup_keeps_display_name(client, db_url):
+    email = unique_email()
+    response = client.post(
+        "/api/v1/auth/signup", json={"email": email, "password": PASSWORD, "display_name": "Ada"}
+    )
+    assert response.status_code == 201
+    (profile,) = query(
+        db_url, "select display_name from public.profiles where email = %s", (email,)
+    )
+    assert profile["display_name"] == "Ada"
+
+
+def test_duplicate_signup_is_a_conflict_and_writes_nothing(client, user, db_url):
+    before = counts(db_url)
+    response = client.post(
+        "/api/v1/auth/signup", json={"email": user.email.upper(), "password": PASSWORD}
+    )
+    assert_error(response, 409, "user_already_exists")
+    assert counts(db_url) == before
+
+
+BAD_SIGNUPS = [
+    ({}, ["email", "password"]),
+    ({"email": "ada@example.com"}, ["password"]),
+    ({"password": PASSWORD}, ["email"]),
+    ({"email": "not-an-email", "password": PASSWORD}, ["email"]),
+    ({"email": "ada@example.com", "password": "short"}, ["password"]),
+    ({"email": "ada@example.com", "password": "x" * 73}, ["password"]),
+    ({"email": 42, "password": PASSWORD}, ["email"]),
+    ({"email": "ada@example.com", "password": ["a", "list"]}, ["password"]),
+    ({"email": "ada@example.com", "password": PASSWORD, "display_name": ""}, ["display_name"]),
+    ({"email": "ada@example.com", "password": PASSWORD, "role": "admin"}, ["role"]),
+]
+
+
+@pytest.mark.parametrize(("body", "fields"), BAD_SIGNUPS)
+def test_bad_signup_names_the_field_and_writes_nothing(client, db_url, body, fields):
+    before = counts(db_url)
+    response = client.post("/api/v1/auth/signup", json=body)
+    error = assert_error(response, 422, "validation_failed")
+    assert sorted(error["details"]) == sorted(fields)
+    for field in fields:
+        assert field in error["message"]
+    assert counts(db_url) == before
+
+
+@pytest.mark.parametrize(
+    "route", ["/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/refresh"]
+)
+def test_body_that_is_not_json_is_refused(client, db_url, route):
+    before = counts(db_url)
+    response = client.post(route, data="{not json", content_type="application/json")
+    assert_error(response, 400, "invalid_json")
+    response = client.post(route, json=["a", "list"])
+    assert_error(response, 422, "validation_failed")
+    assert counts(db_url) == before
+
+
+# sign-in -----------------------------------------------------------------------------------
+
+
+def test_login_issues_a_new_session_and_is_audited(client, user, db_url):
+    response = client.post(
+        "/api/v1/auth/login", json={"email": user.email.upper(), "password": user.password}
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["user"]["id"] == user.id
+    assert body["access_token"] != user.access_token
+    sessions = query(db_url, "select id from auth.sessions where user_id = %s", (user.id,))
+    assert len(sessions) == 2
+    events = query(
+        db_url,
+        "select event from private.audit_events where actor_id = %s order by id",
+        (user.id,),
+    )
+    assert [e["event"] for e in events][-1] == "auth.login"
+
+
+def test_wrong_password_is_refused_and_audited(client, user, db_url):
+    response = client.post(
+        "/api/v1/auth/login", json={"email": user.email, "password": "wrong password!"}
+    )
+    assert_error(response, 401, "invalid_credentials")
+    (event,) = query(
+        db_url,
+        "select * from private.audit_events where event = 'auth.login_failed' and actor_id = %s",
+        (user.id,),
+    )
+    assert event["details"]["email"] == user.email
+
+
+def test_unknown_email_is_refused_like_a_wrong_password(client, db_url):
+    email = unique_email("ghost")
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    body = assert_error(response, 401, "invalid_credentials")
+    assert body["message"] == "Invalid login credentials"
+    assert query(
+        db_url,
+        "select 1 from private.audit_events where event = 'auth.login_failed'"
+        " and details ->> 'email' = %s and actor_id is null",
+        (email,),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({}, ["email", "password"]),
+        ({"email": "x@example.com"}, ["password"]),
+        ({"email": "nope", "password": PASSWORD}, ["email"]),
+        ({"email": "x@example.com", "password": 12345678}, ["password"]),
+    ],
+)
+def test_bad_login_input(client, db_url, body, fields):
+    before = counts(db_url)
+    response = client.post("/api/v1/auth/login", json=body)
+    error = assert_error(response, 422, "validation_failed")
+    assert sorted(error["details"]) == sorted(fields)
+    assert counts(db_url) == before
+
+
+# refresh -----------------------------------------------------------------------------------
+
+
+def test_refresh_rotates_the_token(client, user, db_url):
+    response = client.post("/api/v1/auth/refresh", json={"refresh_token": user.refresh_token})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["refresh_token"] != user.refresh_token
+    tokens = query(
+        db_url,
+        "select token, revoked, parent from auth.refresh_tokens where user_id = %s order by id",
+        (user.id,),
+    )
+    assert [t["revoked"] for t in tokens] == [True, False]
+    assert tokens[1]["parent"] == tokens[0]["token"]
+    assert user.refresh_token not in {t["token"] for t in tokens}  # stored hashed
+    me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+
+
+def test_replayed_refresh_token_revokes_the_whole_session(client, user, db_url):
+    first = client.post("/api/v1/auth/refresh", json={"refresh_token": user.refresh_token})
+    new = first.get_json()
+    replay = client.post("/api/v1/auth/refresh", json={"refresh_token": user.refresh_token})
+    assert_error(replay, 401, "refresh_token_already_used")
+    assert not query(db_url, "select 1 from auth.sessions where user_id = %s", (user.id,))
+    # every token of that session is dead: the new refresh token and both access tokens
+    again = client.post("/api/v1/auth/refresh", json={"refresh_token": new["refresh_token"]})
+    assert_error(again, 401, "refresh_token_not_found")
+    for token in (user.access_token, new["access_token"]):
+        me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert_error(me, 401, "invalid_token")
+    assert query(
+        db_url,
+        "select 1 from private.audit_events where event = 'auth.refresh_token_reused'"
+        " and actor_id = %s",
+        (user.id,),
+    )
+
+
+@pytest.mark.parametrize("body", [{}, {"refresh_token": ""}, {"refresh_token": 5}])
+def test_bad_refresh_input(client, db_url, body):
+    before = counts(db_url)
+    response = client.post("/api/v1/auth/refresh", json=body)
+    error = assert_error(response, 422, "validation_failed")
+    assert list(error["details"]) == ["refresh_token"]
+    assert counts(db_url) == before
+
+
+def test_unknown_refresh_token(client):
+    response = client.post("/api/v1/auth/refresh", json={"refresh_token": "made-up"})
+    assert_error(response, 401, "refresh_token_not_found")
+
+
+# sign-out and me ---------------------------------------------------------------------------
+
+
+def test_logout_ends_the_session_at_once(client, user, db_url):
+    response = client.post("/api/v1/auth/logout", headers=user.headers)
+    assert response.status_code == 204
+    me = client.get("/api/v1/auth/me", headers=user.headers)
+    body = assert_error(me, 401, "invalid_token")
+    assert me.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "session" in body["message"]
+    refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": user.refresh_token})
+    assert_error(refresh, 401, "refresh_token_not_found")
+    again = client.post("/api/v1/auth/logout", headers=user.headers)
+    assert_error(again, 401, "invalid_token")
+
+
+@pytest.mark.parametrize(
+    ("scope", "survivors"), [("local", {"other"}), ("others", {"this"}), ("global", set())]
+)
+def test_logout_scopes(client, user, scope, survivors):
+    login = client.post("/api/v1/auth/login", json={"email": user.email, "password": user.password})
+    sessions = {
+        "this": user.headers,
+        "other": {"Authorization": f"Bearer {login.get_json()['access_token']}"},
+    }
+    response = client.post(f"/api/v1/auth/logout?scope={scope}", headers=sessions["this"])
+    assert response.status_code == 204
+    alive = {
+        name
+        for name, headers in sessions.items()
+        if client.get("/api/v1/auth/me", headers=headers).status_code == 200
+    }
+    assert alive == survivors
+
+
+def test_logout_with_a_bad_scope_changes_nothing(client, user):
+    response = client.post("/api/v1/auth/logout?scope=everyone", headers=user.headers)
+    error = assert_error(response, 422, "validation_failed")
+    assert list(error["details"]) == ["query.scope"]
+    assert client.get("/api/v1/auth/me", headers=user.headers).status_code == 200
+
+
+def test_me_reads_the_profile_through_rls(client, user):
+    response = client.get("/api/v1/auth/me", headers=user.headers)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["id"] == user.id and body["email"] == user.email
+    assert body["credits"] == 100 and body["plan"] == "free" and body["status"] == "active"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer not.a.jwt"},
+    ],
+)
+def test_me_without_a_valid_token(client, headers):
+    response = client.get("/api/v1/auth/me", headers=headers)
+    assert_error(response, 401, "invalid_token")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_no_token_is_401_before_any_validation(client):
+    response = client.post("/api/v1/auth/logout?scope=everyone")
+    assert_error(response, 401, "invalid_token")

@@ -1,0 +1,255 @@
+"""Token verification: HS256, ES256/RS256 from a JWKS over real HTTP, rotation, refusals."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from backend.auth.tokens import public_jwk
+from backend.config import DEFAULT_JWT_SECRET
+
+
+def claims_of(user) -> dict:
+    return jwt.decode(user.access_token, options={"verify_signature": False})
+
+
+def me(client, token):
+    return client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+
+
+def assert_refused(response, words=""):
+    body = response.get_json()
+    assert response.status_code == 401, body
+    assert body["error"] == "invalid_token"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert words.lower() in body["message"].lower()
+
+
+def hs256(claims, secret=DEFAULT_JWT_SECRET, **headers):
+    return jwt.encode(claims, secret, algorithm="HS256", headers=headers or None)
+
+
+# HS256 and the claims ----------------------------------------------------------------------
+
+
+def test_the_issued_token_is_supabase_shaped(user, app):
+    claims = claims_of(user)
+    assert claims["iss"] == "http://localhost:8000/auth/v1"
+    assert claims["aud"] == "authenticated" and claims["role"] == "authenticated"
+    assert claims["sub"] == user.id and claims["email"] == user.email
+    assert claims["aal"] == "aal1" and claims["is_anonymous"] is False
+    assert claims["exp"] - claims["iat"] == 3600
+    assert {"session_id", "app_metadata", "user_metadata", "amr"} <= set(claims)
+    assert jwt.get_unverified_header(user.access_token)["alg"] == "HS256"
+
+
+def test_a_re_signed_token_with_the_secret_is_accepted(client, user):
+    assert me(client, hs256(claims_of(user))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"exp": -60}, "expired"),
+        ({"aud": "anon"}, "audience"),
+        ({"iss": "https://evil.example/auth/v1"}, "issued"),
+        ({"role": "anon"}, "signed-in user"),
+        ({"role": "service_role"}, "signed-in user"),
+        ({"sub": "not-a-uuid"}, "uuid"),
+        ({"session_id": None}, "session_id"),
+        ({"sub": None}, "sub"),
+    ],
+)
+def test_tokens_with_bad_claims_are_refused(client, user, change, words):
+    claims = claims_of(user)
+    for name, value in change.items():
+        if value is None:
+            claims.pop(name)
+        elif name == "exp":
+            claims["exp"] = int(time.time()) + value
+        else:
+            claims[name] = value
+    assert_refused(me(client, hs256(claims)), words)
+
+
+def test_expiry_has_a_small_leeway(client, user):
+    claims = {**claims_of(user), "exp": int(time.time()) - 10}
+    assert me(client, hs256(claims)).status_code == 200
+
+
+def test_a_forged_signature_is_refused(client, user):
+    assert_refused(me(client, hs256(claims_of(user), secret="x" * 40)), "signature")
+    header, _payload, signature = user.access_token.split(".")
+    tampered = jwt.utils.base64url_encode(
+        json.dumps({**claims_of(user), "sub": "00000000-0000-0000-0000-000000000001"}).encode()
+    ).decode()
+    assert_refused(me(client, f"{header}.{tampered}.{signature}"), "signature")
+
+
+def test_unsigned_tokens_are_refused(client, user):
+    token = jwt.encode(claims_of(user), key=None, algorithm="none")
+    assert_refused(me(client, token), "not accepted")
+
+
+def test_an_unknown_kid_without_any_jwks_is_refused(client, user):
+    key = ec.generate_private_key(ec.SECP256R1())
+    token = jwt.encode(claims_of(user), key, algorithm="ES256", headers={"kid": "nobody"})
+    assert_refused(me(client, token), "unknown key")
+
+
+# JWKS over real HTTP -----------------------------------------------------------------------
+
+
+class KeyServer:
+    """A JWKS endpoint on 127.0.0.1 whose keys a test can rotate; counts its fetches."""
+
+    def __init__(self):
+        self.keys: list[dict] = []
+        self.fetches = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.fetches += 1
+                body = json.dumps({"keys": owner.keys}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/auth/v1/.well-known/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def publish(self, *signing_keys):
+        self.keys = [
+            {**public_jwk(key.private.public_key()), "kid": key.kid, "alg": key.alg, "use": "sig"}
+            for key in signing_keys
+        ]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class SigningKey:
+    def __init__(self, kid, alg):
+        self.kid, self.alg = kid, alg
+        if alg == "ES256":
+            self.private = ec.generate_private_key(ec.SECP256R1())
+        else:
+            self.private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def sign(self, claims):
+        return jwt.encode(claims, self.private, algorithm=self.alg, headers={"kid": self.kid})
+
+
+@pytest.fixture
+def key_server():
+    server = KeyServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return {"ec-1": SigningKey("ec-1", "ES256"), "rsa-2": SigningKey("rsa-2", "RS256")}
+
+
+def test_rotation_picks_up_new_keys_and_keeps_old_ones(make_app, key_server, keys, user):
+    app = make_app(JWKS_URL=key_server.url, JWKS_MIN_REFETCH_SECONDS=0)
+    client = app.test_client()
+    claims = claims_of(user)
+    key_server.publish(keys["ec-1"])
+
+    assert me(client, keys["ec-1"].sign(claims)).status_code == 200
+    assert key_server.fetches == 1
+    assert_refused(me(client, keys["rsa-2"].sign(claims)), "unknown key")
+    assert key_server.fetches == 2  # the unknown kid refetched once
+
+    key_server.publish(keys["ec-1"], keys["rsa-2"])  # rotation: new key added, old kept
+    assert me(client, keys["rsa-2"].sign(claims)).status_code == 200
+    assert me(client, keys["ec-1"].sign(claims)).status_code == 200
+    assert me(client, hs256(claims)).status_code == 200  # the legacy secret still works
+    assert key_server.fetches == 3
+
+
+def test_a_retired_key_stops_working_when_the_cache_expires(make_app, key_server, keys, user):
+    app = make_app(JWKS_URL=key_server.url, JWKS_MIN_REFETCH_SECONDS=0, JWKS_CACHE_SECONDS=0)
+    client = app.test_client()
+    claims = claims_of(user)
+    key_server.publish(keys["ec-1"], keys["rsa-2"])
+    assert me(client, keys["ec-1"].sign(claims)).status_code == 200
+    key_server.publish(keys["rsa-2"])
+    assert_refused(me(client, keys["ec-1"].sign(claims)), "unknown key")
+    assert me(client, keys["rsa-2"].sign(claims)).status_code == 200
+
+
+def test_unknown_kids_refetch_at_most_once_per_interval(make_app, key_server, keys, user):
+    app = make_app(JWKS_URL=key_server.url, JWKS_MIN_REFETCH_SECONDS=60)
+    client = app.test_client()
+    claims = claims_of(user)
+    key_server.publish(keys["ec-1"])
+    for n in range(5):
+        impostor = SigningKey(f"made-up-{n}", "ES256")
+        assert_refused(me(client, impostor.sign(claims)), "unknown key")
+    assert key_server.fetches == 1
+
+
+def test_a_key_cannot_verify_another_algorithm(make_app, key_server, keys, user):
+    app = make_app(JWKS_URL=key_server.url)
+    key_server.publish(keys["ec-1"])
+    token = jwt.encode(
+        claims_of(user), keys["rsa-2"].private, algorithm="RS256", headers={"kid": "ec-1"}
+    )
+    assert_refused(me(app.test_client(), token), "does not match")
+
+
+def test_an_unreachable_jwks_refuses_the_token_but_not_hs256(make_app, user, keys):
+    app = make_app(JWKS_URL="http://127.0.0.1:9/jwks.json")
+    client = app.test_client()
+    assert_refused(me(client, keys["ec-1"].sign(claims_of(user))), "unknown key")
+    assert me(client, user.access_token).status_code == 200
+
+
+# the local provider signing with its own ES256 key ------------------------------------------
+
+
+def test_local_provider_signs_es256_and_serves_its_jwks(make_app):
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    app = make_app(JWT_PRIVATE_KEY=pem, JWT_KEY_ID="local-ec")
+    client = app.test_client()
+    signup = client.post(
+        "/api/v1/auth/signup",
+        json={"email": f"es256-{time.time_ns()}@example.com", "password": "long enough pw"},
+    )
+    token = signup.get_json()["access_token"]
+    assert jwt.get_unverified_header(token) == {"alg": "ES256", "kid": "local-ec", "typ": "JWT"}
+    jwks = client.get("/auth/v1/.well-known/jwks.json").get_json()
+    (key,) = jwks["keys"]
+    assert key["kid"] == "local-ec" and key["alg"] == "ES256" and key["kty"] == "EC"
+    assert "d" not in key  # the public part only
+    assert me(client, token).status_code == 200
+    verified = jwt.decode(token, jwt.PyJWK(key).key, algorithms=["ES256"], audience="authenticated")
+    assert verified["session_id"]

@@ -1,0 +1,222 @@
+"""The two-level cache against a real Redis, and its invalidation listener against a real
+Postgres NOTIFY channel."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import psycopg
+import pytest
+import redis
+
+from backend import cache as cache_module
+from backend.cache import Cache
+from backend.invalidation import CHANNEL, InvalidationListener
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(redis_client):
+    ns = f"velro-test-{uuid.uuid4().hex[:8]}"
+    yield ns
+    for key in redis_client.scan_iter(match=f"{ns}:*"):
+        redis_client.delete(key)
+
+
+def trusted_cache(**kwargs) -> Cache:
+    cache = Cache(**kwargs)
+    cache.trust_again()
+    return cache
+
+
+class Loader:
+    """Stands in for a database read and counts how often it ran."""
+
+    def __init__(self, value, tags=("user:u1",)):
+        self.value, self.tags, self.calls = value, tags, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.value, self.tags
+
+
+def test_second_read_is_an_l1_hit():
+    cache = trusted_cache()
+    load = Loader({"granted": True})
+    assert cache.get_or_load("k", load) == ({"granted": True}, "db")
+    assert cache.get_or_load("k", load) == ({"granted": True}, "l1")
+    assert load.calls == 1
+    assert cache.stats()["l1"]["hits"] == 1
+
+
+def test_another_instance_reads_l2(redis_client, namespace):
+    first = trusted_cache(redis_client=redis_client, namespace=namespace)
+    second = trusted_cache(redis_client=redis_client, namespace=namespace)
+    first.get_or_load("k", Loader([1, 2]))
+    load = Loader("never used")
+    assert second.get_or_load("k", load) == ([1, 2], "l2")
+    assert second.get_or_load("k", load) == ([1, 2], "l1")
+    assert load.calls == 0
+
+
+def test_invalidating_a_tag_evicts_both_layers_everywhere(redis_client, namespace):
+    writer = trusted_cache(redis_client=redis_client, namespace=namespace)
+    reader = trusted_cache(redis_client=redis_client, namespace=namespace)
+    writer.get_or_load("k", Loader("old", tags=("user:u1", "generation:g1")))
+    time.sleep(cache_module.SKEW_SECONDS + 0.05)
+    writer.invalidate("generation:g1")
+    time.sleep(cache_module.SKEW_SECONDS + 0.05)
+
+    load = Loader("new", tags=("user:u1", "generation:g1"))
+    assert reader.get_or_load("k", load) == ("new", "db")
+    assert writer.get_or_load("k", Loader("unused")) == ("new", "l2")
+
+
+def test_unrelated_tags_stay_cached():
+    cache = trusted_cache()
+    cache.get_or_load("a", Loader("a", tags=("user:u1",)))
+    cache.get_or_load("b", Loader("b", tags=("user:u2",)))
+    cache.invalidate("user:u1")
+    assert cache.get_or_load("b", Loader("b2"))[1] == "l1"
+    assert cache.get_or_load("a", Loader("a2")) == ("a2", "db")
+
+
+def test_a_load_that_raced_an_invalidation_is_not_stored(redis_client, namespace):
+    cache = trusted_cache(redis_client=redis_client, namespace=namespace)
+    other = trusted_cache(redis_client=redis_client, namespace=namespace)
+
+    def load_then_change_commits():
+        cache.invalidate("user:u1")  # the notice arrives while the old answer is in hand
+        return "old", ["user:u1"]
+
+    assert cache.get_or_load("k", load_then_change_commits) == ("old", "db")
+    time.sleep(cache_module.SKEW_SECONDS + 0.05)
+    fresh = Loader("new")
+    assert cache.get_or_load("k", fresh) == ("new", "db")
+    assert other.get_or_load("k", Loader("unused")) == ("new", "l2")
+    assert fresh.calls == 1
+
+
+def test_an_old_answer_written_late_to_l2_is_never_served(redis_client, namespace):
+    late_writer = trusted_cache(redis_client=redis_client, namespace=namespace)
+    reader = trusted_cache(redis_client=redis_client, namespace=namespace)
+    loaded_before_change = time.time()
+    reader.invalidate("user:u1")  # the change commits and another instance hears it first
+    late_writer._l2_write("k", "old", ["user:u1"], loaded_before_change)
+    assert reader.get_or_load("k", Loader("new")) == ("new", "db")
+
+
+def test_distrusted_cache_reads_the_database_and_stores_nothing():
+    cache = trusted_cache()
+    cache.distrust()
+    load = Loader("v")
+    cache.get_or_load("k", load)
+    cache.get_or_load("k", load)
+    assert load.calls == 2
+    assert cache.stats()["l1"]["size"] == 0
+    assert cache.stats()["bypassed"] == 2
+
+
+def test_l1_is_bounded_and_counts_evictions():
+    cache = trusted_cache(l1_size=3)
+    for i in range(5):
+        cache.get_or_load(f"k{i}", Loader(i))
+    stats = cache.stats()["l1"]
+    assert stats["size"] == 3
+    assert stats["evictions"] == 2
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    server = shutil.which("redis-server")
+    assert server, "redis-server is needed on PATH for the Redis outage test"
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            return process
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail("a private redis-server did not start")
+
+
+def test_redis_down_serves_from_l1_and_database_then_l2_comes_back(monkeypatch):
+    monkeypatch.setattr(cache_module, "L2_RETRY_SECONDS", 0.2)
+    port = free_port()
+    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    cache = trusted_cache(redis_client=client)
+
+    assert cache.get_or_load("k", Loader("v")) == ("v", "db")  # no Redis at all yet
+    assert cache.get_or_load("k", Loader("v")) == ("v", "l1")
+    assert cache.stats()["l2"]["errors"] >= 1
+
+    process = start_redis(port)
+    try:
+        time.sleep(0.3)
+        other = trusted_cache(redis_client=redis.Redis(port=port))
+        cache.get_or_load("k2", Loader("w"))
+        assert other.get_or_load("k2", Loader("unused")) == ("w", "l2")
+    finally:
+        process.kill()
+        process.wait()
+
+
+def notify(url: str, scope: str, ident: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "select pg_notify(%s, %s)", (CHANNEL, json.dumps({"scope": scope, "id": ident}))
+        )
+
+
+def wait_for(condition, timeout=5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_listener_evicts_on_notify_and_fails_closed_when_cut(db_url):
+    cache = Cache()
+    listener = InvalidationListener(db_url, cache, poll_seconds=0.1)
+    listener.start()
+    try:
+        assert listener.connected.wait(5), "the listener never connected"
+        assert cache.trusted
+        cache.get_or_load("k", Loader("old", tags=("team:t1",)))
+
+        notify(db_url, "team", "t1")
+        assert wait_for(lambda: cache.stats()["invalidations_received"] == 1)
+        assert cache.stats()["l1"]["size"] == 0
+
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity"
+                " where application_name = 'velro-listener' and datname = current_database()"
+            )
+        assert wait_for(lambda: not cache.trusted), "the cache kept trusting a dead channel"
+        assert wait_for(lambda: cache.trusted), "the listener did not come back"
+    finally:
+        listener.stop()

@@ -1,0 +1,104 @@
+"""Configuration: environment parsing, precedence, and what production refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend import create_app
+from backend.config import DEFAULT_JWT_SECRET, ConfigError, load_settings
+
+BASE = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x"}
+PRODUCTION = {
+    **BASE,
+    "APP_ENV": "production",
+    "JWT_SECRET": "p" * 40,
+    "FAL_KEY": "fal-key",
+    "PUBLIC_URL": "https://api.velro.example",
+}
+
+
+def test_defaults_are_a_local_development_setup():
+    settings = load_settings(environ=BASE)
+    assert settings.APP_ENV == "development" and settings.AUTH_MODE == "local"
+    assert settings.JWT_SECRET == DEFAULT_JWT_SECRET
+    assert settings.issuer == "http://localhost:8000/auth/v1"
+    assert settings.jwks_url is None
+
+
+def test_environment_values_are_parsed_to_their_types():
+    settings = load_settings(
+        environ={**BASE, "DB_POOL_MAX_SIZE": "20", "DEBUG": "true", "DB_POOL_TIMEOUT": "2.5"}
+    )
+    assert settings.DB_POOL_MAX_SIZE == 20 and settings.DEBUG is True
+    assert settings.DB_POOL_TIMEOUT == 2.5
+
+
+def test_arguments_override_the_environment():
+    settings = load_settings({"JWT_EXPIRY": 120}, environ={**BASE, "JWT_EXPIRY": "600"})
+    assert settings.JWT_EXPIRY == 120
+
+
+@pytest.mark.parametrize(
+    ("environ", "words"),
+    [
+        ({**BASE, "DB_POOL_MAX_SIZE": "many"}, "DB_POOL_MAX_SIZE='many' is not a valid int"),
+        ({**BASE, "DEBUG": "perhaps"}, "use true or false"),
+        ({**BASE, "APP_ENV": "staging"}, "APP_ENV='staging': use one of"),
+        ({**BASE, "AUTH_MODE": "ldap"}, "AUTH_MODE='ldap'"),
+        ({**BASE, "LOG_LEVEL": "loud"}, "LOG_LEVEL='loud'"),
+        ({}, "DATABASE_URL is not set"),
+        ({**BASE, "JWT_SECRET": "short"}, "at least 32 characters"),
+        ({**BASE, "AUTH_MODE": "supabase"}, "needs SUPABASE_URL and SUPABASE_ANON_KEY"),
+        ({**BASE, "DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"}, "DB_POOL_MIN_SIZE"),
+    ],
+)
+def test_bad_settings_say_what_to_fix(environ, words):
+    with pytest.raises(ConfigError, match=words):
+        load_settings(environ=environ)
+
+
+def test_unknown_overrides_are_refused():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings({"JWT_SECRETS": "x"}, environ=BASE)
+
+
+def test_production_with_everything_set_starts():
+    assert load_settings(environ=PRODUCTION).is_production
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"JWT_SECRET": ""}, "JWT_SECRET is the public default"),
+        ({"JWT_SECRET": DEFAULT_JWT_SECRET}, "JWT_SECRET is the public default"),
+        ({"DEBUG": "1"}, "DEBUG is on"),
+        ({"FAL_KEY": ""}, "FAL_KEY is not set"),
+        ({"PUBLIC_URL": "http://api.velro.example"}, "https://"),
+    ],
+)
+def test_production_refuses_unsafe_settings(change, words):
+    with pytest.raises(ConfigError, match=words):
+        load_settings(environ={**PRODUCTION, **change})
+
+
+def test_create_app_refuses_production_with_the_default_secret():
+    with pytest.raises(ConfigError, match="JWT_SECRET"):
+        create_app({**PRODUCTION, "JWT_SECRET": DEFAULT_JWT_SECRET})
+
+
+def test_supabase_mode_derives_issuer_and_jwks():
+    settings = load_settings(
+        environ={
+            **BASE,
+            "AUTH_MODE": "supabase",
+            "SUPABASE_URL": "https://p.supabase.co/",
+            "SUPABASE_ANON_KEY": "anon",
+        }
+    )
+    assert settings.issuer == "https://p.supabase.co/auth/v1"
+    assert settings.jwks_url == "https://p.supabase.co/auth/v1/.well-known/jwks.json"
+
+
+def test_a_bad_private_key_stops_the_app(db_url):
+    with pytest.raises(ConfigError, match="JWT_PRIVATE_KEY"):
+        create_app({"DATABASE_URL": db_url, "JWT_PRIVATE_KEY": "not a pem"})
