@@ -63,6 +63,14 @@ class Settings:
     JWKS_MIN_REFETCH_SECONDS: float = 10.0  # an unknown kid refetches at most this often
     PASSWORD_MIN_LENGTH: int = 8
 
+    RATE_LIMIT_ENABLED: bool = True  # flask-limiter on/off (benchmarks turn it off)
+    RATE_LIMIT_PER_IP: str = "1000/hour"  # every request, per client IP
+    RATE_LIMIT_PER_USER: str = "3000/hour"  # every request with a valid token, per user
+    RATE_LIMIT_AUTH_PER_IP: str = "20/minute"  # login and signup, per client IP
+    RATE_LIMIT_AUTH_PER_EMAIL: str = "10/minute"  # login and signup, per email
+    RATE_LIMIT_GENERATIONS_PER_USER: str = "30/minute"  # generation submissions, per user
+    CORS_ORIGINS: str = ""  # comma-separated browser origins allowed to call; empty: none
+
     SUPABASE_URL: str | None = None  # https://<project>.supabase.co (AUTH_MODE=supabase)
     SUPABASE_ANON_KEY: str | None = None  # the project's anon (publishable) key
 

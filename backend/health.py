@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from backend.db import pool
 from backend.errors import Unavailable
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("health", __name__, url_prefix="/api/v1/health", description="Health checks")
 
@@ -32,6 +36,7 @@ def ready():
     try:
         with pool().connection(timeout=2.0) as conn:
             conn.execute("select 1")
-    except psycopg.Error:
+    except psycopg.Error as error:
+        log.warning("not ready: the database does not answer: %s", error)
         raise Unavailable("The database is not reachable yet.", error="not_ready") from None
     return {"status": "ready", "checks": {"database": "ok"}}

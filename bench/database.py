@@ -7,7 +7,6 @@ name, and is dropped and recreated on each run so no state carries over.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -17,10 +16,11 @@ from backend.migrations import apply_database
 from bench.progress import say, step
 from bench.scale import Scale
 
-BENCH_DATABASE = "velro_bench"
+BENCH_DATABASE = os.environ.get(
+    "BENCH_DATABASE", "velro_bench"
+)  # created fresh, then dropped by the next run
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 SQL_DIR = Path(__file__).resolve().parent / "sql"
-LOAD_WORKERS = 2  # the machine this is sized for has two cores
 
 
 def server_url() -> str:
@@ -34,7 +34,9 @@ def bench_url(server: str) -> str:
 def maintenance_url(server: str) -> str:
     """Where to issue create/drop database: the server's own database, never the bench one."""
     current = conninfo_to_dict(server).get("dbname")
-    return make_conninfo(server, dbname="postgres" if current in (None, BENCH_DATABASE) else current)
+    return make_conninfo(
+        server, dbname="postgres" if current in (None, BENCH_DATABASE) else current
+    )
 
 
 def recreate(server: str) -> str:
@@ -60,21 +62,22 @@ def call(url: str, label: str, function: str, *arguments) -> None:
         _call(conn, function, arguments)
 
 
-def call_in_slices(url: str, label: str, function: str, total: int, *extra, slices: int = 8) -> None:
-    """Run function(first, last, *extra) over 1..total in slices, on LOAD_WORKERS connections.
+def call_in_slices(
+    url: str, label: str, function: str, total: int, *extra, slices: int = 8
+) -> None:
+    """Run function(first, last, *extra) over 1..total in slices, one transaction each.
 
-    Each slice is its own transaction; the loaders touch disjoint rows per slice, so two
-    workers keep both cores busy without waiting on each other.
+    `analyze` follows the first slice: the triggers plan their queries on the statistics,
+    and the statistics of a table that was empty would make them pick sequential scans that
+    get slower with every row loaded. Slices run one after the other: two at once contend
+    on the foreign-key locks of the parent rows they share.
     """
     size = -(-total // slices)
-    bounds = [(first, min(first + size - 1, total)) for first in range(1, total + 1, size)]
-
-    def run(bound: tuple[int, int]) -> None:
-        with psycopg.connect(url) as conn:
-            _call(conn, function, (*bound, *extra))
-
-    with step(label), ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
-        list(pool.map(run, bounds))
+    with step(label), psycopg.connect(url, autocommit=True) as conn:
+        for index, first in enumerate(range(1, total + 1, size)):
+            _call(conn, function, (first, min(first + size - 1, total), *extra))
+            if index == 0:
+                conn.execute("analyze")
 
 
 def _call(conn: psycopg.Connection, function: str, arguments: tuple) -> None:
@@ -89,19 +92,42 @@ def analyze(url: str) -> None:
 
 
 def load_people_and_projects(url: str, scale: Scale) -> None:
-    call(url, f"loading {scale.users:,} users (profiles and signup grants by trigger)",
-         "bench.load_users", scale.users)
-    call(url, f"loading {scale.teams:,} teams with their owners; planning ~{scale.teams_per_user} "
-         "memberships per user", "bench.load_teams", scale.teams, scale.teams_per_user)
-    call(url, f"planning {scale.projects_per_user} projects per user and their team links",
-         "bench.plan_projects", scale.projects_per_user)
+    """Users, teams, members, then projects and links: each link flattens its project once.
+
+    Members go in before any project exists, so their trigger has nothing to flatten yet;
+    each project-team link then writes its project's rows once. The other order re-writes
+    a user's rows on every membership, about twice the work.
+    """
+    call(
+        url,
+        f"loading {scale.users:,} users (profiles and signup grants by trigger)",
+        "bench.load_users",
+        scale.users,
+    )
+    call(
+        url,
+        f"loading {scale.teams:,} teams with their owners; planning ~{scale.teams_per_user} "
+        "memberships per user",
+        "bench.load_teams",
+        scale.teams,
+        scale.teams_per_user,
+    )
+    call_in_slices(url, "loading team members", "bench.load_members", scale.users)
+    call(
+        url,
+        f"planning {scale.projects_per_user} projects per user and their team links",
+        "bench.plan_projects",
+        scale.projects_per_user,
+    )
     analyze(url)
     projects = scale.users * scale.projects_per_user
-    call_in_slices(url, f"loading {projects:,} projects and their team links (access by trigger)",
-                   "bench.load_projects", projects)
-    analyze(url)
-    call_in_slices(url, "loading team members (each user's access flattened by trigger)",
-                   "bench.load_members", scale.users)
+    call_in_slices(
+        url,
+        f"loading {projects:,} projects and their team links (access flattened by trigger)",
+        "bench.load_projects",
+        projects,
+        slices=16,
+    )
     call(url, "finding each project's writers", "bench.find_writers")
     analyze(url)
 
@@ -113,8 +139,15 @@ def grow_generations(url: str, first: int, last: int, share_fraction: float) -> 
         call(url, label, "bench.load_generations", first, last, share_fraction)
     else:
         size = last - first + 1
-        call_in_slices(url, label, "bench.load_generations_slice", size, first - 1, share_fraction,
-                       slices=slices)
+        call_in_slices(
+            url,
+            label,
+            "bench.load_generations_slice",
+            size,
+            first - 1,
+            share_fraction,
+            slices=slices,
+        )
     vacuum_analyze(url)
 
 
@@ -127,7 +160,9 @@ def check_and_count(url: str) -> dict:
     """Dataset sizes, and proof that the trigger-maintained access table is exact."""
     with psycopg.connect(url) as conn:
         counts = conn.execute("select bench.counts()").fetchone()[0]
-        counts["project_access_drift"] = conn.execute("select bench.project_access_drift()").fetchone()[0]
+        counts["project_access_drift"] = conn.execute(
+            "select bench.project_access_drift()"
+        ).fetchone()[0]
     say("dataset: " + ", ".join(f"{key} {value:,}" for key, value in counts.items()))
     if counts["project_access_drift"]:
         raise RuntimeError(

@@ -52,7 +52,12 @@ class Ratio:
         return self.p50 <= self.target
 
     def as_dict(self) -> dict:
-        return {"p50": round(self.p50, 2), "mean": round(self.mean, 2), "target": self.target, "met": self.met}
+        return {
+            "p50": round(self.p50, 2),
+            "mean": round(self.mean, 2),
+            "target": self.target,
+            "met": self.met,
+        }
 
 
 def ratio(measured: Summary, baseline: Summary, target: float) -> Ratio:

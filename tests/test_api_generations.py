@@ -3,7 +3,9 @@ authorize, share."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from api_support import MODEL, MODEL_COST, assert_error, assert_names_field, running_api
@@ -61,6 +63,25 @@ def test_create_charges_once_and_stays_pending(api, owner):
     replay = create(api, owner, {"model_id": MODEL, "prompt": "a fox"})
     assert replay.status_code == 200
     assert replay.get_json() == generation
+    assert balance(api, owner) == start - MODEL_COST
+    assert charges(api, owner) == 1
+
+
+def test_concurrent_retries_with_one_key_charge_once(api, owner):
+    start = balance(api, owner)
+    barrier = threading.Barrier(6)
+
+    def submit(_):
+        client = api.app.test_client()
+        barrier.wait()
+        return client.post("/api/v1/generations", headers={
+            "Idempotency-Key": "race", "Authorization": f"Bearer {owner.access_token}"},
+            json={"model_id": MODEL, "prompt": "a race"})
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(submit, range(6)))
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [201]
+    assert len({r.get_json()["id"] for r in responses}) == 1
     assert balance(api, owner) == start - MODEL_COST
     assert charges(api, owner) == 1
 

@@ -8,7 +8,7 @@ from backend import close_app, create_app
 def test_live_and_ready(client):
     assert client.get("/api/v1/health/live").get_json() == {"status": "ok"}
     ready = client.get("/api/v1/health/ready")
-    assert ready.status_code == 200
+    assert ready.status_code == 200, ready.get_json()
     assert ready.get_json() == {"status": "ready", "checks": {"database": "ok"}}
 
 

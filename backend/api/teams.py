@@ -53,18 +53,6 @@ MEMBERS = """
     order by m.role desc, m.created_at, m.user_id
 """
 
-# What a team role lets its holder do, in the vocabulary of DESIGN.md. It describes the
-# rules the SQL enforces (it decides nothing): read/write/share/delete are what the role
-# gives on work linked or shared with the team at that level or above; invite and
-# manage_members are the RPCs that need admin; only the owner hands ownership on.
-TEAM_PERMISSIONS = {
-    "viewer": ["read"],
-    "editor": ["read", "write"],
-    "admin": ["read", "write", "share", "delete", "invite", "manage_members"],
-    "owner": ["read", "write", "share", "delete", "invite", "manage_members", "transfer_ownership"],
-}
-
-
 @blp.route("")
 class Teams(MethodView):
     @require_user
@@ -130,16 +118,7 @@ class Permissions(MethodView):
     def get(self, team_id: UUID):
         """The caller's role in the team and what it allows."""
         with user_transaction() as cur:
-            cur.execute(
-                "select role::text from public.team_members"
-                " where team_id = %s and user_id = (select auth.uid())",
-                (team_id,),
-            )
-            row = cur.fetchone()
-        if row is None:
-            raise NotFound("team not found")
-        role = row["role"]
-        return {"team_id": team_id, "role": role, "permissions": TEAM_PERMISSIONS[role]}
+            return rpc(cur, "public.team_permissions", p_team_id=team_id)[0]["team_permissions"]
 
 
 @blp.route("/<uuid:team_id>/stats")

@@ -12,9 +12,9 @@ from collections import defaultdict
 
 import psycopg
 
-from bench import queries
-from bench.postgrest import Caller, user_claims
+from bench import explain, queries
 from bench.measure import interleaved
+from bench.postgrest import Caller, user_claims
 from bench.stats import ratio, summarize
 
 TARGET = 3.0  # issue 2: authorize_generation() at most 3x a select 1 round trip
@@ -32,10 +32,19 @@ def samples(url: str, per_path: int, seed: int = 7) -> list[tuple[str, str, str]
 def run(url: str, pairs: list[tuple[str, str, str]], iterations: int) -> dict:
     caller = Caller(url)
     try:
-        subject = [caller.batch("authenticated", user_claims(user), queries.load("authorize"),
-                                queries.params(generation)) for user, generation, _ in pairs]
-        baseline = [caller.batch("authenticated", user_claims(user), queries.load("round_trip"), {})
-                    for user, _, _ in pairs]
+        subject = [
+            caller.batch(
+                "authenticated",
+                user_claims(user),
+                queries.load("authorize"),
+                queries.params(generation),
+            )
+            for user, generation, _ in pairs
+        ]
+        baseline = [
+            caller.batch("authenticated", user_claims(user), queries.load("round_trip"), {})
+            for user, _, _ in pairs
+        ]
         wrong = _check_answers(caller, subject, pairs)
         took, base, picks = interleaved(caller, subject, baseline, iterations)
     finally:
@@ -48,7 +57,9 @@ def run(url: str, pairs: list[tuple[str, str, str]], iterations: int) -> dict:
         "subject": measured.as_dict(),
         "baseline": floor.as_dict(),
         "ratio": ratio(measured, floor, TARGET).as_dict(),
-        "by_method": {method: summarize(values).as_dict() for method, values in sorted(by_method.items())},
+        "by_method": {
+            method: summarize(values).as_dict() for method, values in sorted(by_method.items())
+        },
         "pairs": len(pairs),
         "wrong_answers": wrong,
     }
@@ -63,3 +74,28 @@ def _check_answers(caller: Caller, subject: list[str], pairs: list[tuple[str, st
         method = answer["access_method"] if answer["access_granted"] else "denied"
         wrong += method != expected
     return wrong
+
+
+def measure(url: str, scale, verbose: bool) -> dict:
+    """Sample pairs, time them, and keep the decision's inner plans for one granted pair."""
+    pairs = samples(url, scale.authorize_samples_per_path)
+    figures = run(url, pairs, scale.authorize_iterations)
+    figures["plans"] = _inner_plans(url, pairs)
+    if verbose:
+        print("\n".join(figures["plans"]))
+    return figures
+
+
+def _inner_plans(url: str, pairs: list[tuple[str, str, str]]) -> list[str]:
+    user, generation, _ = next((pair for pair in pairs if pair[2] == "generation_share"), pairs[0])
+    caller = Caller(url)
+    try:
+        batch = caller.batch(
+            "authenticated",
+            user_claims(user),
+            queries.load("authorize"),
+            queries.params(generation),
+        )
+        return explain.nested_plans(caller, batch)
+    finally:
+        caller.close()

@@ -131,3 +131,15 @@ as $$
     order by random()
     limit p_count
 $$;
+
+-- A live auth.sessions row per user, as sign-in creates: the app refuses tokens whose
+-- session does not exist.
+create function bench.open_sessions(p_user_ids uuid[])
+returns table (user_id uuid, session_id uuid)
+language sql
+as $$
+    insert into auth.sessions (id, user_id, created_at, updated_at, aal)
+    select gen_random_uuid(), u.id, now(), now(), 'aal1'
+    from unnest(p_user_ids) as u (id)
+    returning auth.sessions.user_id, auth.sessions.id
+$$;

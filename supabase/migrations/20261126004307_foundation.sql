@@ -56,6 +56,23 @@ $$;
 
 comment on function private.setting(text) is 'Reads one operator setting; null when unset.';
 
+-- updated_at -----------------------------------------------------------------------------
+
+create function private.touch_updated_at()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    new.updated_at := now();
+    return new;
+end;
+$$;
+
+comment on function private.touch_updated_at() is
+'Keeps updated_at true on every update, whoever makes it (API, RPC, service).';
+
 -- errors --------------------------------------------------------------------------------
 
 -- Our functions raise PostgREST-style SQLSTATEs: PTxyz becomes HTTP xyz in PostgREST, and

@@ -178,6 +178,10 @@ after update of email on auth.users
 for each row when (old.email is distinct from new.email)
 execute function private.sync_profile_email();
 
+create trigger profiles_touch_updated_at
+before update on public.profiles
+for each row execute function private.touch_updated_at();
+
 -- RLS -----------------------------------------------------------------------------------
 
 alter table public.profiles enable row level security;

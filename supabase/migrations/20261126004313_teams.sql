@@ -8,7 +8,8 @@
 create table public.teams (
     id uuid primary key default gen_random_uuid(),
     name text not null check (char_length(btrim(name)) between 1 and 100),
-    owner_id uuid not null references public.profiles (id),
+    -- a team ends with its owner's account, so deleting a user never fails on it
+    owner_id uuid not null references public.profiles (id) on delete cascade,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now()
 );
@@ -159,6 +160,10 @@ as $$
 $$;
 
 comment on function private.new_token() is 'A random token with 244 bits of entropy, without pgcrypto.';
+
+create trigger teams_touch_updated_at
+before update on public.teams
+for each row execute function private.touch_updated_at();
 
 -- RLS -----------------------------------------------------------------------------------
 

@@ -47,6 +47,10 @@ grant update (name, description, visibility) on public.projects to authenticated
 grant select on public.project_teams to authenticated;
 grant select, insert, update, delete on public.projects, public.project_teams to service_role;
 
+create trigger projects_touch_updated_at
+before update on public.projects
+for each row execute function private.touch_updated_at();
+
 -- RLS -----------------------------------------------------------------------------------
 
 alter table public.projects enable row level security;

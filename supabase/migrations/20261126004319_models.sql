@@ -13,7 +13,7 @@ create table public.models (
     credit_cost integer not null check (credit_cost > 0),
     enabled boolean not null default true,
     parameter_schema jsonb not null default '{"type": "object", "properties": {}}'::jsonb
-    check (jsonb_typeof(parameter_schema -> 'properties') = 'object'),
+    check (coalesce(jsonb_typeof(parameter_schema -> 'properties'), 'missing') = 'object'),
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now()
 );
@@ -25,6 +25,10 @@ comment on table public.models is
 
 grant select on public.models to anon, authenticated;
 grant select, insert, update, delete on public.models to service_role;
+
+create trigger models_touch_updated_at
+before update on public.models
+for each row execute function private.touch_updated_at();
 
 -- RLS -----------------------------------------------------------------------------------
 

@@ -61,6 +61,10 @@ grant update (title) on public.generations to authenticated;
 grant select on public.generation_shares to authenticated;
 grant select, insert, update, delete on public.generations, public.generation_shares to service_role;
 
+create trigger generations_touch_updated_at
+before update on public.generations
+for each row execute function private.touch_updated_at();
+
 -- RLS -----------------------------------------------------------------------------------
 
 alter table public.generations enable row level security;

@@ -352,9 +352,16 @@ create policy "admins can delete projects"
 on public.projects for delete to authenticated
 using ((select private.is_active_user()) and id = any(array(select private.project_ids_for_caller('admin'))));
 
-create policy "project readers can read its team links"
+-- a link names a team: members of that team and the project's admins see it, nobody else
+create policy "team members and project admins can read project links"
 on public.project_teams for select to authenticated
-using ((select private.is_active_user()) and project_id = any(array(select private.project_ids_for_caller())));
+using (
+    (select private.is_active_user())
+    and (
+        team_id = any(array(select private.team_ids_for_caller()))
+        or project_id = any(array(select private.project_ids_for_caller('admin')))
+    )
+);
 
 create policy "readers can read generations"
 on public.generations for select to authenticated
@@ -390,11 +397,24 @@ using (
     )
 );
 
-create policy "generation readers can read its shares"
+-- a share names a team: members of that team and those who may share the generation see it
+create policy "team members and generation admins can read shares"
 on public.generation_shares for select to authenticated
 using (
     (select private.is_active_user())
-    and exists (select 1 from public.generations as g where g.id = generation_shares.generation_id)
+    and (
+        team_id = any(array(select private.team_ids_for_caller()))
+        or generation_id = any(array(select private.shared_generation_ids_for_caller('admin')))
+        or exists (
+            select 1 from public.generations as g
+            where
+                g.id = generation_shares.generation_id
+                and (
+                    g.owner_id = (select auth.uid())
+                    or g.project_id = any(array(select private.project_ids_for_caller('admin')))
+                )
+        )
+    )
 );
 
 -- RPCs ----------------------------------------------------------------------------------
@@ -549,3 +569,32 @@ comment on function public.unshare_generation(uuid, uuid) is
 'Users with share permission end a share; access ends at once.';
 
 grant execute on function public.unshare_generation(uuid, uuid) to authenticated;
+
+create function public.team_permissions(p_team_id uuid)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+    v_role public.team_role;
+begin
+    perform private.require_active_user();
+    v_role := private.require_team_role(p_team_id, 'viewer');
+    return jsonb_build_object(
+        'team_id', p_team_id,
+        'role', v_role,
+        'permissions', to_jsonb(
+            private.permissions_for(v_role)
+            || case when v_role >= 'admin' then array['invite', 'manage_members'] else array[]::text[] end
+            || case when v_role = 'owner' then array['transfer_ownership'] else array[]::text[] end
+        )
+    );
+end;
+$$;
+
+comment on function public.team_permissions(uuid) is
+'The caller''s team role and what it allows on work shared with the team, plus member management; 404 for others.';
+
+grant execute on function public.team_permissions(uuid) to authenticated;

@@ -1,7 +1,7 @@
 -- Teams and members: create_team, who reads what, renaming, change_member_role,
 -- remove_member, leave_team; exactly one owner; revocation in the next statement.
 begin;
-select plan(67);
+select plan(73);
 
 select tests.create_user('owner@velro.test') as towner \gset
 select tests.create_user('admin@velro.test') as tadmin \gset
@@ -279,6 +279,34 @@ select tests.authenticate_as(:'stranger');
 select throws_ok(
     format('select public.remove_member(%L, %L)', :'team', :'tviewer'),
     'PT404', 'team not found', 'a stranger cannot remove members (404)'
+);
+select tests.authenticate_as(:'other');
+select throws_ok(
+    format('select public.remove_member(%L, %L)', :'team', :'tviewer'),
+    'PT404', 'team not found', 'a member of another team cannot remove members (404)'
+);
+select tests.authenticate_as(:'sue');
+select throws_ok(
+    format('select public.remove_member(%L, %L)', :'team', :'tviewer'),
+    'PT403', 'this account is suspended', 'a suspended member cannot remove members'
+);
+select throws_ok(
+    format('select public.leave_team(%L)', :'team'),
+    'PT403', 'this account is suspended', 'a suspended member cannot even leave (an operator reactivates first)'
+);
+select tests.authenticate_as_anon();
+select throws_ok(
+    format('select public.remove_member(%L, %L)', :'team', :'tviewer'),
+    '42501', 'permission denied for function remove_member', 'anon cannot remove members'
+);
+select throws_ok(
+    format('select public.leave_team(%L)', :'team'), '42501', 'permission denied for function leave_team',
+    'anon cannot leave a team'
+);
+select tests.clear_authentication();
+select is(
+    (select count(*) from public.team_members where team_id = :'team'), 5::bigint,
+    'the refused removals and leaves changed nothing'
 );
 select tests.authenticate_as(:'towner');
 -- towner is now an admin: admins cannot remove admins

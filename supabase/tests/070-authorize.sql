@@ -2,7 +2,7 @@
 -- (direct_ownership, project_owner, project_team, generation_share, public), least(team
 -- role, level) through teams, highest wins, and agreement with what RLS lets a user read.
 begin;
-select plan(50);
+select plan(52);
 
 select tests.create_user('creator@velro.test') as creator \gset
 select tests.create_user('powner@velro.test') as powner \gset
@@ -130,6 +130,15 @@ select is(
     public.authorize_generation('d0000000-0000-4000-8000-000000000002'),
     '{"access_granted": true, "access_method": "public", "effective_role": "viewer", "permissions": ["read"]}'::jsonb,
     'public: any signed-in user is viewer of a generation in a public project'
+);
+
+select is_empty(
+    $$update public.generations set title = 't' where id = 'd0000000-0000-4000-8000-000000000002' returning id$$,
+    'public viewer: no write, so the stranger cannot retitle'
+);
+select throws_ok(
+    $$select public.cancel_generation('d0000000-0000-4000-8000-000000000002')$$,
+    'PT403', 'this needs the editor role on the generation', 'and cannot cancel (403: he can read it)'
 );
 
 -- denials look alike -------------------------------------------------------------------------------

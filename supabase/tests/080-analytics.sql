@@ -33,7 +33,9 @@ select id as gen1
 from public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'one', 'a-1', 'c0000000-0000-4000-8000-000000000003') \gset
 select tests.authenticate_as(:'teditor');
 select id as gen2
-from public.create_generation('fal-ai/imagen4/preview/ultra', 'two', 'a-2', 'c0000000-0000-4000-8000-000000000003') \gset
+from public.create_generation(
+    'fal-ai/imagen4/preview/ultra', 'two', 'a-2', 'c0000000-0000-4000-8000-000000000003'
+) \gset
 select tests.authenticate_as_service_role();
 select public.record_generation_progress(:'gen1', 'completed', 'req-1', '[]');
 select public.record_generation_progress(:'gen2', 'failed', 'req-2', null, 'boom');

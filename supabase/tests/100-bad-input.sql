@@ -16,7 +16,9 @@ insert into public.projects (id, owner_id, name)
 values ('c0000000-0000-4000-8000-000000000003', :'towner', 'Launch');
 select tests.authenticate_as(:'towner');
 select id as gen
-from public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'fox', 'bad-1', 'c0000000-0000-4000-8000-000000000003') \gset
+from public.create_generation(
+    'fal-ai/flux-pro/v1.1-ultra', 'fox', 'bad-1', 'c0000000-0000-4000-8000-000000000003'
+) \gset
 select invitation ->> 'token' as token
 from (
     select public.invite_member('a0000000-0000-4000-8000-000000000001', 'invitee@velro.test', 'editor') as invitation

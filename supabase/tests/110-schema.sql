@@ -57,13 +57,13 @@ select policies_are('public', 'projects', array[
     'admins can update projects', 'admins can delete projects'
 ], 'projects: one policy per command');
 select policies_are('public', 'project_teams', array[
-    'project readers can read its team links'
+    'team members and project admins can read project links'
 ], 'project_teams: read only');
 select policies_are('public', 'generations', array[
     'readers can read generations', 'editors can update generations', 'admins can delete generations'
 ], 'generations: read, update, delete (created by create_generation)');
 select policies_are('public', 'generation_shares', array[
-    'generation readers can read its shares'
+    'team members and generation admins can read shares'
 ], 'generation_shares: read only');
 select policies_are('public', 'models', array['anyone can read enabled models'], 'models: read enabled');
 
@@ -147,7 +147,7 @@ select functions_are('public', array[
     'accept_invitation', 'authorize_generation', 'authorize_project', 'cancel_generation', 'change_member_role',
     'create_generation', 'create_team', 'grant_credits', 'invite_member', 'leave_team', 'link_project_team',
     'model_stats', 'my_credit_summary', 'project_usage', 'record_generation_progress', 'refresh_analytics',
-    'refund_generation', 'remove_member', 'share_generation', 'team_usage', 'unlink_project_team',
+    'refund_generation', 'remove_member', 'share_generation', 'team_permissions', 'team_usage', 'unlink_project_team',
     'unshare_generation'
 ], 'public holds exactly the API functions');
 select is_empty(
@@ -174,7 +174,7 @@ select set_eq(
     $$values ('accept_invitation'), ('authorize_generation'), ('authorize_project'), ('cancel_generation'),
     ('change_member_role'), ('create_generation'), ('create_team'), ('invite_member'), ('leave_team'),
     ('link_project_team'), ('my_credit_summary'), ('project_usage'), ('remove_member'), ('share_generation'),
-    ('team_usage'), ('unlink_project_team'), ('unshare_generation')$$,
+    ('team_permissions'), ('team_usage'), ('unlink_project_team'), ('unshare_generation')$$,
     'authenticated executes exactly the user RPCs'
 );
 select set_eq(

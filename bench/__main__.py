@@ -1,0 +1,93 @@
+"""`python -m bench [--quick] [--only SCENARIO] [--verbose]`: build, load, measure, report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+from datetime import UTC, datetime
+
+from bench import database, report
+from bench.progress import say, step
+from bench.scale import FULL, QUICK
+from bench.scenarios import SQL_SCENARIOS, authorize, growth, http_authorize, list_page
+
+SCENARIOS = (*SQL_SCENARIOS, "http_authorize")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small dataset and short runs: a smoke test of the benchmark itself",
+    )
+    parser.add_argument(
+        "--only",
+        choices=SCENARIOS,
+        action="append",
+        help="run only this scenario (repeatable); default: all",
+    )
+    parser.add_argument("--verbose", action="store_true", help="print the EXPLAIN ANALYZE plans")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    scale = QUICK if args.quick else FULL
+    chosen = set(args.only or SCENARIOS)
+    server = database.server_url()
+    results = {
+        "scale": scale.name,
+        "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+        "dataset": {},
+        "stages": {},
+    }
+    with step(f"building {database.BENCH_DATABASE} ({scale.name} scale)"):
+        url = database.recreate(server)
+        database.build_schema(url)
+        database.load_people_and_projects(url, scale)
+
+    loaded = 0
+    for stage in scale.stages:
+        database.grow_generations(url, loaded + 1, stage, scale.share_fraction)
+        loaded = stage
+        results["dataset"][str(stage)] = database.check_and_count(url)
+        results["stages"][str(stage)] = run_sql_scenarios(url, scale, chosen, args.verbose)
+
+    results["growth"] = growth.compare(results["stages"], scale.stages)
+    if "http_authorize" in chosen:
+        results["http_authorize"] = http_authorize.run(url, scale, args.verbose)
+
+    results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    json_path, md_path = report.write(results)
+    print()
+    print(md_path.read_text(encoding="utf-8"))
+    say(f"results written to {md_path} and {json_path}")
+    return 0
+
+
+def run_sql_scenarios(url: str, scale, chosen: set[str], verbose: bool) -> dict:
+    figures = {}
+    if "authorize" in chosen:
+        with step("authorize_generation() vs select 1"):
+            figures["authorize"] = authorize.measure(url, scale, verbose)
+        say(_ratio_line("authorize", figures["authorize"]))
+    if "list_page" in chosen:
+        with step("first page through RLS vs explicit filter"):
+            figures["list_page"] = list_page.measure(url, scale, verbose)
+        say(_ratio_line("list page", figures["list_page"]))
+    return figures
+
+
+def _ratio_line(name: str, figures: dict) -> str:
+    subject, baseline, judged = figures["subject"], figures["baseline"], figures["ratio"]
+    verdict = "met" if judged["met"] else "MISSED"
+    return (
+        f"{name}: p50 {subject['p50']:.0f} µs vs baseline {baseline['p50']:.0f} µs = "
+        f"{judged['p50']:.2f}x (target <= {judged['target']}x: {verdict})"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""HTTP scenarios' tools: a gunicorn server on a free port, and wrk with its figures parsed.
+
+    with Server(database_url, env={...}) as server:
+        floor = wrk(server.url("/api/v1/health/live"), connections=32, seconds=15)
+        authorize = wrk(server.url("/"), connections=32, seconds=15,
+                        script=POST_BEARER, script_args=[requests_file])
+
+The server is gunicorn with the gthread worker, as the Procfile runs it: 2 workers x 4
+threads on this 2-core machine unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POST_BEARER = Path(__file__).resolve().parent / "wrk" / "post_bearer.lua"
+LIVENESS = "/api/v1/health/live"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """gunicorn serving backend:create_app() against a database, for the length of a block."""
+
+    database_url: str
+    env: dict | None = None
+    workers: int = 2
+    threads: int = 4
+    startup_seconds: float = 30.0
+    app: str = "backend:create_app()"
+
+    def __post_init__(self):
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> Server:
+        env = {**os.environ, **(self.env or {}), "DATABASE_URL": self.database_url}
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--log-level",
+            "warning",
+            self.app,
+        ]
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env)  # noqa: S603
+        self._wait_until_live()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def _wait_until_live(self) -> None:
+        deadline = time.monotonic() + self.startup_seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode} while starting")
+            try:
+                with urllib.request.urlopen(self.url(LIVENESS), timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError(f"gunicorn did not answer {LIVENESS} within {self.startup_seconds}s")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What wrk measured: throughput, latency percentiles in ms, and failures."""
+
+    requests_per_second: float
+    requests: int
+    p50_ms: float
+    p75_ms: float
+    p90_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+
+    def as_dict(self) -> dict:
+        return {
+            key: round(value, 2) if isinstance(value, float) else value
+            for key, value in self.__dict__.items()
+        }
+
+
+def wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: int,
+    threads: int = 2,
+    script: Path | None = None,
+    script_args: list[str] | None = None,
+) -> LoadResult:
+    """Run wrk --latency against url and parse its report."""
+    command = [
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+    ]
+    if script:
+        command += ["-s", str(script)]
+    command.append(url)
+    if script_args:
+        command += ["--", *script_args]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60)  # noqa: S603
+    return parse_wrk(done.stdout)
+
+
+LATENCY = re.compile(r"^\s*(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+TO_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(report: str) -> LoadResult:
+    percentiles = {
+        int(pct): float(value) * TO_MS[unit] for pct, value, unit in LATENCY.findall(report)
+    }
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", report)
+    total = re.search(r"(\d+) requests in", report)
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", report)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", report
+    )
+    if not (rate and total and len(percentiles) == 4):
+        raise RuntimeError(f"could not read wrk's report:\n{report}")
+    return LoadResult(
+        requests_per_second=float(rate.group(1)),
+        requests=int(total.group(1)),
+        p50_ms=percentiles[50],
+        p75_ms=percentiles[75],
+        p90_ms=percentiles[90],
+        p99_ms=percentiles[99],
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(count) for count in errors.groups()) if errors else 0,
+    )

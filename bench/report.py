@@ -1,0 +1,135 @@
+"""bench/results/latest.json (everything) and latest.md (the table the README shows)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write(results: dict) -> tuple[Path, Path]:
+    RESULTS.mkdir(exist_ok=True)
+    json_path, md_path = RESULTS / "latest.json", RESULTS / "latest.md"
+    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    md_path.write_text(markdown(results), encoding="utf-8")
+    return json_path, md_path
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        f"Measured by `make bench` ({results['scale']}) on {results['machine']}, {results['finished_at']}.",
+        "Times are per request in µs (p50 / p95 / p99); ratios compare p50s taken in the same run.",
+        "",
+        "| scenario | measured | baseline | ratio | target | |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [_row(row) for row in rows(results)]
+    lines += ["", *notes(results)]
+    return "\n".join(lines) + "\n"
+
+
+def rows(results: dict) -> list[dict]:
+    """One table row per judged figure, in reading order."""
+    table = []
+    for stage, figures in results.get("stages", {}).items():
+        label = f"{int(stage):,} generations"
+        if "authorize" in figures:
+            table.append(
+                _ratio_row(
+                    f"`authorize_generation()` vs `select 1` request, {label}", figures["authorize"]
+                )
+            )
+        if "list_page" in figures:
+            table.append(
+                _ratio_row(
+                    f"first page through RLS vs explicit filter as service role, {label}",
+                    figures["list_page"],
+                )
+            )
+    for name, growth in results.get("growth", {}).items():
+        table.append(
+            {
+                "scenario": f"growth {growth['from']:,} → {growth['to']:,} generations: {name}",
+                "measured": f"{growth['to_p50']:.0f} µs p50",
+                "baseline": f"{growth['from_p50']:.0f} µs p50",
+                "ratio": growth["ratio"],
+                "target": growth["target"],
+                "met": growth["met"],
+            }
+        )
+    if "http_authorize" in results:
+        http = results["http_authorize"]
+        table.append(
+            {
+                "scenario": f"HTTP `POST /generations/{{id}}/authorize` vs `GET /health/live`, "
+                f"{http['connections']} connections (throughput share)",
+                "measured": _http_cell(http["authorize"]),
+                "baseline": _http_cell(http["floor"]),
+                "ratio": http["throughput_share"],
+                "target": f"≥ {http['target']}",
+                "met": http["met"],
+                "ratio_is_share": True,
+            }
+        )
+    return table
+
+
+def _ratio_row(scenario: str, figures: dict) -> dict:
+    judged = figures["ratio"]
+    return {
+        "scenario": scenario,
+        "measured": _latency_cell(figures["subject"]),
+        "baseline": _latency_cell(figures["baseline"]),
+        "ratio": judged["p50"],
+        "target": judged["target"],
+        "met": judged["met"],
+    }
+
+
+def _row(row: dict) -> str:
+    target = row["target"] if isinstance(row["target"], str) else f"≤ {row['target']}×"
+    ratio = f"{row['ratio']:.0%}" if row.get("ratio_is_share") else f"{row['ratio']:.2f}×"
+    verdict = "met" if row["met"] else "**missed**"
+    return f"| {row['scenario']} | {row['measured']} | {row['baseline']} | {ratio} | {target} | {verdict} |"
+
+
+def _latency_cell(summary: dict) -> str:
+    return f"{summary['p50']:.0f} / {summary['p95']:.0f} / {summary['p99']:.0f}"
+
+
+def _http_cell(load: dict) -> str:
+    return f"{load['requests_per_second']:,.0f} req/s, p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
+
+
+def notes(results: dict) -> list[str]:
+    out = []
+    dataset = results.get("dataset", {})
+    if dataset:
+        last = dataset[max(dataset, key=int)]
+        out.append(
+            f"Dataset: {last['users']:,} users ({last['suspended_users']:,} suspended), {last['teams']:,} teams "
+            f"({last['team_members']:,} memberships), {last['projects']:,} projects ({last['team_projects']:,} "
+            f"team, {last['public_projects']:,} public; {last['project_team_links']:,} team links; "
+            f"{last['project_access_rows']:,} flattened access rows, drift {last['project_access_drift']}), "
+            f"{last['generations']:,} generations, {last['generation_shares']:,} shares."
+        )
+    for stage, figures in results.get("stages", {}).items():
+        if "authorize" in figures:
+            methods = ", ".join(
+                f"{method} {summary['p50']:.0f}"
+                for method, summary in figures["authorize"]["by_method"].items()
+            )
+            out.append(
+                f"- {int(stage):,} generations, authorize p50 by path (µs): {methods}; "
+                f"wrong answers: {figures['authorize']['wrong_answers']}."
+            )
+        if "list_page" in figures:
+            page = figures["list_page"]
+            visible = page["visible_per_user"]
+            out.append(
+                f"- {int(stage):,} generations, list page: {page['users']} users seeing "
+                f"{visible['min']:,}–{visible['max']:,} generations (median {visible['median']:,}); "
+                f"pages differing between RLS and explicit: {page['pages_differing']}."
+            )
+    return out
