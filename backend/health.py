@@ -34,7 +34,7 @@ def live():
 def ready():
     """The app can serve: the database answers."""
     try:
-        with pool().connection(timeout=2.0) as conn:
+        with pool().connection() as conn:
             conn.execute("select 1")
     except psycopg.Error as error:
         log.warning("not ready: the database does not answer: %s", error)

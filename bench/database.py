@@ -164,8 +164,7 @@ def check_and_count(url: str) -> dict:
             "select bench.project_access_drift()"
         ).fetchone()[0]
     say("dataset: " + ", ".join(f"{key} {value:,}" for key, value in counts.items()))
-    if counts["project_access_drift"]:
-        raise RuntimeError(
-            f"private.project_access differs from its definition in {counts['project_access_drift']} rows"
-        )
+    drift = counts["project_access_drift"]
+    if drift:
+        raise RuntimeError(f"private.project_access differs from its definition in {drift} rows")
     return counts

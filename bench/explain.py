@@ -13,9 +13,11 @@ from bench.postgrest import Caller
 COST = re.compile(r"\s*\(cost=[^)]*\)")
 
 
-def analyze_plan(caller: Caller, role: str, claims: str, query: str, params) -> list[str]:
-    """The EXPLAIN (ANALYZE, BUFFERS) lines of one statement inside its request transaction."""
-    batch = caller.batch(role, claims, f"explain (analyze, buffers) {query}", params)
+def analyze_plan(
+    caller: Caller, role: str, claims: str, name: str, values: tuple = ()
+) -> list[str]:
+    """The EXPLAIN (ANALYZE, BUFFERS) lines of one prepared statement in its request transaction."""
+    batch = caller.batch(role, claims, caller.statement(name, values, explain=True))
     rows, _ = caller.run(batch)
     return [row[0] for row in rows]
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.explain import outline
+
 RESULTS = Path(__file__).resolve().parent / "results"
+TIMES = "\N{MULTIPLICATION SIGN}"
 
 
 def write(results: dict) -> tuple[Path, Path]:
@@ -18,14 +21,15 @@ def write(results: dict) -> tuple[Path, Path]:
 
 def markdown(results: dict) -> str:
     lines = [
-        f"Measured by `make bench` ({results['scale']}) on {results['machine']}, {results['finished_at']}.",
+        f"Measured by `make bench` ({results['scale']}) on {results['machine']}, "
+        f"{results['finished_at']}.",
         "Times are per request in µs (p50 / p95 / p99); ratios compare p50s taken in the same run.",
         "",
         "| scenario | measured | baseline | ratio | target | |",
         "|---|---|---|---|---|---|",
     ]
     lines += [_row(row) for row in rows(results)]
-    lines += ["", *notes(results)]
+    lines += ["", *notes(results), "", *plan_section(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -58,8 +62,8 @@ def rows(results: dict) -> list[dict]:
                 "met": growth["met"],
             }
         )
-    if "http_authorize" in results:
-        http = results["http_authorize"]
+    http = results.get("http_authorize")
+    if http and "skipped" not in http:
         table.append(
             {
                 "scenario": f"HTTP `POST /generations/{{id}}/authorize` vs `GET /health/live`, "
@@ -88,10 +92,11 @@ def _ratio_row(scenario: str, figures: dict) -> dict:
 
 
 def _row(row: dict) -> str:
-    target = row["target"] if isinstance(row["target"], str) else f"≤ {row['target']}×"
-    ratio = f"{row['ratio']:.0%}" if row.get("ratio_is_share") else f"{row['ratio']:.2f}×"
+    target = row["target"] if isinstance(row["target"], str) else f"≤ {row['target']}{TIMES}"
+    ratio = f"{row['ratio']:.0%}" if row.get("ratio_is_share") else f"{row['ratio']:.2f}{TIMES}"
     verdict = "met" if row["met"] else "**missed**"
-    return f"| {row['scenario']} | {row['measured']} | {row['baseline']} | {ratio} | {target} | {verdict} |"
+    cells = [row["scenario"], row["measured"], row["baseline"], ratio, target, verdict]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _latency_cell(summary: dict) -> str:
@@ -99,7 +104,10 @@ def _latency_cell(summary: dict) -> str:
 
 
 def _http_cell(load: dict) -> str:
-    return f"{load['requests_per_second']:,.0f} req/s, p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
+    return (
+        f"{load['requests_per_second']:,.0f} req/s, "
+        f"p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
+    )
 
 
 def notes(results: dict) -> list[str]:
@@ -108,12 +116,18 @@ def notes(results: dict) -> list[str]:
     if dataset:
         last = dataset[max(dataset, key=int)]
         out.append(
-            f"Dataset: {last['users']:,} users ({last['suspended_users']:,} suspended), {last['teams']:,} teams "
-            f"({last['team_members']:,} memberships), {last['projects']:,} projects ({last['team_projects']:,} "
-            f"team, {last['public_projects']:,} public; {last['project_team_links']:,} team links; "
-            f"{last['project_access_rows']:,} flattened access rows, drift {last['project_access_drift']}), "
-            f"{last['generations']:,} generations, {last['generation_shares']:,} shares."
+            f"Dataset: {last['users']:,} users ({last['suspended_users']:,} suspended), "
+            f"{last['teams']:,} teams ({last['team_members']:,} memberships), "
+            f"{last['projects']:,} projects ({last['team_projects']:,} team, "
+            f"{last['public_projects']:,} public; {last['project_team_links']:,} team links; "
+            f"{last['project_access_rows']:,} flattened access rows, "
+            f"drift {last['project_access_drift']}), {last['generations']:,} generations, "
+            f"{last['generation_shares']:,} shares."
         )
+    out += growth_note(results)
+    skipped = results.get("http_authorize", {}).get("skipped")
+    if skipped:
+        out.append(f"- HTTP scenario not run: {skipped.strip()}")
     for stage, figures in results.get("stages", {}).items():
         if "authorize" in figures:
             methods = ", ".join(
@@ -129,7 +143,51 @@ def notes(results: dict) -> list[str]:
             visible = page["visible_per_user"]
             out.append(
                 f"- {int(stage):,} generations, list page: {page['users']} users seeing "
-                f"{visible['min']:,}–{visible['max']:,} generations (median {visible['median']:,}); "
+                f"{visible['min']:,} to {visible['max']:,} generations "
+                f"(median {visible['median']:,}); "
+                f"{page['us_per_visible_row']} µs per visible generation at p50; "
                 f"pages differing between RLS and explicit: {page['pages_differing']}."
             )
     return out
+
+
+def plan_section(results: dict) -> list[str]:
+    """Outlines of the plans at the largest stage: what the figures are made of."""
+    stages = results.get("stages", {})
+    if not stages:
+        return []
+    figures = stages[max(stages, key=int)]
+    out = []
+    for name, plan in figures.get("list_page", {}).get("plans", {}).items():
+        out += [f"List page plan, {name.replace('_', ' ')}:", "```", *outline(plan), "```"]
+    inner = [
+        notice
+        for notice in figures.get("authorize", {}).get("plans", [])
+        if "with target as" in notice
+    ]
+    if inner:
+        lines = inner[0].splitlines()
+        start = next(i for i, line in enumerate(lines) if "(cost=" in line or "(actual" in line)
+        plan = lines[start:]
+        out += [
+            "authorize_generation(): plan of its inner query (private.generation_access):",
+            "```",
+        ]
+        out += [*outline(plan), "```"]
+    return out
+
+
+def growth_note(results: dict) -> list[str]:
+    """How much more each sampled user can see at the last stage: what list pages scale with."""
+    medians = [
+        figures["list_page"]["visible_per_user"]["median"]
+        for figures in results.get("stages", {}).values()
+        if "list_page" in figures
+    ]
+    if len(medians) < 2 or not medians[0]:
+        return []
+    return [
+        f"- The median sampled user can see {medians[0]:,} generations at the first stage and "
+        f"{medians[-1]:,} at the last ({medians[-1] / medians[0]:.0f}{TIMES}): a first page "
+        "costs what finding and sorting those rows costs."
+    ]

@@ -253,3 +253,11 @@ def test_local_provider_signs_es256_and_serves_its_jwks(make_app):
     assert me(client, token).status_code == 200
     verified = jwt.decode(token, jwt.PyJWK(key).key, algorithms=["ES256"], audience="authenticated")
     assert verified["session_id"]
+
+
+def test_a_remembered_token_still_expires(make_app, user):
+    client = make_app(JWT_LEEWAY=0).test_client()
+    token = hs256({**claims_of(user), "exp": int(time.time()) + 2})
+    assert me(client, token).status_code == 200
+    time.sleep(2.5)
+    assert_refused(me(client, token), "expired")

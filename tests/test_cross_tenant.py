@@ -85,7 +85,7 @@ CASES = {
                         body={"name": "another"}),
     "read team": Case("GET", "/api/v1/teams/{T}", MEMBERS_READ),
     "team members": Case("GET", "/api/v1/teams/{T}/members", MEMBERS_READ),
-    "team permissions": Case("GET", "/api/v1/teams/{T}/permissions", MEMBERS_READ),
+    "team permissions": Case("GET", "/api/v1/teams/{T}/permissions", statuses(404, 200, 200, 200, 403)),
     "team stats": Case("GET", "/api/v1/teams/{T}/stats", statuses(404, 200, 200, 200, 403)),
     "invite": Case("POST", "/api/v1/teams/{T}/invite", statuses(404, 403, 403, 201, 403),
                    body={"email": "{new_email}"}),

@@ -11,9 +11,10 @@
             ...
 
 A missing, malformed, expired or forged token, or one whose session was logged out,
-answers 401 ``invalid_token`` with ``WWW-Authenticate: Bearer``. The session check rides
-along with the view's first ``user_transaction``; a view that never opens one gets a
-separate check before its answer goes out. ``require_user`` also marks the route as
+answers 401 ``invalid_token`` with ``WWW-Authenticate: Bearer``. The session check is part
+of ``user_transaction``'s preamble; ``service_transaction``/``owner_transaction`` check first
+when a user is signed in, and a view that opens none gets a check before its answer goes
+out. ``require_user`` also marks the route as
 needing the bearer scheme in the OpenAPI document.
 """
 

@@ -5,7 +5,8 @@ the key whose ``kid`` matches, from the local provider's own key or from ``JWKS_
 (``RemoteKeySet``). An unknown kid refetches the JWKS, at most once per
 ``JWKS_MIN_REFETCH_SECONDS``, so a rotation is picked up at once and a flood of made-up
 kids cannot hammer the key server. Claims checked: signature, ``exp`` (with leeway),
-``iss``, ``aud``, ``sub`` (a UUID), ``role`` = authenticated, and a ``session_id``.
+``iss``, ``aud``, ``sub`` (a UUID), ``role`` = authenticated, and a ``session_id``. A token
+that passed is remembered for a minute (``exp`` is still checked on each use).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import uuid
 
 import httpx
 import jwt
+from cachetools import TTLCache
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -30,6 +32,8 @@ from backend.errors import InvalidToken
 log = logging.getLogger(__name__)
 
 KEY_TYPES = {"ES256": "EC", "RS256": "RSA"}
+VERIFIED_CACHE_SIZE = 10_000  # tokens whose signature was checked lately
+VERIFIED_CACHE_SECONDS = 60  # a retired signing key stops working within this
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss", "role", "session_id"]
 
 
@@ -88,13 +92,29 @@ class TokenVerifier:
         self._settings = settings
         self._local_keys = local_keys
         self._remote = remote
+        self._verified: TTLCache = TTLCache(maxsize=VERIFIED_CACHE_SIZE, ttl=VERIFIED_CACHE_SECONDS)
+        self._lock = threading.Lock()
 
     def verify(self, token: str) -> dict:
-        header = _unverified_header(token)
-        algorithm = header.get("alg")
-        key = self._key_for(algorithm, header.get("kid"))
-        claims = self._decode(token, key, algorithm)
-        _check_subject(claims)
+        claims = self._remembered(token)
+        if claims is None:
+            header = _unverified_header(token)
+            algorithm = header.get("alg")
+            key = self._key_for(algorithm, header.get("kid"))
+            claims = self._decode(token, key, algorithm)
+            _check_subject(claims)
+            with self._lock:
+                self._verified[token] = claims
+        return claims
+
+    def _remembered(self, token: str) -> dict | None:
+        # A client sends the same token for up to an hour; checking its signature once a
+        # minute instead of on every request saves most of the verification cost. Expiry
+        # is still checked on every use; the session is checked by the database.
+        with self._lock:
+            claims = self._verified.get(token)
+        if claims is None or claims["exp"] + self._settings.JWT_LEEWAY < time.time():
+            return None
         return claims
 
     def _key_for(self, algorithm: str, kid: str | None):

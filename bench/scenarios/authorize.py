@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import psycopg
 
-from bench import explain, queries
+from bench import explain
 from bench.measure import interleaved
 from bench.postgrest import Caller, user_claims
 from bench.stats import ratio, summarize
@@ -25,7 +25,7 @@ def samples(url: str, per_path: int, seed: int = 7) -> list[tuple[str, str, str]
         conn.execute("select setseed(0.7)")
         rows = conn.execute("select * from bench.authorize_samples(%s)", (per_path,)).fetchall()
     pairs = [(str(user), str(generation), method) for user, generation, method in rows]
-    random.Random(seed).shuffle(pairs)
+    random.Random(seed).shuffle(pairs)  # noqa: S311 - an ordering, not a secret
     return pairs
 
 
@@ -33,16 +33,11 @@ def run(url: str, pairs: list[tuple[str, str, str]], iterations: int) -> dict:
     caller = Caller(url)
     try:
         subject = [
-            caller.batch(
-                "authenticated",
-                user_claims(user),
-                queries.load("authorize"),
-                queries.params(generation),
-            )
-            for user, generation, _ in pairs
+            caller.batch("authenticated", user_claims(user), caller.statement("authorize", (gen,)))
+            for user, gen, _ in pairs
         ]
         baseline = [
-            caller.batch("authenticated", user_claims(user), queries.load("round_trip"), {})
+            caller.batch("authenticated", user_claims(user), caller.statement("round_trip"))
             for user, _, _ in pairs
         ]
         wrong = _check_answers(caller, subject, pairs)
@@ -90,12 +85,9 @@ def _inner_plans(url: str, pairs: list[tuple[str, str, str]]) -> list[str]:
     user, generation, _ = next((pair for pair in pairs if pair[2] == "generation_share"), pairs[0])
     caller = Caller(url)
     try:
-        batch = caller.batch(
-            "authenticated",
-            user_claims(user),
-            queries.load("authorize"),
-            queries.params(generation),
+        statement = caller.statement("authorize", (generation,))
+        return explain.nested_plans(
+            caller, caller.batch("authenticated", user_claims(user), statement)
         )
-        return explain.nested_plans(caller, batch)
     finally:
         caller.close()
