@@ -12,9 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from backend import auth, db, errors, health, openapi, request_id
+from backend import api, auth, cache, db, errors, headers, health, limits, openapi, request_id
+from backend.analytics import AnalyticsRefresher
 from backend.config import Settings, load_settings, validate
+
+REFRESHER = "velro.analytics"
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
@@ -29,16 +33,36 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         SETTINGS=settings, DEBUG=settings.DEBUG, MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH
     )
     logging.getLogger("backend").setLevel(settings.LOG_LEVEL.upper())
+    if settings.TRUSTED_PROXIES:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES
+        )
     request_id.init_app(app)
     errors.init_app(app)
-    api = openapi.init_app(app)
-    auth.init_app(app, api)
-    db.init_app(app)  # last: the pool's threads start only once the rest is valid
-    api.register_blueprint(health.blp)
+    headers.init_app(app)
+    spec = openapi.init_app(app)
+    auth.init_app(app, spec)
+    spec.register_blueprint(health.blp)
+    api.register(spec)
+    limits.init_app(app)  # after the routes: it sets the tight limits by endpoint
+    # last: the threads (pool, invalidation listener, refresher) start once the rest is valid
+    db.init_app(app)
+    cache.init_app(app)
+    _start_analytics_refresher(app, settings)
     return app
+
+
+def _start_analytics_refresher(app: Flask, settings: Settings) -> None:
+    if settings.ANALYTICS_REFRESH_SECONDS > 0:
+        refresher = AnalyticsRefresher(settings.DATABASE_URL, settings.ANALYTICS_REFRESH_SECONDS)
+        refresher.start()
+        app.extensions[REFRESHER] = refresher
 
 
 def close_app(app: Flask) -> None:
     """Release what the app holds (pool, HTTP clients): for tests and clean shutdowns."""
+    if REFRESHER in app.extensions:
+        app.extensions[REFRESHER].stop()
+    cache.close(app)
     app.extensions[db.EXTENSION].close()
     app.extensions[auth.HTTP].close()

@@ -27,8 +27,14 @@ from typing import Any
 
 import redis
 from cachetools import TTLCache
+from flask import Flask, current_app
+
+from backend.invalidation import InvalidationListener
 
 log = logging.getLogger(__name__)
+
+EXTENSION = "velro.cache"
+LISTENER = "velro.invalidation"
 
 # entries loaded this close before an invalidation are treated as stale too: it absorbs
 # clock skew between instances, which stamp loads and tombstones with their own clocks
@@ -252,6 +258,10 @@ class Cache:
                 self._l2_failed(error)
         self.trusted = True
 
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+
     # reporting -------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
@@ -273,3 +283,38 @@ class Cache:
                 "available": self._l2_available(),
             },
         }
+
+
+def init_app(app: Flask) -> None:
+    """One cache per process, trusted once its invalidation listener is connected."""
+    settings = app.config["SETTINGS"]
+    client = None
+    if settings.REDIS_URL:
+        client = redis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            health_check_interval=30,
+        )
+    cache = Cache(
+        l1_size=settings.CACHE_L1_SIZE,
+        l1_ttl=settings.CACHE_L1_TTL,
+        l2_ttl=settings.CACHE_L2_TTL,
+        redis_client=client,
+    )
+    app.extensions[EXTENSION] = cache
+    if settings.CACHE_ENABLED:
+        listener = InvalidationListener(settings.DATABASE_URL, cache)
+        listener.start()
+        app.extensions[LISTENER] = listener
+
+
+def close(app: Flask) -> None:
+    listener = app.extensions.get(LISTENER)
+    if listener is not None:
+        listener.stop()
+    app.extensions[EXTENSION].close()
+
+
+def cache() -> Cache:
+    return current_app.extensions[EXTENSION]

@@ -70,6 +70,13 @@ class Settings:
     RATE_LIMIT_AUTH_PER_EMAIL: str = "10/minute"  # login and signup, per email
     RATE_LIMIT_GENERATIONS_PER_USER: str = "30/minute"  # generation submissions, per user
     CORS_ORIGINS: str = ""  # comma-separated browser origins allowed to call; empty: none
+    TRUSTED_PROXIES: int = 0  # proxies in front of the app whose X-Forwarded-For is trusted
+
+    CACHE_ENABLED: bool = True  # L1/L2 cache of hot reads; off means every read asks Postgres
+    CACHE_L1_SIZE: int = 10_000  # entries in each process's L1
+    CACHE_L1_TTL: float = 300.0  # seconds; invalidation is push-based, this is a safety net
+    CACHE_L2_TTL: int = 300  # seconds an entry lives in Redis
+    ANALYTICS_REFRESH_SECONDS: float = 300.0  # in-app refresh of the views; 0: never (pg_cron)
 
     SUPABASE_URL: str | None = None  # https://<project>.supabase.co (AUTH_MODE=supabase)
     SUPABASE_ANON_KEY: str | None = None  # the project's anon (publishable) key
@@ -155,6 +162,10 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append("JWT_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
     if s.AUTH_MODE == "supabase" and not (s.SUPABASE_URL and s.SUPABASE_ANON_KEY):
         problems.append("AUTH_MODE=supabase needs SUPABASE_URL and SUPABASE_ANON_KEY")
+    if s.CACHE_L1_SIZE < 1 or s.CACHE_L1_TTL <= 0 or s.CACHE_L2_TTL < 1:
+        problems.append("CACHE_L1_SIZE >= 1, CACHE_L1_TTL > 0 and CACHE_L2_TTL >= 1 are required")
+    if s.TRUSTED_PROXIES < 0 or s.ANALYTICS_REFRESH_SECONDS < 0:
+        problems.append("TRUSTED_PROXIES and ANALYTICS_REFRESH_SECONDS cannot be negative")
     if s.JWT_EXPIRY < 60 or s.JWT_LEEWAY < 0 or s.MAX_CONTENT_LENGTH < 1024:
         problems.append(
             "JWT_EXPIRY >= 60, JWT_LEEWAY >= 0 and MAX_CONTENT_LENGTH >= 1024 are required"

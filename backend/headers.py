@@ -59,7 +59,13 @@ def init_app(app: Flask) -> None:
             resources={r"/api/*": {}, r"/auth/*": {}},
             origins=origins,
             expose_headers=EXPOSED_HEADERS,
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "apikey",
-                           "X-Client-Info", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "apikey",
+                "X-Client-Info",
+                "X-Request-ID",
+            ],
             max_age=600,
         )

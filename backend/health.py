@@ -1,5 +1,6 @@
 """Liveness and readiness: /api/v1/health/live answers while the process runs;
-/api/v1/health/ready answers 200 only when the database does."""
+/api/v1/health/ready answers 200 only when the database does; /api/v1/health/cache
+reports this process's cache layers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import psycopg
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from backend.cache import cache
 from backend.db import pool
 from backend.errors import Unavailable
 
@@ -40,3 +42,30 @@ def ready():
         log.warning("not ready: the database does not answer: %s", error)
         raise Unavailable("The database is not reachable yet.", error="not_ready") from None
     return {"status": "ready", "checks": {"database": "ok"}}
+
+
+class CacheLayerSchema(Schema):
+    hits = fields.Integer()
+    misses = fields.Integer()
+    hit_rate = fields.Float(allow_none=True)
+    errors = fields.Integer()
+    size = fields.Integer()
+    max_size = fields.Integer()
+    evictions = fields.Integer()
+    enabled = fields.Boolean()
+    available = fields.Boolean()
+
+
+class CacheStatsSchema(Schema):
+    trusted = fields.Boolean(metadata={"description": "false while invalidations cannot arrive"})
+    invalidations_received = fields.Integer()
+    bypassed = fields.Integer(metadata={"description": "reads sent past the cache"})
+    l1 = fields.Nested(CacheLayerSchema)
+    l2 = fields.Nested(CacheLayerSchema)
+
+
+@blp.get("/cache")
+@blp.response(200, CacheStatsSchema)
+def cache_stats():
+    """This process's cache: hits, misses, hit rate, size, evictions, invalidations."""
+    return cache().stats()

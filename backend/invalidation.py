@@ -13,14 +13,21 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 import psycopg
 
-from backend.cache import Cache
+if TYPE_CHECKING:
+    from backend.cache import Cache
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "velro_invalidate"
+
+# A project change (a new team link, public visibility) can turn a denial into a grant.
+# Denials carry no project tag, since the caller could not read the project id; so a
+# project notice also drops every cached denial.
+ALSO_INVALIDATES = {"project": ("denials",)}
 
 
 class InvalidationListener:
@@ -71,3 +78,5 @@ class InvalidationListener:
             log.error("ignoring malformed invalidation notice %r", payload)
             return
         self._cache.invalidate(tag)
+        for extra in ALSO_INVALIDATES.get(notice["scope"], ()):
+            self._cache.invalidate(extra)

@@ -102,15 +102,32 @@ def init_app(app: Flask) -> None:
         RATELIMIT_HEADER_RESET="RateLimit-Reset",
     )
     limiter.init_app(app)
-    _limit_endpoints(app, AUTH_ENDPOINTS, [
-        Limit(lambda: _settings().RATE_LIMIT_AUTH_PER_IP, key_function=client_ip, scope="auth-ip"),
-        Limit(lambda: _settings().RATE_LIMIT_AUTH_PER_EMAIL, key_function=_email_key,
-              scope="auth-email"),
-    ])
-    _limit_endpoints(app, GENERATION_ENDPOINTS, [
-        Limit(lambda: _settings().RATE_LIMIT_GENERATIONS_PER_USER, key_function=_user_key,
-              scope="generations", exempt_when=lambda: _no_caller() or _is_post()),
-    ])
+    _limit_endpoints(
+        app,
+        AUTH_ENDPOINTS,
+        [
+            Limit(
+                lambda: _settings().RATE_LIMIT_AUTH_PER_IP, key_function=client_ip, scope="auth-ip"
+            ),
+            Limit(
+                lambda: _settings().RATE_LIMIT_AUTH_PER_EMAIL,
+                key_function=_email_key,
+                scope="auth-email",
+            ),
+        ],
+    )
+    _limit_endpoints(
+        app,
+        GENERATION_ENDPOINTS,
+        [
+            Limit(
+                lambda: _settings().RATE_LIMIT_GENERATIONS_PER_USER,
+                key_function=_user_key,
+                scope="generations",
+                exempt_when=lambda: _no_caller() or _is_post(),
+            ),
+        ],
+    )
     app.after_request(_reset_as_seconds)
 
 
@@ -121,7 +138,9 @@ def _limit_endpoints(app: Flask, endpoints, limits) -> None:
             raise RuntimeError(f"rate limit set on unknown endpoint {endpoint!r}")
         for limit in limits:
             view = limiter.limit(
-                limit.limit_provider, key_func=limit.key_function, scope=limit.scope,
+                limit.limit_provider,
+                key_func=limit.key_function,
+                scope=limit.scope,
                 exempt_when=limit.exempt_when,
             )(view)
         app.view_functions[endpoint] = view

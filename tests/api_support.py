@@ -27,9 +27,7 @@ from flask import Flask
 from psycopg.rows import dict_row
 
 from backend import close_app, create_app
-from backend.api import register
 from backend.auth.gotrue import SIGNER
-from backend.openapi import EXTENSION as API_EXTENSION
 
 # What a generation costs with this model (see the models migration).
 MODEL = "fal-ai/flux-pro/v1.1-ultra"
@@ -131,8 +129,6 @@ class Api:
 @contextmanager
 def running_api(db_url: str):
     app = create_app(app_settings(db_url))
-    if "projects" not in app.blueprints:  # until create_app registers the resources itself
-        register(app.extensions[API_EXTENSION])
     try:
         yield Api(app, db_url)
     finally:

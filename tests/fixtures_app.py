@@ -36,6 +36,11 @@ def app_settings(db_url: str, **overrides) -> dict:
         "DATABASE_URL": db_url,
         "DB_POOL_MIN_SIZE": 1,
         "DB_POOL_MAX_SIZE": 4,
+        # the suites that test these turn them on; elsewhere they would only add noise:
+        # limits would throttle the suite, the async cache would race its revocations
+        "RATE_LIMIT_ENABLED": False,
+        "CACHE_ENABLED": False,
+        "ANALYTICS_REFRESH_SECONDS": 0,
         **overrides,
     }
 

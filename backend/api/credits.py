@@ -12,8 +12,12 @@ from backend.auth import require_user
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
 
-blp = Blueprint("credits", __name__, url_prefix="/api/v1/credits",
-                description="The caller's credit balance and transactions.")
+blp = Blueprint(
+    "credits",
+    __name__,
+    url_prefix="/api/v1/credits",
+    description="The caller's credit balance and transactions.",
+)
 
 OWN_PROFILE = "select credits as balance, plan from public.profiles where id = (select auth.uid())"
 LEDGER_COLUMNS = "id, kind::text, amount, balance_after, generation_id, refund_of, note, created_at"

@@ -1,4 +1,5 @@
-"""The model catalog: public, read as ``anon`` so the same policy serves Supabase clients."""
+"""The model catalog: public, read as ``anon`` so the same policy serves Supabase clients,
+and cached until the catalog changes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from flask_smorest import Blueprint
 from backend.api import schemas
 from backend.api.anonymous import anon_transaction
 from backend.api.outcomes import documented_errors
+from backend.cache import cache
+
+# the catalog trigger announces every change to public.models under this tag
+TAG = "models:catalog"
 
 CATALOG = (
     "select id, name, kind::text, credit_cost, parameter_schema from public.models"
@@ -15,8 +20,12 @@ CATALOG = (
     " order by kind, credit_cost, id"
 )
 
-blp = Blueprint("models", __name__, url_prefix="/api/v1/models",
-                description="The FAL.ai models offered, their cost and parameters.")
+blp = Blueprint(
+    "models",
+    __name__,
+    url_prefix="/api/v1/models",
+    description="The FAL.ai models offered, their cost and parameters.",
+)
 
 
 @blp.route("")
@@ -26,6 +35,12 @@ class Models(MethodView):
     @documented_errors(blp, 422)
     def get(self, args):
         """Enabled models with credit cost and parameter schema; no sign-in needed."""
-        with anon_transaction() as cur:
-            cur.execute(CATALOG, {"kind": args.get("kind")})
-            return {"items": cur.fetchall()}
+        kind = args.get("kind")
+        items, _ = cache().get_or_load(f"models:catalog:{kind}", lambda: (_catalog(kind), [TAG]))
+        return {"items": items}
+
+
+def _catalog(kind: str | None) -> list[dict]:
+    with anon_transaction() as cur:
+        cur.execute(CATALOG, {"kind": kind})
+        return cur.fetchall()

@@ -20,8 +20,12 @@ from backend.auth import require_user
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
 
-blp = Blueprint("projects", __name__, url_prefix="/api/v1/projects",
-                description="Projects and their team links.")
+blp = Blueprint(
+    "projects",
+    __name__,
+    url_prefix="/api/v1/projects",
+    description="Projects and their team links.",
+)
 
 COLUMNS = "id, owner_id, name, description, visibility, created_at, updated_at"
 EXISTS = "select 1 from public.projects where id = %s"
@@ -127,8 +131,13 @@ class ProjectTeam(MethodView):
         Linking a private project makes it team-visible. Linking again changes the level.
         """
         with user_transaction() as cur:
-            return rpc(cur, "public.link_project_team", p_project_id=project_id,
-                       p_team_id=team_id, p_access_level=body["access_level"])[0]
+            return rpc(
+                cur,
+                "public.link_project_team",
+                p_project_id=project_id,
+                p_team_id=team_id,
+                p_access_level=body["access_level"],
+            )[0]
 
     @require_user
     @blp.response(204)

@@ -27,9 +27,7 @@ def not_blank(value: str) -> None:
 
 def text(max_length: int, **kwargs) -> fields.String:
     """A string of 1..max_length characters that is not only whitespace."""
-    return fields.String(
-        validate=[validate.Length(min=1, max=max_length), not_blank], **kwargs
-    )
+    return fields.String(validate=[validate.Length(min=1, max=max_length), not_blank], **kwargs)
 
 
 def one_of(choices: tuple[str, ...], **kwargs) -> fields.String:
@@ -41,7 +39,8 @@ def one_of(choices: tuple[str, ...], **kwargs) -> fields.String:
 
 class PageArgs(Schema):
     limit = fields.Integer(
-        load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT),
+        load_default=DEFAULT_LIMIT,
+        validate=validate.Range(min=1, max=MAX_LIMIT),
         metadata={"description": f"page size, 1 to {MAX_LIMIT}"},
     )
     cursor = fields.String(
@@ -56,7 +55,8 @@ def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
         {
             "items": fields.List(fields.Nested(item_schema), required=True),
             "next_cursor": fields.String(
-                allow_none=True, required=True,
+                allow_none=True,
+                required=True,
                 metadata={"description": "pass as ?cursor= for the next page; null on the last"},
             ),
         },
@@ -79,7 +79,8 @@ class UsageDaySchema(Schema):
 class UsageSchema(Schema):
     days = fields.Integer(required=True)
     usage = fields.List(
-        fields.Nested(UsageDaySchema), required=True,
+        fields.Nested(UsageDaySchema),
+        required=True,
         metadata={"description": "days with activity, oldest first, as of the last refresh"},
     )
 
@@ -88,7 +89,8 @@ class AccessSchema(Schema):
     access_granted = fields.Boolean(required=True)
     access_method = one_of(
         ("direct_ownership", "project_owner", "project_team", "generation_share", "public"),
-        allow_none=True, required=True,
+        allow_none=True,
+        required=True,
     )
     effective_role = one_of(TEAM_ROLES, allow_none=True, required=True)
     permissions = fields.List(fields.String(), required=True)
@@ -150,7 +152,9 @@ ProjectPageSchema = page_of(ProjectSchema, "ProjectPage")
 
 class IdempotencyKeyHeader(Schema):
     idempotency_key = fields.String(
-        data_key="Idempotency-Key", required=True, validate=validate.Length(min=1, max=255),
+        data_key="Idempotency-Key",
+        required=True,
+        validate=validate.Length(min=1, max=255),
         metadata={"description": "chosen by the client; a retry with the same key is not charged"},
     )
 
@@ -160,7 +164,8 @@ class GenerationCreateSchema(Schema):
     prompt = text(4000, required=True)
     project_id = fields.UUID(allow_none=True)
     parameters = fields.Dict(
-        keys=fields.String(), load_default=dict,
+        keys=fields.String(),
+        load_default=dict,
         metadata={"description": "model parameters; GET /api/v1/models lists each model's schema"},
     )
     title = fields.String(validate=validate.Length(max=200), allow_none=True)
@@ -295,7 +300,9 @@ class BalanceSchema(Schema):
     balance = fields.Integer(required=True)
     plan = fields.String(required=True)
     totals = fields.Nested(
-        CreditTotalsSchema, allow_none=True, required=True,
+        CreditTotalsSchema,
+        allow_none=True,
+        required=True,
         metadata={"description": "lifetime totals as of the last analytics refresh"},
     )
 

@@ -21,10 +21,15 @@ from backend.auth import current_user, require_user
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
 
-blp = Blueprint("teams", __name__, url_prefix="/api/v1/teams",
-                description="Teams, members and invitations.")
-invitations = Blueprint("invitations", __name__, url_prefix="/api/v1/invitations",
-                        description="Accepting team invitations.")
+blp = Blueprint(
+    "teams", __name__, url_prefix="/api/v1/teams", description="Teams, members and invitations."
+)
+invitations = Blueprint(
+    "invitations",
+    __name__,
+    url_prefix="/api/v1/invitations",
+    description="Accepting team invitations.",
+)
 
 # the caller's teams with their own role in each; RLS limits teams to those they belong to
 MY_TEAMS = """
@@ -52,6 +57,7 @@ MEMBERS = """
     where m.team_id = %s
     order by m.role desc, m.created_at, m.user_id
 """
+
 
 @blp.route("")
 class Teams(MethodView):
@@ -143,8 +149,13 @@ class Invite(MethodView):
     def post(self, body, team_id: UUID):
         """Invite an email at a role below owner (admins); the token is shown only here."""
         with user_transaction() as cur:
-            rows = rpc(cur, "public.invite_member", p_team_id=team_id,
-                       p_email=body["email"], p_role=body["role"])
+            rows = rpc(
+                cur,
+                "public.invite_member",
+                p_team_id=team_id,
+                p_email=body["email"],
+                p_role=body["role"],
+            )
         invitation = rows[0]["invite_member"]
         # the RPC answers jsonb, where a timestamp is text
         invitation["expires_at"] = datetime.fromisoformat(invitation["expires_at"])
@@ -160,8 +171,13 @@ class Member(MethodView):
     def patch(self, body, team_id: UUID, user_id: UUID):
         """Change a member's role (admins; making someone owner transfers ownership)."""
         with user_transaction() as cur:
-            return rpc(cur, "public.change_member_role", p_team_id=team_id,
-                       p_user_id=user_id, p_role=body["role"])[0]
+            return rpc(
+                cur,
+                "public.change_member_role",
+                p_team_id=team_id,
+                p_user_id=user_id,
+                p_role=body["role"],
+            )[0]
 
     @require_user
     @blp.response(204)

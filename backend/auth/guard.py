@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 
-from backend.db import session_is_live
+from backend import db
+from backend.cache import cache
 from backend.errors import InvalidToken
 
 VERIFIER = "velro.token_verifier"
@@ -94,3 +95,13 @@ def require_user(view):
         return result
 
     return Blueprint.doc(security=[{BEARER_SCHEME: []}])(wrapper)
+
+
+def session_is_live(claims: dict) -> bool:
+    """Whether the token's session still exists; cached until a logout notice drops it."""
+    session_id, user_id = claims.get("session_id"), claims.get("sub")
+    live, _ = cache().get_or_load(
+        f"session:{session_id}",
+        lambda: (db.session_is_live(claims), [f"session:{session_id}", f"user:{user_id}"]),
+    )
+    return live
