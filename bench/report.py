@@ -71,7 +71,7 @@ def rows(results: dict) -> list[dict]:
                 "measured": _http_cell(http["authorize"]),
                 "baseline": _http_cell(http["floor"]),
                 "ratio": http["throughput_share"],
-                "target": f"≥ {http['target']}",
+                "target": f"≥ {http['target']:.0%}",
                 "met": http["met"],
                 "ratio_is_share": True,
             }

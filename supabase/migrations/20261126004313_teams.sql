@@ -66,13 +66,16 @@ grant select, insert, update, delete on public.teams, public.team_members, publi
 
 create function private.team_ids_for_caller(p_min_role public.team_role default 'viewer')
 returns setof uuid
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
+begin
+    return query
     select team_id from public.team_members
-    where user_id = (select auth.uid()) and role >= p_min_role
+    where user_id = auth.uid() and role >= p_min_role;
+end;
 $$;
 
 comment on function private.team_ids_for_caller(public.team_role) is

@@ -50,16 +50,18 @@ comment on view private.project_access_source is 'What private.project_access mu
 
 create function private.permissions_for(p_role public.team_role)
 returns text[]
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-    select case
+begin
+    return case
         when p_role >= 'admin' then array['read', 'write', 'share', 'delete']
         when p_role = 'editor' then array['read', 'write']
         when p_role = 'viewer' then array['read']
         else array[]::text[]
-    end
+    end;
+end;
 $$;
 
 comment on function private.permissions_for(public.team_role) is
@@ -67,16 +69,19 @@ comment on function private.permissions_for(public.team_role) is
 
 create function private.project_ids_for_caller(p_min_role public.team_role default 'viewer')
 returns setof uuid
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-    select project_id from private.project_access
-    where user_id = (select auth.uid()) and role >= p_min_role
-    union all
-    select id from public.projects
-    where p_min_role = 'viewer' and visibility = 'public'
+begin
+    return query
+    select pa.project_id from private.project_access as pa
+    where pa.user_id = auth.uid() and pa.role >= p_min_role;
+    if p_min_role = 'viewer' then
+        return query select p.id from public.projects as p where p.visibility = 'public';
+    end if;
+end;
 $$;
 
 comment on function private.project_ids_for_caller(public.team_role) is
@@ -86,15 +91,18 @@ grant execute on function private.project_ids_for_caller(public.team_role) to au
 
 create function private.shared_generation_ids_for_caller(p_min_role public.team_role default 'viewer')
 returns setof uuid
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
+begin
+    return query
     select gs.generation_id
     from public.generation_shares as gs
     inner join public.team_members as tm on gs.team_id = tm.team_id
-    where tm.user_id = (select auth.uid()) and least(tm.role, gs.role) >= p_min_role
+    where tm.user_id = auth.uid() and least(tm.role, gs.role) >= p_min_role;
+end;
 $$;
 
 comment on function private.shared_generation_ids_for_caller(public.team_role) is
@@ -105,10 +113,12 @@ grant execute on function private.shared_generation_ids_for_caller(public.team_r
 -- The best (role, path) a user holds on a generation; no row when none or not active.
 create function private.generation_access(p_generation_id uuid, p_user_id uuid)
 returns table (role public.team_role, via text)
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
+begin
+    return query
     with target as (
         select g.owner_id, g.project_id
         from public.generations as g
@@ -136,9 +146,10 @@ as $$
 
     select paths.role, paths.via
     from paths
-    where exists (select 1 from public.profiles where id = p_user_id and status = 'active')
+    where exists (select 1 from public.profiles as pr where pr.id = p_user_id and pr.status = 'active')
     order by paths.role desc, paths.rank
-    limit 1
+    limit 1;
+end;
 $$;
 
 comment on function private.generation_access(uuid, uuid) is
@@ -146,10 +157,12 @@ comment on function private.generation_access(uuid, uuid) is
 
 create function private.project_role(p_project_id uuid, p_user_id uuid)
 returns table (role public.team_role, via text)
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
+begin
+    return query
     select paths.role, paths.via
     from (
         select pa.role, pa.via
@@ -160,25 +173,28 @@ as $$
         from public.projects as p
         where p.id = p_project_id and p.visibility = 'public'
     ) as paths
-    where exists (select 1 from public.profiles where id = p_user_id and status = 'active')
+    where exists (select 1 from public.profiles as pr where pr.id = p_user_id and pr.status = 'active')
     order by paths.role desc
-    limit 1
+    limit 1;
+end;
 $$;
 
 comment on function private.project_role(uuid, uuid) is 'Best role and path of a user on a project.';
 
 create function private.access_document(p_role public.team_role, p_via text)
 returns jsonb
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-    select jsonb_build_object(
+begin
+    return jsonb_build_object(
         'access_granted', p_role is not null,
         'access_method', p_via,
         'effective_role', p_role,
         'permissions', to_jsonb(private.permissions_for(p_role))
-    )
+    );
+end;
 $$;
 
 comment on function private.access_document(public.team_role, text) is
@@ -421,14 +437,18 @@ using (
 
 create function public.authorize_generation(p_generation_id uuid)
 returns jsonb
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-    select private.access_document(a.role, a.via)
-    from (select 1) as one
-    left join private.generation_access(p_generation_id, (select auth.uid())) as a on true
+declare
+    v_role public.team_role;
+    v_via text;
+begin
+    select a.role, a.via into v_role, v_via from private.generation_access(p_generation_id, auth.uid()) as a;
+    return private.access_document(v_role, v_via);
+end;
 $$;
 
 comment on function public.authorize_generation(uuid) is
@@ -438,14 +458,18 @@ grant execute on function public.authorize_generation(uuid) to authenticated;
 
 create function public.authorize_project(p_project_id uuid)
 returns jsonb
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-    select private.access_document(a.role, a.via)
-    from (select 1) as one
-    left join private.project_role(p_project_id, (select auth.uid())) as a on true
+declare
+    v_role public.team_role;
+    v_via text;
+begin
+    select a.role, a.via into v_role, v_via from private.project_role(p_project_id, auth.uid()) as a;
+    return private.access_document(v_role, v_via);
+end;
 $$;
 
 comment on function public.authorize_project(uuid) is
