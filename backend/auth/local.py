@@ -46,9 +46,8 @@ class LocalProvider:
 
     def sign_up(self, email: str, password: str, data: dict | None = None) -> Session:
         email = self.check_credentials(email, password)
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
         with owner_transaction() as cur:
-            user = _insert_user(cur, email, hashed, data or {})
+            user = insert_user(cur, email, hash_password(password), data or {})
             if user is None:
                 raise AuthFailure(422, "user_already_exists", "User already registered")
             session_id, refresh_token = _start_session(cur, user["id"])
@@ -79,27 +78,7 @@ class LocalProvider:
 
     def check_credentials(self, email: str, password: str) -> str:
         """The normalised email, or AuthFailure saying what is wrong (GoTrue's codes)."""
-        email = (email or "").strip().lower()
-        if not EMAIL.match(email) or len(email) > 255:
-            raise AuthFailure(
-                400, "validation_failed", "Unable to validate email address: invalid format"
-            )
-        minimum = self._settings.PASSWORD_MIN_LENGTH
-        if len(password or "") < minimum:
-            raise AuthFailure(
-                422,
-                "weak_password",
-                f"Password should be at least {minimum} characters.",
-                {"weak_password": {"reasons": ["length"]}},
-            )
-        if len(password.encode()) > 72:
-            raise AuthFailure(
-                422,
-                "weak_password",
-                "Password cannot be longer than 72 bytes.",
-                {"weak_password": {"reasons": ["length"]}},
-            )
-        return email
+        return validate_credentials(email, password, self._settings.PASSWORD_MIN_LENGTH)
 
     # refresh and sign-out ---------------------------------------------------------------
 
@@ -197,7 +176,40 @@ class LocalProvider:
             )
 
 
-def _insert_user(cur, email: str, hashed: str, data: dict) -> dict | None:
+def validate_credentials(email: str, password: str, minimum_length: int) -> str:
+    """The normalised email, or AuthFailure saying what is wrong (GoTrue's codes)."""
+    email = (email or "").strip().lower()
+    if not EMAIL.match(email) or len(email) > 255:
+        raise AuthFailure(
+            400, "validation_failed", "Unable to validate email address: invalid format"
+        )
+    if len(password or "") < minimum_length:
+        raise AuthFailure(
+            422,
+            "weak_password",
+            f"Password should be at least {minimum_length} characters.",
+            {"weak_password": {"reasons": ["length"]}},
+        )
+    if len(password.encode()) > 72:
+        raise AuthFailure(
+            422,
+            "weak_password",
+            "Password cannot be longer than 72 bytes.",
+            {"weak_password": {"reasons": ["length"]}},
+        )
+    return email
+
+
+def hash_password(password: str) -> str:
+    """The bcrypt hash (cost 10) GoTrue keeps in auth.users.encrypted_password."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
+
+
+def insert_user(cur, email: str, hashed: str, data: dict) -> dict | None:
+    """Insert a confirmed email user (the trigger adds the profile); None if the email is taken.
+
+    Sign-up and `velro user create` both come here, so both write the row GoTrue would.
+    """
     cur.execute(
         """insert into auth.users (instance_id, id, aud, role, email, encrypted_password,
                 email_confirmed_at, last_sign_in_at, raw_app_meta_data, raw_user_meta_data,

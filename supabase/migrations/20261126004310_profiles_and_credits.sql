@@ -109,8 +109,11 @@ begin
     returning credits into v_balance;
 
     if not found then
-        if exists (select 1 from public.profiles where id = p_user_id) then
-            perform private.raise_error(402, format('not enough credits: this needs %s', p_amount));
+        select credits into v_balance from public.profiles where id = p_user_id;
+        if found then
+            perform private.raise_error(402, format(
+                'not enough credits: this needs %s and the balance is %s', p_amount, v_balance
+            ));
         end if;
         perform private.raise_error(404, 'user not found');
     end if;

@@ -72,7 +72,7 @@ select results_eq(
 );
 select throws_ok(
     $$select public.create_generation('fal-ai/veo3', 'a long film', 'key-2')$$,
-    'PT402', 'not enough credits: this needs 500', 'a charge above the balance is refused (402)'
+    'PT402', 'not enough credits: this needs 500 and the balance is 50', 'a charge above the balance is refused (402)'
 );
 select is_empty(
     $$select id from public.generations where idempotency_key = 'key-2'$$,
@@ -446,7 +446,7 @@ select lives_ok(
 select results_eq('select credits from public.profiles where id = auth.uid()', 'values (0)', 'leaving zero');
 select throws_ok(
     $$select public.create_generation('fal-ai/imagen4/preview/ultra', 'one more', 'key-5')$$,
-    'PT402', 'not enough credits: this needs 45', 'at zero every charge is refused'
+    'PT402', 'not enough credits: this needs 45 and the balance is 0', 'at zero every charge is refused'
 );
 select results_eq(
     $$select credits, (select count(*)::integer from public.generations) from public.profiles where id = auth.uid()$$,
