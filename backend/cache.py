@@ -111,6 +111,7 @@ class Cache:
         self._ns = namespace
         self._l2_get = redis_client.register_script(_L2_GET) if redis_client else None
         self.trusted = False
+        self._trusted_since = float("inf")
         self.l1_stats = LayerStats()
         self.l2_stats = LayerStats()
         self.invalidations_received = 0
@@ -140,27 +141,36 @@ class Cache:
         loaded_at = time.time()
         value, tags = load()
         tags = list(tags)
-        if self.trusted:
-            self._l1_put(key, value, tags, loaded_at)
+        # an answer loaded before the channel last came back may have missed a notice
+        if loaded_at >= self._trusted_since and self._l1_put(key, value, tags, loaded_at):
             self._l2_write(key, value, tags, loaded_at)
         return value, "db"
 
     def _l1_get(self, key: str) -> tuple[bool, Any]:
         with self._lock:
-            entry = self._l1.get(key)
+            try:
+                # not .get(): TTLCache raises KeyError when the entry expires between the
+                # membership test and the read that .get() makes
+                entry = self._l1[key]
+            except KeyError:
+                entry = None
         if entry is None:
             self.l1_stats.misses += 1
             return False, None
         self.l1_stats.hits += 1
         return True, entry[0]
 
-    def _l1_put(self, key: str, value: Any, tags: list[str], loaded_at: float) -> None:
+    def _l1_put(self, key: str, value: Any, tags: list[str], loaded_at: float) -> bool:
+        """Store an answer unless it may be stale; whether it was stored."""
         with self._lock:
             if not self._is_fresh(tags, loaded_at):
-                return
+                return False
             self._l1[key] = (value, frozenset(tags))
+            return True
 
     def _is_fresh(self, tags: Iterable[str], loaded_at: float) -> bool:
+        if not self.trusted:
+            return False  # the channel dropped meanwhile
         return all(
             self._tombstones.get(tag, float("-inf")) < loaded_at - SKEW_SECONDS for tag in tags
         )
@@ -223,17 +233,27 @@ class Cache:
         self.invalidations_received += 1
         with self._lock:
             self._tombstones[tag] = now
-            stale = [key for key, (_, tags) in self._l1.items() if tag in tags]
-            for key in stale:
-                del self._l1[key]
+            self._l1_drop_tagged(tag)
             self._prune_tombstones(now)
         if self._redis is None:
+            return
+        if not self._l2_available():
+            # no waiting on a Redis known to be down: the listener must keep up
+            self._l2_missed_invalidations = True
             return
         try:
             self._redis.set(self._tomb_prefix() + tag, repr(now), ex=int(self._tombstone_ttl) + 1)
         except redis.RedisError as error:
             self._l2_missed_invalidations = True
             self._l2_failed(error)
+
+    def _l1_drop_tagged(self, tag: str) -> None:
+        for key in list(self._l1.keys()):
+            try:
+                if tag in self._l1[key][1]:
+                    del self._l1[key]
+            except KeyError:
+                pass  # expired since the snapshot (TTLCache raises then): gone either way
 
     def _prune_tombstones(self, now: float) -> None:
         if len(self._tombstones) < 10_000:
@@ -249,6 +269,7 @@ class Cache:
     def trust_again(self) -> None:
         """The channel is back: drop what may have missed an invalidation, then trust."""
         with self._lock:
+            self._trusted_since = time.time()
             self._l1.clear()
         if self._l2_available():
             try:
@@ -279,10 +300,25 @@ class Cache:
             },
             "l2": {
                 **self.l2_stats.as_dict(),
+                **self._l2_server_stats(),
                 "enabled": self._redis is not None,
                 "available": self._l2_available(),
             },
         }
+
+    def _l2_server_stats(self) -> dict[str, int | None]:
+        """Redis's own figures: keys in its database (entries, tombstones and anything else
+        sharing it) and keys it evicted under its memory limit; None when unknown."""
+        if not self._l2_available():
+            return {"size": None, "evictions": None}
+        try:
+            return {
+                "size": self._redis.dbsize(),
+                "evictions": self._redis.info("stats")["evicted_keys"],
+            }
+        except redis.RedisError as error:
+            self._l2_failed(error)
+            return {"size": None, "evictions": None}
 
 
 def init_app(app: Flask) -> None:

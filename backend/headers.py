@@ -20,7 +20,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Permissions-Policy": (
         "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
-        "microphone=(), payment=(), usb=(), interest-cohort=()"
+        "microphone=(), payment=(), usb=()"
     ),
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
@@ -64,7 +64,8 @@ def init_app(app: Flask) -> None:
                 "Content-Type",
                 "Idempotency-Key",
                 "apikey",
-                "X-Client-Info",
+                "X-Client-Info",  # the Supabase clients send these two to /auth/v1
+                "X-Supabase-Api-Version",
                 "X-Request-ID",
             ],
             max_age=600,

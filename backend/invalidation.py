@@ -54,6 +54,10 @@ class InvalidationListener:
                 backoff = 0.1
             except (psycopg.Error, OSError) as error:
                 log.warning("invalidation channel down, cache distrusted: %s", error)
+            except Exception:
+                # anything else must not end the thread and leave a cache trusted that
+                # nothing invalidates any more: distrust, reconnect, start clean
+                log.exception("invalidation listener failed, cache distrusted")
             self._cache.distrust()
             self.connected.clear()
             self._stop.wait(backoff)

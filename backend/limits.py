@@ -1,35 +1,60 @@
 """Rate limits, all in one place (flask-limiter).
 
 - every request: per client IP (``RATE_LIMIT_PER_IP``, 1000/hour like the original service)
-  and, with a valid token, per user (``RATE_LIMIT_PER_USER``);
-- login and signup: per IP and per email (``RATE_LIMIT_AUTH_PER_IP``,
-  ``RATE_LIMIT_AUTH_PER_EMAIL``), against password guessing and signup floods;
-- generation submission: per user (``RATE_LIMIT_GENERATIONS_PER_USER``): it costs money.
+  and, with a verified token, per user (``RATE_LIMIT_PER_USER``), each one bucket across
+  all routes;
+- sign-in and sign-up (``/api/v1/auth/login``, ``/api/v1/auth/signup``, ``/auth/v1/signup``,
+  ``/auth/v1/token?grant_type=password``): per IP and per email
+  (``RATE_LIMIT_AUTH_PER_IP``, ``RATE_LIMIT_AUTH_PER_EMAIL``), against password guessing
+  and signup floods, on top of the limits above;
+- generation submission (``POST /api/v1/generations``): per user
+  (``RATE_LIMIT_GENERATIONS_PER_USER``): it costs money.
 
-Counters live in Redis, shared by every instance; when Redis fails flask-limiter counts in
-memory and goes back to Redis when it answers again. Responses carry ``RateLimit-Limit``,
-``RateLimit-Remaining``, ``RateLimit-Reset`` (seconds until the window resets) and, on a
-429, ``Retry-After``; the 429 body is the common error shape (backend.errors).
+Every limit is an application limit with a condition, not a decorator on a view: a
+decorated limit replaces flask-limiter's defaults on its route, so sign-in would escape
+the per-IP limit. Each app builds its own Limiter: a module-level one is shared by every
+app in the process, and the last app built would decide whether limits are on, where
+counters live, and would add its route limits again on each build.
+
+Counters live in Redis under one prefix, shared by every instance; when Redis fails,
+flask-limiter counts in memory and tries Redis again after 1, 2, 4 ... 32 seconds.
+Responses carry ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``
+(seconds until a request is allowed again) for the tightest limit that applied; a 429
+adds ``Retry-After`` and has the common error shape (GoTrue's shape under /auth/v1).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import math
 import time
 
-import jwt
-from flask import Flask, Response, current_app, g, request
-from flask_limiter import Limit, Limiter
+import redis
+from flask import Flask, Response, current_app, g, jsonify, request
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from limits import parse_many
+from limits.errors import StorageError
 
 from backend.auth.guard import bearer_token, verify_token
-from backend.errors import ApiError
+from backend.config import ConfigError, Settings
+from backend.errors import ApiError, error_response
 
-# endpoint -> which tight limits apply to it
-AUTH_ENDPOINTS = ("auth.login", "auth.signup", "gotrue.signup", "gotrue.token")
-GENERATION_ENDPOINTS = ("generations.Generations",)
+log = logging.getLogger(__name__)
 
-
-def _settings():
-    return current_app.config["SETTINGS"]
+EXTENSION = "velro.limiter"
+KEY_PREFIX = "velro"
+SIGN_IN_ENDPOINTS = ("auth.login", "auth.signup", "gotrue.signup")
+GRANT_ENDPOINT = "gotrue.token"  # also refreshes; only the password grant counts
+GENERATION_ENDPOINT = "generations.Generations"
+LIMIT_SETTINGS = (
+    "RATE_LIMIT_PER_IP",
+    "RATE_LIMIT_PER_USER",
+    "RATE_LIMIT_AUTH_PER_IP",
+    "RATE_LIMIT_AUTH_PER_EMAIL",
+    "RATE_LIMIT_GENERATIONS_PER_USER",
+)
+REDIS_TIMEOUTS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
 
 
 def client_ip() -> str:
@@ -50,105 +75,143 @@ def _verified_subject() -> str | None:
         return None
     try:
         return verify_token(token)["sub"]
-    except (ApiError, jwt.PyJWTError):
-        return None  # the view answers 401; the IP limit still counts it
+    except ApiError:
+        return None  # forged or expired: no bucket of its own; the view answers 401
 
 
 def _user_key() -> str:
     return f"user:{caller_id()}"
 
 
-def _email_key() -> str:
+def submitted_email() -> str | None:
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
-    return f"email:{str(email).strip().lower()}" if email else f"ip:{client_ip()}"
+    return str(email).strip().lower() if email else None
 
 
-def _no_caller() -> bool:
-    return caller_id() is None
+def _email_key() -> str:
+    # hashed: a fixed-size key, and no address stored in Redis
+    digest = hashlib.sha256((submitted_email() or "").encode()).hexdigest()[:32]
+    return f"email:{digest}"
 
 
-def _is_post() -> bool:
-    return request.method != "POST"
+def is_sign_in() -> bool:
+    if request.endpoint in SIGN_IN_ENDPOINTS:
+        return True
+    return request.endpoint == GRANT_ENDPOINT and request.args.get("grant_type") == "password"
 
 
-limiter = Limiter(
-    key_func=client_ip,
-    key_prefix="velro",
-    default_limits=[
-        Limit(lambda: _settings().RATE_LIMIT_PER_IP, key_function=client_ip, scope="ip"),
-        Limit(
-            lambda: _settings().RATE_LIMIT_PER_USER,
+def is_unlimited() -> bool:
+    # preflights carry no credentials; probes from a load balancer must never be refused
+    return (
+        request.method == "OPTIONS" or request.blueprint == "health" or request.path == "/metrics"
+    )
+
+
+def is_generation_submission() -> bool:
+    return request.endpoint == GENERATION_ENDPOINT and request.method == "POST"
+
+
+def application_limits(settings: Settings) -> list[ApplicationLimit]:
+    """Every limit, with the requests it applies to (``exempt_when`` says which it skips)."""
+    return [
+        ApplicationLimit(settings.RATE_LIMIT_PER_IP, key_function=client_ip, scope="ip"),
+        ApplicationLimit(
+            settings.RATE_LIMIT_PER_USER,
             key_function=_user_key,
             scope="user",
-            exempt_when=_no_caller,
+            exempt_when=lambda: caller_id() is None,
         ),
-    ],
-)
+        ApplicationLimit(
+            settings.RATE_LIMIT_AUTH_PER_IP,
+            key_function=client_ip,
+            scope="auth-ip",
+            exempt_when=lambda: not is_sign_in(),
+        ),
+        ApplicationLimit(
+            settings.RATE_LIMIT_AUTH_PER_EMAIL,
+            key_function=_email_key,
+            scope="auth-email",
+            exempt_when=lambda: not (is_sign_in() and submitted_email()),
+        ),
+        ApplicationLimit(
+            settings.RATE_LIMIT_GENERATIONS_PER_USER,
+            key_function=_user_key,
+            scope="generations",
+            exempt_when=lambda: not (is_generation_submission() and caller_id()),
+        ),
+    ]
 
 
 def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
-    app.config.update(
-        RATELIMIT_ENABLED=settings.RATE_LIMIT_ENABLED,
-        RATELIMIT_STORAGE_URI=settings.REDIS_URL or "memory://",
-        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
-        RATELIMIT_STRATEGY="sliding-window-counter",
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
-        RATELIMIT_SWALLOW_ERRORS=True,
-        RATELIMIT_HEADERS_ENABLED=True,
-        RATELIMIT_HEADER_LIMIT="RateLimit-Limit",
-        RATELIMIT_HEADER_REMAINING="RateLimit-Remaining",
-        RATELIMIT_HEADER_RESET="RateLimit-Reset",
+    if not settings.RATE_LIMIT_ENABLED:
+        return
+    _check_limit_strings(settings)
+    _check_endpoints(app, settings)
+    limiter = Limiter(
+        key_func=client_ip,
+        application_limits=application_limits(settings),
+        strategy="sliding-window-counter",
+        storage_uri=settings.REDIS_URL or "memory://",
+        storage_options=REDIS_TIMEOUTS if settings.REDIS_URL else {},
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
+        headers_enabled=False,  # written below: Reset in seconds, Retry-After only on a 429
+        key_prefix=KEY_PREFIX,
     )
+    limiter.request_filter(is_unlimited)
     limiter.init_app(app)
-    _limit_endpoints(
-        app,
-        AUTH_ENDPOINTS,
-        [
-            Limit(
-                lambda: _settings().RATE_LIMIT_AUTH_PER_IP, key_function=client_ip, scope="auth-ip"
-            ),
-            Limit(
-                lambda: _settings().RATE_LIMIT_AUTH_PER_EMAIL,
-                key_function=_email_key,
-                scope="auth-email",
-            ),
-        ],
+    app.extensions[EXTENSION] = limiter
+    app.register_error_handler(RateLimitExceeded, too_many_requests)
+    app.after_request(add_rate_limit_headers)
+
+
+def _check_limit_strings(settings: Settings) -> None:
+    # flask-limiter would only log a bad string, per request, and then limit nothing
+    for name in LIMIT_SETTINGS:
+        value = getattr(settings, name)
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ConfigError(
+                f"{name}={value!r} is not a rate limit; write e.g. 1000/hour or 10 per minute"
+            ) from None
+
+
+def _check_endpoints(app: Flask, settings: Settings) -> None:
+    # a renamed endpoint would silently lose its limit
+    expected = ["auth.login", "auth.signup", GENERATION_ENDPOINT]
+    if settings.AUTH_MODE == "local":
+        expected += ["gotrue.signup", GRANT_ENDPOINT]
+    missing = [endpoint for endpoint in expected if endpoint not in app.view_functions]
+    if missing:
+        raise RuntimeError(f"rate limits name unknown endpoints: {', '.join(missing)}")
+
+
+def too_many_requests(error: RateLimitExceeded) -> Response:
+    message = (
+        f"Too many requests: the limit is {error.limit.limit}; retry after Retry-After seconds."
     )
-    _limit_endpoints(
-        app,
-        GENERATION_ENDPOINTS,
-        [
-            Limit(
-                lambda: _settings().RATE_LIMIT_GENERATIONS_PER_USER,
-                key_function=_user_key,
-                scope="generations",
-                exempt_when=lambda: _no_caller() or _is_post(),
-            ),
-        ],
-    )
-    app.after_request(_reset_as_seconds)
+    if request.blueprint == "gotrue":  # the Supabase clients parse GoTrue's error shape
+        body = {"code": 429, "error_code": "over_request_rate_limit", "msg": message}
+        return jsonify(body), 429
+    return error_response(429, "too_many_requests", message)
 
 
-def _limit_endpoints(app: Flask, endpoints, limits) -> None:
-    for endpoint in endpoints:
-        view = app.view_functions.get(endpoint)
-        if view is None:
-            raise RuntimeError(f"rate limit set on unknown endpoint {endpoint!r}")
-        for limit in limits:
-            view = limiter.limit(
-                limit.limit_provider,
-                key_func=limit.key_function,
-                scope=limit.scope,
-                exempt_when=limit.exempt_when,
-            )(view)
-        app.view_functions[endpoint] = view
-
-
-def _reset_as_seconds(response: Response) -> Response:
-    # flask-limiter sends an epoch timestamp; the RateLimit header fields carry seconds
-    reset = response.headers.get("RateLimit-Reset")
-    if reset and reset.isdigit() and int(reset) > 1_000_000_000:
-        response.headers["RateLimit-Reset"] = str(max(0, int(reset) - int(time.time())))
+def add_rate_limit_headers(response: Response) -> Response:
+    current = current_app.extensions[EXTENSION].current_limit
+    if current is None:
+        return response
+    try:
+        remaining, reset_at = current.remaining, current.window[0]
+    except (redis.RedisError, StorageError, OSError) as error:
+        log.warning("rate limit headers left out, the store failed: %s", error)
+        return response
+    reset_in = max(0, math.ceil(reset_at - time.time()))
+    response.headers["RateLimit-Limit"] = str(current.limit.amount)
+    response.headers["RateLimit-Remaining"] = str(remaining)
+    response.headers["RateLimit-Reset"] = str(reset_in)
+    if response.status_code == 429:
+        response.headers["Retry-After"] = str(max(1, reset_in))
     return response

@@ -127,7 +127,7 @@ begin
 
     perform private.audit(
         'credits.' || p_kind::text, p_user_id, 'credit_ledger', v_entry.id::text, null,
-        jsonb_build_object('amount', v_entry.amount, 'balance_after', v_balance)
+        jsonb_build_object('amount', v_entry.amount, 'balance_after', v_balance, 'note', p_note)
     );
     return v_entry;
 end;

@@ -1,0 +1,372 @@
+"""Rate limits (backend/limits.py) on real Redis, and in memory when Redis is unreachable.
+
+Each test counts under a Redis key prefix of its own (deleted afterwards), from client
+addresses, users and emails of its own.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import time
+import uuid
+
+import jwt
+import pytest
+import redis
+from api_support import MODEL, assert_error
+from fixtures_app import PASSWORD, query, unique_email
+
+from backend import limits
+from backend.config import ConfigError
+from backend.limits import EXTENSION
+
+MINUTE = 60
+
+
+@pytest.fixture
+def key_prefix(redis_url, monkeypatch):
+    """A Redis key prefix of this test's own for the apps it builds; its keys go afterwards."""
+    prefix = f"velro-test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setattr(limits, "KEY_PREFIX", prefix)
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"*/{prefix}/*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def limited(make_app, redis_url, key_prefix):
+    """An app with limits on, counting in the test Redis; settings override the limits."""
+
+    def build(**overrides):
+        return make_app(**{"RATE_LIMIT_ENABLED": True, "REDIS_URL": redis_url, **overrides})
+
+    return build
+
+
+def new_ip() -> str:
+    return f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
+def client_at(app, ip: str):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    return client
+
+
+def bearer(user) -> dict:
+    return {"Authorization": f"Bearer {user.access_token}"}
+
+
+def login(client, email: str, path: str = "/api/v1/auth/login", **kwargs):
+    return client.post(path, json={"email": email, "password": PASSWORD}, **kwargs)
+
+
+def assert_limited(response, limit: int) -> dict:
+    """A 429 in the common error shape with Retry-After and the RateLimit fields."""
+    body = assert_error(response, 429, "too_many_requests")
+    assert f"{limit} per 1 minute" in body["message"]
+    assert_rate_headers(response, limit, remaining=0)
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= MINUTE
+    return body
+
+
+def assert_rate_headers(response, limit: int, remaining: int) -> None:
+    headers = response.headers
+    assert headers["RateLimit-Limit"] == str(limit)
+    assert headers["RateLimit-Remaining"] == str(remaining)
+    # seconds until the window frees a request, not a timestamp
+    assert 0 <= int(headers["RateLimit-Reset"]) <= MINUTE
+
+
+def forged_token(user_id: str) -> str:
+    claims = {
+        "sub": user_id,
+        "role": "authenticated",
+        "aud": "authenticated",
+        "session_id": user_id,
+        "exp": int(time.time()) + 600,
+    }
+    return jwt.encode(claims, "not-the-server-secret-but-long-enough-32", algorithm="HS256")
+
+
+# per IP ---------------------------------------------------------------------------------
+
+
+def test_per_ip_limit_answers_429_in_the_error_shape(limited):
+    client = client_at(limited(RATE_LIMIT_PER_IP="3/minute"), new_ip())
+    for remaining in (2, 1, 0):
+        response = client.get("/api/v1/models")
+        assert response.status_code == 200
+        assert_rate_headers(response, 3, remaining)
+        assert "Retry-After" not in response.headers
+    assert_limited(client.get("/api/v1/models"), 3)
+    other = client_at(client.application, new_ip())
+    assert other.get("/api/v1/models").status_code == 200
+
+
+def test_per_ip_limit_is_one_bucket_across_routes_sign_in_included(limited):
+    client = client_at(limited(RATE_LIMIT_PER_IP="4/minute"), new_ip())
+    assert client.get("/api/v1/models").status_code == 200
+    assert login(client, unique_email()).status_code == 401
+    assert client.get("/api/v1/auth/me").status_code == 401
+    assert client.get("/api/v1/nothing-here").status_code == 404  # no route: not counted
+    assert login(client, unique_email(), "/auth/v1/token?grant_type=password").status_code == 400
+    assert_limited(client.get("/api/v1/models"), 4)
+
+
+def test_probes_and_preflights_are_not_limited(limited):
+    client = client_at(limited(RATE_LIMIT_PER_IP="1/minute"), new_ip())
+    for _ in range(3):
+        assert client.get("/api/v1/health/live").status_code == 200
+        assert client.options("/api/v1/models").status_code == 200
+    assert client.get("/api/v1/models").status_code == 200
+    assert client.get("/api/v1/models").status_code == 429
+
+
+# per user -------------------------------------------------------------------------------
+
+
+def test_per_user_limit_follows_the_verified_token_across_addresses(limited, users):
+    app = limited(RATE_LIMIT_PER_USER="3/minute")
+    victim = users.create()
+    for remaining in (2, 1, 0):
+        response = client_at(app, new_ip()).get("/api/v1/auth/me", headers=bearer(victim))
+        assert response.status_code == 200
+        assert_rate_headers(response, 3, remaining)
+    assert_limited(client_at(app, new_ip()).get("/api/v1/auth/me", headers=bearer(victim)), 3)
+    # another user is untouched
+    other = users.create()
+    assert client_at(app, new_ip()).get("/api/v1/auth/me", headers=bearer(other)).status_code == 200
+
+
+def test_forged_token_neither_gets_a_bucket_nor_drains_the_victims(limited, users):
+    app = limited(RATE_LIMIT_PER_USER="3/minute")
+    victim = users.create()
+    forged = {"Authorization": f"Bearer {forged_token(victim.id)}"}
+    for _ in range(5):
+        response = client_at(app, new_ip()).get("/api/v1/auth/me", headers=forged)
+        assert_error(response, 401, "invalid_token")  # never 429: no per-user bucket
+    for remaining in (2, 1, 0):
+        response = client_at(app, new_ip()).get("/api/v1/auth/me", headers=bearer(victim))
+        assert response.status_code == 200
+        assert_rate_headers(response, 3, remaining)
+
+
+# sign-in and sign-up --------------------------------------------------------------------
+
+
+def test_sign_in_per_ip_counts_every_email_and_route(limited):
+    app = limited(RATE_LIMIT_AUTH_PER_IP="3/minute")
+    client = client_at(app, new_ip())
+    assert login(client, unique_email()).status_code == 401
+    assert client.post("/api/v1/auth/signup", json={"email": "bad"}).status_code == 422
+    assert login(client, unique_email(), "/auth/v1/token?grant_type=password").status_code == 400
+    assert_limited(login(client, unique_email()), 3)
+    # GoTrue's routes answer in GoTrue's shape, which the Supabase clients parse
+    gotrue = login(client, unique_email(), "/auth/v1/signup")
+    assert gotrue.status_code == 429
+    assert gotrue.get_json()["error_code"] == "over_request_rate_limit"
+    assert int(gotrue.headers["Retry-After"]) >= 1
+    # other routes from the same address still answer
+    assert client.get("/api/v1/models").status_code == 200
+    # refreshing is not signing in
+    refresh = client.post("/auth/v1/token?grant_type=refresh_token", json={"refresh_token": "x"})
+    assert refresh.status_code != 429
+
+
+def test_sign_in_per_email_counts_across_addresses(limited):
+    app = limited(RATE_LIMIT_AUTH_PER_EMAIL="2/minute", TRUSTED_PROXIES=1)
+    client = app.test_client()
+    email = unique_email("target")
+
+    def login_from(ip, address=email, path="/api/v1/auth/login"):
+        return login(client, address, path, headers={"X-Forwarded-For": ip})
+
+    assert login_from(new_ip()).status_code == 401
+    assert (
+        login_from(new_ip(), email.upper(), "/auth/v1/token?grant_type=password").status_code == 400
+    )
+    assert_limited(login_from(new_ip()), 2)
+    assert login_from(new_ip(), unique_email()).status_code == 401
+
+
+def test_signup_is_limited_per_email(limited, db_url):
+    app = limited(RATE_LIMIT_AUTH_PER_EMAIL="1/minute")
+    email = unique_email("new")
+    body = {"email": email, "password": PASSWORD}
+    assert client_at(app, new_ip()).post("/api/v1/auth/signup", json=body).status_code == 201
+    assert_limited(client_at(app, new_ip()).post("/api/v1/auth/signup", json=body), 1)
+    assert query(db_url, "select count(*) as n from auth.users where email = %s", (email,)) == [
+        {"n": 1}
+    ]
+
+
+# generation submission ------------------------------------------------------------------
+
+
+def test_generation_submission_is_limited_per_user_and_listing_is_not(limited, users, db_url):
+    app = limited(RATE_LIMIT_GENERATIONS_PER_USER="2/minute")
+    owner = users.create()
+    query(db_url, "select public.grant_credits(%s, 1000)", (owner.id,))
+    client = client_at(app, new_ip())
+
+    def submit(key):
+        return client.post(
+            "/api/v1/generations",
+            headers={**bearer(owner), "Idempotency-Key": key},
+            json={"model_id": MODEL, "prompt": "a lighthouse at dusk"},
+        )
+
+    for _ in range(3):
+        assert client.get("/api/v1/generations", headers=bearer(owner)).status_code == 200
+    assert submit(unique_email("k")).status_code == 201
+    second = submit(unique_email("k"))
+    assert second.status_code == 201
+    assert_rate_headers(second, 2, remaining=0)
+    assert_limited(submit(unique_email("k")), 2)
+    assert client.get("/api/v1/generations", headers=bearer(owner)).status_code == 200
+    # another user submits freely
+    other = users.create()
+    query(db_url, "select public.grant_credits(%s, 1000)", (other.id,))
+    response = client.post(
+        "/api/v1/generations",
+        headers={**bearer(other), "Idempotency-Key": "x1"},
+        json={"model_id": MODEL, "prompt": "a lighthouse at dusk"},
+    )
+    assert response.status_code == 201
+
+
+# storage --------------------------------------------------------------------------------
+
+
+def test_two_instances_share_the_counters_in_redis(limited, redis_url, key_prefix):
+    ip = new_ip()
+    first = client_at(limited(RATE_LIMIT_PER_IP="4/minute"), ip)
+    second = client_at(limited(RATE_LIMIT_PER_IP="4/minute"), ip)
+    for client in (first, second, first, second):
+        assert client.get("/api/v1/models").status_code == 200
+    assert_limited(first.get("/api/v1/models"), 4)
+    assert_limited(second.get("/api/v1/models"), 4)
+    stored = list(redis.Redis.from_url(redis_url).scan_iter(match=f"*/{key_prefix}/{ip}/ip/*"))
+    assert stored, "the counter is in Redis"
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_unreachable_redis_falls_back_to_memory_and_still_limits(limited, caplog):
+    app = limited(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", RATE_LIMIT_PER_IP="3/minute")
+    client = client_at(app, new_ip())
+    for remaining in (2, 1, 0):
+        response = client.get("/api/v1/models")
+        assert response.status_code == 200
+        assert_rate_headers(response, 3, remaining)
+    assert_limited(client.get("/api/v1/models"), 3)
+    assert "falling back to in-memory storage" in caplog.text
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of this test's own, which the test can stop and start again."""
+    port = closed_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    command = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
+    running: list[subprocess.Popen] = []
+
+    def start() -> None:
+        running.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+
+    def stop() -> None:
+        server = running.pop()
+        server.terminate()
+        server.wait(timeout=5)
+
+    start()
+    yield url, start, stop
+    while running:
+        stop()
+
+
+def test_counting_goes_back_to_redis_when_it_returns(limited, own_redis):
+    url, start, stop = own_redis
+    store = redis.Redis.from_url(url)
+    client = client_at(limited(REDIS_URL=url, RATE_LIMIT_PER_IP="200/minute"), new_ip())
+    assert client.get("/api/v1/models").status_code == 200
+    assert store.dbsize() > 0
+    stop()
+    for _ in range(3):
+        assert client.get("/api/v1/models").status_code == 200  # counted in memory
+    start()
+    assert store.dbsize() == 0
+    # the limiter asks Redis again after 1, 2, 4 ... seconds
+    deadline = time.monotonic() + 10
+    while store.dbsize() == 0:
+        assert time.monotonic() < deadline, "the limiter never went back to Redis"
+        assert client.get("/api/v1/models").status_code == 200
+        time.sleep(0.1)
+    store.close()
+
+
+def test_limits_can_be_turned_off(make_app):
+    app = make_app(RATE_LIMIT_ENABLED=False, RATE_LIMIT_PER_IP="1/minute")
+    client = client_at(app, new_ip())
+    assert [client.get("/api/v1/models").status_code for _ in range(3)] == [200] * 3
+    assert EXTENSION not in app.extensions
+
+
+# configuration --------------------------------------------------------------------------
+
+
+def test_every_limit_comes_from_the_environment(limited, monkeypatch):
+    values = {
+        "RATE_LIMIT_PER_IP": "11/hour",
+        "RATE_LIMIT_PER_USER": "12/hour",
+        "RATE_LIMIT_AUTH_PER_IP": "13/minute",
+        "RATE_LIMIT_AUTH_PER_EMAIL": "14/minute",
+        "RATE_LIMIT_GENERATIONS_PER_USER": "15/minute",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    limiter = limited().extensions[EXTENSION]
+    applied = {str(lim.scope): str(lim.limit) for lim in limiter.limit_manager.application_limits}
+    assert applied == {
+        "ip": "11 per 1 hour",
+        "user": "12 per 1 hour",
+        "auth-ip": "13 per 1 minute",
+        "auth-email": "14 per 1 minute",
+        "generations": "15 per 1 minute",
+    }
+
+
+def test_a_malformed_limit_stops_the_app_naming_the_setting(limited):
+    with pytest.raises(ConfigError, match="RATE_LIMIT_AUTH_PER_EMAIL"):
+        limited(RATE_LIMIT_AUTH_PER_EMAIL="lots")
