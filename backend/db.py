@@ -1,4 +1,4 @@
-"""Database access: one connection pool and three ways to run a transaction.
+"""Database access: one connection pool and a few ways to run a transaction.
 
 Use exactly one of these per unit of work; each yields a psycopg cursor with dict rows,
 commits when the block ends and rolls back on an exception::
@@ -9,6 +9,8 @@ commits when the block ends and rolls back on an exception::
         cur.execute("select id, name from public.projects order by created_at desc limit %s", (20,))
         rows = cur.fetchall()
         result = rpc(cur, "public.authorize_generation", p_generation_id=generation_id)
+
+    with anon_transaction() as cur:            # public reads, as PostgREST serves the anon key
 
     with service_transaction() as cur:         # system work only: webhooks, refunds, refreshes
         rpc(cur, "private.audit", p_event="fal.webhook", p_actor_id=None)
@@ -139,6 +141,13 @@ def service_transaction() -> Iterator[psycopg.Cursor]:
     """A transaction as service_role (bypasses RLS): system work, never a user's read."""
     confirm_session()
     with _role_transaction("service_role", {"role": "service_role"}) as (cur, _live):
+        yield cur
+
+
+@contextmanager
+def anon_transaction() -> Iterator[psycopg.Cursor]:
+    """A transaction as anon, like PostgREST serving a client that holds only the anon key."""
+    with _role_transaction("anon", {"role": "anon"}) as (cur, _live):
         yield cur
 
 

@@ -7,9 +7,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from backend.api import schemas
-from backend.api.anonymous import anon_transaction
 from backend.api.outcomes import documented_errors
 from backend.cache import cache
+from backend.db import anon_transaction
 
 # the catalog trigger announces every change to public.models under this tag
 TAG = "models:catalog"
