@@ -11,6 +11,7 @@ commits when the block ends and rolls back on an exception::
         result = rpc(cur, "public.authorize_generation", p_generation_id=generation_id)
 
     with anon_transaction() as cur:            # public reads, as PostgREST serves the anon key
+        cur.execute("select id, name from public.models")
 
     with service_transaction() as cur:         # system work only: webhooks, refunds, refreshes
         rpc(cur, "private.audit", p_event="fal.webhook", p_actor_id=None)
