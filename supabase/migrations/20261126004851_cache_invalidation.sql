@@ -19,126 +19,34 @@ $$;
 comment on function private.notify_invalidation(text, text) is
 'Tells every app instance, at commit, to evict cached answers that depend on (scope, id).';
 
-create function private.on_membership_invalidate()
+-- One trigger function for every table: its arguments come in pairs, a scope and the
+-- column holding that scope's id, e.g. ('user', 'user_id', 'team', 'team_id'). Both the old
+-- and the new row are announced, so a row that moves is evicted on both sides; Postgres
+-- folds identical notices within a transaction into one.
+create function private.announce_change()
 returns trigger
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
-    v_row record := coalesce(new, old);
+    v_row jsonb;
+    v_pair integer;
 begin
-    perform private.notify_invalidation('user', v_row.user_id::text);
-    perform private.notify_invalidation('team', v_row.team_id::text);
-    if tg_op = 'UPDATE' and new.user_id <> old.user_id then
-        perform private.notify_invalidation('user', old.user_id::text);
-    end if;
+    foreach v_row in array array[to_jsonb(old), to_jsonb(new)] loop
+        continue when v_row is null;
+        for v_pair in 0 .. tg_nargs / 2 - 1 loop
+            perform private.notify_invalidation(tg_argv[v_pair * 2], v_row ->> tg_argv[v_pair * 2 + 1]);
+        end loop;
+    end loop;
     return null;
 end;
 $$;
 
-comment on function private.on_membership_invalidate() is
-'Membership or role changed: the user''s and team''s answers change.';
+comment on function private.announce_change() is
+'Trigger: announces (scope, id) pairs named by its arguments for the old and new row.';
 
-create trigger team_members_invalidate
-after insert or update or delete on public.team_members
-for each row execute function private.on_membership_invalidate();
-
-create function private.on_project_link_invalidate()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-    v_row record := coalesce(new, old);
-begin
-    perform private.notify_invalidation('project', v_row.project_id::text);
-    perform private.notify_invalidation('team', v_row.team_id::text);
-    return null;
-end;
-$$;
-
-comment on function private.on_project_link_invalidate() is
-'A project-team link changed: the project''s answers change.';
-
-create trigger project_teams_invalidate
-after insert or update or delete on public.project_teams
-for each row execute function private.on_project_link_invalidate();
-
-create function private.on_project_invalidate()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-    perform private.notify_invalidation('project', coalesce(new.id, old.id)::text);
-    return null;
-end;
-$$;
-
-comment on function private.on_project_invalidate() is 'Visibility, ownership or existence of a project changed.';
-
-create trigger projects_invalidate
-after update of owner_id, visibility or delete on public.projects
-for each row execute function private.on_project_invalidate();
-
-create function private.on_generation_invalidate()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-    perform private.notify_invalidation('generation', coalesce(new.id, old.id)::text);
-    return null;
-end;
-$$;
-
-comment on function private.on_generation_invalidate() is 'Owner, project or existence of a generation changed.';
-
-create trigger generations_invalidate
-after update of owner_id, project_id or delete on public.generations
-for each row execute function private.on_generation_invalidate();
-
-create function private.on_share_invalidate()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-    perform private.notify_invalidation('generation', coalesce(new.generation_id, old.generation_id)::text);
-    return null;
-end;
-$$;
-
-comment on function private.on_share_invalidate() is 'A generation share changed: that generation''s answers change.';
-
-create trigger generation_shares_invalidate
-after insert or update or delete on public.generation_shares
-for each row execute function private.on_share_invalidate();
-
-create function private.on_profile_status_invalidate()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-    perform private.notify_invalidation('user', coalesce(new.id, old.id)::text);
-    return null;
-end;
-$$;
-
-comment on function private.on_profile_status_invalidate() is 'A user was suspended, reactivated or deleted.';
-
-create trigger profiles_invalidate
-after update of status or delete on public.profiles
-for each row execute function private.on_profile_status_invalidate();
-
-create function private.on_models_invalidate()
+create function private.announce_catalog_change()
 returns trigger
 language plpgsql
 security definer
@@ -150,26 +58,43 @@ begin
 end;
 $$;
 
-comment on function private.on_models_invalidate() is 'The model catalog changed.';
+comment on function private.announce_catalog_change() is 'Trigger: the model catalog changed.';
+
+-- triggers ------------------------------------------------------------------------------
+
+-- membership or role: the user's answers and the team's
+create trigger team_members_invalidate
+after insert or update or delete on public.team_members
+for each row execute function private.announce_change('user', 'user_id', 'team', 'team_id');
+
+-- a project-team link: the project's answers
+create trigger project_teams_invalidate
+after insert or update or delete on public.project_teams
+for each row execute function private.announce_change('project', 'project_id', 'team', 'team_id');
+
+-- visibility, ownership or existence of a project
+create trigger projects_invalidate
+after update of owner_id, visibility or delete on public.projects
+for each row execute function private.announce_change('project', 'id');
+
+-- owner, project or existence of a generation
+create trigger generations_invalidate
+after update of owner_id, project_id or delete on public.generations
+for each row execute function private.announce_change('generation', 'id');
+
+-- a share: that generation's answers
+create trigger generation_shares_invalidate
+after insert or update or delete on public.generation_shares
+for each row execute function private.announce_change('generation', 'generation_id');
+
+-- suspended, reactivated or deleted users
+create trigger profiles_invalidate
+after update of status or delete on public.profiles
+for each row execute function private.announce_change('user', 'id');
 
 create trigger models_invalidate
 after insert or update or delete on public.models
-for each statement execute function private.on_models_invalidate();
-
-create function private.on_session_invalidate()
-returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-    perform private.notify_invalidation('session', old.id::text);
-    return null;
-end;
-$$;
-
-comment on function private.on_session_invalidate() is
-'A session ended (logout, refresh-token replay): its tokens stop working.';
+for each statement execute function private.announce_catalog_change();
 
 -- auth.sessions belongs to Supabase Auth; where this role may not add triggers to it, the
 -- app announces the logouts it performs itself and session checks rely on their short TTL
@@ -177,7 +102,7 @@ do $$
 begin
     create trigger sessions_invalidate
     after delete on auth.sessions
-    for each row execute function private.on_session_invalidate();
+    for each row execute function private.announce_change('session', 'id');
 exception when insufficient_privilege then
     raise notice 'no trigger on auth.sessions: session invalidation is announced by the app';
 end
