@@ -238,12 +238,12 @@ select results_eq(
         where actor_id = %L and event like 'credits.%%' order by id$$, :'ann'
     ),
     format(
-        $$values ('credits.grant', %1$L::uuid, '{"amount": 100, "balance_after": 100}'::jsonb),
-        ('credits.purchase', %1$L::uuid, '{"amount": 50, "balance_after": 150}'::jsonb),
-        ('credits.grant', %1$L::uuid, '{"amount": 25, "balance_after": 175}'::jsonb)$$,
+        $$values ('credits.grant', %1$L::uuid, '{"amount": 100, "balance_after": 100, "note": "signup grant"}'::jsonb),
+        ('credits.purchase', %1$L::uuid, '{"amount": 50, "balance_after": 150, "note": "order 1"}'::jsonb),
+        ('credits.grant', %1$L::uuid, '{"amount": 25, "balance_after": 175, "note": null}'::jsonb)$$,
         :'ann'
     ),
-    'every credit movement is audited with amount and balance'
+    'every credit movement is audited with amount, balance and note'
 );
 
 -- a user's balance is never below zero, even for the table owner
