@@ -32,7 +32,7 @@ import time
 
 import redis
 from flask import Flask, Response, current_app, g, jsonify, request
-from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 from limits import parse_many
 from limits.errors import StorageError
 
@@ -190,9 +190,10 @@ def _check_endpoints(app: Flask, settings: Settings) -> None:
 
 
 def too_many_requests(error: RateLimitExceeded) -> Response:
-    message = (
-        f"Too many requests: the limit is {error.limit.limit}; retry after Retry-After seconds."
-    )
+    wait = _seconds_until_reset(current_app.extensions[EXTENSION].current_limit)
+    message = f"Too many requests: the limit is {error.limit.limit}."
+    if wait is not None:
+        message += f" Try again in {max(1, wait)} seconds."
     if request.blueprint == "gotrue":  # the Supabase clients parse GoTrue's error shape
         body = {"code": 429, "error_code": "over_request_rate_limit", "msg": message}
         return jsonify(body), 429
@@ -201,17 +202,24 @@ def too_many_requests(error: RateLimitExceeded) -> Response:
 
 def add_rate_limit_headers(response: Response) -> Response:
     current = current_app.extensions[EXTENSION].current_limit
-    if current is None:
+    reset_in = _seconds_until_reset(current)
+    if reset_in is None:
         return response
-    try:
-        remaining, reset_at = current.remaining, current.window[0]
-    except (redis.RedisError, StorageError, OSError) as error:
-        log.warning("rate limit headers left out, the store failed: %s", error)
-        return response
-    reset_in = max(0, math.ceil(reset_at - time.time()))
     response.headers["RateLimit-Limit"] = str(current.limit.amount)
-    response.headers["RateLimit-Remaining"] = str(remaining)
+    response.headers["RateLimit-Remaining"] = str(current.remaining)
     response.headers["RateLimit-Reset"] = str(reset_in)
     if response.status_code == 429:
         response.headers["Retry-After"] = str(max(1, reset_in))
     return response
+
+
+def _seconds_until_reset(current: RequestLimit | None) -> int | None:
+    """Seconds until ``current`` allows a request again; None without a limit or a store."""
+    if current is None:
+        return None
+    try:
+        reset_at = current.window[0]  # read once per request, then kept on ``current``
+    except (redis.RedisError, StorageError, OSError) as error:
+        log.warning("rate limit headers left out, the store failed: %s", error)
+        return None
+    return max(0, math.ceil(reset_at - time.time()))
