@@ -95,6 +95,31 @@ def test_the_refresher_thread_refreshes_on_its_own(api, linked):
     assert not refresher.running
 
 
+def wait_until(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_one_instance_leads_and_another_takes_over_when_it_stops(api):
+    first = AnalyticsRefresher(api.db_url, 0.05)
+    second = AnalyticsRefresher(api.db_url, 0.05)
+    first.start()
+    wait_until(lambda: first.refreshes >= 1)
+    second.start()
+    try:
+        time.sleep(0.5)
+        assert first.leading and not second.leading
+        assert second.refreshes == 0, "only the leader refreshes"
+        first.stop()  # its connection closes: Postgres releases the leadership
+        wait_until(lambda: second.refreshes >= 1)
+        assert second.leading
+    finally:
+        first.stop()
+        second.stop()
+
+
 def test_no_refresher_thread_when_the_interval_is_zero(api):
     app = create_app(app_settings(api.db_url, ANALYTICS_REFRESH_SECONDS=0))
     try:
