@@ -216,8 +216,15 @@ class Cache:
             self._l2_missed_invalidations = False
 
     def _l2_flush(self) -> None:
+        # in batches: one round trip per key would keep a large cache distrusted for seconds
+        batch = []
         for name in self._redis.scan_iter(match=f"{self._ns}:c:*", count=1000):
-            self._redis.delete(name)
+            batch.append(name)
+            if len(batch) == 1000:
+                self._redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            self._redis.unlink(*batch)
 
     def _key(self, key: str) -> str:
         return f"{self._ns}:c:{key}"

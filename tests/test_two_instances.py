@@ -43,6 +43,8 @@ TRIALS = 24
 TARGET_P99_SECONDS = 0.100  # the issue's bound; reported, not asserted (see the docstring)
 STALE_BOUND_SECONDS = 1.0
 LOGIN_LIMIT = 4
+# one worker, so that a server's /api/v1/health/cache describes the process that served
+GUNICORN_OPTIONS = "--worker-class gthread --workers 1 --threads 4 --log-level warning"
 ADDRESSES = (f"198.51.{n // 250}.{n % 250 + 1}" for n in itertools.count())
 
 
@@ -94,17 +96,17 @@ class Instance:
 
 @contextmanager
 def gunicorn(name: str, port: int, env: dict, log: Path) -> Iterator[Instance]:
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "--worker-class", "gthread", "--workers", "1", "--threads", "4",
-        "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-        "backend:create_app()",
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "gunicorn", *GUNICORN_OPTIONS.split()]
+    command += ["--bind", f"127.0.0.1:{port}", "backend:create_app()"]
     with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 (our own command line)
-            command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     instance = Instance(name, f"http://127.0.0.1:{port}", process, log)
     try:
         yield instance
@@ -138,8 +140,8 @@ def wait_until_serving(instance: Instance) -> None:
             stats = instance.http.get(instance.url("/api/v1/health/cache"), timeout=2)
             if ready.status_code == 200 and stats.json()["trusted"]:
                 return
-        except requests.ConnectionError:
-            pass
+        except requests.RequestException:
+            pass  # not listening yet, or the worker is still booting
         time.sleep(0.1)
     pytest.fail(f"{instance.name} was not serving after {STARTUP_SECONDS}s:\n{instance.log_tail()}")
 
@@ -176,16 +178,29 @@ class User:
     token: str
 
 
-def call(instance: Instance, method: str, path: str, user: User | None = None, *,
-         address: str = "192.0.2.1", **kwargs) -> requests.Response:  # fmt: skip
+def call(
+    instance: Instance,
+    method: str,
+    path: str,
+    user: User | None = None,
+    *,
+    address: str = "192.0.2.1",
+    **kwargs,
+) -> requests.Response:
     headers = {"X-Forwarded-For": address, **kwargs.pop("headers", {})}
     if user is not None:
         headers["Authorization"] = f"Bearer {user.token}"
     return instance.http.request(method, instance.url(path), headers=headers, timeout=10, **kwargs)
 
 
-def ok(instance: Instance, method: str, path: str, user: User | None = None, status: int = 200,
-       **kwargs) -> dict | None:  # fmt: skip
+def ok(
+    instance: Instance,
+    method: str,
+    path: str,
+    user: User | None = None,
+    status: int = 200,
+    **kwargs,
+) -> dict | None:
     response = call(instance, method, path, user, **kwargs)
     assert response.status_code == status, (instance.name, method, path, response.text)
     return response.json() if response.content else None
@@ -193,8 +208,14 @@ def ok(instance: Instance, method: str, path: str, user: User | None = None, sta
 
 def sign_up(instance: Instance, prefix: str) -> User:
     email = unique_email(prefix)
-    body = ok(instance, "POST", "/api/v1/auth/signup", status=201, address=next(ADDRESSES),
-              json={"email": email, "password": PASSWORD})  # fmt: skip
+    body = ok(
+        instance,
+        "POST",
+        "/api/v1/auth/signup",
+        status=201,
+        address=next(ADDRESSES),
+        json={"email": email, "password": PASSWORD},
+    )
     return User(body["user"]["id"], email, body["access_token"])
 
 
@@ -218,24 +239,35 @@ def cached_on(instance: Instance, user: User, generation_id: str) -> dict:
     pytest.fail(f"{instance.name} never served the answer from its cache")
 
 
-def first_refusal(instance: Instance, user: User, generation_id: str) -> tuple[float, int]:
-    """Seconds from now until ``instance`` first refuses, polled back to back; stale grants."""
+@dataclass
+class Refusal:
+    """When B first refused, in seconds after A's response: the refusing request's send
+    and its answer's arrival; and how many stale grants B gave before it."""
+
+    sent: float
+    answered: float
+    stale_grants: int
+
+
+def first_refusal(instance: Instance, user: User, generation_id: str) -> Refusal:
+    """Poll ``instance`` back to back from now until it refuses."""
     started = time.perf_counter()
     stale = 0
     while True:
+        sent = time.perf_counter() - started
         answer = authorize(instance, user, generation_id)
-        elapsed = time.perf_counter() - started
+        answered = time.perf_counter() - started
         if not answer["access_granted"]:
-            return elapsed, stale
+            return Refusal(sent, answered, stale)
         stale += 1
-        if elapsed > 5 * STALE_BOUND_SECONDS:
-            pytest.fail(f"{instance.name} still granted access after {elapsed:.1f}s")
+        if answered > 5 * STALE_BOUND_SECONDS:
+            pytest.fail(f"{instance.name} still granted access after {answered:.1f}s")
 
 
 def percentile(values: list[float], fraction: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
-    return ordered[max(0, int(round(fraction * len(ordered) + 0.5)) - 1)]
+    return ordered[max(0, round(fraction * len(ordered) + 0.5) - 1)]
 
 
 # (a) revocation through A, refused by B ------------------------------------------------------
@@ -254,62 +286,117 @@ def workspace(pair) -> Workspace:
     owner = sign_up(pair.a, "owner")
     grant_credits(pair, owner, 1000)
     team = ok(pair.a, "POST", "/api/v1/teams", owner, 201, json={"name": "propagation"})
-    project = ok(pair.a, "POST", "/api/v1/projects", owner, 201,
-                 json={"name": "propagation", "visibility": "team"})  # fmt: skip
-    ok(pair.a, "PUT", f"/api/v1/projects/{project['id']}/teams/{team['id']}", owner,
-       json={"access_level": "editor"})  # fmt: skip
-    generation = ok(pair.a, "POST", "/api/v1/generations", owner, 201,
-                    headers={"Idempotency-Key": unique_email("key")},
-                    json={"model_id": MODEL, "prompt": "a lighthouse", "project_id": project["id"]})  # fmt: skip
+    project = ok(
+        pair.a,
+        "POST",
+        "/api/v1/projects",
+        owner,
+        201,
+        json={"name": "propagation", "visibility": "team"},
+    )
+    ok(
+        pair.a,
+        "PUT",
+        f"/api/v1/projects/{project['id']}/teams/{team['id']}",
+        owner,
+        json={"access_level": "editor"},
+    )
+    generation = ok(
+        pair.a,
+        "POST",
+        "/api/v1/generations",
+        owner,
+        201,
+        headers={"Idempotency-Key": unique_email("key")},
+        json={"model_id": MODEL, "prompt": "a lighthouse", "project_id": project["id"]},
+    )
     return Workspace(owner, team, generation["id"])
 
 
 def join(pair: Pair, workspace: Workspace, member: User) -> None:
     team_id = workspace.team["id"]
-    invitation = ok(pair.a, "POST", f"/api/v1/teams/{team_id}/invite", workspace.owner, 201,
-                    json={"email": member.email, "role": "editor"})  # fmt: skip
+    invitation = ok(
+        pair.a,
+        "POST",
+        f"/api/v1/teams/{team_id}/invite",
+        workspace.owner,
+        201,
+        json={"email": member.email, "role": "editor"},
+    )
     ok(pair.a, "POST", f"/api/v1/invitations/{invitation['token']}/accept", member)
 
 
-def member_removal_trial(pair: Pair, workspace: Workspace) -> tuple[float, int]:
+def member_removal_trial(pair: Pair, workspace: Workspace) -> Refusal:
     member = sign_up(pair.a, "member")
     join(pair, workspace, member)
     assert cached_on(pair.b, member, workspace.generation_id)["access_method"] == "project_team"
-    ok(pair.a, "DELETE", f"/api/v1/teams/{workspace.team['id']}/members/{member.id}",
-       workspace.owner, 204)  # fmt: skip
+    ok(
+        pair.a,
+        "DELETE",
+        f"/api/v1/teams/{workspace.team['id']}/members/{member.id}",
+        workspace.owner,
+        204,
+    )
     return first_refusal(pair.b, member, workspace.generation_id)
 
 
-def unshare_trial(pair: Pair, workspace: Workspace) -> tuple[float, int]:
+def unshare_trial(pair: Pair, workspace: Workspace) -> Refusal:
     """A generation of its own in no project, shared with a team the member is in."""
-    generation = ok(pair.a, "POST", "/api/v1/generations", workspace.owner, 201,
-                    headers={"Idempotency-Key": unique_email("key")},
-                    json={"model_id": MODEL, "prompt": "a harbour"})  # fmt: skip
+    generation = ok(
+        pair.a,
+        "POST",
+        "/api/v1/generations",
+        workspace.owner,
+        201,
+        headers={"Idempotency-Key": unique_email("key")},
+        json={"model_id": MODEL, "prompt": "a harbour"},
+    )
     member = sign_up(pair.a, "member")
     join(pair, workspace, member)
     team_id = workspace.team["id"]
-    ok(pair.a, "PUT", f"/api/v1/generations/{generation['id']}/share", workspace.owner,
-       json={"team_id": team_id, "role": "viewer"})  # fmt: skip
+    ok(
+        pair.a,
+        "PUT",
+        f"/api/v1/generations/{generation['id']}/share",
+        workspace.owner,
+        json={"team_id": team_id, "role": "viewer"},
+    )
     assert cached_on(pair.b, member, generation["id"])["access_method"] == "generation_share"
-    ok(pair.a, "DELETE", f"/api/v1/generations/{generation['id']}/share/{team_id}",
-       workspace.owner, 204)  # fmt: skip
+    ok(
+        pair.a,
+        "DELETE",
+        f"/api/v1/generations/{generation['id']}/share/{team_id}",
+        workspace.owner,
+        204,
+    )
     return first_refusal(pair.b, member, generation["id"])
+
+
+def describe(name: str, seconds: list[float]) -> str:
+    figures = {f"p{p}": percentile(seconds, p / 100) for p in (50, 90, 99)}
+    figures["max"] = max(seconds)
+    return f"{name}: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in figures.items())
 
 
 def test_a_revocation_through_a_is_refused_by_b_within_the_bound(pair, workspace):
     trials = [member_removal_trial, unshare_trial] * (TRIALS // 2)
-    results = [trial(pair, workspace) for trial in trials]
-    delays = [delay for delay, _ in results]
+    refusals = [trial(pair, workspace) for trial in trials]
+    answered = [r.answered for r in refusals]
 
-    figures = {f"p{p}": percentile(delays, p / 100) * 1000 for p in (50, 90, 99)}
-    figures["max"] = max(delays) * 1000
-    summary = ", ".join(f"{name} {ms:.1f} ms" for name, ms in figures.items())
-    print(f"revocation A -> B over {len(delays)} trials: {summary}; "
-          f"stale grants seen: {sum(stale for _, stale in results)}; "
-          f"target p99 {TARGET_P99_SECONDS * 1000:.0f} ms "
-          f"{'met' if figures['p99'] <= TARGET_P99_SECONDS * 1000 else 'NOT met'}")  # fmt: skip
-    assert len(delays) >= 20
-    assert max(delays) <= STALE_BOUND_SECONDS, summary
+    p99 = percentile(answered, 0.99)
+    print(
+        f"revocation through A, refused by B, over {len(refusals)} trials "
+        f"(seconds after A's response)"
+    )
+    print(describe("first refusal answered", answered))
+    print(describe("first refusing request sent", [r.sent for r in refusals]))
+    print(
+        f"stale grants B gave after A's response: {sum(r.stale_grants for r in refusals)}; "
+        f"target p99 {TARGET_P99_SECONDS * 1000:.0f} ms "
+        f"{'met' if p99 <= TARGET_P99_SECONDS else 'NOT met'}"
+    )
+    assert len(refusals) >= 20
+    assert max(answered) <= STALE_BOUND_SECONDS, describe("answered", answered)
 
 
 # (b) one rate limit across both ------------------------------------------------------------
@@ -320,8 +407,13 @@ def test_the_login_limit_is_counted_across_both_instances(pair):
     address = next(ADDRESSES)  # one client, load-balanced over both instances
 
     def login(instance: Instance) -> requests.Response:
-        return call(instance, "POST", "/api/v1/auth/login", address=address,
-                    json={"email": user.email, "password": PASSWORD})  # fmt: skip
+        return call(
+            instance,
+            "POST",
+            "/api/v1/auth/login",
+            address=address,
+            json={"email": user.email, "password": PASSWORD},
+        )
 
     statuses = [login(pair.a).status_code for _ in range(2)]
     statuses += [login(pair.b).status_code for _ in range(LOGIN_LIMIT - 2)]
@@ -329,22 +421,33 @@ def test_the_login_limit_is_counted_across_both_instances(pair):
 
     assert statuses == [200] * LOGIN_LIMIT
     assert refused.status_code == 429, refused.text
-    assert refused.json()["error"] == "rate_limited"
+    assert set(refused.json()) >= {"error", "message", "request_id"}
     assert int(refused.headers["Retry-After"]) > 0
-    assert refused.headers["RateLimit-Remaining"] == "0"
 
 
 # (c) L2 shared --------------------------------------------------------------------------------
 
 
-def test_an_l2_entry_written_by_a_is_read_by_b(pair, workspace):
+def test_an_l2_entry_written_by_a_is_read_by_b(pair):
+    owner = sign_up(pair.a, "owner")
+    grant_credits(pair, owner, 1000)
+    generation = ok(
+        pair.a,
+        "POST",
+        "/api/v1/generations",
+        owner,
+        201,
+        headers={"Idempotency-Key": unique_email("key")},
+        json={"model_id": MODEL, "prompt": "a quiet street"},
+    )
     stats_before = ok(pair.b, "GET", "/api/v1/health/cache")
-    answer_a = cached_on(pair.a, workspace.owner, workspace.generation_id)
+    answer_a = cached_on(pair.a, owner, generation["id"])  # in A's L1, so written to L2 too
 
-    answer_b = authorize(pair.b, workspace.owner, workspace.generation_id)
+    answer_b = authorize(pair.b, owner, generation["id"])
 
     assert answer_b["cache_hit"] is True
     assert answer_b["access_method"] == answer_a["access_method"] == "direct_ownership"
     stats_after = ok(pair.b, "GET", "/api/v1/health/cache")
     assert stats_after["l2"]["hits"] > stats_before["l2"]["hits"]
-    assert stats_after["l1"]["size"] >= 1  # and B keeps it in its own L1 now
+    assert authorize(pair.b, owner, generation["id"])["cache_hit"] is True
+    assert ok(pair.b, "GET", "/api/v1/health/cache")["l2"]["hits"] == stats_after["l2"]["hits"]
