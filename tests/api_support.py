@@ -116,8 +116,13 @@ class Api:
 
     def join(self, team: dict, admin: TestUser, member: TestUser, role: str = "viewer") -> None:
         """Invite ``member`` at ``role`` (below owner) and accept as them."""
-        invitation = self.ok("POST", f"/api/v1/teams/{team['id']}/invite", admin, 201,
-                             json={"email": member.email, "role": role})
+        invitation = self.ok(
+            "POST",
+            f"/api/v1/teams/{team['id']}/invite",
+            admin,
+            201,
+            json={"email": member.email, "role": role},
+        )
         self.ok("POST", f"/api/v1/invitations/{invitation['token']}/accept", member)
 
     def generation(self, user: TestUser, key: str | None = None, **fields) -> dict:

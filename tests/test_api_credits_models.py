@@ -18,12 +18,17 @@ def api(database_factory, migrated_template):
 def test_balance_now_and_totals_as_of_the_last_refresh(api):
     user = api.user()
     assert api.ok("GET", "/api/v1/credits/balance", user) == {
-        "balance": 100, "plan": "free", "totals": None}
+        "balance": 100,
+        "plan": "free",
+        "totals": None,
+    }
     api.generation(user)
     api.refresh_analytics()
     assert api.ok("GET", "/api/v1/credits/balance", user) == {
-        "balance": 100 - MODEL_COST, "plan": "free",
-        "totals": {"credited": 100, "charged": MODEL_COST, "refunded": 0, "charges": 1}}
+        "balance": 100 - MODEL_COST,
+        "plan": "free",
+        "totals": {"credited": 100, "charged": MODEL_COST, "refunded": 0, "charges": 1},
+    }
 
 
 def test_a_suspended_user_still_sees_their_balance_but_no_ledger(api):
@@ -45,8 +50,12 @@ def test_transactions_page_newest_first_and_filter_by_kind(api):
 
     seen, cursor = [], None
     while True:
-        page = api.ok("GET", "/api/v1/credits/transactions", user,
-                      query_string={"limit": 2, **({"cursor": cursor} if cursor else {})})
+        page = api.ok(
+            "GET",
+            "/api/v1/credits/transactions",
+            user,
+            query_string={"limit": 2, **({"cursor": cursor} if cursor else {})},
+        )
         seen += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -67,14 +76,18 @@ def test_transactions_page_newest_first_and_filter_by_kind(api):
 
 @pytest.mark.parametrize(
     ("query", "status", "field"),
-    [({"kind": "gift"}, 422, "kind"), ({"limit": -1}, 422, "limit"),
-     ({"cursor": "WyJ4Il0"}, 400, None),
-     ({"cursor": "W1sidCIsIjIwMjAtMDEtMDFUMDA6MDA6MDBaIl1d"}, 400, None)],  # a timestamp key
+    [
+        ({"kind": "gift"}, 422, "kind"),
+        ({"limit": -1}, 422, "limit"),
+        ({"cursor": "WyJ4Il0"}, 400, None),
+        ({"cursor": "W1sidCIsIjIwMjAtMDEtMDFUMDA6MDA6MDBaIl1d"}, 400, None),
+    ],  # a timestamp key
 )
 def test_transactions_refuse_bad_queries(api, query, status, field):
     user = api.user()
-    body = assert_error(api.call("GET", "/api/v1/credits/transactions", user, query_string=query),
-                        status)
+    body = assert_error(
+        api.call("GET", "/api/v1/credits/transactions", user, query_string=query), status
+    )
     if field:
         assert_names_field(body, field)
     else:

@@ -34,8 +34,11 @@ def balance(api, user) -> int:
 
 
 def charges(api, user) -> int:
-    return len(api.sql("select 1 from public.credit_ledger where user_id = %s and kind = 'charge'",
-                       (user.id,)))
+    return len(
+        api.sql(
+            "select 1 from public.credit_ledger where user_id = %s and kind = 'charge'", (user.id,)
+        )
+    )
 
 
 def create(api, user, body=None, key="key-1"):
@@ -49,8 +52,16 @@ def create(api, user, body=None, key="key-1"):
 
 def test_create_charges_once_and_stays_pending(api, owner):
     start = balance(api, owner)
-    response = create(api, owner, {"model_id": MODEL, "prompt": "a fox", "title": "Fox",
-                                   "parameters": {"num_images": 2, "aspect_ratio": "1:1"}})
+    response = create(
+        api,
+        owner,
+        {
+            "model_id": MODEL,
+            "prompt": "a fox",
+            "title": "Fox",
+            "parameters": {"num_images": 2, "aspect_ratio": "1:1"},
+        },
+    )
     assert response.status_code == 201, response.get_json()
     generation = response.get_json()
     assert generation["status"] == "pending"
@@ -74,9 +85,11 @@ def test_concurrent_retries_with_one_key_charge_once(api, owner):
     def submit(_):
         client = api.app.test_client()
         barrier.wait()
-        return client.post("/api/v1/generations", headers={
-            "Idempotency-Key": "race", "Authorization": f"Bearer {owner.access_token}"},
-            json={"model_id": MODEL, "prompt": "a race"})
+        return client.post(
+            "/api/v1/generations",
+            headers={"Idempotency-Key": "race", "Authorization": f"Bearer {owner.access_token}"},
+            json={"model_id": MODEL, "prompt": "a race"},
+        )
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         responses = list(pool.map(submit, range(6)))
@@ -100,8 +113,13 @@ def test_the_same_key_of_another_user_is_another_generation(api, owner):
 )
 def test_create_needs_a_sane_idempotency_key(api, owner, headers, field):
     before = api.fingerprint()
-    response = api.call("POST", "/api/v1/generations", owner, headers=headers,
-                        json={"model_id": MODEL, "prompt": "x"})
+    response = api.call(
+        "POST",
+        "/api/v1/generations",
+        owner,
+        headers=headers,
+        json={"model_id": MODEL, "prompt": "x"},
+    )
     assert_names_field(assert_error(response, 422, "validation_failed"), field)
     assert api.fingerprint() == before
 
@@ -130,12 +148,18 @@ def test_create_refuses_bad_fields_naming_them(api, owner, body, field):
     [
         ({"model_id": "fal-ai/nothing", "prompt": "x"}, "model fal-ai/nothing"),
         ({"model_id": MODEL, "prompt": "x", "parameters": {"steps": 3}}, "parameters.steps"),
-        ({"model_id": MODEL, "prompt": "x", "parameters": {"num_images": "2"}},
-         "parameters.num_images"),
-        ({"model_id": MODEL, "prompt": "x", "parameters": {"num_images": 9}},
-         "parameters.num_images"),
-        ({"model_id": MODEL, "prompt": "x", "parameters": {"aspect_ratio": "5:1"}},
-         "parameters.aspect_ratio"),
+        (
+            {"model_id": MODEL, "prompt": "x", "parameters": {"num_images": "2"}},
+            "parameters.num_images",
+        ),
+        (
+            {"model_id": MODEL, "prompt": "x", "parameters": {"num_images": 9}},
+            "parameters.num_images",
+        ),
+        (
+            {"model_id": MODEL, "prompt": "x", "parameters": {"aspect_ratio": "5:1"}},
+            "parameters.aspect_ratio",
+        ),
     ],
 )
 def test_create_refuses_what_the_model_does_not_take(api, owner, body, words):
@@ -159,8 +183,12 @@ def test_create_in_a_project_needs_write_access_there(api, owner, stranger):
     api.join(team, owner, viewer, "viewer")
     api.join(team, owner, editor, "editor")
     project = api.project(owner)
-    api.ok("PUT", f"/api/v1/projects/{project['id']}/teams/{team['id']}", owner,
-           json={"access_level": "editor"})
+    api.ok(
+        "PUT",
+        f"/api/v1/projects/{project['id']}/teams/{team['id']}",
+        owner,
+        json={"access_level": "editor"},
+    )
     body = {"model_id": MODEL, "prompt": "x", "project_id": project["id"]}
 
     before = api.fingerprint()
@@ -193,8 +221,12 @@ def test_list_filters_and_pages(api, owner, stranger):
     def ids(**query):
         found, cursor = [], None
         while True:
-            page = api.ok("GET", "/api/v1/generations", owner,
-                          query_string={**query, **({"cursor": cursor} if cursor else {})})
+            page = api.ok(
+                "GET",
+                "/api/v1/generations",
+                owner,
+                query_string={**query, **({"cursor": cursor} if cursor else {})},
+            )
             found += [g["id"] for g in page["items"]]
             cursor = page["next_cursor"]
             if cursor is None:
@@ -210,8 +242,12 @@ def test_list_filters_and_pages(api, owner, stranger):
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [({"status": "done"}, "status"), ({"project_id": "p1"}, "project_id"),
-     ({"limit": 101}, "limit"), ({"model_id": ""}, "model_id")],
+    [
+        ({"status": "done"}, "status"),
+        ({"project_id": "p1"}, "project_id"),
+        ({"limit": 101}, "limit"),
+        ({"model_id": ""}, "model_id"),
+    ],
 )
 def test_list_refuses_bad_filters(api, owner, query, field):
     response = api.call("GET", "/api/v1/generations", owner, query_string=query)
@@ -236,8 +272,12 @@ def test_read_and_retitle(api, owner):
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({}, "title"), ({"title": "t" * 201}, "title"), ({"title": 5}, "title"),
-     ({"title": "ok", "prompt": "changed"}, "prompt")],
+    [
+        ({}, "title"),
+        ({"title": "t" * 201}, "title"),
+        ({"title": 5}, "title"),
+        ({"title": "ok", "prompt": "changed"}, "prompt"),
+    ],
 )
 def test_retitle_refuses_bad_fields(api, owner, body, field):
     generation = api.generation(owner)
@@ -249,8 +289,11 @@ def test_retitle_refuses_bad_fields(api, owner, body, field):
 
 def test_unknown_unreadable_and_malformed_ids_are_404(api, owner, stranger):
     generation = api.generation(owner)
-    for path in (f"/api/v1/generations/{generation['id']}", f"/api/v1/generations/{uuid.uuid4()}",
-                 "/api/v1/generations/not-a-uuid"):
+    for path in (
+        f"/api/v1/generations/{generation['id']}",
+        f"/api/v1/generations/{uuid.uuid4()}",
+        "/api/v1/generations/not-a-uuid",
+    ):
         body = assert_error(api.call("GET", path, stranger), 404, "not_found")
         assert generation["id"] not in str(body)
         assert_error(api.call("PATCH", path, stranger, json={"title": "x"}), 404)
@@ -286,8 +329,14 @@ def test_cancel_refunds_once(api, owner):
 def test_authorize_answers_in_the_documented_shape(api, owner):
     generation = api.generation(owner)
     answer = api.ok("POST", f"/api/v1/generations/{generation['id']}/authorize", owner)
-    assert set(answer) == {"access_granted", "access_method", "effective_role", "permissions",
-                           "response_time_ms", "cache_hit"}
+    assert set(answer) == {
+        "access_granted",
+        "access_method",
+        "effective_role",
+        "permissions",
+        "response_time_ms",
+        "cache_hit",
+    }
     assert answer["access_granted"] is True
     assert answer["access_method"] == "direct_ownership"
     assert answer["effective_role"] == "owner"
@@ -303,7 +352,10 @@ def test_authorize_tells_nothing_about_what_the_caller_cannot_read(api, owner, s
     for answer in (denied, unknown):
         assert answer["access_granted"] is False
         assert (answer["access_method"], answer["effective_role"], answer["permissions"]) == (
-            None, None, [])
+            None,
+            None,
+            [],
+        )
     assert_error(api.call("POST", "/api/v1/generations/nope/authorize", stranger), 404)
 
 
@@ -320,7 +372,10 @@ def test_share_grants_the_team_at_the_lower_role_and_unshare_ends_it(api, owner)
 
     share = api.ok("PUT", f"{path}/share", owner, json={"team_id": team["id"]})
     assert (share["generation_id"], share["team_id"], share["role"]) == (
-        generation["id"], team["id"], "viewer")
+        generation["id"],
+        team["id"],
+        "viewer",
+    )
     access = api.ok("POST", f"{path}/authorize", member)
     assert (access["access_method"], access["effective_role"]) == ("generation_share", "viewer")
     assert_error(api.call("PATCH", path, member, json={"title": "x"}), 403, "forbidden")
@@ -336,8 +391,11 @@ def test_share_grants_the_team_at_the_lower_role_and_unshare_ends_it(api, owner)
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({}, "team_id"), ({"team_id": "t"}, "team_id"),
-     ({"team_id": str(uuid.uuid4()), "role": "owner"}, "role")],
+    [
+        ({}, "team_id"),
+        ({"team_id": "t"}, "team_id"),
+        ({"team_id": str(uuid.uuid4()), "role": "owner"}, "role"),
+    ],
 )
 def test_share_refuses_bad_fields(api, owner, body, field):
     generation = api.generation(owner)
@@ -349,8 +407,12 @@ def test_share_only_with_own_teams(api, owner, stranger):
     generation = api.generation(owner)
     foreign = api.team(stranger)
     before = api.fingerprint()
-    response = api.call("PUT", f"/api/v1/generations/{generation['id']}/share", owner,
-                        json={"team_id": foreign["id"]})
+    response = api.call(
+        "PUT",
+        f"/api/v1/generations/{generation['id']}/share",
+        owner,
+        json={"team_id": foreign["id"]},
+    )
     body = assert_error(response, 404, "not_found")
     assert foreign["name"] not in str(body)
     assert api.fingerprint() == before

@@ -7,13 +7,16 @@ from api_support import running_api
 
 # (method, path) of every REST resource route; models is the one public route
 ROUTES = [
-    ("get", "/api/v1/projects"), ("post", "/api/v1/projects"),
-    ("get", "/api/v1/projects/{project_id}"), ("patch", "/api/v1/projects/{project_id}"),
+    ("get", "/api/v1/projects"),
+    ("post", "/api/v1/projects"),
+    ("get", "/api/v1/projects/{project_id}"),
+    ("patch", "/api/v1/projects/{project_id}"),
     ("delete", "/api/v1/projects/{project_id}"),
     ("put", "/api/v1/projects/{project_id}/teams/{team_id}"),
     ("delete", "/api/v1/projects/{project_id}/teams/{team_id}"),
     ("get", "/api/v1/projects/{project_id}/stats"),
-    ("post", "/api/v1/generations"), ("get", "/api/v1/generations"),
+    ("post", "/api/v1/generations"),
+    ("get", "/api/v1/generations"),
     ("get", "/api/v1/generations/{generation_id}"),
     ("patch", "/api/v1/generations/{generation_id}"),
     ("delete", "/api/v1/generations/{generation_id}"),
@@ -21,22 +24,32 @@ ROUTES = [
     ("post", "/api/v1/generations/{generation_id}/authorize"),
     ("put", "/api/v1/generations/{generation_id}/share"),
     ("delete", "/api/v1/generations/{generation_id}/share/{team_id}"),
-    ("get", "/api/v1/teams"), ("post", "/api/v1/teams"), ("get", "/api/v1/teams/{team_id}"),
-    ("get", "/api/v1/teams/{team_id}/members"), ("get", "/api/v1/teams/{team_id}/permissions"),
-    ("get", "/api/v1/teams/{team_id}/stats"), ("post", "/api/v1/teams/{team_id}/invite"),
+    ("get", "/api/v1/teams"),
+    ("post", "/api/v1/teams"),
+    ("get", "/api/v1/teams/{team_id}"),
+    ("get", "/api/v1/teams/{team_id}/members"),
+    ("get", "/api/v1/teams/{team_id}/permissions"),
+    ("get", "/api/v1/teams/{team_id}/stats"),
+    ("post", "/api/v1/teams/{team_id}/invite"),
     ("post", "/api/v1/invitations/{token}/accept"),
     ("patch", "/api/v1/teams/{team_id}/members/{user_id}"),
     ("delete", "/api/v1/teams/{team_id}/members/{user_id}"),
-    ("get", "/api/v1/credits/balance"), ("get", "/api/v1/credits/transactions"),
+    ("get", "/api/v1/credits/balance"),
+    ("get", "/api/v1/credits/transactions"),
     ("get", "/api/v1/models"),
 ]
 PUBLIC = {("get", "/api/v1/models")}
-WITH_BODY = {("post", "/api/v1/projects"), ("patch", "/api/v1/projects/{project_id}"),
-             ("put", "/api/v1/projects/{project_id}/teams/{team_id}"),
-             ("post", "/api/v1/generations"), ("patch", "/api/v1/generations/{generation_id}"),
-             ("put", "/api/v1/generations/{generation_id}/share"), ("post", "/api/v1/teams"),
-             ("post", "/api/v1/teams/{team_id}/invite"),
-             ("patch", "/api/v1/teams/{team_id}/members/{user_id}")}
+WITH_BODY = {
+    ("post", "/api/v1/projects"),
+    ("patch", "/api/v1/projects/{project_id}"),
+    ("put", "/api/v1/projects/{project_id}/teams/{team_id}"),
+    ("post", "/api/v1/generations"),
+    ("patch", "/api/v1/generations/{generation_id}"),
+    ("put", "/api/v1/generations/{generation_id}/share"),
+    ("post", "/api/v1/teams"),
+    ("post", "/api/v1/teams/{team_id}/invite"),
+    ("patch", "/api/v1/teams/{team_id}/members/{user_id}"),
+}
 
 
 def resolve(document: dict, item: dict) -> dict:
@@ -61,9 +74,13 @@ def test_the_bearer_scheme_is_declared(document):
 
 
 def test_no_resource_route_is_missing_from_the_list_above(document):
-    documented = {(method, path) for path, item in document["paths"].items()
-                  for method in item if method != "parameters"
-                  if not path.startswith(("/api/v1/auth", "/api/v1/health"))}
+    documented = {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method != "parameters"
+        if not path.startswith(("/api/v1/auth", "/api/v1/health"))
+    }
     assert documented == set(ROUTES)
 
 
@@ -83,7 +100,8 @@ def test_every_route_has_schemas_and_security(document, method, path):
     for code in errors:
         response = resolve(document, operation["responses"][code])
         assert response["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/Error"}
+            "$ref": "#/components/schemas/Error"
+        }
 
     if (method, path) in WITH_BODY:
         assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]

@@ -37,7 +37,9 @@ def test_create_makes_a_private_project_owned_by_the_caller(api, owner):
     assert detail["name"] == project["name"]
     assert detail["teams"] == []
     assert detail["access"] == {
-        "access_granted": True, "access_method": "project_owner", "effective_role": "owner",
+        "access_granted": True,
+        "access_method": "project_owner",
+        "effective_role": "owner",
         "permissions": ["read", "write", "share", "delete"],
     }
 
@@ -64,8 +66,9 @@ def test_create_refuses_bad_fields_naming_them_and_writes_nothing(api, owner, bo
 
 
 def test_create_refuses_a_body_that_is_not_json(api, owner):
-    response = api.call("POST", "/api/v1/projects", owner, data="{name",
-                        content_type="application/json")
+    response = api.call(
+        "POST", "/api/v1/projects", owner, data="{name", content_type="application/json"
+    )
     assert_error(response, 400)
 
 
@@ -100,8 +103,10 @@ def test_list_pages_newest_first_with_an_opaque_cursor(api):
 def test_list_shows_only_what_the_caller_can_read(api, owner, stranger):
     private = api.project(owner)
     public = api.project(owner, visibility="public")
-    listed = {p["id"] for p in api.ok("GET", "/api/v1/projects", stranger,
-                                      query_string={"limit": 100})["items"]}
+    listed = {
+        p["id"]
+        for p in api.ok("GET", "/api/v1/projects", stranger, query_string={"limit": 100})["items"]
+    }
     assert public["id"] in listed
     assert private["id"] not in listed
 
@@ -160,12 +165,20 @@ def test_a_public_project_is_readable_by_anyone_signed_in_but_not_changeable(api
 
 def test_patch_changes_only_the_given_fields(api, owner):
     project = api.project(owner, description="keep me")
-    changed = api.ok("PATCH", f"/api/v1/projects/{project['id']}", owner,
-                     json={"name": "renamed", "visibility": "public"})
+    changed = api.ok(
+        "PATCH",
+        f"/api/v1/projects/{project['id']}",
+        owner,
+        json={"name": "renamed", "visibility": "public"},
+    )
     assert (changed["name"], changed["visibility"], changed["description"]) == (
-        "renamed", "public", "keep me")
-    cleared = api.ok("PATCH", f"/api/v1/projects/{project['id']}", owner,
-                     json={"description": None})
+        "renamed",
+        "public",
+        "keep me",
+    )
+    cleared = api.ok(
+        "PATCH", f"/api/v1/projects/{project['id']}", owner, json={"description": None}
+    )
     assert cleared["description"] is None
 
 
@@ -181,8 +194,11 @@ def test_patch_changes_only_the_given_fields(api, owner):
 def test_patch_refuses_bad_fields(api, owner, body, field):
     project = api.project(owner)
     before = api.fingerprint()
-    error = assert_error(api.call("PATCH", f"/api/v1/projects/{project['id']}", owner, json=body),
-                         422, "validation_failed")
+    error = assert_error(
+        api.call("PATCH", f"/api/v1/projects/{project['id']}", owner, json=body),
+        422,
+        "validation_failed",
+    )
     assert_names_field(error, field)
     assert api.fingerprint() == before
 
@@ -206,8 +222,13 @@ def linked(api):
     team = api.team(owner)
     api.join(team, owner, viewer, "viewer")
     api.join(team, owner, editor, "editor")
-    return {"owner": owner, "viewer": viewer, "editor": editor, "team": team,
-            "project": api.project(owner)}
+    return {
+        "owner": owner,
+        "viewer": viewer,
+        "editor": editor,
+        "team": team,
+        "project": api.project(owner),
+    }
 
 
 def test_linking_shares_the_project_at_the_lower_of_team_role_and_level(api, linked):
@@ -217,7 +238,10 @@ def test_linking_shares_the_project_at_the_lower_of_team_role_and_level(api, lin
 
     link = api.ok("PUT", path, linked["owner"], json={"access_level": "viewer"})
     assert (link["project_id"], link["team_id"], link["access_level"]) == (
-        project["id"], team["id"], "viewer")
+        project["id"],
+        team["id"],
+        "viewer",
+    )
     detail = api.ok("GET", f"/api/v1/projects/{project['id']}", linked["editor"])
     assert detail["visibility"] == "team"
     assert detail["access"]["effective_role"] == "viewer"
@@ -276,8 +300,9 @@ def test_stats_show_daily_usage_after_a_refresh(api, owner):
     api.grant_credits(owner, 100)
     api.generation(owner, project_id=project["id"])
     api.refresh_analytics()
-    stats = api.ok("GET", f"/api/v1/projects/{project['id']}/stats", owner,
-                   query_string={"days": 7})
+    stats = api.ok(
+        "GET", f"/api/v1/projects/{project['id']}/stats", owner, query_string={"days": 7}
+    )
     assert stats["days"] == 7
     assert [(d["generations"], d["credits_spent"]) for d in stats["usage"]] == [(1, 50)]
 
@@ -285,8 +310,12 @@ def test_stats_show_daily_usage_after_a_refresh(api, owner):
 @pytest.mark.parametrize("days", [0, 367, "week"])
 def test_stats_refuse_a_bad_window(api, owner, days):
     project = api.project(owner)
-    error = assert_error(api.call("GET", f"/api/v1/projects/{project['id']}/stats", owner,
-                                  query_string={"days": days}), 422)
+    error = assert_error(
+        api.call(
+            "GET", f"/api/v1/projects/{project['id']}/stats", owner, query_string={"days": days}
+        ),
+        422,
+    )
     assert_names_field(error, "days")
 
 

@@ -47,8 +47,13 @@ def test_create_makes_the_caller_owner(api):
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({}, "name"), ({"name": ""}, "name"), ({"name": "  "}, "name"), ({"name": "n" * 101}, "name"),
-     ({"name": "ok", "owner_id": str(uuid.uuid4())}, "owner_id")],
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "  "}, "name"),
+        ({"name": "n" * 101}, "name"),
+        ({"name": "ok", "owner_id": str(uuid.uuid4())}, "owner_id"),
+    ],
 )
 def test_create_refuses_bad_fields(api, stranger, body, field):
     before = api.fingerprint()
@@ -73,7 +78,8 @@ def test_read_members_and_permissions_are_for_members_only(api, crew, stranger):
     assert (detail["name"], detail["member_count"], detail["role"]) == ("Night Crew", 4, "viewer")
     members = api.ok("GET", team_path(crew, "/members"), crew["viewer"])["items"]
     assert [(m["user_id"], m["role"]) for m in members] == [
-        (crew[role].id, role) for role in ("owner", "admin", "editor", "viewer")]
+        (crew[role].id, role) for role in ("owner", "admin", "editor", "viewer")
+    ]
     assert members[0]["email"] == crew["owner"].email
     for suffix in ("", "/members", "/permissions", "/stats"):
         body = assert_error(api.call("GET", team_path(crew, suffix), stranger), 404, "not_found")
@@ -88,8 +94,10 @@ def test_read_members_and_permissions_are_for_members_only(api, crew, stranger):
         ("viewer", ["read"]),
         ("editor", ["read", "write"]),
         ("admin", ["read", "write", "share", "delete", "invite", "manage_members"]),
-        ("owner", ["read", "write", "share", "delete", "invite", "manage_members",
-                   "transfer_ownership"]),
+        (
+            "owner",
+            ["read", "write", "share", "delete", "invite", "manage_members", "transfer_ownership"],
+        ),
     ],
 )
 def test_permissions_describe_the_callers_role(api, crew, role, permissions):
@@ -106,8 +114,12 @@ def test_stats_after_a_refresh(api, crew):
     stats = api.ok("GET", team_path(crew, "/stats"), crew["viewer"])
     assert stats["days"] == 30
     assert [(d["generations"], d["credits_spent"]) for d in stats["usage"]] == [(1, 50)]
-    assert_names_field(assert_error(
-        api.call("GET", team_path(crew, "/stats"), owner, query_string={"days": 0}), 422), "days")
+    assert_names_field(
+        assert_error(
+            api.call("GET", team_path(crew, "/stats"), owner, query_string={"days": 0}), 422
+        ),
+        "days",
+    )
 
 
 # invitations -------------------------------------------------------------------------------
@@ -115,39 +127,57 @@ def test_stats_after_a_refresh(api, crew):
 
 def test_invite_and_accept(api, crew):
     newcomer = api.user("newcomer")
-    invitation = api.ok("POST", team_path(crew, "/invite"), crew["admin"], 201,
-                        json={"email": newcomer.email.upper(), "role": "editor"})
+    invitation = api.ok(
+        "POST",
+        team_path(crew, "/invite"),
+        crew["admin"],
+        201,
+        json={"email": newcomer.email.upper(), "role": "editor"},
+    )
     assert (invitation["team_id"], invitation["email"], invitation["role"]) == (
-        crew["team"]["id"], newcomer.email, "editor")
+        crew["team"]["id"],
+        newcomer.email,
+        "editor",
+    )
     assert len(invitation["token"]) >= 32
-    stored = api.sql("select token_hash from public.invitations where id = %s",
-                     (invitation["invitation_id"],))
+    stored = api.sql(
+        "select token_hash from public.invitations where id = %s", (invitation["invitation_id"],)
+    )
     assert invitation["token"] not in str(stored)
 
     accept = f"/api/v1/invitations/{invitation['token']}/accept"
     assert_error(api.call("POST", accept, crew["viewer"]), 403, "forbidden")
     membership = api.ok("POST", accept, newcomer)
     assert (membership["team_id"], membership["user_id"], membership["role"]) == (
-        crew["team"]["id"], newcomer.id, "editor")
+        crew["team"]["id"],
+        newcomer.id,
+        "editor",
+    )
     assert_error(api.call("POST", accept, newcomer), 410, "gone")
 
 
 def test_accept_refuses_unknown_and_expired_tokens(api, crew):
     newcomer = api.user("late")
     assert_error(api.call("POST", "/api/v1/invitations/not-a-token/accept", newcomer), 404)
-    invitation = api.ok("POST", team_path(crew, "/invite"), crew["owner"], 201,
-                        json={"email": newcomer.email})
-    api.sql("update public.invitations set expires_at = now() - interval '1 minute' where id = %s",
-            (invitation["invitation_id"],))
+    invitation = api.ok(
+        "POST", team_path(crew, "/invite"), crew["owner"], 201, json={"email": newcomer.email}
+    )
+    api.sql(
+        "update public.invitations set expires_at = now() - interval '1 minute' where id = %s",
+        (invitation["invitation_id"],),
+    )
     response = api.call("POST", f"/api/v1/invitations/{invitation['token']}/accept", newcomer)
     assert_error(response, 410, "gone")
 
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({}, "email"), ({"email": "not-an-email"}, "email"),
-     ({"email": "a@example.com", "role": "owner"}, "role"),
-     ({"email": "a@example.com", "role": "chief"}, "role")],
+    [
+        ({}, "email"),
+        ({"email": "not-an-email"}, "email"),
+        ({"email": "a@example.com", "role": "owner"}, "role"),
+        ({"email": "a@example.com", "role": "chief"}, "role"),
+    ],
 )
 def test_invite_refuses_bad_fields(api, crew, body, field):
     before = api.fingerprint()
@@ -178,8 +208,12 @@ def test_admins_change_lower_roles_and_only_the_owner_hands_on_ownership(api, cr
     unknown = team_path(crew, f"/members/{uuid.uuid4()}")
     assert_error(api.call("PATCH", unknown, crew["admin"], json={"role": "viewer"}), 404)
 
-    api.ok("PATCH", team_path(crew, f"/members/{crew['admin'].id}"), crew["owner"],
-           json={"role": "owner"})
+    api.ok(
+        "PATCH",
+        team_path(crew, f"/members/{crew['admin'].id}"),
+        crew["owner"],
+        json={"role": "owner"},
+    )
     assert api.ok("GET", team_path(crew), crew["viewer"])["owner_id"] == crew["admin"].id
     assert api.ok("GET", team_path(crew, "/permissions"), crew["owner"])["role"] == "admin"
 

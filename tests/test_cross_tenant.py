@@ -22,8 +22,17 @@ from api_support import MODEL, assert_error, running_api
 from fixtures_app import unique_email
 
 OUTSIDERS = ("stranger", "suspended", "expired", "forged", "signed_out", "anonymous")
-PERSONAS = ("stranger", "viewer", "editor", "admin", "suspended", "expired", "forged",
-            "signed_out", "anonymous")
+PERSONAS = (
+    "stranger",
+    "viewer",
+    "editor",
+    "admin",
+    "suspended",
+    "expired",
+    "forged",
+    "signed_out",
+    "anonymous",
+)
 
 
 @dataclass
@@ -39,8 +48,7 @@ class Case:
 
 
 def statuses(stranger, viewer, editor, admin, suspended, public=False):
-    expect = dict(stranger=stranger, viewer=viewer, editor=editor, admin=admin,
-                  suspended=suspended)
+    expect = dict(stranger=stranger, viewer=viewer, editor=editor, admin=admin, suspended=suspended)
     if public:
         expect.update(expired=200, forged=200, signed_out=200, anonymous=200)
     return expect
@@ -53,50 +61,86 @@ MEMBERS_ONLY = statuses(404, 200, 200, 200, 403)
 
 CASES = {
     "list projects": Case("GET", "/api/v1/projects", EVERYONE_ACTIVE),
-    "create project": Case("POST", "/api/v1/projects", statuses(201, 201, 201, 201, 403),
-                           body={"name": "mine"}),
+    "create project": Case(
+        "POST", "/api/v1/projects", statuses(201, 201, 201, 201, 403), body={"name": "mine"}
+    ),
     "read project": Case("GET", "/api/v1/projects/{P}", MEMBERS_READ),
-    "change project": Case("PATCH", "/api/v1/projects/{P}", statuses(404, 403, 403, 200, 404),
-                           body={"description": "changed"}),
-    "delete project": Case("DELETE", "/api/v1/projects/{fresh_project}",
-                           statuses(404, 403, 403, 204, 404)),
-    "link project": Case("PUT", "/api/v1/projects/{P}/teams/{T}",
-                         statuses(404, 403, 403, 200, 403), body={"access_level": "admin"}),
-    "unlink project": Case("DELETE", "/api/v1/projects/{fresh_project}/teams/{T}",
-                           statuses(404, 403, 403, 204, 403)),
+    "change project": Case(
+        "PATCH",
+        "/api/v1/projects/{P}",
+        statuses(404, 403, 403, 200, 404),
+        body={"description": "changed"},
+    ),
+    "delete project": Case(
+        "DELETE", "/api/v1/projects/{fresh_project}", statuses(404, 403, 403, 204, 404)
+    ),
+    "link project": Case(
+        "PUT",
+        "/api/v1/projects/{P}/teams/{T}",
+        statuses(404, 403, 403, 200, 403),
+        body={"access_level": "admin"},
+    ),
+    "unlink project": Case(
+        "DELETE", "/api/v1/projects/{fresh_project}/teams/{T}", statuses(404, 403, 403, 204, 403)
+    ),
     "project stats": Case("GET", "/api/v1/projects/{P}/stats", statuses(404, 200, 200, 200, 403)),
-    "create generation": Case("POST", "/api/v1/generations", statuses(404, 403, 201, 201, 403),
-                              body={"model_id": MODEL, "prompt": "x", "project_id": "{P}"},
-                              headers={"Idempotency-Key": "{new_key}"}),
+    "create generation": Case(
+        "POST",
+        "/api/v1/generations",
+        statuses(404, 403, 201, 201, 403),
+        body={"model_id": MODEL, "prompt": "x", "project_id": "{P}"},
+        headers={"Idempotency-Key": "{new_key}"},
+    ),
     "list generations": Case("GET", "/api/v1/generations", EVERYONE_ACTIVE),
     "read generation": Case("GET", "/api/v1/generations/{G}", MEMBERS_READ),
-    "retitle generation": Case("PATCH", "/api/v1/generations/{G}",
-                               statuses(404, 403, 200, 200, 404), body={"title": "renamed"}),
-    "delete generation": Case("DELETE", "/api/v1/generations/{fresh_generation}",
-                              statuses(404, 403, 403, 204, 404)),
-    "cancel generation": Case("POST", "/api/v1/generations/{fresh_generation}/cancel",
-                              statuses(404, 403, 200, 200, 403)),
+    "retitle generation": Case(
+        "PATCH",
+        "/api/v1/generations/{G}",
+        statuses(404, 403, 200, 200, 404),
+        body={"title": "renamed"},
+    ),
+    "delete generation": Case(
+        "DELETE", "/api/v1/generations/{fresh_generation}", statuses(404, 403, 403, 204, 404)
+    ),
+    "cancel generation": Case(
+        "POST", "/api/v1/generations/{fresh_generation}/cancel", statuses(404, 403, 200, 200, 403)
+    ),
     "authorize generation": Case("POST", "/api/v1/generations/{G}/authorize", EVERYONE_ACTIVE),
-    "share generation": Case("PUT", "/api/v1/generations/{GS}/share",
-                             statuses(404, 403, 403, 200, 403),
-                             body={"team_id": "{T}", "role": "admin"}),
-    "unshare generation": Case("DELETE", "/api/v1/generations/{fresh_shared}/share/{T}",
-                               statuses(404, 403, 403, 204, 403)),
+    "share generation": Case(
+        "PUT",
+        "/api/v1/generations/{GS}/share",
+        statuses(404, 403, 403, 200, 403),
+        body={"team_id": "{T}", "role": "admin"},
+    ),
+    "unshare generation": Case(
+        "DELETE", "/api/v1/generations/{fresh_shared}/share/{T}", statuses(404, 403, 403, 204, 403)
+    ),
     "list teams": Case("GET", "/api/v1/teams", EVERYONE_ACTIVE),
-    "create team": Case("POST", "/api/v1/teams", statuses(201, 201, 201, 201, 403),
-                        body={"name": "another"}),
+    "create team": Case(
+        "POST", "/api/v1/teams", statuses(201, 201, 201, 201, 403), body={"name": "another"}
+    ),
     "read team": Case("GET", "/api/v1/teams/{T}", MEMBERS_READ),
     "team members": Case("GET", "/api/v1/teams/{T}/members", MEMBERS_READ),
     "team permissions": Case("GET", "/api/v1/teams/{T}/permissions", MEMBERS_ONLY),
     "team stats": Case("GET", "/api/v1/teams/{T}/stats", MEMBERS_ONLY),
-    "invite": Case("POST", "/api/v1/teams/{T}/invite", statuses(404, 403, 403, 201, 403),
-                   body={"email": "{new_email}"}),
+    "invite": Case(
+        "POST",
+        "/api/v1/teams/{T}/invite",
+        statuses(404, 403, 403, 201, 403),
+        body={"email": "{new_email}"},
+    ),
     "accept someone else's invitation": Case(
-        "POST", "/api/v1/invitations/{fresh_token}/accept", statuses(403, 403, 403, 403, 403)),
-    "change member role": Case("PATCH", "/api/v1/teams/{T}/members/{V}",
-                               statuses(404, 403, 403, 200, 403), body={"role": "viewer"}),
-    "remove member": Case("DELETE", "/api/v1/teams/{T}/members/{fresh_member}",
-                          statuses(404, 403, 403, 204, 403)),
+        "POST", "/api/v1/invitations/{fresh_token}/accept", statuses(403, 403, 403, 403, 403)
+    ),
+    "change member role": Case(
+        "PATCH",
+        "/api/v1/teams/{T}/members/{V}",
+        statuses(404, 403, 403, 200, 403),
+        body={"role": "viewer"},
+    ),
+    "remove member": Case(
+        "DELETE", "/api/v1/teams/{T}/members/{fresh_member}", statuses(404, 403, 403, 204, 403)
+    ),
     "credit balance": Case("GET", "/api/v1/credits/balance", EVERYONE_ACTIVE),
     "credit transactions": Case("GET", "/api/v1/credits/transactions", EVERYONE_ACTIVE),
     "models": Case("GET", "/api/v1/models", statuses(200, 200, 200, 200, 200, public=True)),
@@ -120,8 +164,9 @@ class World:
         api.join(self.team, self.owner, self.signed_out, "admin")
         api.ok("POST", "/api/v1/auth/logout", self.signed_out, 204)
         self.project = self.linked_project(name="Project Nightingale")
-        self.generation = api.generation(self.owner, project_id=self.project["id"],
-                                         prompt="the nightingale's secret song")
+        self.generation = api.generation(
+            self.owner, project_id=self.project["id"], prompt="the nightingale's secret song"
+        )
         self.shared = self.shared_generation()
         self.tokens = {
             "stranger": self.stranger.access_token,
@@ -135,14 +180,22 @@ class World:
 
     def linked_project(self, **fields) -> dict:
         project = self.api.project(self.owner, **fields)
-        self.api.ok("PUT", f"/api/v1/projects/{project['id']}/teams/{self.team['id']}",
-                    self.owner, json={"access_level": "admin"})
+        self.api.ok(
+            "PUT",
+            f"/api/v1/projects/{project['id']}/teams/{self.team['id']}",
+            self.owner,
+            json={"access_level": "admin"},
+        )
         return project
 
     def shared_generation(self) -> dict:
         generation = self.api.generation(self.owner)
-        self.api.ok("PUT", f"/api/v1/generations/{generation['id']}/share", self.owner,
-                    json={"team_id": self.team["id"], "role": "admin"})
+        self.api.ok(
+            "PUT",
+            f"/api/v1/generations/{generation['id']}/share",
+            self.owner,
+            json={"team_id": self.team["id"], "role": "admin"},
+        )
         return generation
 
     def fresh(self, name: str) -> str:
@@ -158,8 +211,13 @@ class World:
             self.api.join(self.team, self.owner, member, "viewer")
             return member.id
         if name == "fresh_token":
-            return self.api.ok("POST", f"/api/v1/teams/{self.team['id']}/invite", self.owner,
-                               201, json={"email": unique_email("invitee")})["token"]
+            return self.api.ok(
+                "POST",
+                f"/api/v1/teams/{self.team['id']}/invite",
+                self.owner,
+                201,
+                json={"email": unique_email("invitee")},
+            )["token"]
         if name == "new_email":
             return unique_email("invitee")
         if name == "new_key":
@@ -167,12 +225,23 @@ class World:
         raise KeyError(name)
 
     def values_for(self, case: Case) -> dict:
-        values = {"P": self.project["id"], "G": self.generation["id"],
-                  "GS": self.shared["id"], "T": self.team["id"],
-                  "V": self.members["viewer"].id}
+        values = {
+            "P": self.project["id"],
+            "G": self.generation["id"],
+            "GS": self.shared["id"],
+            "T": self.team["id"],
+            "V": self.members["viewer"].id,
+        }
         text = f"{case.path} {case.body} {case.headers}"
-        for name in ("fresh_project", "fresh_generation", "fresh_shared", "fresh_member",
-                     "fresh_token", "new_email", "new_key"):
+        for name in (
+            "fresh_project",
+            "fresh_generation",
+            "fresh_shared",
+            "fresh_member",
+            "fresh_token",
+            "new_email",
+            "new_key",
+        ):
             if "{" + name + "}" in text:
                 values[name] = self.fresh(name)
         return values
@@ -180,9 +249,17 @@ class World:
     def secrets(self) -> list[str]:
         """What nobody outside the team may see."""
         people = [self.owner, *self.members.values()]
-        return [self.project["id"], self.project["name"], self.generation["id"],
-                self.generation["prompt"], self.shared["id"], self.team["id"],
-                self.team["name"], *(p.id for p in people), *(p.email for p in people)]
+        return [
+            self.project["id"],
+            self.project["name"],
+            self.generation["id"],
+            self.generation["prompt"],
+            self.shared["id"],
+            self.team["id"],
+            self.team["name"],
+            *(p.id for p in people),
+            *(p.email for p in people),
+        ]
 
 
 def forged_token(token: str) -> str:
@@ -212,12 +289,16 @@ def world(api):
 
 
 def test_the_world_is_what_the_cases_assume(api, world):
-    roles = {m["user_id"]: m["role"] for m in
-             api.ok("GET", f"/api/v1/teams/{world.team['id']}/members", world.owner)["items"]}
+    roles = {
+        m["user_id"]: m["role"]
+        for m in api.ok("GET", f"/api/v1/teams/{world.team['id']}/members", world.owner)["items"]
+    }
     assert roles[world.suspended.id] == "admin"
     assert roles[world.members["editor"].id] == "editor"
-    assert api.ok("GET", f"/api/v1/projects/{world.project['id']}",
-                  world.owner)["visibility"] == "team"
+    assert (
+        api.ok("GET", f"/api/v1/projects/{world.project['id']}", world.owner)["visibility"]
+        == "team"
+    )
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
@@ -228,8 +309,13 @@ def test_route_as_persona(api, world, case_name, persona):
     expected = case.status_for(persona)
     before = api.fingerprint() if expected >= 400 else None
 
-    response = api.call(case.method, fill(case.path, values), world.tokens[persona],
-                        json=fill(case.body, values), headers=fill(case.headers, values))
+    response = api.call(
+        case.method,
+        fill(case.path, values),
+        world.tokens[persona],
+        json=fill(case.body, values),
+        headers=fill(case.headers, values),
+    )
 
     assert response.status_code == expected, response.get_data(as_text=True)
     if expected >= 400:
