@@ -33,6 +33,11 @@ $(VENV)/.installed-dev: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-bench: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
 # The pinned Supabase CLI (package.json), for the migration tests.
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -60,7 +65,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/sqlfluff lint --processes 0 $(SQL_DIRS) || status=1; \
 	exit $$status
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-bench
 	$(PY) -m bench
 
 clean:

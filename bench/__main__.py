@@ -5,14 +5,33 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import time
 from datetime import UTC, datetime
 
 from bench import database, report
 from bench.progress import say, step
 from bench.scale import FULL, QUICK
-from bench.scenarios import SQL_SCENARIOS, authorize, growth, http_authorize, list_page
+from bench.scenarios import (
+    SQL_SCENARIOS,
+    authorize,
+    casbin_cost,
+    growth,
+    hit_rate,
+    http_authorize,
+    http_cache,
+    list_page,
+    propagation,
+)
+from bench.scenarios.cache_support import load_sql
 
-SCENARIOS = (*SQL_SCENARIOS, "http_authorize")
+# issue 4's cache scenarios, in running order: the last two change permissions in the data
+CACHE_SCENARIOS = {
+    "http_cache": http_cache,
+    "casbin": casbin_cost,
+    "hit_rate": hit_rate,
+    "propagation": propagation,
+}
+SCENARIOS = (*SQL_SCENARIOS, "http_authorize", *CACHE_SCENARIOS)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,6 +79,7 @@ def main(argv=None) -> int:
     results["growth"] = growth.compare(results["stages"], scale.stages)
     if "http_authorize" in chosen:
         results["http_authorize"] = http_authorize.run(url, scale, args.verbose)
+    run_cache_scenarios(url, scale, chosen, args.verbose, results)
 
     results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     json_path, md_path = report.write(results)
@@ -67,6 +87,17 @@ def main(argv=None) -> int:
     print(md_path.read_text(encoding="utf-8"))
     say(f"results written to {md_path} and {json_path}")
     return 0
+
+
+def run_cache_scenarios(url: str, scale, chosen: set[str], verbose: bool, results: dict) -> None:
+    names = [name for name in CACHE_SCENARIOS if name in chosen]
+    if names:
+        load_sql(url)
+    for name in names:
+        began = time.monotonic()
+        with step(f"cache scenario {name}"):
+            results[name] = CACHE_SCENARIOS[name].run(url, scale, verbose)
+        results[name]["seconds"] = round(time.monotonic() - began, 1)
 
 
 def run_sql_scenarios(url: str, scale, chosen: set[str], verbose: bool) -> dict:

@@ -65,7 +65,22 @@ def rows(results: dict) -> list[dict]:
     http = results.get("http_authorize")
     if http and "skipped" not in http:
         table += _http_rows(http)
+    for name, module in cache_scenarios().items():
+        if name in results:
+            table += module.rows(results[name])
     return table
+
+
+def cache_scenarios() -> dict:
+    """Issue 4's cache scenarios, each with its own rows() and notes(), in reading order."""
+    from bench.scenarios import casbin_cost, hit_rate, http_cache, propagation
+
+    return {
+        "http_cache": http_cache,
+        "hit_rate": hit_rate,
+        "casbin": casbin_cost,
+        "propagation": propagation,
+    }
 
 
 def _http_rows(http: dict) -> list[dict]:
@@ -128,11 +143,14 @@ def _ratio_row(scenario: str, figures: dict) -> dict:
 
 def _row(row: dict) -> str:
     target = row["target"] if isinstance(row["target"], str) else f"≤ {row['target']}{TIMES}"
-    if row.get("ratio_is_share"):
+    if "ratio_text" in row:
+        ratio = row["ratio_text"]
+    elif row.get("ratio_is_share"):
         ratio = f"{row['ratio']:.0%}"
     else:
         ratio = f"{row['ratio']:.2f}{row.get('ratio_unit', TIMES)}"
-    verdict = "met" if row["met"] else "**missed**"
+    # met is None for a figure reported without a target
+    verdict = "" if row["met"] is None else "met" if row["met"] else "**missed**"
     cells = [row["scenario"], row["measured"], row["baseline"], ratio, target, verdict]
     return "| " + " | ".join(cells) + " |"
 
@@ -166,6 +184,9 @@ def notes(results: dict) -> list[str]:
     skipped = results.get("http_authorize", {}).get("skipped")
     if skipped:
         out.append(f"- HTTP scenario not run: {skipped.strip()}")
+    for name, module in cache_scenarios().items():
+        if name in results:
+            out += module.notes(results[name])
     for stage, figures in results.get("stages", {}).items():
         if "authorize" in figures:
             methods = ", ".join(

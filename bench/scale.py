@@ -21,6 +21,13 @@ class Scale:
     list_users: int
     list_iterations: int
     http_seconds: int
+    # issue 4's cache scenarios
+    hit_rate_users: int  # users of the mixed workload
+    hit_rate_per_user: int  # generations each of them looks at
+    hit_rate_reads: int  # authorize calls; one permission change per 99 of them
+    casbin_policies: int  # team links casbin holds, about 7 per team
+    casbin_decisions: int  # decisions timed through casbin (each costs milliseconds)
+    propagation_trials: int  # revocations through one instance, timed on the other
 
     @property
     def stages(self) -> tuple[int, int]:
@@ -41,6 +48,12 @@ FULL = Scale(
     list_users=200,
     list_iterations=1_000,
     http_seconds=15,
+    hit_rate_users=1_000,
+    hit_rate_per_user=10,
+    hit_rate_reads=30_000,
+    casbin_policies=7_000,
+    casbin_decisions=200,
+    propagation_trials=100,
 )
 
 QUICK = Scale(
@@ -57,4 +70,10 @@ QUICK = Scale(
     list_users=50,
     list_iterations=200,
     http_seconds=5,
+    hit_rate_users=300,
+    hit_rate_per_user=10,
+    hit_rate_reads=6_000,
+    casbin_policies=700,
+    casbin_decisions=60,
+    propagation_trials=50,
 )
