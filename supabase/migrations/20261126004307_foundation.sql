@@ -16,9 +16,10 @@ create schema private;
 comment on schema private is
 'Internals: policy helpers, flattened access tables, settings, audit. Never exposed by the API.';
 
--- API roles reach private only through the functions granted to them one by one
+-- authenticated reaches private only through the policy helpers granted one by one; anon
+-- needs nothing there
 revoke all on schema private from public;
-grant usage on schema private to anon, authenticated, service_role;
+grant usage on schema private to authenticated, service_role;
 
 -- no function is executable unless granted explicitly, right after it is created
 alter default privileges revoke execute on functions from public;

@@ -95,15 +95,15 @@ select throws_ok(
 );
 select tests.authenticate_as_anon();
 select throws_ok(
-    'select * from private.audit_events', '42501', 'permission denied for table audit_events',
+    'select * from private.audit_events', '42501', 'permission denied for schema private',
     'anon cannot read the audit log'
 );
 select throws_ok(
     $$insert into private.audit_events (event) values ('forged.event')$$, '42501',
-    'permission denied for table audit_events', 'anon cannot write to it'
+    'permission denied for schema private', 'anon cannot write to it'
 );
 select throws_ok(
-    'delete from private.audit_events', '42501', 'permission denied for table audit_events',
+    'delete from private.audit_events', '42501', 'permission denied for schema private',
     'anon cannot delete from it'
 );
 

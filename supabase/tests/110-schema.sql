@@ -2,7 +2,7 @@
 -- expected policies; functions pin their search_path; only intended RPCs are executable by
 -- the API roles; internals and materialized views are out of the API's reach.
 begin;
-select plan(47);
+select plan(48);
 
 -- tables and RLS --------------------------------------------------------------------------------------
 
@@ -131,6 +131,10 @@ select ok(
     not has_schema_privilege('anon', 'analytics', 'usage')
     and not has_schema_privilege('authenticated', 'analytics', 'usage'),
     'the API roles have no usage on schema analytics'
+);
+select ok(
+    not has_schema_privilege('anon', 'private', 'usage'),
+    'anon has no usage on schema private: no policy of anon''s calls a helper'
 );
 select is_empty(
     $$select m.matviewname from pg_catalog.pg_matviews as m
