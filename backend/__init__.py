@@ -54,7 +54,10 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
 
 def _start_analytics_refresher(app: Flask, settings: Settings) -> None:
     if settings.ANALYTICS_REFRESH_SECONDS > 0:
-        refresher = AnalyticsRefresher(settings.DATABASE_URL, settings.ANALYTICS_REFRESH_SECONDS)
+        # leadership is a session-level advisory lock: it needs a direct connection
+        refresher = AnalyticsRefresher(
+            settings.direct_database_url, settings.ANALYTICS_REFRESH_SECONDS
+        )
         refresher.start()
         app.extensions[REFRESHER] = refresher
 

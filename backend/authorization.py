@@ -1,12 +1,10 @@
 """Cached answers to "may this caller do this?": L1 -> L2 -> Postgres, which decides.
 
-Postgres makes every decision (``public.authorize_generation`` and the RLS policies); this
-module only remembers answers, tagged with everything they depend on, so that the
-invalidation listener can forget them the moment one of those things changes:
-
-- a grant depends on the user, the generation and the generation's project;
-- a denial depends on the user and the generation, and on projects the caller cannot
-  name, so every project notice drops all denials (``backend.invalidation``).
+Postgres makes every decision (``public.authorize_generation`` and the RLS policies) and,
+in the same statement, names what the answer depends on
+(``private.generation_answer_tags``: the caller, the generation and its project, also for
+a denial). This module only remembers answers under those tags, so that the invalidation
+listener can forget them the moment one of those rows changes.
 """
 
 from __future__ import annotations
@@ -18,10 +16,10 @@ from backend import db
 from backend.auth.guard import current_user
 from backend.cache import cache
 
-# One statement: Postgres decides, and names the project when the caller may read it.
+# One statement: the decision and its cache tags, both computed by the database.
 DECISION = (
     "select public.authorize_generation(%(id)s) as decision,"
-    " (select project_id from public.generations where id = %(id)s) as project_id"
+    " private.generation_answer_tags(%(id)s) as tags"
 )
 
 
@@ -31,7 +29,7 @@ def authorize_generation(generation_id: UUID) -> dict:
     user = current_user()
     key = f"authz:generation:{user.user_id}:{generation_id}"
     # on a cache hit no transaction ran: require_user then checks the session, also cached
-    decision, layer = cache().get_or_load(key, lambda: _decide(user.user_id, generation_id))
+    decision, layer = cache().get_or_load(key, lambda: _decide(generation_id))
     return {
         **decision,
         "response_time_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -39,13 +37,8 @@ def authorize_generation(generation_id: UUID) -> dict:
     }
 
 
-def _decide(user_id: UUID, generation_id: UUID) -> tuple[dict, list[str]]:
+def _decide(generation_id: UUID) -> tuple[dict, list[str]]:
     with db.user_transaction() as cur:
         cur.execute(DECISION, {"id": generation_id})
         row = cur.fetchone()
-    tags = [f"user:{user_id}", f"generation:{generation_id}"]
-    if not row["decision"]["access_granted"]:
-        tags.append("denials")
-    elif row["project_id"] is not None:
-        tags.append(f"project:{row['project_id']}")
-    return row["decision"], tags
+    return row["decision"], row["tags"]

@@ -1,75 +1,141 @@
-"""The read cache: L1 in this process (cachetools), L2 in Redis shared by every instance.
+"""The read cache: L1 in this process, L2 in Redis shared by every instance.
 
-Hot reads go L1 -> L2 -> database through ``Cache.get_or_load``. Every entry carries tags
-naming what its answer depends on (``user:<id>``, ``generation:<id>``, ``project:<id>``,
-``team:<id>``, ``session:<id>``, ``models:catalog``); ``invalidate(tag)`` is called by the
-NOTIFY listener (``backend.invalidation``) on every instance when such a thing changes.
+Hot reads go L1 -> L2 -> database through ``Cache.get_or_load``. The loader returns the
+answer with the tags it depends on (``user:<id>``, ``generation:<id>``, ``project:<id>``,
+``session:<id>``, ...), which the database computes with the answer; the NOTIFY listener
+(``backend.invalidation``) calls ``invalidate_many(tags)`` on every instance when those
+rows change.
 
-Staleness is ruled out with tombstones rather than by deleting keys: invalidating a tag
-records *when* it was invalidated, locally and in Redis, and an entry is only served when
-it was loaded after every one of its tags was last invalidated. So an instance that read
-the database just before a change commits cannot plant the old answer afterwards, in L1
-or in L2, whichever order the writes and the notifications arrive in.
+Staleness is ruled out by counting changes, not by reading clocks:
 
-When the listener is disconnected the cache is not trusted: every read goes to the
-database and nothing is stored (fail closed). When Redis fails, L2 is skipped for
-``L2_RETRY_SECONDS`` and then tried again; requests never fail because of it.
+- L1: a local change counter is bumped by every notice, and each tag remembers the count at
+  its last notice. A load notes the count before it starts; its answer is stored only if
+  none of its tags changed since. A tag -> keys index drops exactly the entries a notice
+  names, so a notice costs O(entries tagged).
+- L2: one Redis counter (``{ns}:clock``) is the shared change count. A notice increments
+  it and sets each named tag's version (``{ns}:v:<tag>``) to the new count. A miss reads
+  the count before loading (the same script that found no entry); the answer is stored,
+  and later served, only while no tag's version is newer than that count. An answer read
+  before a change committed therefore loses, whatever order the load, the store and the
+  notices take on whichever instances: the notice comes after the commit, the count was
+  read before the load. An epoch id (``{ns}:epoch``) changes whenever L2 could have missed
+  a notice (an instance's listener reconnected, Redis lost its data or was unreachable
+  during a notice) and invalidates every entry at once.
+
+A version that Redis evicts would make a stale entry look fresh, so L2 is used only when
+the server's ``maxmemory-policy`` is ``noeviction`` (checked at start and every minute;
+``CACHE_L2_ASSUME_NOEVICTION`` vouches for it where ``CONFIG GET`` is refused).
+
+In Redis Cluster the scripts touch an entry, the counter, the epoch and the entry's tag
+versions: every cache key carries the hash tag ``{<namespace>}`` so they share one slot,
+which puts the whole L2 on one shard. The tag versions are read from inside the scripts
+without being declared as keys; that works because they share the slot.
+
+Concurrent misses of one key in a process load once (single flight). While the listener
+is down, or has completed no round trip within its bound, the cache is not trusted: every
+read goes to the database and nothing is stored (fail closed). When Redis fails, L2 is
+skipped for ``L2_RETRY_SECONDS`` and tried again; requests never fail because of it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from cachetools import TTLCache
 from flask import Flask, current_app
-
-from backend.invalidation import InvalidationListener
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "velro.cache"
 LISTENER = "velro.invalidation"
 
-# entries loaded this close before an invalidation are treated as stale too: it absorbs
-# clock skew between instances, which stamp loads and tombstones with their own clocks
-# (the same clock always orders load < commit <= tombstone)
-SKEW_SECONDS = 0.1
 L2_RETRY_SECONDS = 5.0
+POLICY_RECHECK_SECONDS = 60.0
+SAFE_EVICTION_POLICIES = ("noeviction",)
+# a load slower than this is not written to L2: a tag version outlives every entry that
+# could still be stored against it by this margin (see _version_ttl)
+MAX_L2_LOAD_SECONDS = 60.0
+NOTICES_PER_LOCK = 256  # a notice storm releases the lock between batches of this size
+PRUNE_CHANGED_AT = 10_000
 
-# Served only if no tag of the entry was invalidated at or after its load time.
-_L2_GET = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return false end
-local entry = cjson.decode(raw)
-for _, tag in ipairs(entry.t) do
-    local invalidated = redis.call('GET', ARGV[1] .. tag)
-    if invalidated and tonumber(invalidated) >= entry.at - tonumber(ARGV[2]) then
-        return false
-    end
+# KEYS: entry, clock, epoch. ARGV: tag version prefix, an epoch id for a store that lost
+# its state. Returns {clock, epoch} on a miss, {clock, epoch, entry, ms to live} on a hit.
+_L2_READ = """
+local clock = tonumber(redis.call('GET', KEYS[2]))
+local epoch = redis.call('GET', KEYS[3])
+if not clock or not epoch then
+    epoch = ARGV[2]
+    redis.call('SET', KEYS[3], epoch)
+    clock = redis.call('INCR', KEYS[2])
+    return {clock, epoch}
 end
-return raw
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {clock, epoch} end
+local entry = cjson.decode(raw)
+if entry.e ~= epoch or entry.at > clock then return {clock, epoch} end
+for _, tag in ipairs(entry.t) do
+    local changed = tonumber(redis.call('GET', ARGV[1] .. tag))
+    if changed and changed > entry.at then return {clock, epoch} end
+end
+return {clock, epoch, raw, redis.call('PTTL', KEYS[1])}
+"""
+
+# KEYS: entry, epoch. ARGV: entry, seconds to live, tag version prefix, epoch, count, tags...
+_L2_STORE = """
+if redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
+local at = tonumber(ARGV[5])
+for i = 6, #ARGV do
+    local changed = tonumber(redis.call('GET', ARGV[3] .. ARGV[i]))
+    if changed and changed > at then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+# KEYS: clock. ARGV: seconds a version lives, tag version prefix, tags...
+_L2_BUMP = """
+local clock = redis.call('INCR', KEYS[1])
+for i = 3, #ARGV do
+    redis.call('SET', ARGV[2] .. ARGV[i], clock, 'EX', ARGV[1])
+end
+return clock
 """
 
 
-class _CountingTTLCache(TTLCache):
-    """A TTLCache that counts what it drops on its own (LRU evictions and expiries)."""
+@dataclass(slots=True)
+class _Entry:
+    value: Any
+    tags: frozenset[str]
+    expires: float  # time.monotonic() deadline
 
-    evicted = 0
 
-    def popitem(self):
-        self.evicted += 1
-        return super().popitem()
+@dataclass
+class _Flight:
+    """A load in progress; concurrent misses of the same key wait for it."""
 
-    def expire(self, time=None):
-        expired = super().expire(time)
-        self.evicted += len(expired)
-        return expired
+    started: int  # the local change count when it began
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    layer: str = "db"
+    fresh: bool = False  # stored: no tag of its answer changed while it loaded
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    """The L2 change count and epoch read before a load: what its answer is valid as of."""
+
+    clock: int
+    epoch: str
+    began: float
 
 
 class LayerStats:
@@ -99,192 +165,344 @@ class Cache:
         l2_ttl: int = 300,
         redis_client: redis.Redis | None = None,
         namespace: str = "velro",
+        assume_noeviction: bool = False,
     ) -> None:
-        self._l1 = _CountingTTLCache(maxsize=l1_size, ttl=l1_ttl)
         self._lock = threading.Lock()
-        self._tombstones: dict[str, float] = {}
-        self._tombstone_ttl = max(l1_ttl, l2_ttl) + SKEW_SECONDS
+        self._l1: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
+        self._tagged: dict[str, set[str]] = {}  # tag -> L1 keys whose answer depends on it
+        self._l1_size = l1_size
+        self._l1_ttl = l1_ttl
+        self._l1_evicted = 0
+        self._changes = 0  # local change count: one per batch of notices
+        self._changed: dict[str, int] = {}  # tag -> change count at its last notice
+        self._prune_above = PRUNE_CHANGED_AT
+        self._flights: dict[str, _Flight] = {}
+        self._trusted = False
+        self._trusted_from = 0
+        self._alive_until = math.inf
+        self._liveness_bound: float | None = None
+        self._last_round_trip = math.nan
+
         self._redis = redis_client
         self._l2_ttl = l2_ttl
         self._l2_down_until = 0.0
-        self._l2_missed_invalidations = False
-        self._ns = namespace
-        self._l2_get = redis_client.register_script(_L2_GET) if redis_client else None
-        self.trusted = False
-        self._trusted_since = float("inf")
+        self._l2_needs_new_epoch = False
+        self._assume_noeviction = assume_noeviction
+        self._policy: str | None = None
+        self._policy_checked_at = -math.inf
+        self._l2_trusted = False
+        base = "{" + namespace + "}"
+        self._keys = {
+            "entry": f"{base}:c:",
+            "clock": f"{base}:clock",
+            "epoch": f"{base}:epoch",
+            "version": f"{base}:v:",
+        }
+        self._scripts = (
+            {
+                name: redis_client.register_script(source)
+                for name, source in (("read", _L2_READ), ("store", _L2_STORE), ("bump", _L2_BUMP))
+            }
+            if redis_client
+            else {}
+        )
         self.l1_stats = LayerStats()
         self.l2_stats = LayerStats()
         self.invalidations_received = 0
         self.bypassed = 0
+        self.coalesced = 0
+
+    # trust -----------------------------------------------------------------------------
+
+    @property
+    def trusted(self) -> bool:
+        """The listener is connected and completed a round trip within its bound."""
+        return self._trusted and time.monotonic() < self._alive_until
+
+    def expect_heartbeats(self, bound_seconds: float) -> None:
+        """Distrust the cache whenever ``heartbeat`` has not been called for this long."""
+        self._liveness_bound = bound_seconds
+        self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """The invalidation channel just completed a round trip: notices are flowing."""
+        now = time.monotonic()
+        self._last_round_trip = now
+        if self._liveness_bound is not None:
+            self._alive_until = now + self._liveness_bound
+
+    def distrust(self) -> None:
+        """The invalidation channel is down: serve nothing from the cache until it is back."""
+        self._trusted = False
+
+    def trust_again(self) -> None:
+        """The channel is back: drop what may have missed a notice, then trust."""
+        with self._lock:
+            self._changes += 1
+            self._trusted_from = self._changes
+            self._l1.clear()
+            self._tagged.clear()
+        self._l2_needs_new_epoch = True
+        if self._l2_usable():
+            self._l2_start_epoch_if_needed()
+        self.heartbeat()
+        self._trusted = True
+
+    def check_l2(self) -> bool:
+        """Whether L2 can be used now (Redis reachable, its eviction policy safe)."""
+        return self._redis is not None and self._l2_usable()
 
     # reading ---------------------------------------------------------------------------
 
-    def get_or_load(
-        self, key: str, load: Callable[[], tuple[Any, Iterable[str]]]
-    ) -> tuple[Any, str]:
+    def get_or_load(self, key: str, load: Callable[[], tuple]) -> tuple[Any, str]:
         """The value for key and where it came from: "l1", "l2" or "db".
 
-        ``load`` reads the database and returns ``(value, tags)``; its answer is stored
-        only while the cache is trusted and none of the tags was invalidated meanwhile.
+        ``load`` reads the database and returns ``(value, tags)`` or
+        ``(value, tags, seconds_to_live)``; its answer is stored only while the cache is
+        trusted and none of the tags was invalidated meanwhile.
         """
         if not self.trusted:
             self.bypassed += 1
-            value, _ = load()
-            return value, "db"
-        found, value = self._l1_get(key)
-        if found:
-            return value, "l1"
-        entry = self._l2_read(key)
+            return load()[0], "db"
+        now = time.monotonic()
+        with self._lock:
+            entry = self._l1_lookup(key, now)
+            flight = leader = None
+            if entry is None:
+                flight = self._flights.get(key)
+                if flight is None:
+                    flight = leader = self._flights[key] = _Flight(started=self._changes)
         if entry is not None:
-            self._l1_put(key, entry["v"], entry["t"], entry["at"])
-            return entry["v"], "l2"
-        loaded_at = time.time()
-        value, tags = load()
+            self.l1_stats.hits += 1
+            return entry.value, "l1"
+        self.l1_stats.misses += 1
+        if leader is None:
+            return self._follow(flight, key, load)
+        try:
+            flight.value, flight.layer, flight.fresh = self._fill(key, load, flight.started)
+            return flight.value, flight.layer
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+    def _follow(self, flight: _Flight, key: str, load: Callable[[], tuple]) -> tuple[Any, str]:
+        """Wait for another thread's load of the same key and share its answer."""
+        flight.done.wait()
+        if flight.fresh:
+            self.coalesced += 1
+            return flight.value, flight.layer
+        # it failed, or a notice overtook it: that answer may predate this request's start
+        with self._lock:
+            started = self._changes
+        value, layer, _ = self._fill(key, load, started)
+        return value, layer
+
+    def _fill(self, key: str, load: Callable[[], tuple], started: int) -> tuple[Any, str, bool]:
+        ticket = None
+        if self._l2_usable():
+            found, ticket = self._l2_read(key)
+            if found is not None:
+                value, tags, seconds = found
+                return value, "l2", self._l1_store(key, value, tags, seconds, started)
+        value, tags, *rest = load()
         tags = list(tags)
-        # an answer loaded before the channel last came back may have missed a notice
-        if loaded_at >= self._trusted_since and self._l1_put(key, value, tags, loaded_at):
-            self._l2_write(key, value, tags, loaded_at)
-        return value, "db"
+        seconds = rest[0] if rest else None
+        fresh = self._l1_store(key, value, tags, seconds, started)
+        if fresh and ticket is not None:
+            self._l2_write(key, value, tags, seconds, ticket)
+        return value, "db", fresh
 
-    def _l1_get(self, key: str) -> tuple[bool, Any]:
-        with self._lock:
-            try:
-                # not .get(): TTLCache raises KeyError when the entry expires between the
-                # membership test and the read that .get() makes
-                entry = self._l1[key]
-            except KeyError:
-                entry = None
+    # L1 --------------------------------------------------------------------------------
+
+    def _l1_lookup(self, key: str, now: float) -> _Entry | None:
+        entry = self._l1.get(key)
         if entry is None:
-            self.l1_stats.misses += 1
-            return False, None
-        self.l1_stats.hits += 1
-        return True, entry[0]
+            return None
+        if entry.expires <= now:
+            self._l1_remove(key)
+            self._l1_evicted += 1
+            return None
+        self._l1.move_to_end(key)
+        return entry
 
-    def _l1_put(self, key: str, value: Any, tags: list[str], loaded_at: float) -> bool:
-        """Store an answer unless it may be stale; whether it was stored."""
+    def _l1_store(
+        self, key: str, value: Any, tags: list[str], seconds: float | None, started: int
+    ) -> bool:
+        """Store an answer unless a notice may have overtaken it; whether it was stored."""
+        lifetime = self._l1_ttl if seconds is None else min(self._l1_ttl, seconds)
         with self._lock:
-            if not self._is_fresh(tags, loaded_at):
+            if not self.trusted or started < self._trusted_from:
                 return False
-            self._l1[key] = (value, frozenset(tags))
+            if any(self._changed.get(tag, -1) > started for tag in tags):
+                return False
+            if lifetime <= 0:
+                return True  # fresh, but already at the end of its life
+            if key in self._l1:
+                self._l1_remove(key)
+            self._l1[key] = _Entry(value, frozenset(tags), time.monotonic() + lifetime)
+            for tag in tags:
+                self._tagged.setdefault(tag, set()).add(key)
+            while len(self._l1) > self._l1_size:
+                self._l1_remove(next(iter(self._l1)))
+                self._l1_evicted += 1
             return True
 
-    def _is_fresh(self, tags: Iterable[str], loaded_at: float) -> bool:
-        if not self.trusted:
-            return False  # the channel dropped meanwhile
-        return all(
-            self._tombstones.get(tag, float("-inf")) < loaded_at - SKEW_SECONDS for tag in tags
-        )
+    def _l1_remove(self, key: str) -> None:
+        entry = self._l1.pop(key)
+        for tag in entry.tags:
+            keys = self._tagged.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._tagged[tag]
+
+    # invalidation ----------------------------------------------------------------------
+
+    def invalidate(self, tag: str) -> None:
+        """Forget every answer that depends on tag, here and in Redis."""
+        self.invalidate_many((tag,))
+
+    def invalidate_many(self, tags: Iterable[str]) -> None:
+        """Forget every answer that depends on any of tags: O(entries tagged) here, and
+        one Redis round trip for the batch."""
+        tags = list(dict.fromkeys(tags))
+        self.invalidations_received += len(tags)
+        for start in range(0, len(tags), NOTICES_PER_LOCK):
+            with self._lock:
+                self._changes += 1
+                for tag in tags[start : start + NOTICES_PER_LOCK]:
+                    self._changed[tag] = self._changes
+                    for key in self._tagged.pop(tag, ()):
+                        if key in self._l1:
+                            self._l1_remove(key)
+                self._prune_changed()
+        self._l2_bump(tags)
+
+    def _prune_changed(self) -> None:
+        """Forget notices no load in progress can be affected by (called under the lock)."""
+        if len(self._changed) <= self._prune_above:
+            return
+        oldest = min((f.started for f in self._flights.values()), default=self._changes)
+        for tag in [t for t, at in self._changed.items() if at <= oldest]:
+            del self._changed[tag]
+        self._prune_above = max(PRUNE_CHANGED_AT, 2 * len(self._changed))
 
     # L2 --------------------------------------------------------------------------------
 
-    def _l2_available(self) -> bool:
-        return self._redis is not None and time.monotonic() >= self._l2_down_until
+    def _l2_usable(self) -> bool:
+        if self._redis is None or time.monotonic() < self._l2_down_until:
+            return False
+        if time.monotonic() - self._policy_checked_at >= POLICY_RECHECK_SECONDS:
+            self._check_eviction_policy()
+        return self._l2_trusted
+
+    def _check_eviction_policy(self) -> None:
+        """Use L2 only if Redis evicts no version: an evicted one could make a stale entry
+        look fresh."""
+        self._policy_checked_at = time.monotonic()
+        try:
+            policy = self._redis.config_get("maxmemory-policy").get("maxmemory-policy")
+        except redis.ResponseError:
+            policy = None  # CONFIG is refused on many managed services
+        except redis.RedisError as error:
+            self._policy_checked_at = -math.inf  # ask again when Redis is tried again
+            self._l2_failed(error)
+            return
+        safe = policy in SAFE_EVICTION_POLICIES or (policy is None and self._assume_noeviction)
+        if policy != self._policy or safe != self._l2_trusted:
+            if safe:
+                log.info("L2 in use: Redis maxmemory-policy is %s", policy or "vouched for")
+            else:
+                log.warning(
+                    "L2 not used: Redis maxmemory-policy is %s, so it may evict tag versions;"
+                    " set it to noeviction (or CACHE_L2_ASSUME_NOEVICTION=true if CONFIG is"
+                    " refused and you know it is)",
+                    policy or "unknown",
+                )
+        if safe and not self._l2_trusted:
+            self._l2_needs_new_epoch = True  # versions may have been evicted meanwhile
+        self._policy, self._l2_trusted = policy, safe
 
     def _l2_failed(self, error: Exception) -> None:
         self.l2_stats.errors += 1
         self._l2_down_until = time.monotonic() + L2_RETRY_SECONDS
         log.warning("redis unavailable, serving from L1 and the database: %s", error)
 
-    def _l2_read(self, key: str) -> dict | None:
-        if not self._l2_available():
-            return None
+    def _l2_start_epoch_if_needed(self) -> bool:
+        """Invalidate every L2 entry at once when L2 may have missed a notice; whether L2
+        can be used now."""
+        if not self._l2_needs_new_epoch:
+            return True
         try:
-            self._l2_recover_if_needed()
-            raw = self._l2_get(keys=[self._key(key)], args=[self._tomb_prefix(), SKEW_SECONDS])
+            self._redis.set(self._keys["epoch"], secrets.token_hex(8))
         except redis.RedisError as error:
             self._l2_failed(error)
-            return None
-        if raw is None:
+            return False
+        self._l2_needs_new_epoch = False
+        return True
+
+    def _l2_read(self, key: str) -> tuple[tuple | None, _Ticket | None]:
+        """(value, tags, seconds left) or None, and the ticket for a load on a miss."""
+        if not self._l2_start_epoch_if_needed():
+            return None, None
+        began = time.monotonic()
+        try:
+            reply = self._scripts["read"](
+                keys=[self._keys["entry"] + key, self._keys["clock"], self._keys["epoch"]],
+                args=[self._keys["version"], secrets.token_hex(8)],
+            )
+        except redis.RedisError as error:
+            self._l2_failed(error)
+            return None, None
+        ticket = _Ticket(int(reply[0]), reply[1].decode(), began)
+        if len(reply) < 3:
             self.l2_stats.misses += 1
-            return None
+            return None, ticket
         self.l2_stats.hits += 1
-        return json.loads(raw)
+        entry = json.loads(reply[2])
+        return (entry["v"], entry["t"], max(int(reply[3]), 0) / 1000), None
 
-    def _l2_write(self, key: str, value: Any, tags: list[str], loaded_at: float) -> None:
-        if not self._l2_available():
+    def _l2_write(
+        self, key: str, value: Any, tags: list[str], seconds: float | None, ticket: _Ticket
+    ) -> None:
+        lifetime = self._l2_ttl if seconds is None else min(self._l2_ttl, math.ceil(seconds))
+        if lifetime < 1 or time.monotonic() - ticket.began > MAX_L2_LOAD_SECONDS:
             return
-        entry = json.dumps({"v": value, "t": tags, "at": loaded_at}, separators=(",", ":"))
+        if not self._l2_usable() or self._l2_needs_new_epoch:
+            return
+        entry = json.dumps(
+            {"v": value, "t": tags, "at": ticket.clock, "e": ticket.epoch}, separators=(",", ":")
+        )
         try:
-            self._redis.set(self._key(key), entry, ex=self._l2_ttl)
+            self._scripts["store"](
+                keys=[self._keys["entry"] + key, self._keys["epoch"]],
+                args=[entry, lifetime, self._keys["version"], ticket.epoch, ticket.clock, *tags],
+            )
         except redis.RedisError as error:
             self._l2_failed(error)
 
-    def _l2_recover_if_needed(self) -> None:
-        # invalidations that could not reach Redis may have left stale entries there
-        if self._l2_missed_invalidations:
-            self._l2_flush()
-            self._l2_missed_invalidations = False
-
-    def _l2_flush(self) -> None:
-        # in batches: one round trip per key would keep a large cache distrusted for seconds
-        batch = []
-        for name in self._redis.scan_iter(match=f"{self._ns}:c:*", count=1000):
-            batch.append(name)
-            if len(batch) == 1000:
-                self._redis.unlink(*batch)
-                batch.clear()
-        if batch:
-            self._redis.unlink(*batch)
-
-    def _key(self, key: str) -> str:
-        return f"{self._ns}:c:{key}"
-
-    def _tomb_prefix(self) -> str:
-        return f"{self._ns}:inv:"
-
-    # invalidation ----------------------------------------------------------------------
-
-    def invalidate(self, tag: str) -> None:
-        """Forget every answer that depends on tag, here and in Redis."""
-        now = time.time()
-        self.invalidations_received += 1
-        with self._lock:
-            self._tombstones[tag] = now
-            self._l1_drop_tagged(tag)
-            self._prune_tombstones(now)
-        if self._redis is None:
+    def _l2_bump(self, tags: list[str]) -> None:
+        if self._redis is None or not tags:
             return
-        if not self._l2_available():
+        if time.monotonic() < self._l2_down_until:
             # no waiting on a Redis known to be down: the listener must keep up
-            self._l2_missed_invalidations = True
+            self._l2_needs_new_epoch = True
             return
         try:
-            self._redis.set(self._tomb_prefix() + tag, repr(now), ex=int(self._tombstone_ttl) + 1)
+            for start in range(0, len(tags), 1000):
+                self._scripts["bump"](
+                    keys=[self._keys["clock"]],
+                    args=[self._version_ttl(), self._keys["version"], *tags[start : start + 1000]],
+                )
         except redis.RedisError as error:
-            self._l2_missed_invalidations = True
+            self._l2_needs_new_epoch = True
             self._l2_failed(error)
 
-    def _l1_drop_tagged(self, tag: str) -> None:
-        for key in list(self._l1.keys()):
-            try:
-                if tag in self._l1[key][1]:
-                    del self._l1[key]
-            except KeyError:
-                pass  # expired since the snapshot (TTLCache raises then): gone either way
-
-    def _prune_tombstones(self, now: float) -> None:
-        if len(self._tombstones) < 10_000:
-            return
-        horizon = now - self._tombstone_ttl
-        for tag in [t for t, at in self._tombstones.items() if at < horizon]:
-            del self._tombstones[tag]
-
-    def distrust(self) -> None:
-        """The invalidation channel is down: serve nothing from the cache until it is back."""
-        self.trusted = False
-
-    def trust_again(self) -> None:
-        """The channel is back: drop what may have missed an invalidation, then trust."""
-        with self._lock:
-            self._trusted_since = time.time()
-            self._l1.clear()
-        if self._l2_available():
-            try:
-                self._l2_flush()
-            except redis.RedisError as error:
-                self._l2_missed_invalidations = True
-                self._l2_failed(error)
-        self.trusted = True
+    def _version_ttl(self) -> int:
+        # an entry stored before the notice lives l2_ttl at most; one stored after it was
+        # checked against the version, by a load no slower than MAX_L2_LOAD_SECONDS
+        return self._l2_ttl + int(MAX_L2_LOAD_SECONDS) + 1
 
     def close(self) -> None:
         if self._redis is not None:
@@ -294,29 +512,36 @@ class Cache:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            size, evicted = len(self._l1), self._l1.evicted
+            size, evicted, tags = len(self._l1), self._l1_evicted, len(self._tagged)
+        since = time.monotonic() - self._last_round_trip
         return {
             "trusted": self.trusted,
             "invalidations_received": self.invalidations_received,
             "bypassed": self.bypassed,
+            "coalesced": self.coalesced,
+            "seconds_since_listener_round_trip": None if math.isnan(since) else round(since, 3),
+            "listener_bound_seconds": self._liveness_bound,
             "l1": {
                 **self.l1_stats.as_dict(),
                 "size": size,
-                "max_size": self._l1.maxsize,
+                "max_size": self._l1_size,
                 "evictions": evicted,
+                "tags_indexed": tags,
             },
             "l2": {
                 **self.l2_stats.as_dict(),
                 **self._l2_server_stats(),
                 "enabled": self._redis is not None,
-                "available": self._l2_available(),
+                "available": self._redis is not None and self._l2_usable(),
+                "trusted": self._l2_trusted,
+                "maxmemory_policy": self._policy,
             },
         }
 
     def _l2_server_stats(self) -> dict[str, int | None]:
-        """Redis's own figures: keys in its database (entries, tombstones and anything else
+        """Redis's own figures: keys in its database (entries, versions and anything else
         sharing it) and keys it evicted under its memory limit; None when unknown."""
-        if not self._l2_available():
+        if self._redis is None or time.monotonic() < self._l2_down_until:
             return {"size": None, "evictions": None}
         try:
             return {
@@ -330,6 +555,8 @@ class Cache:
 
 def init_app(app: Flask) -> None:
     """One cache per process, trusted once its invalidation listener is connected."""
+    from backend.invalidation import InvalidationListener
+
     settings = app.config["SETTINGS"]
     client = None
     if settings.REDIS_URL:
@@ -344,10 +571,14 @@ def init_app(app: Flask) -> None:
         l1_ttl=settings.CACHE_L1_TTL,
         l2_ttl=settings.CACHE_L2_TTL,
         redis_client=client,
+        assume_noeviction=settings.CACHE_L2_ASSUME_NOEVICTION,
     )
     app.extensions[EXTENSION] = cache
     if settings.CACHE_ENABLED:
-        listener = InvalidationListener(settings.DATABASE_URL, cache)
+        cache.check_l2()  # the eviction policy, now, so that the log says it at start
+        listener = InvalidationListener(
+            settings.direct_database_url, cache, bound_seconds=settings.CACHE_LISTENER_TIMEOUT
+        )
         listener.start()
         app.extensions[LISTENER] = listener
 

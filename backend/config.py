@@ -26,6 +26,7 @@ DEFAULT_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  
 
 APP_ENVS = ("development", "test", "production")
 AUTH_MODES = ("local", "supabase")
+POOLERS = ("none", "session", "transaction")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -42,8 +43,13 @@ class Settings:
     MAX_CONTENT_LENGTH: int = 1_048_576  # largest request body accepted, in bytes
 
     DATABASE_URL: str | None = None  # postgresql:// URL; the app connects as its user
+    # a direct (session) connection for LISTEN and advisory-lock leadership, which a
+    # transaction-mode pooler breaks; none: DATABASE_URL
+    DATABASE_DIRECT_URL: str | None = None
+    DATABASE_POOLER: str = "none"  # what DATABASE_URL points at: none, session or transaction
     DB_POOL_MIN_SIZE: int = 2
-    DB_POOL_MAX_SIZE: int = 10
+    DB_POOL_MAX_SIZE: int = 0  # 0: GUNICORN_THREADS + 2 (one per request thread, and spare)
+    GUNICORN_THREADS: int = 4  # request threads per worker (the Procfile reads it too)
     DB_POOL_TIMEOUT: float = 5.0  # seconds to wait for a free connection before a 503
     DB_STATEMENT_TIMEOUT_MS: int = 5000  # a longer query is cancelled and answers 503
 
@@ -76,6 +82,11 @@ class Settings:
     CACHE_L1_SIZE: int = 10_000  # entries in each process's L1
     CACHE_L1_TTL: float = 300.0  # seconds; invalidation is push-based, this is a safety net
     CACHE_L2_TTL: int = 300  # seconds an entry lives in Redis
+    # Redis refuses CONFIG GET (managed services): trust that its maxmemory-policy is noeviction
+    CACHE_L2_ASSUME_NOEVICTION: bool = False
+    CACHE_LISTENER_TIMEOUT: float = 5.0  # seconds without a listener round trip: distrust
+    # seconds a session's liveness is cached where auth.sessions announces no deletions
+    CACHE_SESSION_TTL: float = 5.0
     ANALYTICS_REFRESH_SECONDS: float = 300.0  # in-app refresh of the views; 0: never (pg_cron)
 
     SUPABASE_URL: str | None = None  # https://<project>.supabase.co (AUTH_MODE=supabase)
@@ -84,6 +95,15 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.APP_ENV == "production"
+
+    @property
+    def direct_database_url(self) -> str | None:
+        """Where LISTEN and session-level advisory locks go: never a transaction pooler."""
+        return self.DATABASE_DIRECT_URL or self.DATABASE_URL
+
+    @property
+    def pool_max_size(self) -> int:
+        return self.DB_POOL_MAX_SIZE or self.GUNICORN_THREADS + 2
 
     @property
     def issuer(self) -> str:
@@ -156,8 +176,22 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append(f"AUTH_MODE={s.AUTH_MODE!r}: use one of {', '.join(AUTH_MODES)}")
     if not s.DATABASE_URL:
         problems.append("DATABASE_URL is not set: give a postgresql:// URL (make run starts one)")
-    if not 1 <= s.DB_POOL_MIN_SIZE <= s.DB_POOL_MAX_SIZE:
-        problems.append("DB_POOL_MIN_SIZE must be at least 1 and at most DB_POOL_MAX_SIZE")
+    if s.DB_POOL_MAX_SIZE < 0 or s.GUNICORN_THREADS < 1:
+        problems.append("DB_POOL_MAX_SIZE cannot be negative; GUNICORN_THREADS must be >= 1")
+    elif not 1 <= s.DB_POOL_MIN_SIZE <= s.pool_max_size:
+        problems.append(
+            "DB_POOL_MIN_SIZE must be at least 1 and at most the pool's maximum"
+            " (DB_POOL_MAX_SIZE, or GUNICORN_THREADS + 2 when that is 0)"
+        )
+    if s.DATABASE_POOLER not in POOLERS:
+        problems.append(f"DATABASE_POOLER={s.DATABASE_POOLER!r}: use one of {', '.join(POOLERS)}")
+    elif s.DATABASE_POOLER == "transaction" and not s.DATABASE_DIRECT_URL:
+        problems.append(
+            "DATABASE_POOLER=transaction needs DATABASE_DIRECT_URL (a direct or session-mode"
+            " connection): the cache's LISTEN and the analytics leader's lock need a session"
+        )
+    if s.CACHE_LISTENER_TIMEOUT < 1 or s.CACHE_SESSION_TTL < 0:
+        problems.append("CACHE_LISTENER_TIMEOUT >= 1 and CACHE_SESSION_TTL >= 0 are required")
     if len(s.JWT_SECRET) < 32:
         problems.append("JWT_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
     if s.AUTH_MODE == "supabase" and not (s.SUPABASE_URL and s.SUPABASE_ANON_KEY):

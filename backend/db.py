@@ -65,6 +65,24 @@ SESSION_IS_LIVE = (
 CHECK_AFTER_IDLE_SECONDS = 1.0
 
 
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """Options of every pooled connection.
+
+    Behind a transaction-mode pooler (Supavisor, PgBouncer) consecutive transactions may
+    run on different server connections, where a statement psycopg prepared on another
+    does not exist: prepared statements are off then (``DATABASE_POOLER=transaction``).
+    """
+    options: dict[str, Any] = {
+        "row_factory": dict_row,
+        "application_name": "velro",
+        "autocommit": True,
+        "options": f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS}",
+    }
+    if settings.DATABASE_POOLER == "transaction":
+        options["prepare_threshold"] = None
+    return options
+
+
 class Database:
     """The connection pool; one per app."""
 
@@ -73,16 +91,11 @@ class Database:
         self.pool = ConnectionPool(
             conninfo=settings.DATABASE_URL,
             min_size=settings.DB_POOL_MIN_SIZE,
-            max_size=settings.DB_POOL_MAX_SIZE,
+            max_size=settings.pool_max_size,
             timeout=settings.DB_POOL_TIMEOUT,
             check=self._check_if_idle,
             reset=self._note_return,
-            kwargs={
-                "row_factory": dict_row,
-                "application_name": "velro",
-                "autocommit": True,
-                "options": f"-c statement_timeout={settings.DB_STATEMENT_TIMEOUT_MS}",
-            },
+            kwargs=connection_options(settings),
             name="velro",
             open=False,
         )

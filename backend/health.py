@@ -54,12 +54,31 @@ class CacheLayerSchema(Schema):
     evictions = fields.Integer()
     enabled = fields.Boolean()
     available = fields.Boolean()
+    tags_indexed = fields.Integer(
+        metadata={"description": "L1: tags with entries depending on them"}
+    )
+    trusted = fields.Boolean(
+        metadata={"description": "L2: its Redis evicts nothing (maxmemory-policy noeviction)"}
+    )
+    maxmemory_policy = fields.String(
+        allow_none=True, metadata={"description": "L2: Redis's policy; null when unknown"}
+    )
 
 
 class CacheStatsSchema(Schema):
-    trusted = fields.Boolean(metadata={"description": "false while invalidations cannot arrive"})
+    trusted = fields.Boolean(
+        metadata={
+            "description": "false while invalidations cannot arrive: the listener is down or"
+            " completed no round trip within its bound"
+        }
+    )
     invalidations_received = fields.Integer()
     bypassed = fields.Integer(metadata={"description": "reads sent past the cache"})
+    coalesced = fields.Integer(
+        metadata={"description": "misses served by a concurrent load of the same key"}
+    )
+    seconds_since_listener_round_trip = fields.Float(allow_none=True)
+    listener_bound_seconds = fields.Float(allow_none=True)
     l1 = fields.Nested(CacheLayerSchema)
     l2 = fields.Nested(CacheLayerSchema)
 

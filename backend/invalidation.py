@@ -1,18 +1,33 @@
 """Listens for the database's invalidation notices and evicts cached answers.
 
-Triggers (supabase/migrations/*_cache_invalidation.sql) send ``NOTIFY velro_invalidate``
-with ``{"scope": ..., "id": ...}`` when a change that an answer depends on commits. One
-daemon thread per process holds a dedicated connection that LISTENs; every notice becomes
-``cache.invalidate("<scope>:<id>")``. While that connection is down the cache is
-distrusted (fail closed) and the thread reconnects with backoff; once it is back the cache
-drops what it holds and is trusted again.
+Triggers (the cache invalidation migrations) and the auth providers send
+``NOTIFY velro_invalidate`` with ``{"scope": ..., "id": ...}`` when a change that an answer
+depends on commits. One daemon thread per process holds a dedicated connection that
+LISTENs; every notice becomes the tag ``"<scope>:<id>"``, and notices that arrive together
+are applied as one batch (``cache.invalidate_many``), so a storm of them (deleting a
+project with thousands of generations) costs one Redis round trip per thousand.
+
+The connection can go silently stale: a NAT or a pooler that drops it without a reset
+leaves a socket that never delivers another notice. So the connection has TCP keepalives,
+``connect_timeout`` and ``tcp_user_timeout``, the thread completes a round trip
+(``select 1``) at least every ``bound / 4`` seconds and reports it to the cache, and the
+cache distrusts itself when none completed within ``bound`` (``CACHE_LISTENER_TIMEOUT``).
+A watchdog thread then shuts the socket down, which ends the stuck read; the thread
+reconnects with backoff, and once LISTEN is back the cache drops what it holds and is
+trusted again.
+
+LISTEN needs a session of its own: it connects to ``DATABASE_DIRECT_URL`` (falling back to
+``DATABASE_URL``), never through a transaction-mode pooler, which would drop it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import socket
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -23,28 +38,51 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHANNEL = "velro_invalidate"
+NOTICES_PER_BATCH = 1000
 
-# A project change (a new team link, public visibility) can turn a denial into a grant.
-# Denials carry no project tag, since the caller could not read the project id; so a
-# project notice also drops every cached denial.
-ALSO_INVALIDATES = {"project": ("denials",)}
+
+def listen_connection_options(bound_seconds: float) -> dict:
+    """libpq options that make a dead LISTEN connection fail instead of hanging."""
+    seconds = max(1, math.ceil(bound_seconds))
+    return {
+        "connect_timeout": max(2, seconds),  # libpq treats anything below 2 as 2
+        "keepalives": 1,
+        "keepalives_idle": seconds,
+        "keepalives_interval": max(1, seconds // 3),
+        "keepalives_count": 3,
+        "tcp_user_timeout": seconds * 1000,
+        "application_name": "velro-listener",
+    }
 
 
 class InvalidationListener:
-    def __init__(self, database_url: str, cache: Cache, *, poll_seconds: float = 1.0) -> None:
+    def __init__(self, database_url: str, cache: Cache, *, bound_seconds: float = 5.0) -> None:
         self._url = database_url
         self._cache = cache
-        self._poll_seconds = poll_seconds
+        self._bound = bound_seconds
+        self._poll_seconds = bound_seconds / 4
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="velro-invalidation", daemon=True)
+        self._watchdog = threading.Thread(
+            target=self._watch, name="velro-invalidation-watchdog", daemon=True
+        )
+        self._socket_lock = threading.Lock()
+        self._socket_fd: int | None = None
+        self._last_round_trip = time.monotonic()
         self.connected = threading.Event()
+        self.stalls = 0
+        cache.expect_heartbeats(bound_seconds)
+        cache.distrust()
 
     def start(self) -> None:
         self._thread.start()
+        self._watchdog.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._break_connection()
         self._thread.join(timeout=5)
+        self._watchdog.join(timeout=5)
 
     def _run(self) -> None:
         backoff = 0.1
@@ -53,7 +91,8 @@ class InvalidationListener:
                 self._listen()
                 backoff = 0.1
             except (psycopg.Error, OSError) as error:
-                log.warning("invalidation channel down, cache distrusted: %s", error)
+                if not self._stop.is_set():
+                    log.warning("invalidation channel down, cache distrusted: %s", error)
             except Exception:
                 # anything else must not end the thread and leave a cache trusted that
                 # nothing invalidates any more: distrust, reconnect, start clean
@@ -64,23 +103,85 @@ class InvalidationListener:
             backoff = min(backoff * 2, 5.0)
 
     def _listen(self) -> None:
-        with psycopg.connect(self._url, autocommit=True, application_name="velro-listener") as conn:
-            conn.execute(f"listen {CHANNEL}")
-            self._cache.trust_again()
-            self.connected.set()
-            while not self._stop.is_set():
-                for notice in conn.notifies(timeout=self._poll_seconds, stop_after=1000):
-                    self._apply(notice.payload)
-                # a quiet channel still proves the connection is alive
-                conn.execute("select 1")
+        options = listen_connection_options(self._bound)
+        with psycopg.connect(self._url, autocommit=True, **options) as conn:
+            with self._socket_lock:
+                self._socket_fd = conn.fileno()
+            try:
+                conn.execute(f"listen {CHANNEL}")
+                self._round_trip_done()
+                self._cache.trust_again()
+                self.connected.set()
+                while not self._stop.is_set():
+                    self._apply(list(conn.notifies(timeout=self._poll_seconds, stop_after=1)))
+                    # drain what else is there without waiting, as one batch
+                    self._apply(list(conn.notifies(timeout=0, stop_after=NOTICES_PER_BATCH)))
+                    # a quiet channel still proves the connection is alive
+                    conn.execute("select 1")
+                    self._round_trip_done()
+            finally:
+                with self._socket_lock:
+                    self._socket_fd = None
 
-    def _apply(self, payload: str) -> None:
-        try:
-            notice = json.loads(payload)
-            tag = f"{notice['scope']}:{notice['id']}"
-        except (ValueError, KeyError, TypeError):
-            log.error("ignoring malformed invalidation notice %r", payload)
-            return
-        self._cache.invalidate(tag)
-        for extra in ALSO_INVALIDATES.get(notice["scope"], ()):
-            self._cache.invalidate(extra)
+    def _round_trip_done(self) -> None:
+        self._last_round_trip = time.monotonic()
+        self._cache.heartbeat()
+
+    def _apply(self, notices: list) -> None:
+        tags = []
+        for notice in notices:
+            try:
+                payload = json.loads(notice.payload)
+                tags.append(f"{payload['scope']}:{payload['id']}")
+            except (ValueError, KeyError, TypeError):
+                log.error("ignoring malformed invalidation notice %r", notice.payload)
+        if tags:
+            self._cache.invalidate_many(tags)
+
+    # watchdog ----------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._bound / 4):
+            silent = time.monotonic() - self._last_round_trip
+            if self.connected.is_set() and silent > self._bound:
+                self.stalls += 1
+                log.warning(
+                    "invalidation channel silent for %.1f s, cache distrusted; reconnecting",
+                    silent,
+                )
+                self._cache.distrust()
+                self._break_connection()
+
+    def _break_connection(self) -> None:
+        """End a read that waits on a connection that stopped answering: shutting the
+        socket down wakes it with an error, and the thread reconnects."""
+        with self._socket_lock:
+            if self._socket_fd is None:
+                return
+            try:
+                sock = socket.socket(fileno=self._socket_fd)
+            except OSError:
+                return
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the other side
+            finally:
+                sock.detach()  # the fd stays psycopg's to close
+
+
+# announcing ------------------------------------------------------------------------------
+
+ANNOUNCE = (
+    "select private.notify_invalidation(scope, id)"
+    " from unnest(%s::text[], %s::text[]) as notice (scope, id)"
+)
+
+
+def announce(cur, tags: list[tuple[str, str]]) -> None:
+    """Send (scope, id) notices from the caller's transaction: every instance hears them
+    when it commits. For changes no trigger announces, such as a sign-out on a hosted
+    project whose auth.sessions this app may not add a trigger to."""
+    if tags:
+        scopes, ids = zip(*tags, strict=True)
+        cur.execute(ANNOUNCE, (list(scopes), [str(i) for i in ids]))

@@ -7,8 +7,10 @@ import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -30,7 +32,7 @@ def redis_client(redis_url):
 def namespace(redis_client):
     ns = f"velro-test-{uuid.uuid4().hex[:8]}"
     yield ns
-    for key in redis_client.scan_iter(match=f"{ns}:*"):
+    for key in redis_client.scan_iter(match=f"{{{ns}}}:*"):
         redis_client.delete(key)
 
 
@@ -74,9 +76,7 @@ def test_invalidating_a_tag_evicts_both_layers_everywhere(redis_client, namespac
     writer = trusted_cache(redis_client=redis_client, namespace=namespace)
     reader = trusted_cache(redis_client=redis_client, namespace=namespace)
     writer.get_or_load("k", Loader("old", tags=("user:u1", "generation:g1")))
-    time.sleep(cache_module.SKEW_SECONDS + 0.05)
     writer.invalidate("generation:g1")
-    time.sleep(cache_module.SKEW_SECONDS + 0.05)
 
     load = Loader("new", tags=("user:u1", "generation:g1"))
     assert reader.get_or_load("k", load) == ("new", "db")
@@ -92,6 +92,21 @@ def test_unrelated_tags_stay_cached():
     assert cache.get_or_load("a", Loader("a2")) == ("a2", "db")
 
 
+def test_a_notice_drops_exactly_the_entries_it_names():
+    cache = trusted_cache()
+    for i in range(5):
+        cache.get_or_load(f"p{i}", Loader(i, tags=("project:p", f"generation:g{i}")))
+    cache.get_or_load("other", Loader("o", tags=("project:q",)))
+    assert cache.stats()["l1"]["tags_indexed"] == 7
+
+    cache.invalidate("project:p")
+
+    stats = cache.stats()["l1"]
+    assert stats["size"] == 1
+    assert stats["tags_indexed"] == 1, "the index kept tags of evicted entries"
+    assert cache.get_or_load("other", Loader("unused"))[1] == "l1"
+
+
 def test_a_load_that_raced_an_invalidation_is_not_stored(redis_client, namespace):
     cache = trusted_cache(redis_client=redis_client, namespace=namespace)
     other = trusted_cache(redis_client=redis_client, namespace=namespace)
@@ -101,20 +116,107 @@ def test_a_load_that_raced_an_invalidation_is_not_stored(redis_client, namespace
         return "old", ["user:u1"]
 
     assert cache.get_or_load("k", load_then_change_commits) == ("old", "db")
-    time.sleep(cache_module.SKEW_SECONDS + 0.05)
-    fresh = Loader("new")
-    assert cache.get_or_load("k", fresh) == ("new", "db")
-    assert other.get_or_load("k", Loader("unused")) == ("new", "l2")
-    assert fresh.calls == 1
+    assert other.get_or_load("k", Loader("new")) == ("new", "db"), "L2 kept the raced answer"
+    fresh = Loader("newer")
+    assert cache.get_or_load("k", fresh) == ("new", "l2")
+    assert fresh.calls == 0
 
 
-def test_an_old_answer_written_late_to_l2_is_never_served(redis_client, namespace):
+def test_an_old_answer_written_to_l2_after_the_notice_is_never_served(redis_client, namespace):
+    """Instance A reads the database just before a change commits; instance B hears the
+    notice first; A's write of the old answer lands afterwards. The version of the tag
+    is newer than A's count, so the write is refused: no clock is compared."""
     late_writer = trusted_cache(redis_client=redis_client, namespace=namespace)
     reader = trusted_cache(redis_client=redis_client, namespace=namespace)
-    loaded_before_change = time.time()
-    reader.invalidate("user:u1")  # the change commits and another instance hears it first
-    late_writer._l2_write("k", "old", ["user:u1"], loaded_before_change)
+    found, ticket = late_writer._l2_read("k")  # the miss, with the count before its load
+    assert found is None
+    reader.invalidate("user:u1")  # the change commits, B hears it first
+    late_writer._l2_write("k", "old", ["user:u1"], None, ticket)
+
     assert reader.get_or_load("k", Loader("new")) == ("new", "db")
+
+
+def test_an_old_answer_written_to_l2_before_the_notice_is_not_served_after_it(
+    redis_client, namespace
+):
+    writer = trusted_cache(redis_client=redis_client, namespace=namespace)
+    reader = trusted_cache(redis_client=redis_client, namespace=namespace)
+    writer.get_or_load("k", Loader("old", tags=("user:u1",)))
+    reader.invalidate("user:u1")  # only the reader heard it so far; the writer's L1 lags
+    assert reader.get_or_load("k", Loader("new")) == ("new", "db")
+
+
+def test_l2_forgets_everything_when_its_state_is_lost(redis_client, namespace):
+    writer = trusted_cache(redis_client=redis_client, namespace=namespace)
+    writer.get_or_load("k", Loader("old", tags=("user:u1",)))
+    # e.g. a restart without persistence that kept the entry but not the count and epoch
+    redis_client.delete("{" + namespace + "}:clock", "{" + namespace + "}:epoch")
+
+    reader = trusted_cache(redis_client=redis_client, namespace=namespace)
+    redis_client.delete("{" + namespace + "}:epoch")
+    assert reader.get_or_load("k", Loader("new")) == ("new", "db")
+
+
+def test_an_instance_that_regains_trust_invalidates_l2(redis_client, namespace):
+    """It may have missed notices while its listener was down, and so may every other
+    instance: the entries written before are dropped at once, without a scan."""
+    first = trusted_cache(redis_client=redis_client, namespace=namespace)
+    second = trusted_cache(redis_client=redis_client, namespace=namespace)
+    first.get_or_load("k", Loader("old", tags=("user:u1",)))
+    second.distrust()
+    second.trust_again()
+    assert second.get_or_load("k", Loader("new")) == ("new", "db")
+
+
+def test_concurrent_misses_of_one_key_load_once():
+    cache = trusted_cache()
+    release = threading.Event()
+    calls = []
+
+    def slow_load():
+        calls.append(1)
+        assert release.wait(10), "the test never released the load"
+        return "v", ["user:u1"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [pool.submit(cache.get_or_load, "k", slow_load) for _ in range(8)]
+        assert wait_for(lambda: cache.stats()["l1"]["misses"] == 8), "not all threads missed"
+        release.set()
+        values = [answer.result(timeout=10) for answer in answers]
+
+    assert len(calls) == 1
+    assert [value for value, _ in values] == ["v"] * 8
+    assert cache.stats()["coalesced"] == 7
+
+
+def test_waiters_load_themselves_when_the_shared_load_raced_a_notice():
+    cache = trusted_cache()
+    release = threading.Event()
+    loads = []
+
+    def load():
+        loads.append(1)
+        if len(loads) == 1:
+            assert release.wait(10)
+            cache.invalidate("user:u1")  # the change commits while the first load runs
+            return "old", ["user:u1"]
+        return "new", ["user:u1"]
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(cache.get_or_load, "k", load)
+        assert wait_for(lambda: cache.stats()["l1"]["misses"] == 1)
+        second = pool.submit(cache.get_or_load, "k", load)
+        assert wait_for(lambda: cache.stats()["l1"]["misses"] == 2)
+        release.set()
+        assert first.result(timeout=10) == ("old", "db")
+        assert second.result(timeout=10) == ("new", "db")
+    assert cache.stats()["coalesced"] == 0
+
+
+def test_a_short_lived_answer_expires_on_its_own():
+    cache = trusted_cache()
+    cache.get_or_load("k", lambda: ("v", ["session:s1"], 0))
+    assert cache.get_or_load("k", Loader("w")) == ("w", "db")
 
 
 def test_distrusted_cache_reads_the_database_and_stores_nothing():
@@ -200,7 +302,7 @@ def wait_for(condition, timeout=5.0) -> bool:
 
 def test_listener_evicts_on_notify_and_fails_closed_when_cut(db_url):
     cache = Cache()
-    listener = InvalidationListener(db_url, cache, poll_seconds=0.1)
+    listener = InvalidationListener(db_url, cache, bound_seconds=1.0)
     listener.start()
     try:
         assert listener.connected.wait(5), "the listener never connected"
@@ -220,3 +322,51 @@ def test_listener_evicts_on_notify_and_fails_closed_when_cut(db_url):
         assert wait_for(lambda: cache.trusted), "the listener did not come back"
     finally:
         listener.stop()
+
+
+def policy_redis(*options: str) -> tuple[subprocess.Popen, redis.Redis]:
+    port = free_port()
+    server = shutil.which("redis-server")
+    assert server, "redis-server is needed on PATH for the eviction-policy tests"
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *options],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    if not wait_for(lambda: _pings(client)):
+        process.kill()
+        pytest.fail("a private redis-server did not start")
+    return process, client
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("options", "assume", "policy", "trusted"),
+    [
+        (("--maxmemory-policy", "noeviction"), False, "noeviction", True),
+        (("--maxmemory-policy", "allkeys-lru"), False, "allkeys-lru", False),
+        (("--maxmemory-policy", "volatile-lru"), False, "volatile-lru", False),
+        (("--rename-command", "CONFIG", ""), False, None, False),
+        (("--rename-command", "CONFIG", ""), True, None, True),
+    ],
+)
+def test_l2_is_used_only_where_redis_evicts_nothing(options, assume, policy, trusted):
+    """A version that Redis evicts would make a stale entry look fresh."""
+    process, client = policy_redis(*options)
+    try:
+        writer = trusted_cache(redis_client=client, assume_noeviction=assume)
+        reader = trusted_cache(redis_client=client, assume_noeviction=assume)
+        writer.get_or_load("k", Loader("v"))
+        stats = reader.stats()["l2"]
+        assert (stats["maxmemory_policy"], stats["trusted"]) == (policy, trusted)
+        assert reader.get_or_load("k", Loader("from db"))[1] == ("l2" if trusted else "db")
+    finally:
+        client.close()
+        process.kill()
+        process.wait()

@@ -29,9 +29,11 @@ from flask_smorest import Blueprint
 
 from backend import db
 from backend.cache import cache
+from backend.config import settings
 from backend.errors import InvalidToken
 
 VERIFIER = "velro.token_verifier"
+SESSION_LIVENESS = "select * from private.session_liveness(%s, %s)"
 BEARER_SCHEME = "bearerAuth"
 
 
@@ -98,10 +100,31 @@ def require_user(view):
 
 
 def session_is_live(claims: dict) -> bool:
-    """Whether the token's session still exists; cached until a logout notice drops it."""
+    """Whether the token's session still exists; cached until a notice says it ended.
+
+    Where auth.sessions announces no deletions (a hosted project may refuse the trigger),
+    an answer is kept CACHE_SESSION_TTL seconds only: sign-outs through this app are
+    announced by the app itself, but a session ended elsewhere is not.
+    """
     session_id, user_id = claims.get("session_id"), claims.get("sub")
+    if not session_id or not user_id:
+        return False
     live, _ = cache().get_or_load(
-        f"session:{session_id}",
-        lambda: (db.session_is_live(claims), [f"session:{session_id}", f"user:{user_id}"]),
+        f"session:{user_id}:{session_id}", lambda: _session_liveness(claims)
     )
     return live
+
+
+def _session_liveness(claims: dict) -> tuple[bool, list[str], float | None]:
+    """(live, tags, seconds to keep the answer), all from the database."""
+    try:
+        session_id, user_id = uuid.UUID(claims["session_id"]), uuid.UUID(claims["sub"])
+    except (KeyError, TypeError, ValueError):
+        return False, [], 0.0
+    with db.pool().connection() as conn:
+        row = conn.execute(SESSION_LIVENESS, (session_id, user_id)).fetchone()
+    seconds = None if row["announced"] else settings().CACHE_SESSION_TTL
+    if row["seconds_left"] is not None:  # not_after: the session ends by itself then
+        left = row["seconds_left"]
+        seconds = left if seconds is None else min(seconds, left)
+    return row["live"], row["tags"], seconds

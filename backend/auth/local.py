@@ -22,8 +22,10 @@ from psycopg.types.json import Jsonb
 
 from backend.auth.provider import SIGN_OUT_SCOPES, AuthFailure, Session
 from backend.auth.tokens import TokenSigner
+from backend.cache import cache
 from backend.config import Settings
 from backend.db import owner_transaction, rpc
+from backend.invalidation import announce
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BCRYPT_COST = 10
@@ -96,6 +98,7 @@ class LocalProvider:
                 )
             if row["revoked"]:
                 cur.execute("delete from auth.sessions where id = %s", (row["session_id"],))
+                announce(cur, [("session", row["session_id"])])
                 _audit(
                     cur,
                     "auth.refresh_token_reused",
@@ -103,6 +106,7 @@ class LocalProvider:
                     {"session_id": str(row["session_id"])},
                 )
         if row["revoked"]:
+            cache().invalidate(f"session:{row['session_id']}")  # here at once; others by notice
             # reported after the commit above, so the revoked session stays revoked
             raise AuthFailure(
                 400, "refresh_token_already_used", "Invalid Refresh Token: Already Used"
@@ -123,15 +127,19 @@ class LocalProvider:
         }[scope]
         with owner_transaction() as cur:
             cur.execute(
-                f"delete from auth.sessions where {condition}",  # noqa: S608 (fixed choices)
+                f"delete from auth.sessions where {condition} returning id",  # noqa: S608
                 {"session_id": auth.session_id, "user_id": auth.user_id},
             )
+            # announced by the app, not only by a trigger a hosted project may not have
+            ended = [("session", row["id"]) for row in cur.fetchall()]
+            announce(cur, ended)
             _audit(
                 cur,
                 "auth.logout",
                 auth.user_id,
                 {"scope": scope, "session_id": str(auth.session_id)},
             )
+        cache().invalidate_many(f"{scope}:{ident}" for scope, ident in ended)
 
     # reading users ----------------------------------------------------------------------
 

@@ -13,8 +13,11 @@ from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
 from backend.auth.provider import SIGN_OUT_SCOPES, AuthFailure, Session
+from backend.cache import cache
 from backend.config import Settings
+from backend.db import pool
 from backend.errors import Unavailable
+from backend.invalidation import announce
 
 
 class SupabaseProvider:
@@ -43,6 +46,7 @@ class SupabaseProvider:
                 400, "validation_failed", f"scope must be one of {', '.join(SIGN_OUT_SCOPES)}"
             )
         self._call(lambda client: client.admin.sign_out(auth.token, scope))
+        announce_sign_out(auth, scope)
 
     def _call(self, operation):
         client = SyncGoTrueClient(
@@ -60,6 +64,19 @@ class SupabaseProvider:
             raise Unavailable(f"Supabase Auth is unreachable: {error.message}") from None
         except AuthError as error:
             raise AuthFailure(400, error.code or "auth_error", error.message) from None
+
+
+def announce_sign_out(auth, scope: str) -> None:
+    """Tell every instance that the session (scope local) or the user's sessions ended.
+
+    Supabase Auth deleted the rows in its own transaction; a hosted project may not let
+    this app add the trigger that would announce that, so the app does it, and evicts
+    here at once.
+    """
+    tag = ("session", auth.session_id) if scope == "local" else ("user", auth.user_id)
+    with pool().connection() as conn:
+        announce(conn.cursor(), [tag])
+    cache().invalidate(f"{tag[0]}:{tag[1]}")
 
 
 def _session(session, user) -> Session:

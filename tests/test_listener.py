@@ -1,0 +1,201 @@
+"""The invalidation listener on a connection that goes silently stale, and under a storm.
+
+A local TCP proxy sits between the listener and Postgres. It forwards until told to
+blackhole; then it keeps both sockets open and forwards nothing, as a NAT or a load
+balancer that lost the connection's state does. No error reaches the listener: only its
+watchdog can notice. The cache must stop trusting itself within the listener's bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from backend.cache import Cache
+from backend.config import load_settings
+from backend.invalidation import CHANNEL, InvalidationListener, listen_connection_options
+
+BOUND_SECONDS = 1.0
+# generous: the watchdog looks every bound / 4; a loaded machine may delay it more
+SLACK_SECONDS = 5.0
+
+
+class BlackholeProxy:
+    """Forwards loopback TCP connections to a target until ``blackhole()``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._forwarding = threading.Event()
+        self._forwarding.set()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def blackhole(self) -> None:
+        self._forwarding.clear()
+
+    def restore(self) -> None:
+        self._forwarding.set()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
+        for sock in self._sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                # while blackholed, hold the data: nothing passes, nothing is refused
+                while not self._forwarding.wait(0.05):
+                    if self._closed.is_set():
+                        return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def via_proxy(url: str, proxy: BlackholeProxy) -> str:
+    parts = urlsplit(url)
+    netloc = f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.fixture
+def proxy(db_url):
+    parts = urlsplit(db_url)
+    proxy = BlackholeProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    yield proxy
+    proxy.close()
+
+
+def test_a_blackholed_listener_distrusts_the_cache_within_its_bound(db_url, proxy):
+    cache = Cache()
+    listener = InvalidationListener(via_proxy(db_url, proxy), cache, bound_seconds=BOUND_SECONDS)
+    listener.start()
+    try:
+        assert listener.connected.wait(10), "the listener never connected through the proxy"
+        assert cache.trusted
+        cache.get_or_load("k", lambda: ("v", ["team:t1"]))
+
+        proxy.blackhole()
+        assert wait_for(lambda: not cache.trusted, BOUND_SECONDS + SLACK_SECONDS), (
+            "the cache kept trusting a listener that stopped answering"
+        )
+        assert cache.get_or_load("k", lambda: ("from db", ["team:t1"])) == ("from db", "db")
+        assert wait_for(lambda: listener.stalls >= 1, SLACK_SECONDS), "the watchdog never acted"
+
+        proxy.restore()
+        assert wait_for(lambda: cache.trusted, 20), "the listener did not come back"
+        # what was cached before the silence is gone: notices may have been lost
+        assert cache.get_or_load("k", lambda: ("after", ["team:t1"])) == ("after", "db")
+    finally:
+        listener.stop()
+
+
+def test_the_cache_is_untrusted_exactly_while_no_round_trip_is_recent():
+    cache = Cache()
+    cache.expect_heartbeats(0.05)
+    cache.trust_again()
+    assert cache.trusted
+    assert wait_for(lambda: not cache.trusted, 5)
+    cache.heartbeat()
+    assert cache.trusted
+
+
+def test_the_listen_connection_has_keepalives_and_timeouts():
+    options = listen_connection_options(5.0)
+    assert options["keepalives"] == 1
+    assert options["connect_timeout"] == 5
+    assert options["tcp_user_timeout"] == 5000
+    assert options["keepalives_idle"] * 1 + options["keepalives_interval"] * 3 <= 10
+
+
+def test_listen_and_leadership_use_the_direct_url():
+    base = {"DATABASE_URL": "postgresql://app@pooler:6543/db"}
+    settings = load_settings(base, environ={})
+    assert settings.direct_database_url == base["DATABASE_URL"]
+    direct = load_settings(
+        {**base, "DATABASE_DIRECT_URL": "postgresql://app@db:5432/db"}, environ={}
+    )
+    assert direct.direct_database_url == "postgresql://app@db:5432/db"
+
+
+def test_a_storm_of_notices_is_applied_in_batches_while_reads_go_on(db_url):
+    """10,000 notices in one commit, as deleting a project with 10,000 generations sends:
+    reads in other threads are served while the listener works through them."""
+    cache = Cache()
+    listener = InvalidationListener(db_url, cache, bound_seconds=BOUND_SECONDS)
+    batches = []
+    paused = threading.Event()
+    resume = threading.Event()
+    real_invalidate = cache.invalidate_many
+
+    def invalidate_many(tags):
+        tags = list(tags)
+        real_invalidate(tags)
+        batches.append(len(tags))
+        if len(batches) == 1:
+            paused.set()  # the storm is in progress: hold it here until reads went through
+            assert resume.wait(10), "reads did not get through during the storm"
+
+    cache.invalidate_many = invalidate_many
+    listener.start()
+    try:
+        assert listener.connected.wait(10)
+        for i in range(10_000):
+            cache.get_or_load(f"g{i}", lambda i=i: (i, [f"generation:{i}"]))
+        cache.get_or_load("hot", lambda: ("hot", ["user:u1"]))
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "select pg_notify(%s, json_build_object('scope', 'generation', 'id', i)::text)"
+                " from generate_series(0, 9999) as i",
+                (CHANNEL,),
+            )
+        assert paused.wait(10), "the storm never reached the cache"
+        served = [cache.get_or_load("hot", lambda: ("db", ["user:u1"])) for _ in range(100)]
+        resume.set()
+        assert served == [("hot", "l1")] * 100
+        assert wait_for(lambda: sum(batches) == 10_000, 30), batches
+    finally:
+        resume.set()
+        listener.stop()
+    assert len(batches) > 1, "the storm was not split into batches"
+    assert cache.stats()["l1"]["size"] == 1  # only "hot" is left
+    assert json.dumps(cache.stats())  # the report stays serialisable
