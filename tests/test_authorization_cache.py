@@ -13,13 +13,14 @@ process the listener thread (commit -> NOTIFY -> eviction) races the next reques
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
 import pytest
-from api_support import Api
+from api_support import MODEL, Api
 from fixtures_app import TestUser, app_settings
 from isolated_redis import claim_database
 from psycopg import sql
@@ -95,8 +96,8 @@ def decision(api: Api, user: TestUser, generation_id: str) -> dict:
 def cached_decision(api: Api, user: TestUser, generation_id: str) -> dict:
     """The caller's decision once it is served from the cache.
 
-    Answers loaded within SKEW_SECONDS of an invalidation of one of their tags are not
-    stored, so right after the setup's own changes it takes a few asks to get cached.
+    An answer whose load raced a notice about one of its tags is not stored, so right after
+    the setup's own changes it may take a few asks to get cached.
     """
     first = decision(api, user, generation_id)
     deadline = time.monotonic() + FLIP_BOUND_SECONDS
@@ -371,6 +372,68 @@ def test_a_denial_becomes_a_grant_when_the_project_is_made_public(api):
     )
 
 
+def test_a_cached_denial_survives_changes_to_other_projects(api):
+    """A denial depends on its own generation's project, not on every project."""
+    _, _, generation = private_generation(api)
+    stranger = api.user("stranger")
+    assert not cached_decision(api, stranger, generation["id"])["access_granted"]
+    other_owner, other_project, _ = private_generation(api)
+    received = cache_stats(api)["invalidations_received"]
+
+    api.ok(
+        "PATCH",
+        f"/api/v1/projects/{other_project['id']}",
+        other_owner,
+        json={"visibility": "public"},
+    )
+
+    wait_until(lambda: cache_stats(api)["invalidations_received"] > received, "no notice arrived")
+    answer = decision(api, stranger, generation["id"])
+    assert (answer["access_granted"], answer["cache_hit"]) == (False, True)
+
+
+def test_deleting_a_project_with_10000_generations_does_not_stall_requests(api):
+    """The delete sends a notice per generation. The listener is held after its first
+    batch until requests were answered: nothing it does keeps request threads waiting."""
+    owner, project, generation = private_generation(api)
+    api.sql(
+        "insert into public.generations (owner_id, project_id, model_id, prompt, cost, status,"
+        " idempotency_key) select %s, %s, %s, 'storm', 1, 'completed', 'storm-' || i"
+        " from generate_series(1, 10000) as i",
+        (owner.id, project["id"], MODEL),
+    )
+    bystander, _, hot = private_generation(api)
+    assert cached_decision(api, bystander, hot["id"])["cache_hit"]
+    assert cached_decision(api, owner, generation["id"])["access_granted"]
+    cache = api.app.extensions[EXTENSION]
+    received = cache.stats()["invalidations_received"]
+    paused, resume = threading.Event(), threading.Event()
+    real_invalidate_many = cache.invalidate_many
+
+    def held_after_first_batch(tags):
+        real_invalidate_many(tags)
+        if not paused.is_set():
+            paused.set()
+            resume.wait(10)
+
+    cache.invalidate_many = held_after_first_batch
+    try:
+        api.ok("DELETE", f"/api/v1/projects/{project['id']}", owner, 204)
+        assert paused.wait(10), "the notices never reached the cache"
+        answers = [decision(api, bystander, hot["id"]) for _ in range(20)]
+        resume.set()
+        assert all(a["access_granted"] and a["cache_hit"] for a in answers)
+        wait_until(
+            lambda: cache.stats()["invalidations_received"] >= received + 10_001,
+            "the storm was not worked through",
+            timeout=30,
+        )
+    finally:
+        resume.set()
+        cache.invalidate_many = real_invalidate_many
+    assert not decision(api, owner, generation["id"])["access_granted"]
+
+
 # the model catalog --------------------------------------------------------------------------
 
 
@@ -498,5 +561,81 @@ def test_a_cut_listener_distrusts_the_cache_until_it_reconnects(
 
         wait_until(lambda: cache_stats(api)["trusted"], "the listener did not come back", 10)
         assert cached_decision(api, owner, generation["id"])["access_granted"]
+    finally:
+        close_app(app)
+
+
+# sign-outs where auth.sessions announces nothing ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quiet_sessions_database(database_factory, migrated_template):
+    """A database whose auth.sessions has no invalidation trigger, as a hosted project that
+    refuses triggers on Supabase Auth's tables."""
+    url = database_factory(migrated_template)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("drop trigger sessions_invalidate on auth.sessions")
+    return url
+
+
+@pytest.fixture
+def two_instances_without_session_trigger(quiet_sessions_database, redis_db_url):
+    # a session answer would live ten minutes: only the app's own announcement can end it
+    first = start_app(quiet_sessions_database, redis_db_url, CACHE_SESSION_TTL=600)
+    second = start_app(quiet_sessions_database, redis_db_url, CACHE_SESSION_TTL=600)
+    try:
+        yield Api(first, quiet_sessions_database), Api(second, quiet_sessions_database)
+    finally:
+        close_app(first)
+        close_app(second)
+
+
+def test_logout_through_one_instance_is_refused_by_another_without_the_trigger(
+    two_instances_without_session_trigger,
+):
+    a, b = two_instances_without_session_trigger
+    owner, _, generation = private_generation(a)
+    assert cached_decision(b, owner, generation["id"])["access_granted"]
+    assert cached_decision(b, owner, generation["id"])["cache_hit"]  # session answer cached too
+
+    a.ok("POST", "/api/v1/auth/logout", owner, 204)
+
+    response, _ = flips(b, owner, generation["id"], lambda r: r.status_code == 401, "logout on A")
+    assert response.get_json()["error"] == "invalid_token"
+
+
+def test_refresh_token_reuse_through_one_instance_is_refused_by_another_without_the_trigger(
+    two_instances_without_session_trigger,
+):
+    a, b = two_instances_without_session_trigger
+    owner, _, generation = private_generation(a)
+    assert cached_decision(b, owner, generation["id"])["access_granted"]
+    refresh = {"refresh_token": owner.refresh_token}
+    a.ok("POST", "/api/v1/auth/refresh", json=refresh)
+
+    replay = a.call("POST", "/api/v1/auth/refresh", json=refresh)  # a leaked token, replayed
+    assert replay.status_code == 401, replay.get_json()
+
+    flips(b, owner, generation["id"], lambda r: r.status_code == 401, "session revoked on A")
+
+
+def test_a_session_ended_elsewhere_is_cached_seconds_only_without_the_trigger(
+    quiet_sessions_database, redis_db_url
+):
+    ttl = 0.5
+    app = start_app(quiet_sessions_database, redis_db_url, CACHE_SESSION_TTL=ttl)
+    try:
+        api = Api(app, quiet_sessions_database)
+        owner, _, generation = private_generation(api)
+        assert cached_decision(api, owner, generation["id"])["cache_hit"]
+
+        # an operator (or Supabase Auth on its own) ends the session: nobody announces it
+        api.sql("delete from auth.sessions where user_id = %s", (owner.id,))
+
+        wait_until(
+            lambda: authorize(api, owner, generation["id"]).status_code == 401,
+            "the ended session stayed cached beyond CACHE_SESSION_TTL",
+            timeout=ttl + FLIP_BOUND_SECONDS,
+        )
     finally:
         close_app(app)
