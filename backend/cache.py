@@ -45,7 +45,7 @@ import math
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +177,7 @@ class Cache:
         self._changed: dict[str, int] = {}  # tag -> change count at its last notice
         self._prune_above = PRUNE_CHANGED_AT
         self._flights: dict[str, _Flight] = {}
+        self._loading: Counter[int] = Counter()  # change count at the start of each load
         self._trusted = False
         self._trusted_from = 0
         self._alive_until = math.inf
@@ -272,6 +273,7 @@ class Cache:
                 flight = self._flights.get(key)
                 if flight is None:
                     flight = leader = self._flights[key] = _Flight(started=self._changes)
+                    self._loading[flight.started] += 1
         if entry is not None:
             self.l1_stats.hits += 1
             return entry.value, "l1"
@@ -284,6 +286,7 @@ class Cache:
         finally:
             with self._lock:
                 del self._flights[key]
+                self._done_loading(flight.started)
             flight.done.set()
 
     def _follow(self, flight: _Flight, key: str, load: Callable[[], tuple]) -> tuple[Any, str]:
@@ -295,8 +298,18 @@ class Cache:
         # it failed, or a notice overtook it: that answer may predate this request's start
         with self._lock:
             started = self._changes
-        value, layer, _ = self._fill(key, load, started)
+            self._loading[started] += 1
+        try:
+            value, layer, _ = self._fill(key, load, started)
+        finally:
+            with self._lock:
+                self._done_loading(started)
         return value, layer
+
+    def _done_loading(self, started: int) -> None:
+        self._loading[started] -= 1
+        if not self._loading[started]:
+            del self._loading[started]
 
     def _fill(self, key: str, load: Callable[[], tuple], started: int) -> tuple[Any, str, bool]:
         ticket = None
@@ -383,7 +396,7 @@ class Cache:
         """Forget notices no load in progress can be affected by (called under the lock)."""
         if len(self._changed) <= self._prune_above:
             return
-        oldest = min((f.started for f in self._flights.values()), default=self._changes)
+        oldest = min(self._loading, default=self._changes)
         for tag in [t for t, at in self._changed.items() if at <= oldest]:
             del self._changed[tag]
         self._prune_above = max(PRUNE_CHANGED_AT, 2 * len(self._changed))

@@ -370,3 +370,16 @@ def test_l2_is_used_only_where_redis_evicts_nothing(options, assume, policy, tru
         client.close()
         process.kill()
         process.wait()
+
+
+def test_notices_a_load_in_progress_depends_on_are_kept_when_old_ones_are_pruned(monkeypatch):
+    monkeypatch.setattr(cache_module, "PRUNE_CHANGED_AT", 10)
+    cache = trusted_cache()
+
+    def load_during_a_storm():
+        cache.invalidate("user:u1")  # the change this answer predates
+        cache.invalidate_many(f"generation:g{i}" for i in range(50))  # enough to prune
+        return "old", ["user:u1"]
+
+    assert cache.get_or_load("k", load_during_a_storm) == ("old", "db")
+    assert cache.get_or_load("k", Loader("new")) == ("new", "db")

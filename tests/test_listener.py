@@ -18,8 +18,10 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from backend.cache import Cache
-from backend.config import load_settings
+from backend import REFRESHER
+from backend.cache import LISTENER, Cache
+from backend.config import ConfigError, load_settings
+from backend.db import connection_options
 from backend.invalidation import CHANNEL, InvalidationListener, listen_connection_options
 
 BOUND_SECONDS = 1.0
@@ -199,3 +201,29 @@ def test_a_storm_of_notices_is_applied_in_batches_while_reads_go_on(db_url):
     assert len(batches) > 1, "the storm was not split into batches"
     assert cache.stats()["l1"]["size"] == 1  # only "hot" is left
     assert json.dumps(cache.stats())  # the report stays serialisable
+
+
+def test_behind_a_transaction_pooler_nothing_is_prepared_and_listen_needs_a_direct_url():
+    pooled = {"DATABASE_URL": "postgresql://app@pooler:6543/db", "DATABASE_POOLER": "transaction"}
+    with pytest.raises(ConfigError, match="DATABASE_DIRECT_URL"):
+        load_settings(pooled, environ={})
+    settings = load_settings({**pooled, "DATABASE_DIRECT_URL": "postgresql://app@db/db"}, {})
+    assert connection_options(settings)["prepare_threshold"] is None
+    direct = load_settings({"DATABASE_URL": "postgresql://app@db/db"}, environ={})
+    assert "prepare_threshold" not in connection_options(direct)
+
+
+def test_the_pool_follows_the_request_threads_unless_sized_explicitly():
+    url = {"DATABASE_URL": "postgresql://app@db/db"}
+    assert load_settings({**url, "GUNICORN_THREADS": 16}, environ={}).pool_max_size == 18
+    assert load_settings(url, environ={"GUNICORN_THREADS": "8"}).pool_max_size == 10
+    sized = load_settings({**url, "GUNICORN_THREADS": 16, "DB_POOL_MAX_SIZE": 5}, environ={})
+    assert sized.pool_max_size == 5
+
+
+def test_listen_and_analytics_leadership_connect_to_the_direct_url(make_app, db_url):
+    direct = f"{db_url}?application_name=velro-direct"
+    app = make_app(DATABASE_DIRECT_URL=direct, CACHE_ENABLED=True, ANALYTICS_REFRESH_SECONDS=60)
+    assert app.extensions[LISTENER]._url == direct
+    assert app.extensions[REFRESHER]._url == direct
+    assert app.extensions[LISTENER].connected.wait(10), "the listener never connected"
