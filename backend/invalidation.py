@@ -55,6 +55,10 @@ def listen_connection_options(bound_seconds: float) -> dict:
     }
 
 
+class ListenerStalled(RuntimeError):
+    """The LISTEN connection answered, but later than the cache's bound allows."""
+
+
 class InvalidationListener:
     def __init__(self, database_url: str, cache: Cache, *, bound_seconds: float = 5.0) -> None:
         self._url = database_url
@@ -90,7 +94,7 @@ class InvalidationListener:
             try:
                 self._listen()
                 backoff = 0.1
-            except (psycopg.Error, OSError) as error:
+            except (psycopg.Error, OSError, ListenerStalled) as error:
                 if not self._stop.is_set():
                     log.warning("invalidation channel down, cache distrusted: %s", error)
             except Exception:
@@ -105,6 +109,7 @@ class InvalidationListener:
     def _listen(self) -> None:
         options = listen_connection_options(self._bound)
         with psycopg.connect(self._url, autocommit=True, **options) as conn:
+            self._last_round_trip = time.monotonic()
             with self._socket_lock:
                 self._socket_fd = conn.fileno()
             try:
@@ -124,7 +129,12 @@ class InvalidationListener:
                     self._socket_fd = None
 
     def _round_trip_done(self) -> None:
-        self._last_round_trip = time.monotonic()
+        now = time.monotonic()
+        if now - self._last_round_trip > self._bound:
+            # the cache stopped trusting itself meanwhile; notices held up by the stall may
+            # still be on their way, so come back through a fresh LISTEN, not a heartbeat
+            raise ListenerStalled(f"a round trip took {now - self._last_round_trip:.1f} s")
+        self._last_round_trip = now
         self._cache.heartbeat()
 
     def _apply(self, notices: list) -> None:
