@@ -383,3 +383,19 @@ def test_notices_a_load_in_progress_depends_on_are_kept_when_old_ones_are_pruned
 
     assert cache.get_or_load("k", load_during_a_storm) == ("old", "db")
     assert cache.get_or_load("k", Loader("new")) == ("new", "db")
+
+
+def test_no_wall_clock_is_read(redis_client, namespace, monkeypatch):
+    """Hosts' clocks may disagree: nothing in the cache may depend on them."""
+
+    def no_clock():
+        raise AssertionError("the cache read the wall clock")
+
+    monkeypatch.setattr(time, "time", no_clock)
+    writer = trusted_cache(redis_client=redis_client, namespace=namespace)
+    reader = trusted_cache(redis_client=redis_client, namespace=namespace)
+    writer.get_or_load("k", Loader("old", tags=("user:u1",)))
+    assert reader.get_or_load("k", Loader("unused")) == ("old", "l2")
+    writer.invalidate("user:u1")  # the notice, as one instance hears it first
+    third = trusted_cache(redis_client=redis_client, namespace=namespace)
+    assert third.get_or_load("k", Loader("new")) == ("new", "db")
