@@ -145,8 +145,9 @@ class InvalidationListener:
                 tags.append(f"{payload['scope']}:{payload['id']}")
             except (ValueError, KeyError, TypeError):
                 log.error("ignoring malformed invalidation notice %r", notice.payload)
-        if tags:
-            self._cache.invalidate_many(tags)
+        # notices already in the socket's buffer come in one piece, however many
+        for start in range(0, len(tags), NOTICES_PER_BATCH):
+            self._cache.invalidate_many(tags[start : start + NOTICES_PER_BATCH])
 
     # watchdog ----------------------------------------------------------------------------
 
