@@ -323,7 +323,7 @@ def join(pair: Pair, workspace: Workspace, member: User) -> None:
         201,
         json={"email": member.email, "role": "editor"},
     )
-    ok(pair.a, "POST", f"/api/v1/invitations/{invitation['token']}/accept", member)
+    ok(pair.a, "POST", "/api/v1/invitations/accept", member, json={"token": invitation["token"]})
 
 
 def member_removal_trial(pair: Pair, workspace: Workspace) -> Refusal:
