@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -51,6 +52,13 @@ def app_settings(db_url: str, **overrides) -> dict:
         "MAIL_DIR": MAIL_DIR,
         **overrides,
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mail_dir():
+    """The run's mail catch-all, deleted with the run."""
+    yield MAIL_DIR
+    shutil.rmtree(MAIL_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
