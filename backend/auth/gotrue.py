@@ -17,7 +17,7 @@ from backend.auth.guard import VERIFIER, AuthContext, bearer_token
 from backend.auth.provider import AuthFailure
 from backend.auth.routes import provider
 from backend.db import session_is_live
-from backend.errors import InvalidToken
+from backend.errors import ApiError, InvalidToken
 from backend.request_id import request_id
 
 SIGNER = "velro.token_signer"
@@ -97,6 +97,8 @@ def gotrue_error(error: HTTPException):
         status, code, message, extra = error.code, error.error, error.description, error.extra
     elif error.code == 500:
         return _unexpected_failure(error.original_exception or error)
+    elif isinstance(error, ApiError):  # e.g. the mailer's 503
+        status, code, message, extra = error.code, error.error, error.description, {}
     else:
         status, code, message, extra = error.code, _code_for(error), error.description, {}
     return jsonify({"code": status, "error_code": code, "msg": message, **extra}), status
