@@ -5,7 +5,8 @@
 -- owner is an admin. Every RPC that changes a team's membership first locks the team's
 -- row, so two transfers, or a transfer and a removal, run one after the other and each
 -- sees what the other did: a team never has zero or two owners. A deferred check at
--- commit holds the same rule for any writer, operators included.
+-- commit holds the same rule for any writer, operators included (deferred, because a
+-- transfer passes through a moment with no owner member between its statements).
 
 -- helpers -------------------------------------------------------------------------------
 
@@ -31,7 +32,10 @@ security definer
 set search_path = ''
 as $$
 declare
-    v_team_id uuid := coalesce(new.team_id, old.team_id);
+    -- fired by team_members (team_id) and by teams (id)
+    v_team_id uuid := coalesce(
+        to_jsonb(new) ->> 'team_id', to_jsonb(old) ->> 'team_id', to_jsonb(new) ->> 'id'
+    )::uuid;
     v_owner_id uuid;
 begin
     select t.owner_id into v_owner_id from public.teams as t where t.id = v_team_id;
@@ -58,6 +62,11 @@ comment on function private.check_one_owner() is
 
 create constraint trigger team_members_have_one_owner
 after insert or update or delete on public.team_members
+deferrable initially deferred
+for each row execute function private.check_one_owner();
+
+create constraint trigger teams_have_one_owner
+after update of owner_id on public.teams
 deferrable initially deferred
 for each row execute function private.check_one_owner();
 
