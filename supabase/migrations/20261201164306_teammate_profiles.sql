@@ -63,7 +63,7 @@ end;
 $$;
 
 comment on function public.list_team_members(uuid, integer, public.team_role, timestamptz, uuid) is
-'A page of a team''s members with only id, role, email and display name (teammates never see credits, plan or status); members only, 404 for others.';
+'A page of a team''s members: id, role, email, display name, never credits, plan or status; 404 for non-members.';
 
 -- hosted Supabase grants new functions to every API role by default: only members call it
 revoke execute on function public.list_team_members(uuid, integer, public.team_role, timestamptz, uuid)

@@ -117,7 +117,7 @@ end;
 $$;
 
 comment on function public.change_member_role(uuid, uuid, public.team_role) is
-'The owner sets any member but herself to viewer, editor or admin; an admin moves editors and viewers between those two.';
+'The owner sets any other member to viewer, editor or admin; an admin moves editors and viewers between those two.';
 
 create function public.transfer_team_ownership(p_team_id uuid, p_user_id uuid)
 returns public.teams

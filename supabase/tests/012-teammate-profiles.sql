@@ -48,13 +48,16 @@ select results_eq(
 -- list_team_members -------------------------------------------------------------------------
 
 select is(
-    pg_get_function_result('public.list_team_members(uuid, integer, public.team_role, timestamptz, uuid)'::regprocedure),
+    pg_get_function_result(
+        'public.list_team_members(uuid, integer, public.team_role, timestamptz, uuid)'::regprocedure
+    ),
     'TABLE(user_id uuid, role team_role, email text, display_name text, joined_at timestamp with time zone)',
     'list_team_members returns id, role, email, display name and join time, nothing else of a profile'
 );
 select tests.authenticate_as(:'bob');
 select set_eq(
-    $$select user_id, role::text, email, display_name from public.list_team_members('a0000000-0000-4000-8000-000000000001')$$,
+    $$select user_id, role::text, email, display_name
+    from public.list_team_members('a0000000-0000-4000-8000-000000000001')$$,
     format(
         $$values (%L::uuid, 'owner', 'ann@velro.test', 'Ann'), (%L::uuid, 'admin', 'eve@velro.test', 'eve'),
         (%L::uuid, 'viewer', 'bob@velro.test', 'bob'), (%L::uuid, 'viewer', 'sue@velro.test', 'sue')$$,
@@ -69,8 +72,12 @@ select results_eq(
 );
 
 -- pages: the key of the second row is the cursor of the next page
-select role as after_role, joined_at as after_joined, user_id as after_user
-from public.list_team_members('a0000000-0000-4000-8000-000000000001', 2) offset 1 \gset
+select
+    role as after_role,
+    joined_at as after_joined,
+    user_id as after_user
+from public.list_team_members('a0000000-0000-4000-8000-000000000001', 2)
+order by role desc, joined_at desc, user_id desc offset 1 \gset
 select is(
     (select count(*) from public.list_team_members('a0000000-0000-4000-8000-000000000001', 2)), 2::bigint,
     'a page holds at most the limit'

@@ -98,8 +98,9 @@ select tests.clear_authentication();
 select ok(
     exists (
         select 1 from private.audit_events
-        where event = 'team.role_changed' and actor_id = :'towner' and subject_id = :'teditor'
-        and details = '{"from": "editor", "to": "admin"}'::jsonb
+        where
+            event = 'team.role_changed' and actor_id = :'towner' and subject_id = :'teditor'
+            and details = '{"from": "editor", "to": "admin"}'::jsonb
     ),
     'making an admin is audited'
 );
@@ -151,7 +152,8 @@ select throws_ok(
 );
 select tests.clear_authentication();
 select results_eq(
-    $$select user_id from public.team_members where team_id = 'a0000000-0000-4000-8000-000000000001' and role = 'owner'$$,
+    $$select user_id from public.team_members
+    where team_id = 'a0000000-0000-4000-8000-000000000001' and role = 'owner'$$,
     format('values (%L::uuid)', :'towner'),
     'the refused transfers left the owner in place'
 );
@@ -178,8 +180,9 @@ select is(
 select ok(
     exists (
         select 1 from private.audit_events
-        where event = 'team.ownership_transferred' and actor_id = :'towner' and team_id = :'team'
-        and details = jsonb_build_object('from', :'towner'::uuid, 'to', :'teditor'::uuid, 'new_owner_was', 'editor')
+        where
+            event = 'team.ownership_transferred' and actor_id = :'towner' and team_id = :'team'
+            and details = jsonb_build_object('from', :'towner'::uuid, 'to', :'teditor'::uuid, 'new_owner_was', 'editor')
     ),
     'the transfer is audited with both owners'
 );

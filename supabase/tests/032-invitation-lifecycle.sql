@@ -51,9 +51,13 @@ select throws_ok(
     format('select public.invite_member(%L, %L)', :'team', repeat('a', 244) || '@velro.test'),
     'PT400', 'email must be at most 254 characters', 'an address over 254 characters is refused'
 );
-select invitation ->> 'token' as first_token, invitation ->> 'invitation_id' as first_id
+select
+    invitation ->> 'token' as first_token,
+    invitation ->> 'invitation_id' as first_id
 from (select public.invite_member(:'team', 'first@velro.test', 'editor') as invitation) as i \gset
-select invitation ->> 'token' as new_token, invitation ->> 'invitation_id' as new_id
+select
+    invitation ->> 'token' as new_token,
+    invitation ->> 'invitation_id' as new_id
 from (select public.invite_member(:'team', 'new@velro.test', 'viewer') as invitation) as i \gset
 select invitation ->> 'token' as unconfirmed_token
 from (select public.invite_member(:'team', 'unconfirmed@velro.test', 'viewer') as invitation) as i \gset
@@ -75,7 +79,8 @@ select throws_ok(
 
 select is(
     pg_get_function_result('public.list_pending_invitations(uuid, integer, timestamptz, uuid)'::regprocedure),
-    'TABLE(id uuid, team_id uuid, email text, role team_role, invited_by uuid, expires_at timestamp with time zone, created_at timestamp with time zone)',
+    'TABLE(id uuid, team_id uuid, email text, role team_role, invited_by uuid, '
+    || 'expires_at timestamp with time zone, created_at timestamp with time zone)',
     'the list shows the invitation, never its token or hash'
 );
 select tests.authenticate_as(:'tadmin2');
@@ -91,7 +96,11 @@ select set_eq(
 select is(
     (select count(*) from public.list_pending_invitations(:'team', 2)), 2::bigint, 'a page holds at most the limit'
 );
-select created_at as after_created, id as after_id from public.list_pending_invitations(:'team', 2) offset 1 \gset
+select
+    created_at as after_created,
+    id as after_id
+from public.list_pending_invitations(:'team', 2)
+order by created_at desc, id desc offset 1 \gset
 select is_empty(
     format(
         $$select id from public.list_pending_invitations(%1$L, 10, %2$L, %3$L)
@@ -204,7 +213,10 @@ select throws_ok(
     'PT404', 'invitation not found in this team', 'a revoked invitation cannot be revoked again'
 );
 select throws_ok(
-    format('select public.revoke_invitation(%L, (select id from public.invitations where accepted_at is not null))', :'team'),
+    format(
+        'select public.revoke_invitation(%L, (select id from public.invitations where accepted_at is not null))',
+        :'team'
+    ),
     'PT409', 'this invitation has already been accepted: remove the member instead',
     'an accepted invitation is not revoked'
 );
@@ -212,8 +224,9 @@ select tests.clear_authentication();
 select ok(
     exists (
         select 1 from private.audit_events
-        where event = 'team.invitation_revoked' and actor_id = :'tadmin2' and subject_id = :'first_id'
-        and details ->> 'reason' = 'revoked'
+        where
+            event = 'team.invitation_revoked' and actor_id = :'tadmin2' and subject_id = :'first_id'
+            and details ->> 'reason' = 'revoked'
     ),
     'the revocation is audited'
 );
@@ -261,14 +274,18 @@ from (select public.invite_member(:'team', 'removed@velro.test') as invitation) 
 select tests.authenticate_as(:'towner');
 select lives_ok(format('select public.remove_member(%L, %L)', :'team', :'tadmin2'), 'the owner removes an admin');
 select tests.clear_authentication();
-select isnt((select revoked_at from public.invitations where id = :'removed_id'), null, 'a removed admin''s invitations go');
+select isnt(
+    (select revoked_at from public.invitations where id = :'removed_id'), null, 'a removed admin''s invitations go'
+);
 
 select tests.authenticate_as(:'tadmin4');
 select invitation ->> 'invitation_id' as left_id
 from (select public.invite_member(:'team', 'left@velro.test') as invitation) as i \gset
 select lives_ok(format('select public.leave_team(%L)', :'team'), 'an admin leaves');
 select tests.clear_authentication();
-select isnt((select revoked_at from public.invitations where id = :'left_id'), null, 'so do the invitations of one who left');
+select isnt(
+    (select revoked_at from public.invitations where id = :'left_id'), null, 'so do the invitations of one who left'
+);
 
 -- suspended: in every team
 select tests.authenticate_as(:'tadmin3');
@@ -279,7 +296,8 @@ from (select public.invite_member(:'beta', 'beta@velro.test') as invitation) as 
 select tests.clear_authentication();
 update public.profiles set status = 'suspended' where id = :'tadmin3';
 select is(
-    (select count(*) from public.invitations where id in (:'alpha_id', :'beta_id') and revoked_at is not null), 2::bigint,
+    (select count(*) from public.invitations where id in (:'alpha_id', :'beta_id') and revoked_at is not null),
+    2::bigint,
     'a suspended admin''s invitations are revoked in every team'
 );
 
