@@ -342,3 +342,22 @@ def test_the_official_client_confirms_by_code(confirming, live_server):
         assert auth.get_user(verified.session.access_token).user.email == email_address
     finally:
         client.auth.close()
+
+
+def test_after_five_wrong_codes_the_address_takes_codes_no_more(confirming, db_url):
+    client = confirming.test_client()
+    email_address = unique_email("guess")
+    signup(client, email_address)
+    ((code, token_hash),) = mailed_codes(confirming)
+    wrong = [f"{(int(code) + n) % 1_000_000:06d}" for n in range(1, 6)]
+    for guess in wrong:
+        body = {"type": "signup", "token": guess, "email": email_address}
+        gotrue_error(client.post("/auth/v1/verify", json=body), 403, "otp_expired")
+    right = {"type": "signup", "token": code, "email": email_address}
+    gotrue_error(client.post("/auth/v1/verify", json=right), 429, "over_request_rate_limit")
+    (row,) = query(
+        db_url, "select email_confirmed_at from auth.users where email = %s", (email_address,)
+    )
+    assert row["email_confirmed_at"] is None
+    by_hash = client.post("/auth/v1/verify", json={"type": "signup", "token_hash": token_hash})
+    assert by_hash.status_code == 200

@@ -41,10 +41,16 @@ INSTANCE_ID = "00000000-0000-0000-0000-000000000000"
 # an emailed code is six digits: short-lived, and the verify route is rate limited per email
 CONFIRMATION_LIFETIME = "1 hour"
 CONFIRMATION_TYPES = ("signup", "email")
+MAX_CODE_FAILURES = 5  # wrong codes per address within CONFIRMATION_LIFETIME
 
 
 INVALID_CREDENTIALS = AuthFailure(400, "invalid_credentials", "Invalid login credentials")
 INVALID_CONFIRMATION = AuthFailure(403, "otp_expired", "Token has expired or is invalid")
+TOO_MANY_CODES = AuthFailure(
+    429,
+    "over_request_rate_limit",
+    "Too many wrong codes for this address: use the token_hash from the email, or try in an hour",
+)
 
 
 class LocalProvider:
@@ -94,14 +100,35 @@ class LocalProvider:
             raise AuthFailure(
                 400, "validation_failed", "Verify requires a verification type: signup or email"
             )
-        if not token_hash:
-            if not (token and email):
-                raise AuthFailure(
-                    400,
-                    "validation_failed",
-                    "Verify requires either a token_hash or a token and its email",
-                )
-            token_hash = confirmation_token_hash(email.strip().lower(), token.strip())
+        if token_hash:
+            return self._confirm(token_hash)
+        if token and email:
+            return self._confirm_by_code(email.strip().lower(), token.strip())
+        raise AuthFailure(
+            400, "validation_failed", "Verify requires either a token_hash or a token and its email"
+        )
+
+    def _confirm_by_code(self, email: str, code: str) -> Session:
+        # Six digits are guessable: after a few wrong codes within the code's lifetime the
+        # address takes codes no more (its token_hash still works), whatever the IP.
+        with owner_transaction() as cur:
+            cur.execute(
+                "select id from auth.users where email = %s and is_sso_user = false"
+                " and email_confirmed_at is null",
+                (email,),
+            )
+            pending = cur.fetchone()
+            if pending and _recent_code_failures(cur, pending["id"]) >= MAX_CODE_FAILURES:
+                raise TOO_MANY_CODES
+        try:
+            return self._confirm(confirmation_token_hash(email, code))
+        except AuthFailure:
+            if pending:
+                with owner_transaction() as cur:
+                    _audit(cur, "auth.confirmation_code_failed", pending["id"], {"email": email})
+            raise
+
+    def _confirm(self, token_hash: str) -> Session:
         with owner_transaction() as cur:
             cur.execute(
                 "update auth.users set email_confirmed_at = now(), confirmation_token = '',"
@@ -371,6 +398,16 @@ def _rotate(cur, row: dict) -> tuple[dict, str]:
     user = cur.fetchone()
     token = _issue_refresh_token(cur, user["id"], row["session_id"], parent=revoked["token"])
     return user, token
+
+
+def _recent_code_failures(cur, user_id) -> int:
+    cur.execute(
+        "select count(*) as failures from private.audit_events"
+        " where actor_id = %s and event = 'auth.confirmation_code_failed'"
+        " and occurred_at > now() - %s::interval",
+        (user_id, CONFIRMATION_LIFETIME),
+    )
+    return cur.fetchone()["failures"]
 
 
 def _password_matches(password: str, stored: str, decoy: bytes) -> bool:
