@@ -12,7 +12,7 @@ bodies only (never in a URL, so access logs never hold it).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from flask.views import MethodView
@@ -182,9 +182,9 @@ class Invite(MethodView):
                 p_role=body["role"],
             )
             invitation = rows[0]["invite_member"]
+            # the RPC answers jsonb, where a timestamp is text
+            invitation["expires_at"] = datetime.fromisoformat(invitation["expires_at"])
             _mail_invitation(cur, invitation)
-        # the RPC answers jsonb, where a timestamp is text
-        invitation["expires_at"] = datetime.fromisoformat(invitation["expires_at"])
         return invitation
 
 
@@ -196,6 +196,7 @@ def _mail_invitation(cur, invitation: dict) -> None:
     )
     found = cur.fetchone()
     inviter = found["display_name"] or found["email"]
+    expires = invitation["expires_at"].astimezone(UTC)
     accept = f"{settings().PUBLIC_URL.rstrip('/')}/api/v1/invitations/accept"
     text = (
         f'{inviter} invites you to join the team "{found["name"]}" on Velro'
@@ -204,7 +205,7 @@ def _mail_invitation(cur, invitation: dict) -> None:
         f"Sign in as {invitation['email']} (with a confirmed email address) and send it:\n\n"
         f"    POST {accept}\n"
         f'    {{"token": "{invitation["token"]}"}}\n\n'
-        "It works once, until it expires in 7 days or the team revokes it.\n"
+        f"It works once, until {expires:%Y-%m-%d %H:%M} UTC, unless the team revokes it.\n"
     )
     mailer().send(invitation["email"], f"Join {found['name']} on Velro", text)
 
