@@ -1,8 +1,9 @@
 """Velro's Flask app: ``create_app()`` builds it; ``gunicorn 'backend:create_app()'`` serves it.
 
 Modules, one concern each: config (settings), request_id, errors (the one error shape),
-db (pool and transactions), auth (tokens, providers, routes), openapi (the Api and its
-document), health. Long-lived clients live in ``app.extensions``; per-request state on ``g``.
+db (pool and transactions), mailer (outgoing email), auth (tokens, providers, routes),
+openapi (the Api and its document), health. Long-lived clients live in
+``app.extensions``; per-request state on ``g``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,19 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from backend import api, auth, cache, db, errors, headers, health, limits, openapi, request_id
+from backend import (
+    api,
+    auth,
+    cache,
+    db,
+    errors,
+    headers,
+    health,
+    limits,
+    mailer,
+    openapi,
+    request_id,
+)
 from backend.analytics import AnalyticsRefresher
 from backend.config import Settings, load_settings, validate
 
@@ -41,6 +54,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     errors.init_app(app)
     headers.init_app(app)
     spec = openapi.init_app(app)
+    mailer.init_app(app)  # before auth: the local provider sends confirmations through it
     auth.init_app(app, spec)
     spec.register_blueprint(health.blp)
     api.register(spec)

@@ -17,7 +17,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from flask import current_app
 
@@ -68,6 +68,15 @@ class Settings:
     JWKS_CACHE_SECONDS: int = 600  # how long fetched keys are trusted before a refetch
     JWKS_MIN_REFETCH_SECONDS: float = 10.0  # an unknown kid refetches at most this often
     PASSWORD_MIN_LENGTH: int = 8
+    # sign-ups are confirmed at once (no email round trip); default: on in development only
+    AUTH_AUTOCONFIRM: bool | None = None
+
+    SMTP_HOST: str | None = None  # outgoing mail server; none: mail is written to MAIL_DIR
+    SMTP_PORT: int = 587  # 465: implicit TLS; otherwise STARTTLS when the server offers it
+    SMTP_USER: str | None = None
+    SMTP_PASSWORD: str | None = dataclasses.field(default=None, repr=False)
+    SMTP_SENDER: str | None = None  # From: address; required with SMTP_HOST
+    MAIL_DIR: str = ".mail"  # development catch-all: every email as an .eml file here
 
     RATE_LIMIT_ENABLED: bool = True  # flask-limiter on/off (benchmarks turn it off)
     RATE_LIMIT_PER_IP: str = "1000/hour"  # every request, per client IP
@@ -106,6 +115,12 @@ class Settings:
         return self.DB_POOL_MAX_SIZE or self.GUNICORN_THREADS + 2
 
     @property
+    def autoconfirm(self) -> bool:
+        if self.AUTH_AUTOCONFIRM is None:
+            return self.APP_ENV == "development"
+        return self.AUTH_AUTOCONFIRM
+
+    @property
     def issuer(self) -> str:
         if self.JWT_ISSUER:
             return self.JWT_ISSUER
@@ -129,7 +144,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ=None) -> S
         raise ConfigError(
             f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    types = get_type_hints(Settings)
+    types = {name: _unoptional(kind) for name, kind in get_type_hints(Settings).items()}
     values = {}
     for name in known:
         if name in overrides:
@@ -139,6 +154,12 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ=None) -> S
     settings = Settings(**values)
     validate(settings)
     return settings
+
+
+def _unoptional(kind):
+    """bool for ``bool | None``: an optional setting parses as its type when it is given."""
+    arguments = [argument for argument in get_args(kind) if argument is not type(None)]
+    return arguments[0] if len(arguments) == 1 else kind
 
 
 def _parse(name: str, raw: str, kind) -> Any:
@@ -194,6 +215,8 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append("CACHE_LISTENER_TIMEOUT >= 1 and CACHE_SESSION_TTL >= 0 are required")
     if len(s.JWT_SECRET) < 32:
         problems.append("JWT_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+    if s.SMTP_HOST and not s.SMTP_SENDER:
+        problems.append("SMTP_SENDER is not set: give the From address, e.g. no-reply@example.com")
     if s.AUTH_MODE == "supabase" and not (s.SUPABASE_URL and s.SUPABASE_ANON_KEY):
         problems.append("AUTH_MODE=supabase needs SUPABASE_URL and SUPABASE_ANON_KEY")
     if s.CACHE_L1_SIZE < 1 or s.CACHE_L1_TTL <= 0 or s.CACHE_L2_TTL < 1:
@@ -217,6 +240,11 @@ def _production_problems(s: Settings) -> list[str]:
         problems.append("FAL_KEY is not set: production refuses the simulated FAL provider")
     if not s.PUBLIC_URL.startswith("https://"):
         problems.append("PUBLIC_URL must be an https:// URL in production")
+    if not (s.SMTP_HOST and s.SMTP_SENDER):
+        problems.append(
+            "SMTP_HOST and SMTP_SENDER are not set: production sends confirmation and"
+            " invitation emails by SMTP"
+        )
     return problems
 
 

@@ -4,7 +4,8 @@
   and, with a verified token, per user (``RATE_LIMIT_PER_USER``), each one bucket across
   all routes;
 - sign-in and sign-up (``/api/v1/auth/login``, ``/api/v1/auth/signup``, ``/auth/v1/signup``,
-  ``/auth/v1/token?grant_type=password``): per IP and per email
+  ``/auth/v1/token?grant_type=password``, ``/auth/v1/verify``, ``/auth/v1/resend``): per IP
+  and per email
   (``RATE_LIMIT_AUTH_PER_IP``, ``RATE_LIMIT_AUTH_PER_EMAIL``), against password guessing
   and signup floods, on top of the limits above;
 - generation submission (``POST /api/v1/generations``): per user
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 
 EXTENSION = "velro.limiter"
 KEY_PREFIX = "velro"
-SIGN_IN_ENDPOINTS = ("auth.login", "auth.signup", "gotrue.signup")
+# verify and resend too: an emailed code is six digits, guessable without a limit per email
+SIGN_IN_ENDPOINTS = ("auth.login", "auth.signup", "gotrue.signup", "gotrue.verify", "gotrue.resend")
 GRANT_ENDPOINT = "gotrue.token"  # also refreshes; only the password grant counts
 GENERATION_ENDPOINT = "generations.Generations"
 LIMIT_SETTINGS = (
@@ -183,7 +185,7 @@ def _check_endpoints(app: Flask, settings: Settings) -> None:
     # a renamed endpoint would silently lose its limit
     expected = ["auth.login", "auth.signup", GENERATION_ENDPOINT]
     if settings.AUTH_MODE == "local":
-        expected += ["gotrue.signup", GRANT_ENDPOINT]
+        expected += ["gotrue.signup", "gotrue.verify", "gotrue.resend", GRANT_ENDPOINT]
     missing = [endpoint for endpoint in expected if endpoint not in app.view_functions]
     if missing:
         raise RuntimeError(f"rate limits name unknown endpoints: {', '.join(missing)}")

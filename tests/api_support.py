@@ -123,7 +123,7 @@ class Api:
             201,
             json={"email": member.email, "role": role},
         )
-        self.ok("POST", f"/api/v1/invitations/{invitation['token']}/accept", member)
+        self.ok("POST", "/api/v1/invitations/accept", member, json={"token": invitation["token"]})
 
     def generation(self, user: TestUser, key: str | None = None, **fields) -> dict:
         body = {"model_id": MODEL, "prompt": "a lighthouse at dusk", **fields}

@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -28,6 +31,8 @@ from werkzeug.serving import make_server
 from backend import close_app, create_app
 
 PASSWORD = "correct horse battery staple"
+# the development mail catch-all of every app in this run (invitation emails land here)
+MAIL_DIR = os.path.join(tempfile.gettempdir(), f"velro-test-mail-{os.getpid()}")
 
 
 def app_settings(db_url: str, **overrides) -> dict:
@@ -41,8 +46,19 @@ def app_settings(db_url: str, **overrides) -> dict:
         "RATE_LIMIT_ENABLED": False,
         "CACHE_ENABLED": False,
         "ANALYTICS_REFRESH_SECONDS": 0,
+        # sign-ups are confirmed at once, as the demo seed's users are; the confirmation
+        # suites turn this off and confirm through POST /auth/v1/verify
+        "AUTH_AUTOCONFIRM": True,
+        "MAIL_DIR": MAIL_DIR,
         **overrides,
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mail_dir():
+    """The run's mail catch-all, deleted with the run."""
+    yield MAIL_DIR
+    shutil.rmtree(MAIL_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,10 @@ ROUTES = [
     ("get", "/api/v1/teams/{team_id}/permissions"),
     ("get", "/api/v1/teams/{team_id}/stats"),
     ("post", "/api/v1/teams/{team_id}/invite"),
-    ("post", "/api/v1/invitations/{token}/accept"),
+    ("get", "/api/v1/teams/{team_id}/invitations"),
+    ("delete", "/api/v1/teams/{team_id}/invitations/{invitation_id}"),
+    ("post", "/api/v1/invitations/accept"),
+    ("post", "/api/v1/teams/{team_id}/transfer"),
     ("patch", "/api/v1/teams/{team_id}/members/{user_id}"),
     ("delete", "/api/v1/teams/{team_id}/members/{user_id}"),
     ("get", "/api/v1/credits/balance"),
@@ -48,6 +51,8 @@ WITH_BODY = {
     ("put", "/api/v1/generations/{generation_id}/share"),
     ("post", "/api/v1/teams"),
     ("post", "/api/v1/teams/{team_id}/invite"),
+    ("post", "/api/v1/invitations/accept"),
+    ("post", "/api/v1/teams/{team_id}/transfer"),
     ("patch", "/api/v1/teams/{team_id}/members/{user_id}"),
 }
 

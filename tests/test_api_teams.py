@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from api_support import assert_error, assert_names_field, running_api
-from fixtures_app import unique_email
+from fixtures_app import MAIL_DIR, app_settings, unique_email
+
+from backend import close_app, create_app
+from backend.api.pagination import encode_cursor
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +83,54 @@ def test_list_shows_my_teams_with_my_role_in_pages(api, crew, stranger):
 def test_read_members_and_permissions_are_for_members_only(api, crew, stranger):
     detail = api.ok("GET", team_path(crew), crew["viewer"])
     assert (detail["name"], detail["member_count"], detail["role"]) == ("Night Crew", 4, "viewer")
-    members = api.ok("GET", team_path(crew, "/members"), crew["viewer"])["items"]
+    page = api.ok("GET", team_path(crew, "/members"), crew["viewer"])
+    members = page["items"]
     assert [(m["user_id"], m["role"]) for m in members] == [
         (crew[role].id, role) for role in ("owner", "admin", "editor", "viewer")
     ]
     assert members[0]["email"] == crew["owner"].email
-    for suffix in ("", "/members", "/permissions", "/stats"):
+    assert page["next_cursor"] is None
+    for suffix in ("", "/members", "/permissions", "/stats", "/invitations"):
         body = assert_error(api.call("GET", team_path(crew, suffix), stranger), 404, "not_found")
         assert "Night Crew" not in str(body)
     assert_error(api.call("GET", f"/api/v1/teams/{uuid.uuid4()}", stranger), 404)
     assert_error(api.call("GET", "/api/v1/teams/zzz/members", stranger), 404)
+
+
+def test_teammates_see_names_not_money(api, crew):
+    api.set_credits(crew["owner"], 12345)
+    members = api.ok("GET", team_path(crew, "/members"), crew["viewer"])["items"]
+    assert all(set(m) == {"user_id", "role", "email", "display_name", "joined_at"} for m in members)
+    assert "12345" not in str(members)
+    assert api.ok("GET", "/api/v1/auth/me", crew["owner"])["credits"] == 12345
+
+
+def test_members_come_in_pages_highest_role_first(api, crew):
+    seen, cursor = [], None
+    while True:
+        query = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = api.ok("GET", team_path(crew, "/members"), crew["editor"], query_string=query)
+        assert len(page["items"]) == 1
+        seen += [m["role"] for m in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["owner", "admin", "editor", "viewer"]
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "bm90IGpzb24",  # not JSON
+        encode_cursor((9, datetime.now(UTC), uuid.UUID(int=0))),  # no role has rank 9
+        encode_cursor((datetime.now(UTC), uuid.UUID(int=0))),  # another list's cursor
+    ],
+)
+def test_a_forged_member_cursor_is_a_bad_cursor(api, crew, cursor):
+    response = api.call(
+        "GET", team_path(crew, "/members"), crew["viewer"], query_string={"cursor": cursor}
+    )
+    assert_error(response, 400, "bad_cursor")
 
 
 @pytest.mark.parametrize(
@@ -125,15 +170,27 @@ def test_stats_after_a_refresh(api, crew):
 # invitations -------------------------------------------------------------------------------
 
 
-def test_invite_and_accept(api, crew):
+def invite(api, crew, inviter="admin", **body):
+    body = {"email": unique_email("invitee"), **body}
+    return api.ok("POST", team_path(crew, "/invite"), crew[inviter], 201, json=body)
+
+
+def accept(api, user, token):
+    return api.call("POST", "/api/v1/invitations/accept", user, json={"token": token})
+
+
+def mail_to(address: str) -> email.message.EmailMessage:
+    """The newest message the development mailer wrote for an address."""
+    for path in sorted(Path(MAIL_DIR).glob("*.eml"), reverse=True):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if message["To"] == address:
+            return message
+    raise AssertionError(f"no mail to {address} in {MAIL_DIR}")
+
+
+def test_invite_mails_the_token_and_the_invitee_accepts_it_once(api, crew):
     newcomer = api.user("newcomer")
-    invitation = api.ok(
-        "POST",
-        team_path(crew, "/invite"),
-        crew["admin"],
-        201,
-        json={"email": newcomer.email.upper(), "role": "editor"},
-    )
+    invitation = invite(api, crew, email=newcomer.email.upper(), role="editor")
     assert (invitation["team_id"], invitation["email"], invitation["role"]) == (
         crew["team"]["id"],
         newcomer.email,
@@ -144,30 +201,85 @@ def test_invite_and_accept(api, crew):
         "select token_hash from public.invitations where id = %s", (invitation["invitation_id"],)
     )
     assert invitation["token"] not in str(stored)
+    message = mail_to(newcomer.email)
+    assert "Night Crew" in message["Subject"]
+    assert invitation["token"] in message.get_content()
 
-    accept = f"/api/v1/invitations/{invitation['token']}/accept"
-    assert_error(api.call("POST", accept, crew["viewer"]), 403, "forbidden")
-    membership = api.ok("POST", accept, newcomer)
+    assert_error(accept(api, crew["viewer"], invitation["token"]), 403, "forbidden")
+    membership = api.ok(
+        "POST", "/api/v1/invitations/accept", newcomer, json={"token": invitation["token"]}
+    )
     assert (membership["team_id"], membership["user_id"], membership["role"]) == (
         crew["team"]["id"],
         newcomer.id,
         "editor",
     )
-    assert_error(api.call("POST", accept, newcomer), 410, "gone")
+    assert_error(accept(api, newcomer, invitation["token"]), 410, "gone")
+
+
+def test_the_token_never_travels_in_a_url(api, crew):
+    newcomer = api.user("pathless")
+    token = invite(api, crew, email=newcomer.email)["token"]
+    assert_error(api.call("POST", f"/api/v1/invitations/{token}/accept", newcomer), 404)
+    assert api.sql("select 1 from public.team_members where user_id = %s", (newcomer.id,)) == []
 
 
 def test_accept_refuses_unknown_and_expired_tokens(api, crew):
     newcomer = api.user("late")
-    assert_error(api.call("POST", "/api/v1/invitations/not-a-token/accept", newcomer), 404)
-    invitation = api.ok(
-        "POST", team_path(crew, "/invite"), crew["owner"], 201, json={"email": newcomer.email}
-    )
+    assert_error(accept(api, newcomer, "not-a-token"), 404)
+    invitation = invite(api, crew, inviter="owner", email=newcomer.email)
     api.sql(
         "update public.invitations set expires_at = now() - interval '1 minute' where id = %s",
         (invitation["invitation_id"],),
     )
-    response = api.call("POST", f"/api/v1/invitations/{invitation['token']}/accept", newcomer)
-    assert_error(response, 410, "gone")
+    assert_error(accept(api, newcomer, invitation["token"]), 410, "gone")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"), [({}, "token"), ({"token": ""}, "token"), ({"token": "t" * 257}, "token")]
+)
+def test_accept_refuses_bad_fields(api, stranger, body, field):
+    response = api.call("POST", "/api/v1/invitations/accept", stranger, json=body)
+    assert_names_field(assert_error(response, 422), field)
+
+
+def test_accept_needs_a_confirmed_email(api, crew):
+    newcomer = api.user("unconfirmed")
+    token = invite(api, crew, email=newcomer.email)["token"]
+    api.sql("update auth.users set email_confirmed_at = null where id = %s", (newcomer.id,))
+    body = assert_error(accept(api, newcomer, token), 403, "forbidden")
+    assert "confirm your email" in body["message"]
+    api.sql("update auth.users set email_confirmed_at = now() where id = %s", (newcomer.id,))
+    assert api.ok("POST", "/api/v1/invitations/accept", newcomer, json={"token": token})
+
+
+def test_a_new_sign_up_confirms_by_the_emailed_code_and_then_accepts(api, crew, tmp_path):
+    """The whole path with confirmation on: sign up, no session, code by mail, verify, join."""
+    app = create_app(app_settings(api.db_url, AUTH_AUTOCONFIRM=False, MAIL_DIR=str(tmp_path)))
+    try:
+        client = app.test_client()
+        address = unique_email("confirming")
+        credentials = {"email": address, "password": "correct horse battery staple"}
+        signed_up = client.post("/api/v1/auth/signup", json=credentials)
+        assert signed_up.status_code == 201
+        assert signed_up.get_json()["access_token"] is None
+        token = invite(api, crew, email=address)["token"]
+        assert_error(
+            client.post("/api/v1/auth/login", json=credentials), 403, "email_not_confirmed"
+        )
+
+        (mail,) = tmp_path.glob("*.eml")
+        code = next(w for w in mail.read_text().split() if w.isdigit() and len(w) == 6)
+        verified = client.post(
+            "/auth/v1/verify", json={"type": "signup", "email": address, "token": code}
+        )
+        assert verified.status_code == 200
+        bearer = {"Authorization": f"Bearer {verified.get_json()['access_token']}"}
+        joined = client.post("/api/v1/invitations/accept", json={"token": token}, headers=bearer)
+        assert joined.status_code == 200, joined.get_json()
+        assert joined.get_json()["team_id"] == crew["team"]["id"]
+    finally:
+        close_app(app)
 
 
 @pytest.mark.parametrize(
@@ -175,6 +287,7 @@ def test_accept_refuses_unknown_and_expired_tokens(api, crew):
     [
         ({}, "email"),
         ({"email": "not-an-email"}, "email"),
+        ({"email": "a" * 243 + "@example.com"}, "email"),  # 255 characters
         ({"email": "a@example.com", "role": "owner"}, "role"),
         ({"email": "a@example.com", "role": "chief"}, "role"),
     ],
@@ -194,34 +307,161 @@ def test_invite_needs_admin_and_a_new_member(api, crew, stranger):
     assert_error(api.call("POST", team_path(crew, "/invite"), crew["admin"], json=existing), 409)
 
 
-# roles and removal -------------------------------------------------------------------------
+def test_only_the_owner_invites_admins(api, crew):
+    body = {"email": unique_email("would-be-admin"), "role": "admin"}
+    before = api.fingerprint()
+    response = api.call("POST", team_path(crew, "/invite"), crew["admin"], json=body)
+    assert "only the owner" in assert_error(response, 403, "forbidden")["message"]
+    assert api.fingerprint() == before
+    assert api.ok("POST", team_path(crew, "/invite"), crew["owner"], 201, json=body)
 
 
-def test_admins_change_lower_roles_and_only_the_owner_hands_on_ownership(api, crew):
+def test_admins_list_pending_invitations_newest_first_in_pages(api, crew, stranger):
+    first, second, third = (invite(api, crew) for _ in range(3))
+    joiner = api.user("joiner")
+    accepted = invite(api, crew, email=joiner.email)
+    api.ok("POST", "/api/v1/invitations/accept", joiner, json={"token": accepted["token"]})
+    expired = invite(api, crew)
+    api.sql(
+        "update public.invitations set expires_at = now() - interval '1 second' where id = %s",
+        (expired["invitation_id"],),
+    )
+    path = team_path(crew, "/invitations")
+    page = api.ok("GET", path, crew["admin"], query_string={"limit": 2})
+    rest = api.ok("GET", path, crew["owner"], query_string={"cursor": page["next_cursor"]})
+    listed = [i["id"] for i in page["items"] + rest["items"]]
+    assert listed == [third["invitation_id"], second["invitation_id"], first["invitation_id"]]
+    assert rest["next_cursor"] is None
+    item = page["items"][0]
+    assert set(item) == {"id", "team_id", "email", "role", "invited_by", "expires_at", "created_at"}
+    assert (item["email"], item["invited_by"]) == (third["email"], crew["admin"].id)
+    for caller, status in ((crew["editor"], 403), (crew["viewer"], 403), (stranger, 404)):
+        assert_error(api.call("GET", path, caller), status)
+    assert_error(api.call("GET", path, crew["admin"], query_string={"cursor": "x"}), 400)
+
+
+def test_admins_revoke_invitations(api, crew, stranger):
+    invitee = api.user("revoked")
+    invitation = invite(api, crew, inviter="owner", email=invitee.email)
+    path = team_path(crew, f"/invitations/{invitation['invitation_id']}")
+    for caller, status in ((crew["editor"], 403), (stranger, 404)):
+        before = api.fingerprint()
+        assert_error(api.call("DELETE", path, caller), status)
+        assert api.fingerprint() == before
+    other_team = api.team(stranger)
+    elsewhere = f"/api/v1/teams/{other_team['id']}/invitations/{invitation['invitation_id']}"
+    assert_error(api.call("DELETE", elsewhere, stranger), 404)
+
+    api.ok("DELETE", path, crew["admin"], 204)
+    assert_error(api.call("DELETE", path, crew["admin"]), 404)
+    body = assert_error(accept(api, invitee, invitation["token"]), 410, "gone")
+    assert "revoked" in body["message"]
+    listed = api.ok("GET", team_path(crew, "/invitations"), crew["admin"])["items"]
+    assert invitation["invitation_id"] not in [i["id"] for i in listed]
+    audit = api.sql(
+        "select actor_id::text from private.audit_events"
+        " where event = 'team.invitation_revoked' and subject_id = %s",
+        (invitation["invitation_id"],),
+    )
+    assert audit == [{"actor_id": crew["admin"].id}]
+
+
+def test_revoking_an_accepted_invitation_is_a_conflict(api, crew):
+    newcomer = api.user("joined")
+    invitation = invite(api, crew, email=newcomer.email)
+    api.ok("POST", "/api/v1/invitations/accept", newcomer, json={"token": invitation["token"]})
+    path = team_path(crew, f"/invitations/{invitation['invitation_id']}")
+    assert_error(api.call("DELETE", path, crew["owner"]), 409, "conflict")
+
+
+@pytest.mark.parametrize("loss", ["removed", "demoted", "suspended", "left"])
+def test_an_inviter_who_loses_admin_takes_their_invitations_along(api, crew, loss):
+    kept = invite(api, crew, inviter="owner")
+    invitee = api.user("orphan")
+    lost = invite(api, crew, email=invitee.email)
+    admin = crew["admin"]
+    member = team_path(crew, f"/members/{admin.id}")
+    if loss == "removed":
+        api.ok("DELETE", member, crew["owner"], 204)
+    elif loss == "demoted":
+        api.ok("PATCH", member, crew["owner"], json={"role": "editor"})
+    elif loss == "suspended":
+        api.suspend(admin)
+    else:
+        api.ok("DELETE", member, admin, 204)
+    pending = api.ok("GET", team_path(crew, "/invitations"), crew["owner"])["items"]
+    assert [i["id"] for i in pending] == [kept["invitation_id"]]
+    assert_error(accept(api, invitee, lost["token"]), 410, "gone")
+
+
+# roles, ownership and removal --------------------------------------------------------------
+
+
+def test_admins_change_roles_below_admin_and_only_the_owner_makes_admins(api, crew):
     viewer = team_path(crew, f"/members/{crew['viewer'].id}")
     promoted = api.ok("PATCH", viewer, crew["admin"], json={"role": "editor"})
     assert (promoted["user_id"], promoted["role"]) == (crew["viewer"].id, "editor")
-    assert_error(api.call("PATCH", viewer, crew["admin"], json={"role": "owner"}), 403)
+    before = api.fingerprint()
+    refused = api.call("PATCH", viewer, crew["admin"], json={"role": "admin"})
+    assert "only the owner can make someone admin" in assert_error(refused, 403)["message"]
+    admin = team_path(crew, f"/members/{crew['admin'].id}")
+    assert_error(api.call("PATCH", admin, crew["admin"], json={"role": "editor"}), 403)
     assert_error(api.call("PATCH", viewer, crew["editor"], json={"role": "viewer"}), 403)
-    peer = team_path(crew, f"/members/{crew['owner'].id}")
-    assert_error(api.call("PATCH", peer, crew["admin"], json={"role": "viewer"}), 409)
+    owner = team_path(crew, f"/members/{crew['owner'].id}")
+    assert_error(api.call("PATCH", owner, crew["admin"], json={"role": "viewer"}), 409)
     unknown = team_path(crew, f"/members/{uuid.uuid4()}")
     assert_error(api.call("PATCH", unknown, crew["admin"], json={"role": "viewer"}), 404)
+    assert api.fingerprint() == before
 
-    api.ok(
-        "PATCH",
-        team_path(crew, f"/members/{crew['admin'].id}"),
-        crew["owner"],
-        json={"role": "owner"},
-    )
-    assert api.ok("GET", team_path(crew), crew["viewer"])["owner_id"] == crew["admin"].id
-    assert api.ok("GET", team_path(crew, "/permissions"), crew["owner"])["role"] == "admin"
+    assert api.ok("PATCH", viewer, crew["owner"], json={"role": "admin"})["role"] == "admin"
+    assert api.ok("PATCH", admin, crew["owner"], json={"role": "viewer"})["role"] == "viewer"
 
 
-@pytest.mark.parametrize(("body", "field"), [({}, "role"), ({"role": "boss"}, "role")])
+@pytest.mark.parametrize(
+    ("body", "field"), [({}, "role"), ({"role": "boss"}, "role"), ({"role": "owner"}, "role")]
+)
 def test_change_role_refuses_bad_fields(api, crew, body, field):
     path = team_path(crew, f"/members/{crew['viewer'].id}")
     assert_names_field(assert_error(api.call("PATCH", path, crew["owner"], json=body), 422), field)
+
+
+def test_the_owner_transfers_ownership_to_a_member(api, crew, stranger):
+    path = team_path(crew, "/transfer")
+    for caller, status in ((crew["admin"], 403), (crew["viewer"], 403), (stranger, 404)):
+        before = api.fingerprint()
+        assert_error(api.call("POST", path, caller, json={"user_id": crew["editor"].id}), status)
+        assert api.fingerprint() == before
+    for target, status in ((stranger.id, 404), (crew["owner"].id, 409)):
+        assert_error(api.call("POST", path, crew["owner"], json={"user_id": target}), status)
+    api.suspend(crew["viewer"])
+    suspended = api.call("POST", path, crew["owner"], json={"user_id": crew["viewer"].id})
+    assert "suspended" in assert_error(suspended, 409)["message"]
+
+    team = api.ok("POST", path, crew["owner"], json={"user_id": crew["editor"].id})
+    assert (team["owner_id"], team["role"]) == (crew["editor"].id, "admin")
+    roles = {
+        m["user_id"]: m["role"]
+        for m in api.ok("GET", team_path(crew, "/members"), crew["editor"])["items"]
+    }
+    assert (roles[crew["editor"].id], roles[crew["owner"].id]) == ("owner", "admin")
+    assert list(roles.values()).count("owner") == 1
+    audit = api.sql(
+        "select actor_id::text, details from private.audit_events"
+        " where event = 'team.ownership_transferred' and team_id = %s",
+        (crew["team"]["id"],),
+    )
+    details = {"from": crew["owner"].id, "to": crew["editor"].id, "new_owner_was": "editor"}
+    assert audit == [{"actor_id": crew["owner"].id, "details": details}]
+    # the former owner is an admin now: no more making admins or transferring
+    admin = team_path(crew, f"/members/{crew['admin'].id}")
+    assert_error(api.call("PATCH", admin, crew["owner"], json={"role": "editor"}), 403)
+    assert_error(api.call("POST", path, crew["owner"], json={"user_id": crew["admin"].id}), 403)
+
+
+@pytest.mark.parametrize(("body", "field"), [({}, "user_id"), ({"user_id": "nobody"}, "user_id")])
+def test_transfer_refuses_bad_fields(api, crew, body, field):
+    response = api.call("POST", team_path(crew, "/transfer"), crew["owner"], json=body)
+    assert_names_field(assert_error(response, 422), field)
 
 
 def test_remove_and_leave(api, crew, stranger):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
+from pathlib import Path
+
 import jwt
 import pytest
-from fixtures_app import PASSWORD, counts, unique_email
+from fixtures_app import PASSWORD, counts, query, unique_email
 from supabase_auth.errors import AuthApiError
 
 from supabase import ClientOptions, create_client
@@ -163,3 +168,196 @@ def test_the_official_client_sees_a_duplicate_sign_up(supabase_client, user):
     with pytest.raises(AuthApiError) as failure:
         supabase_client.auth.sign_up({"email": user.email, "password": PASSWORD})
     assert (failure.value.status, failure.value.code) == (422, "user_already_exists")
+
+
+# email confirmation (AUTH_AUTOCONFIRM off) ----------------------------------------------------
+
+
+@pytest.fixture
+def confirming(make_app, tmp_path):
+    """An app that mails a confirmation code at sign-up, into a folder of the test's own."""
+    return make_app(AUTH_AUTOCONFIRM=False, MAIL_DIR=str(tmp_path / "mail"))
+
+
+def mailed_codes(app) -> list[tuple[str, str]]:
+    """(code, token_hash) of every confirmation mail the app wrote, oldest first."""
+    folder = Path(app.config["SETTINGS"].MAIL_DIR)
+    found = []
+    for path in sorted(folder.glob("*.eml")):
+        text = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        body = text.get_content()
+        code = re.search(r"^\s+(\d{6})$", body, re.MULTILINE).group(1)
+        token_hash = re.search(r'"token_hash": "([0-9a-f]{56})"', body).group(1)
+        found.append((code, token_hash))
+    return found
+
+
+def test_signup_with_confirmation_answers_the_user_alone_and_mails_a_code(confirming, db_url):
+    client = confirming.test_client()
+    email_address = unique_email("confirm")
+    response = signup(client, email_address)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert "access_token" not in body and body["email"] == email_address
+    assert body["confirmation_sent_at"] and body["email_confirmed_at"] is None
+    ((code, token_hash),) = mailed_codes(confirming)
+    (row,) = query(
+        db_url,
+        "select email_confirmed_at, confirmation_token from auth.users where email = %s",
+        (email_address,),
+    )
+    assert row["email_confirmed_at"] is None and row["confirmation_token"] == token_hash
+    assert code not in row["confirmation_token"]
+    assert (
+        query(
+            db_url,
+            "select 1 from auth.sessions as s join auth.users as u on u.id = s.user_id"
+            " where u.email = %s",
+            (email_address,),
+        )
+        == []
+    )
+    refused = client.post(
+        "/auth/v1/token?grant_type=password", json={"email": email_address, "password": PASSWORD}
+    )
+    assert gotrue_error(refused, 400, "email_not_confirmed")["msg"] == "Email not confirmed"
+
+
+@pytest.mark.parametrize("by", ["token_hash", "token and email"])
+def test_verify_confirms_once_and_signs_in(confirming, db_url, by):
+    client = confirming.test_client()
+    email_address = unique_email("verify")
+    signup(client, email_address)
+    ((code, token_hash),) = mailed_codes(confirming)
+    if by == "token_hash":
+        body = {"type": "signup", "token_hash": token_hash}
+    else:
+        body = {"type": "email", "token": code, "email": email_address.upper()}
+    verified = client.post("/auth/v1/verify", json=body)
+    assert verified.status_code == 200, verified.get_json()
+    session = verified.get_json()
+    assert session["user"]["email_confirmed_at"] and session["refresh_token"]
+    me = client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {session['access_token']}"}
+    )
+    assert me.status_code == 200 and me.get_json()["email"] == email_address
+    gotrue_error(client.post("/auth/v1/verify", json=body), 403, "otp_expired")
+    signed_in = client.post(
+        "/auth/v1/token?grant_type=password", json={"email": email_address, "password": PASSWORD}
+    )
+    assert signed_in.status_code == 200
+    assert query(
+        db_url,
+        "select 1 from private.audit_events where event = 'auth.email_confirmed' and actor_id = %s",
+        (session["user"]["id"],),
+    )
+
+
+def test_a_wrong_or_stale_code_confirms_nothing(confirming, db_url):
+    client = confirming.test_client()
+    email_address = unique_email("stale")
+    signup(client, email_address)
+    ((code, _token_hash),) = mailed_codes(confirming)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for body in (
+        {"type": "signup", "token": wrong, "email": email_address},
+        {"type": "signup", "token": code, "email": unique_email("other")},
+        {"type": "signup", "token_hash": "0" * 56},
+    ):
+        gotrue_error(client.post("/auth/v1/verify", json=body), 403, "otp_expired")
+    query(
+        db_url,
+        "update auth.users set confirmation_sent_at = now() - interval '61 minutes'"
+        " where email = %s returning id",
+        (email_address,),
+    )
+    body = {"type": "signup", "token": code, "email": email_address}
+    gotrue_error(client.post("/auth/v1/verify", json=body), 403, "otp_expired")
+    (row,) = query(
+        db_url, "select email_confirmed_at from auth.users where email = %s", (email_address,)
+    )
+    assert row["email_confirmed_at"] is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "recovery", "token_hash": "x"},
+        {"token_hash": "x"},
+        {"type": "signup"},
+        {"type": "signup", "token": "123456"},
+        {"type": "signup", "token": 123456, "email": "a@example.com"},
+    ],
+)
+def test_verify_refuses_bad_input(confirming, body):
+    response = confirming.test_client().post("/auth/v1/verify", json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error_code"] in ("validation_failed", "bad_json")
+
+
+def test_resend_mails_a_new_code_and_the_old_one_stops_working(confirming):
+    client = confirming.test_client()
+    email_address = unique_email("resend")
+    signup(client, email_address)
+    resent = client.post("/auth/v1/resend", json={"type": "signup", "email": email_address})
+    assert resent.status_code == 200 and resent.get_json() == {}
+    (old_code, _), (new_code, _) = mailed_codes(confirming)
+    old = {"type": "signup", "token": old_code, "email": email_address}
+    if old_code != new_code:  # one in a million they are equal
+        gotrue_error(client.post("/auth/v1/verify", json=old), 403, "otp_expired")
+    new = {"type": "signup", "token": new_code, "email": email_address}
+    assert client.post("/auth/v1/verify", json=new).status_code == 200
+
+
+def test_resend_says_the_same_for_unknown_and_confirmed_addresses(confirming, user):
+    client = confirming.test_client()
+    for address in (unique_email("nobody"), user.email):
+        response = client.post("/auth/v1/resend", json={"type": "signup", "email": address})
+        assert response.status_code == 200 and response.get_json() == {}
+    assert mailed_codes(confirming) == []
+
+
+def test_a_confirmation_that_cannot_be_mailed_undoes_the_sign_up(make_app, tmp_path, db_url):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the mail folder should be")
+    app = make_app(AUTH_AUTOCONFIRM=False, MAIL_DIR=str(blocked))
+    before = counts(db_url)
+    gotrue_error(signup(app.test_client()), 503, "mail_unavailable")
+    assert counts(db_url) == before
+
+
+def test_the_official_client_confirms_by_code(confirming, live_server):
+    base_url = live_server(confirming)
+    options = ClientOptions(auto_refresh_token=False, persist_session=False)
+    client = create_client(base_url, "any-anon-key", options=options)
+    try:
+        auth = client.auth
+        email_address = unique_email("sdk-confirm")
+        signed_up = auth.sign_up({"email": email_address, "password": PASSWORD})
+        assert signed_up.session is None and signed_up.user.email == email_address
+        auth.resend({"type": "signup", "email": email_address})
+        code, _token_hash = mailed_codes(confirming)[-1]
+        verified = auth.verify_otp({"email": email_address, "token": code, "type": "signup"})
+        assert verified.session is not None and verified.user.email_confirmed_at
+        assert auth.get_user(verified.session.access_token).user.email == email_address
+    finally:
+        client.auth.close()
+
+
+def test_after_five_wrong_codes_the_address_takes_codes_no_more(confirming, db_url):
+    client = confirming.test_client()
+    email_address = unique_email("guess")
+    signup(client, email_address)
+    ((code, token_hash),) = mailed_codes(confirming)
+    wrong = [f"{(int(code) + n) % 1_000_000:06d}" for n in range(1, 6)]
+    for guess in wrong:
+        body = {"type": "signup", "token": guess, "email": email_address}
+        gotrue_error(client.post("/auth/v1/verify", json=body), 403, "otp_expired")
+    right = {"type": "signup", "token": code, "email": email_address}
+    gotrue_error(client.post("/auth/v1/verify", json=right), 429, "over_request_rate_limit")
+    (row,) = query(
+        db_url, "select email_confirmed_at from auth.users where email = %s", (email_address,)
+    )
+    assert row["email_confirmed_at"] is None
+    by_hash = client.post("/auth/v1/verify", json={"type": "signup", "token_hash": token_hash})
+    assert by_hash.status_code == 200

@@ -99,6 +99,36 @@ def test_body_that_is_not_json_is_refused(client, db_url, route):
 # sign-in -----------------------------------------------------------------------------------
 
 
+def test_signup_with_confirmation_has_no_tokens_until_the_email_is_confirmed(
+    make_app, tmp_path, db_url
+):
+    app = make_app(AUTH_AUTOCONFIRM=False, MAIL_DIR=str(tmp_path))
+    client = app.test_client()
+    email = unique_email("pending")
+    credentials = {"email": email, "password": PASSWORD}
+    response = client.post("/api/v1/auth/signup", json=credentials)
+    assert response.status_code == 201
+    body = response.get_json()
+    assert [body[k] for k in ("access_token", "refresh_token", "token_type")] == [None] * 3
+    assert body["user"]["email"] == email and body["user"]["confirmation_sent_at"]
+    assert body["user"]["email_confirmed_at"] is None
+    (mail,) = tmp_path.glob("*.eml")
+    assert email in mail.read_text()
+    assert_error(client.post("/api/v1/auth/login", json=credentials), 403, "email_not_confirmed")
+    (profile,) = query(db_url, "select credits from public.profiles where email = %s", (email,))
+    assert profile["credits"] == 100
+
+
+@pytest.mark.parametrize("length", [254, 255])
+def test_emails_are_at_most_254_characters(client, length):
+    email = "a" * (length - len("@example.com")) + "@example.com"
+    response = client.post("/api/v1/auth/signup", json={"email": email, "password": PASSWORD})
+    if length == 254:
+        assert response.status_code == 201
+    else:
+        assert_error(response, 422, "validation_failed")
+
+
 def test_login_issues_a_new_session_and_is_audited(client, user, db_url):
     response = client.post(
         "/api/v1/auth/login", json={"email": user.email.upper(), "password": user.password}

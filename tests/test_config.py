@@ -14,6 +14,8 @@ PRODUCTION = {
     "JWT_SECRET": "p" * 40,
     "FAL_KEY": "fal-key",
     "PUBLIC_URL": "https://api.velro.example",
+    "SMTP_HOST": "smtp.velro.example",
+    "SMTP_SENDER": "Velro <no-reply@velro.example>",
 }
 
 
@@ -74,6 +76,8 @@ def test_production_with_everything_set_starts():
         ({"DEBUG": "1"}, "DEBUG is on"),
         ({"FAL_KEY": ""}, "FAL_KEY is not set"),
         ({"PUBLIC_URL": "http://api.velro.example"}, "https://"),
+        ({"SMTP_HOST": ""}, "production sends confirmation and invitation emails by SMTP"),
+        ({"SMTP_SENDER": ""}, "SMTP_SENDER"),
     ],
 )
 def test_production_refuses_unsafe_settings(change, words):
@@ -84,6 +88,31 @@ def test_production_refuses_unsafe_settings(change, words):
 def test_create_app_refuses_production_with_the_default_secret():
     with pytest.raises(ConfigError, match="JWT_SECRET"):
         create_app({**PRODUCTION, "JWT_SECRET": DEFAULT_JWT_SECRET})
+
+
+@pytest.mark.parametrize(
+    ("environ", "autoconfirm"),
+    [
+        ({**BASE}, True),
+        ({**BASE, "APP_ENV": "test"}, False),
+        (PRODUCTION, False),
+        ({**PRODUCTION, "AUTH_AUTOCONFIRM": "true"}, True),
+        ({**BASE, "AUTH_AUTOCONFIRM": "false"}, False),
+    ],
+)
+def test_sign_ups_are_confirmed_at_once_only_in_development_unless_set(environ, autoconfirm):
+    settings = load_settings(environ=environ)
+    assert settings.autoconfirm is autoconfirm
+
+
+def test_bad_autoconfirm_says_what_to_fix():
+    with pytest.raises(ConfigError, match="AUTH_AUTOCONFIRM='maybe' is not a boolean"):
+        load_settings(environ={**BASE, "AUTH_AUTOCONFIRM": "maybe"})
+
+
+def test_smtp_password_stays_out_of_repr():
+    settings = load_settings(environ={**PRODUCTION, "SMTP_PASSWORD": "hunter2-smtp"})
+    assert "hunter2-smtp" not in repr(settings)
 
 
 def test_supabase_mode_derives_issuer_and_jwks():

@@ -120,7 +120,7 @@ CASES = {
         "POST", "/api/v1/teams", statuses(201, 201, 201, 201, 403), body={"name": "another"}
     ),
     "read team": Case("GET", "/api/v1/teams/{T}", MEMBERS_READ),
-    "team members": Case("GET", "/api/v1/teams/{T}/members", MEMBERS_READ),
+    "team members": Case("GET", "/api/v1/teams/{T}/members", MEMBERS_ONLY),
     "team permissions": Case("GET", "/api/v1/teams/{T}/permissions", MEMBERS_ONLY),
     "team stats": Case("GET", "/api/v1/teams/{T}/stats", MEMBERS_ONLY),
     "invite": Case(
@@ -130,7 +130,24 @@ CASES = {
         body={"email": "{new_email}"},
     ),
     "accept someone else's invitation": Case(
-        "POST", "/api/v1/invitations/{fresh_token}/accept", statuses(403, 403, 403, 403, 403)
+        "POST",
+        "/api/v1/invitations/accept",
+        statuses(403, 403, 403, 403, 403),
+        body={"token": "{fresh_token}"},
+    ),
+    "pending invitations": Case(
+        "GET", "/api/v1/teams/{T}/invitations", statuses(404, 403, 403, 200, 403)
+    ),
+    "revoke invitation": Case(
+        "DELETE",
+        "/api/v1/teams/{T}/invitations/{fresh_invitation}",
+        statuses(404, 403, 403, 204, 403),
+    ),
+    "transfer ownership": Case(
+        "POST",
+        "/api/v1/teams/{T}/transfer",
+        statuses(404, 403, 403, 403, 403),
+        body={"user_id": "{V}"},
     ),
     "change member role": Case(
         "PATCH",
@@ -210,14 +227,15 @@ class World:
             member = self.api.user("extra")
             self.api.join(self.team, self.owner, member, "viewer")
             return member.id
-        if name == "fresh_token":
-            return self.api.ok(
+        if name in ("fresh_token", "fresh_invitation"):
+            invitation = self.api.ok(
                 "POST",
                 f"/api/v1/teams/{self.team['id']}/invite",
                 self.owner,
                 201,
                 json={"email": unique_email("invitee")},
-            )["token"]
+            )
+            return invitation["token" if name == "fresh_token" else "invitation_id"]
         if name == "new_email":
             return unique_email("invitee")
         if name == "new_key":
@@ -239,6 +257,7 @@ class World:
             "fresh_shared",
             "fresh_member",
             "fresh_token",
+            "fresh_invitation",
             "new_email",
             "new_key",
         ):

@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
-from fixtures_app import PASSWORD, unique_email
+from fixtures_app import MAIL_DIR, PASSWORD, unique_email
 from isolated_redis import claim_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +74,9 @@ def server_env(database_url: str, redis_url: str, public_url: str) -> dict:
         "ANALYTICS_REFRESH_SECONDS": "0",
         "DB_POOL_MIN_SIZE": "1",
         "DB_POOL_MAX_SIZE": "4",
+        # sign-ups get their session at once, as in every API suite
+        "AUTH_AUTOCONFIRM": "true",
+        "MAIL_DIR": MAIL_DIR,
     }
 
 
@@ -323,7 +326,7 @@ def join(pair: Pair, workspace: Workspace, member: User) -> None:
         201,
         json={"email": member.email, "role": "editor"},
     )
-    ok(pair.a, "POST", f"/api/v1/invitations/{invitation['token']}/accept", member)
+    ok(pair.a, "POST", "/api/v1/invitations/accept", member, json={"token": invitation["token"]})
 
 
 def member_removal_trial(pair: Pair, workspace: Workspace) -> Refusal:

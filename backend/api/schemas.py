@@ -249,8 +249,7 @@ class MemberSchema(Schema):
     joined_at = fields.DateTime(required=True)
 
 
-class MemberListSchema(Schema):
-    items = fields.List(fields.Nested(MemberSchema), required=True)
+MemberPageSchema = page_of(MemberSchema, "MemberPage")
 
 
 class MembershipSchema(Schema):
@@ -266,9 +265,16 @@ class TeamPermissionsSchema(Schema):
     permissions = fields.List(fields.String(), required=True)
 
 
+MAX_EMAIL_LENGTH = 254  # RFC 5321
+
+
 class InviteSchema(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=320))
-    role = one_of(SHARE_ROLES, load_default="viewer")
+    email = fields.Email(required=True, validate=validate.Length(max=MAX_EMAIL_LENGTH))
+    role = one_of(
+        SHARE_ROLES,
+        load_default="viewer",
+        metadata={"description": "admin only when the owner invites"},
+    )
 
 
 class InvitationSchema(Schema):
@@ -282,8 +288,37 @@ class InvitationSchema(Schema):
     expires_at = fields.DateTime(required=True)
 
 
+class PendingInvitationSchema(Schema):
+    id = fields.UUID(required=True)
+    team_id = fields.UUID(required=True)
+    email = fields.String(required=True)
+    role = fields.String(required=True)
+    invited_by = fields.UUID(allow_none=True, required=True)
+    expires_at = fields.DateTime(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+PendingInvitationPageSchema = page_of(PendingInvitationSchema, "PendingInvitationPage")
+
+
+class AcceptInvitationSchema(Schema):
+    token = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=256),
+        metadata={"description": "the invitation token from the email"},
+    )
+
+
 class MemberRoleSchema(Schema):
-    role = one_of(TEAM_ROLES, required=True)
+    role = one_of(
+        SHARE_ROLES,
+        required=True,
+        metadata={"description": "ownership moves only by POST /api/v1/teams/{id}/transfer"},
+    )
+
+
+class TransferSchema(Schema):
+    user_id = fields.UUID(required=True, metadata={"description": "the member who becomes owner"})
 
 
 # credits and models ------------------------------------------------------------------------

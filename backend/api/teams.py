@@ -1,14 +1,18 @@
 """Teams, their members and invitations.
 
-Reads go through RLS (members read their teams, teammates and usage); every change goes
-through the team RPCs, which hold the rules: only admins invite and manage members, the
-single owner can be neither removed nor demoted, invitations are one-time and bound to
-an email.
+Reads of teams go through RLS (members read their teams and usage); the member list and
+the pending invitations come from RPCs that return only what a teammate may see (id,
+role, email, display name: never a profile's credits, plan or status). Every change goes
+through the team RPCs, which hold the rules: admins invite and manage editors and
+viewers, only the owner makes admins and hands on ownership, the single owner can be
+neither removed nor demoted, invitations are one-time, revocable, and bound to a
+confirmed email. An invitation is emailed to the invitee; its token travels in request
+bodies only (never in a URL, so access logs never hold it).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from flask.views import MethodView
@@ -16,10 +20,12 @@ from flask_smorest import Blueprint
 
 from backend.api import schemas
 from backend.api.outcomes import documented_errors
-from backend.api.pagination import NEWEST_FIRST, Page
+from backend.api.pagination import NEWEST_FIRST, BadCursor, Key, Page
 from backend.auth import current_user, require_user
+from backend.config import settings
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
+from backend.mailer import mailer
 
 blp = Blueprint(
     "teams", __name__, url_prefix="/api/v1/teams", description="Teams, members and invitations."
@@ -50,13 +56,9 @@ ONE_TEAM = """
     where t.id = %s
 """
 
-MEMBERS = """
-    select m.user_id, m.role, p.email, p.display_name, m.created_at as joined_at
-    from public.team_members as m
-    left join public.profiles as p on p.id = m.user_id
-    where m.team_id = %s
-    order by m.role desc, m.created_at, m.user_id
-"""
+# highest role first, then newest; the role travels in the cursor as its rank
+MEMBER_ORDER: Key = (("role_rank", int), ("joined_at", datetime), ("user_id", UUID))
+ROLE_RANKS = schemas.TEAM_ROLES  # lowest to highest, as the team_role enum orders them
 
 
 @blp.route("")
@@ -104,16 +106,35 @@ class Team(MethodView):
 @blp.route("/<uuid:team_id>/members")
 class Members(MethodView):
     @require_user
-    @blp.response(200, schemas.MemberListSchema)
-    @documented_errors(blp, 401, 404)
-    def get(self, team_id: UUID):
-        """The members of one of the caller's teams, highest role first."""
+    @blp.arguments(schemas.PageArgs, location="query")
+    @blp.response(200, schemas.MemberPageSchema)
+    @documented_errors(blp, 400, 401, 403, 404, 422)
+    def get(self, args, team_id: UUID):
+        """A page of the team's members (id, role, email, display name), highest role first."""
+        page = Page.from_args(args, key=MEMBER_ORDER)
+        role, joined_at, user_id = _member_cursor(page)
         with user_transaction() as cur:
-            cur.execute("select 1 from public.teams where id = %s", (team_id,))
-            if cur.fetchone() is None:
-                raise NotFound("team not found")
-            cur.execute(MEMBERS, (team_id,))
-            return {"items": cur.fetchall()}
+            rows = rpc(
+                cur,
+                "public.list_team_members",
+                p_team_id=team_id,
+                p_limit=page.fetch_size,
+                p_after_role=role,
+                p_after_joined_at=joined_at,
+                p_after_user_id=user_id,
+            )
+        for row in rows:
+            row["role_rank"] = ROLE_RANKS.index(row["role"])
+        return page.result(rows)
+
+
+def _member_cursor(page: Page) -> tuple:
+    if page.after is None:
+        return None, None, None
+    rank, joined_at, user_id = page.after
+    if not 0 <= rank < len(ROLE_RANKS):
+        raise BadCursor()
+    return ROLE_RANKS[rank], joined_at, user_id
 
 
 @blp.route("/<uuid:team_id>/permissions")
@@ -147,7 +168,11 @@ class Invite(MethodView):
     @blp.response(201, schemas.InvitationSchema)
     @documented_errors(blp, 401, 403, 404, 409, 422)
     def post(self, body, team_id: UUID):
-        """Invite an email at a role below owner (admins); the token is shown only here."""
+        """Invite an email (admins: viewer or editor; the owner: admin too) and mail the token.
+
+        The token is also in this answer, once; only its hash is kept. The email goes out
+        before the invitation commits, so an invitation exists only if its email left.
+        """
         with user_transaction() as cur:
             rows = rpc(
                 cur,
@@ -156,10 +181,82 @@ class Invite(MethodView):
                 p_email=body["email"],
                 p_role=body["role"],
             )
-        invitation = rows[0]["invite_member"]
-        # the RPC answers jsonb, where a timestamp is text
-        invitation["expires_at"] = datetime.fromisoformat(invitation["expires_at"])
+            invitation = rows[0]["invite_member"]
+            # the RPC answers jsonb, where a timestamp is text
+            invitation["expires_at"] = datetime.fromisoformat(invitation["expires_at"])
+            _mail_invitation(cur, invitation)
         return invitation
+
+
+def _mail_invitation(cur, invitation: dict) -> None:
+    cur.execute(
+        "select t.name, p.display_name, p.email from public.teams as t"
+        " cross join public.profiles as p where t.id = %s and p.id = (select auth.uid())",
+        (invitation["team_id"],),
+    )
+    found = cur.fetchone()
+    inviter = found["display_name"] or found["email"]
+    expires = invitation["expires_at"].astimezone(UTC)
+    accept = f"{settings().PUBLIC_URL.rstrip('/')}/api/v1/invitations/accept"
+    text = (
+        f'{inviter} invites you to join the team "{found["name"]}" on Velro'
+        f" as {invitation['role']}.\n\n"
+        f"Your invitation token:\n\n    {invitation['token']}\n\n"
+        f"Sign in as {invitation['email']} (with a confirmed email address) and send it:\n\n"
+        f"    POST {accept}\n"
+        f'    {{"token": "{invitation["token"]}"}}\n\n'
+        f"It works once, until {expires:%Y-%m-%d %H:%M} UTC, unless the team revokes it.\n"
+    )
+    mailer().send(invitation["email"], f"Join {found['name']} on Velro", text)
+
+
+@blp.route("/<uuid:team_id>/invitations")
+class Invitations(MethodView):
+    @require_user
+    @blp.arguments(schemas.PageArgs, location="query")
+    @blp.response(200, schemas.PendingInvitationPageSchema)
+    @documented_errors(blp, 400, 401, 403, 404, 422)
+    def get(self, args, team_id: UUID):
+        """A page of the team's pending invitations, newest first (admins)."""
+        page = Page.from_args(args, key=NEWEST_FIRST)
+        created_at, invitation_id = page.after or (None, None)
+        with user_transaction() as cur:
+            return page.result(
+                rpc(
+                    cur,
+                    "public.list_pending_invitations",
+                    p_team_id=team_id,
+                    p_limit=page.fetch_size,
+                    p_after_created_at=created_at,
+                    p_after_id=invitation_id,
+                )
+            )
+
+
+@blp.route("/<uuid:team_id>/invitations/<uuid:invitation_id>")
+class PendingInvitation(MethodView):
+    @require_user
+    @blp.response(204)
+    @documented_errors(blp, 401, 403, 404, 409)
+    def delete(self, team_id: UUID, invitation_id: UUID):
+        """Revoke an invitation that is not yet accepted (admins); its token stops working."""
+        with user_transaction() as cur:
+            rpc(cur, "public.revoke_invitation", p_team_id=team_id, p_invitation_id=invitation_id)
+
+
+@blp.route("/<uuid:team_id>/transfer")
+class Transfer(MethodView):
+    @require_user
+    @blp.arguments(schemas.TransferSchema)
+    @blp.response(200, schemas.TeamSchema)
+    @documented_errors(blp, 401, 403, 404, 409, 422)
+    def post(self, body, team_id: UUID):
+        """Hand the team to another active member (the owner); the caller stays as admin."""
+        with user_transaction() as cur:
+            team = rpc(
+                cur, "public.transfer_team_ownership", p_team_id=team_id, p_user_id=body["user_id"]
+            )[0]
+        return {**team, "role": "admin"}
 
 
 @blp.route("/<uuid:team_id>/members/<uuid:user_id>")
@@ -169,7 +266,7 @@ class Member(MethodView):
     @blp.response(200, schemas.MembershipSchema)
     @documented_errors(blp, 401, 403, 404, 409, 422)
     def patch(self, body, team_id: UUID, user_id: UUID):
-        """Change a member's role (admins; making someone owner transfers ownership)."""
+        """Set a member's role: admins move editors and viewers; only the owner makes admins."""
         with user_transaction() as cur:
             return rpc(
                 cur,
@@ -191,12 +288,16 @@ class Member(MethodView):
                 rpc(cur, "public.remove_member", p_team_id=team_id, p_user_id=user_id)
 
 
-@invitations.route("/<string(maxlength=256):token>/accept")
+@invitations.route("/accept")
 class Accept(MethodView):
     @require_user
+    @invitations.arguments(schemas.AcceptInvitationSchema)
     @invitations.response(200, schemas.MembershipSchema)
-    @documented_errors(invitations, 401, 403, 404, 409, 410)
-    def post(self, token: str):
-        """Join the team of an invitation sent to the caller's email (once, before it expires)."""
+    @documented_errors(invitations, 401, 403, 404, 409, 410, 422)
+    def post(self, body):
+        """Join the team of an invitation sent to the caller's confirmed email (once).
+
+        The token is in the body, never in the URL, so no access log holds it.
+        """
         with user_transaction() as cur:
-            return rpc(cur, "public.accept_invitation", p_token=token)[0]
+            return rpc(cur, "public.accept_invitation", p_token=body["token"])[0]

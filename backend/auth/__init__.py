@@ -22,6 +22,7 @@ from backend.auth.local import LocalProvider
 from backend.auth.supabase_provider import SupabaseProvider
 from backend.auth.tokens import RemoteKeySet, TokenSigner, TokenVerifier
 from backend.config import ConfigError
+from backend.mailer import EXTENSION as MAILER
 
 __all__ = ["AuthContext", "current_user", "init_app", "require_user"]
 
@@ -44,7 +45,7 @@ def init_app(app: Flask, api: Api) -> None:
     local_keys = signer.verification_keys() if settings.AUTH_MODE == "local" else {}
     app.extensions[VERIFIER] = TokenVerifier(settings, local_keys, remote)
     if settings.AUTH_MODE == "local":
-        app.extensions[routes.PROVIDER] = LocalProvider(settings, signer)
+        app.extensions[routes.PROVIDER] = LocalProvider(settings, signer, app.extensions[MAILER])
         app.extensions[gotrue.SIGNER] = signer
         app.register_blueprint(gotrue.blp)
     else:

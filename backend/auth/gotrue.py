@@ -1,8 +1,9 @@
 """/auth/v1: the Supabase Auth (GoTrue) routes, answered by the local provider.
 
-The official Supabase clients sign up, sign in, refresh, read the user and sign out
-against these routes unchanged, so request and response bodies follow GoTrue's JSON,
-errors included: ``{"code": <status>, "error_code": "<code>", "msg": "<sentence>"}``.
+The official Supabase clients sign up, confirm an email (verify, resend), sign in,
+refresh, read the user and sign out against these routes unchanged, so request and
+response bodies follow GoTrue's JSON, errors included:
+``{"code": <status>, "error_code": "<code>", "msg": "<sentence>"}``.
 Registered only when AUTH_MODE=local.
 """
 
@@ -16,7 +17,7 @@ from backend.auth.guard import VERIFIER, AuthContext, bearer_token
 from backend.auth.provider import AuthFailure
 from backend.auth.routes import provider
 from backend.db import session_is_live
-from backend.errors import InvalidToken
+from backend.errors import ApiError, InvalidToken
 from backend.request_id import request_id
 
 SIGNER = "velro.token_signer"
@@ -29,7 +30,28 @@ def signup():
     body = _json_body()
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     session = _local().sign_up(_text(body, "email"), _text(body, "password"), data)
+    # GoTrue answers the user alone while the email waits for confirmation
+    return jsonify(session.as_gotrue() if session.access_token else session.user)
+
+
+@blp.post("/verify")
+def verify():
+    """Confirm a sign-up's email (type signup or email) by token_hash, or token and email."""
+    body = _json_body()
+    session = _local().verify(
+        _text(body, "type"), _text(body, "token_hash"), _text(body, "token"), _text(body, "email")
+    )
     return jsonify(session.as_gotrue())
+
+
+@blp.post("/resend")
+def resend():
+    """Mail a new confirmation code; the same answer whether or not the address signed up."""
+    body = _json_body()
+    if _text(body, "type") not in ("signup", "email"):
+        raise AuthFailure(400, "validation_failed", "Only the signup confirmation is resent")
+    _local().resend_confirmation(_text(body, "email"))
+    return jsonify({})
 
 
 @blp.post("/token")
@@ -75,6 +97,8 @@ def gotrue_error(error: HTTPException):
         status, code, message, extra = error.code, error.error, error.description, error.extra
     elif error.code == 500:
         return _unexpected_failure(error.original_exception or error)
+    elif isinstance(error, ApiError):  # e.g. the mailer's 503
+        status, code, message, extra = error.code, error.error, error.description, {}
     else:
         status, code, message, extra = error.code, _code_for(error), error.description, {}
     return jsonify({"code": status, "error_code": code, "msg": message, **extra}), status

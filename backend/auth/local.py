@@ -5,7 +5,15 @@ lowercased. A sign-in creates a row in ``auth.sessions`` and an opaque refresh t
 sha256 is stored in ``auth.refresh_tokens``. A refresh token works once: using it revokes
 it and issues a child (``parent`` links them). Presenting a revoked one again means it
 leaked, so the whole session is deleted and every token of it stops working. Sign-ins,
-failed sign-ins, sign-ups, sign-outs and refresh-token reuse go to the audit log.
+failed sign-ins, sign-ups, confirmations, sign-outs and refresh-token reuse go to the
+audit log.
+
+Email confirmation works as in Supabase Auth: unless AUTH_AUTOCONFIRM, a sign-up gets no
+session but an email with a six-digit code; ``auth.users.confirmation_token`` keeps
+GoTrue's token hash, sha224(email + code), which is also what the email offers as
+``token_hash``. ``verify`` (POST /auth/v1/verify) checks either, within an hour, sets
+``email_confirmed_at`` and signs the user in; until then sign-in answers
+``email_not_confirmed``.
 """
 
 from __future__ import annotations
@@ -26,34 +34,117 @@ from backend.cache import cache
 from backend.config import Settings
 from backend.db import owner_transaction, rpc
 from backend.invalidation import announce
+from backend.mailer import Mailer
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_EMAIL_LENGTH = 254  # RFC 5321: the longest address a mail server accepts
 BCRYPT_COST = 10
 INSTANCE_ID = "00000000-0000-0000-0000-000000000000"
+# an emailed code is six digits: short-lived, and the verify route is rate limited per email
+CONFIRMATION_LIFETIME = "1 hour"
+CONFIRMATION_TYPES = ("signup", "email")
+MAX_CODE_FAILURES = 5  # wrong codes per address within CONFIRMATION_LIFETIME
 
 
 INVALID_CREDENTIALS = AuthFailure(400, "invalid_credentials", "Invalid login credentials")
+INVALID_CONFIRMATION = AuthFailure(403, "otp_expired", "Token has expired or is invalid")
+TOO_MANY_CODES = AuthFailure(
+    429,
+    "over_request_rate_limit",
+    "Too many wrong codes for this address: use the token_hash from the email, or try in an hour",
+)
 
 
 class LocalProvider:
     """Signs people up and in against auth.users; issues Supabase-shaped sessions."""
 
-    def __init__(self, settings: Settings, signer: TokenSigner):
+    def __init__(self, settings: Settings, signer: TokenSigner, mailer: Mailer):
         self._settings = settings
         self._signer = signer
+        self._mailer = mailer
         # compared against when the email is unknown, so both failures take as long
         self._decoy_hash = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(BCRYPT_COST))
 
     # sign-up and sign-in ----------------------------------------------------------------
 
     def sign_up(self, email: str, password: str, data: dict | None = None) -> Session:
+        """A session when sign-ups are confirmed at once; else tokenless, and a code is mailed."""
         email = self.check_credentials(email, password)
+        confirmed = self._settings.autoconfirm
         with owner_transaction() as cur:
-            user = insert_user(cur, email, hash_password(password), data or {})
+            user = insert_user(cur, email, hash_password(password), data or {}, confirmed)
             if user is None:
                 raise AuthFailure(422, "user_already_exists", "User already registered")
+            _audit(cur, "auth.signup", user["id"], {"email": email, "confirmed": confirmed})
+            if not confirmed:
+                # mailed before the commit: a message that cannot leave undoes the sign-up
+                user = self._send_confirmation(cur, user)
+                return Session(None, None, None, None, gotrue_user(user))
             session_id, refresh_token = _start_session(cur, user["id"])
-            _audit(cur, "auth.signup", user["id"], {"email": email})
+        return self._session(user, session_id, refresh_token)
+
+    def resend_confirmation(self, email: str) -> None:
+        """A new code for an unconfirmed sign-up; silent for any other address."""
+        email = (email or "").strip().lower()
+        with owner_transaction() as cur:
+            cur.execute(
+                "select * from auth.users where email = %s and is_sso_user = false"
+                " and email_confirmed_at is null and deleted_at is null for update",
+                (email,),
+            )
+            user = cur.fetchone()
+            if user is not None:
+                self._send_confirmation(cur, user)
+
+    def verify(self, kind: str, token_hash: str, token: str, email: str) -> Session:
+        """Confirm an email by token_hash, or by the emailed code with its address; sign in."""
+        if kind not in CONFIRMATION_TYPES:
+            raise AuthFailure(
+                400, "validation_failed", "Verify requires a verification type: signup or email"
+            )
+        if token_hash:
+            return self._confirm(token_hash)
+        if token and email:
+            return self._confirm_by_code(email.strip().lower(), token.strip())
+        raise AuthFailure(
+            400, "validation_failed", "Verify requires either a token_hash or a token and its email"
+        )
+
+    def _confirm_by_code(self, email: str, code: str) -> Session:
+        # Six digits are guessable: after a few wrong codes within the code's lifetime the
+        # address takes codes no more (its token_hash still works), whatever the IP.
+        with owner_transaction() as cur:
+            cur.execute(
+                "select id from auth.users where email = %s and is_sso_user = false"
+                " and email_confirmed_at is null",
+                (email,),
+            )
+            pending = cur.fetchone()
+            if pending and _recent_code_failures(cur, pending["id"]) >= MAX_CODE_FAILURES:
+                raise TOO_MANY_CODES
+        try:
+            return self._confirm(confirmation_token_hash(email, code))
+        except AuthFailure:
+            if pending:
+                with owner_transaction() as cur:
+                    _audit(cur, "auth.confirmation_code_failed", pending["id"], {"email": email})
+            raise
+
+    def _confirm(self, token_hash: str) -> Session:
+        with owner_transaction() as cur:
+            cur.execute(
+                "update auth.users set email_confirmed_at = now(), confirmation_token = '',"
+                " updated_at = now(), last_sign_in_at = now()"
+                " where confirmation_token = %s and confirmation_token <> ''"
+                " and confirmation_sent_at > now() - %s::interval and deleted_at is null"
+                " returning *",
+                (token_hash, CONFIRMATION_LIFETIME),
+            )
+            user = cur.fetchone()
+            if user is None:
+                raise INVALID_CONFIRMATION
+            _audit(cur, "auth.email_confirmed", user["id"], {"email": user["email"]})
+            session_id, refresh_token = _start_session(cur, user["id"])
         return self._session(user, session_id, refresh_token)
 
     def sign_in(self, email: str, password: str) -> Session:
@@ -70,6 +161,8 @@ class LocalProvider:
             raise INVALID_CREDENTIALS
         if user["banned_until"] and user["banned_until"].timestamp() > time.time():
             raise AuthFailure(400, "user_banned", "User is banned")
+        if user["email_confirmed_at"] is None:
+            raise AuthFailure(400, "email_not_confirmed", "Email not confirmed")
         with owner_transaction() as cur:
             cur.execute(
                 "update auth.users set last_sign_in_at = now() where id = %s", (user["id"],)
@@ -174,6 +267,22 @@ class LocalProvider:
             self._signer.sign(claims), refresh_token, expiry, now + expiry, gotrue_user(user)
         )
 
+    def _send_confirmation(self, cur, user: dict) -> dict:
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        token_hash = confirmation_token_hash(user["email"], code)
+        cur.execute(
+            "update auth.users set confirmation_token = %s, confirmation_sent_at = now()"
+            " where id = %s returning *",
+            (token_hash, user["id"]),
+        )
+        user = cur.fetchone()
+        self._mailer.send(
+            user["email"],
+            "Confirm your email address",
+            confirmation_text(self._settings.PUBLIC_URL, user["email"], code, token_hash),
+        )
+        return user
+
     def _record_failed_sign_in(self, email: str, user: dict | None) -> None:
         with owner_transaction() as cur:
             _audit(
@@ -187,7 +296,7 @@ class LocalProvider:
 def validate_credentials(email: str, password: str, minimum_length: int) -> str:
     """The normalised email, or AuthFailure saying what is wrong (GoTrue's codes)."""
     email = (email or "").strip().lower()
-    if not EMAIL.match(email) or len(email) > 255:
+    if not EMAIL.match(email) or len(email) > MAX_EMAIL_LENGTH:
         raise AuthFailure(
             400, "validation_failed", "Unable to validate email address: invalid format"
         )
@@ -213,16 +322,18 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
 
 
-def insert_user(cur, email: str, hashed: str, data: dict) -> dict | None:
-    """Insert a confirmed email user (the trigger adds the profile); None if the email is taken.
+def insert_user(cur, email: str, hashed: str, data: dict, confirmed: bool = True) -> dict | None:
+    """Insert an email user (the trigger adds the profile); None if the email is taken.
 
-    Sign-up and `velro user create` both come here, so both write the row GoTrue would.
+    Sign-up and `velro user create` both come here, so both write the row GoTrue would;
+    an operator's user is confirmed, a sign-up only with AUTH_AUTOCONFIRM.
     """
     cur.execute(
         """insert into auth.users (instance_id, id, aud, role, email, encrypted_password,
                 email_confirmed_at, last_sign_in_at, raw_app_meta_data, raw_user_meta_data,
                 created_at, updated_at, is_anonymous)
-            values (%s, %s, 'authenticated', 'authenticated', %s, %s, now(), now(), %s, %s,
+            values (%s, %s, 'authenticated', 'authenticated', %s, %s,
+                case when %s then now() end, case when %s then now() end, %s, %s,
                 now(), now(), false)
             on conflict (email) where is_sso_user = false do nothing
             returning *""",
@@ -231,11 +342,31 @@ def insert_user(cur, email: str, hashed: str, data: dict) -> dict | None:
             uuid.uuid4(),
             email,
             hashed,
+            confirmed,
+            confirmed,
             Jsonb({"provider": "email", "providers": ["email"]}),
             Jsonb(data),
         ),
     )
     return cur.fetchone()
+
+
+def confirmation_token_hash(email: str, code: str) -> str:
+    """GoTrue's token hash of an emailed code: sha224 hex of the address and the code."""
+    return hashlib.sha224(f"{email}{code}".encode()).hexdigest()
+
+
+def confirmation_text(public_url: str, email: str, code: str, token_hash: str) -> str:
+    verify = f"{public_url.rstrip('/')}/auth/v1/verify"
+    return (
+        f"Welcome to Velro. Confirm that {email} is your address with this code:\n\n"
+        f"    {code}\n\n"
+        f"It works for {CONFIRMATION_LIFETIME}. Your app asks for it, or send it yourself:\n\n"
+        f"    POST {verify}\n"
+        f'    {{"type": "signup", "email": "{email}", "token": "{code}"}}\n\n'
+        f'or, instead of email and token: {{"type": "signup", "token_hash": "{token_hash}"}}\n\n'
+        "If you did not sign up, ignore this email: nothing happens without the code.\n"
+    )
 
 
 def _start_session(cur, user_id) -> tuple[uuid.UUID, str]:
@@ -275,6 +406,16 @@ def _rotate(cur, row: dict) -> tuple[dict, str]:
     user = cur.fetchone()
     token = _issue_refresh_token(cur, user["id"], row["session_id"], parent=revoked["token"])
     return user, token
+
+
+def _recent_code_failures(cur, user_id) -> int:
+    cur.execute(
+        "select count(*) as failures from private.audit_events"
+        " where actor_id = %s and event = 'auth.confirmation_code_failed'"
+        " and occurred_at > now() - %s::interval",
+        (user_id, CONFIRMATION_LIFETIME),
+    )
+    return cur.fetchone()["failures"]
 
 
 def _password_matches(password: str, stored: str, decoy: bytes) -> bool:
@@ -320,6 +461,7 @@ def gotrue_user(row: dict) -> dict:
         "email_confirmed_at": iso(row.get("email_confirmed_at")),
         "phone": row.get("phone") or "",
         "confirmed_at": iso(row.get("confirmed_at")),
+        "confirmation_sent_at": iso(row.get("confirmation_sent_at")),
         "last_sign_in_at": iso(row.get("last_sign_in_at")),
         "app_metadata": row.get("raw_app_meta_data") or {},
         "user_metadata": row.get("raw_user_meta_data") or {},

@@ -25,7 +25,11 @@ class AuthFailure(ApiError):
 
 @dataclass(frozen=True)
 class Session:
-    """A signed-in session; ``user`` is GoTrue's user object."""
+    """A signed-in session; ``user`` is GoTrue's user object.
+
+    A sign-up that waits for its email to be confirmed has no tokens yet: every field but
+    ``user`` is None, as GoTrue answers it.
+    """
 
     access_token: str | None
     refresh_token: str | None
@@ -36,7 +40,7 @@ class Session:
     def as_gotrue(self) -> dict:
         return {
             "access_token": self.access_token,
-            "token_type": "bearer",
+            "token_type": "bearer" if self.access_token else None,
             "expires_in": self.expires_in,
             "expires_at": self.expires_at,
             "refresh_token": self.refresh_token,

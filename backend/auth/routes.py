@@ -31,6 +31,7 @@ STATUS_OVERRIDES = {
     "refresh_token_already_used": 401,
     "user_already_exists": 409,
     "email_exists": 409,
+    "email_not_confirmed": 403,
 }
 
 
@@ -49,7 +50,12 @@ def _ours(failure: AuthFailure) -> ApiError:
 @blp.arguments(SignupSchema)
 @blp.response(201, SessionSchema)
 def signup(body):
-    """Create an account and sign in."""
+    """Create an account: signed in at once, or (tokens null) once the emailed code is verified.
+
+    Unless sign-ups are confirmed at once (AUTH_AUTOCONFIRM), the answer carries the user
+    with ``confirmation_sent_at`` and null tokens, and a code goes to the address; POST
+    /auth/v1/verify with it signs in.
+    """
     data = {"display_name": body["display_name"]} if body.get("display_name") else {}
     try:
         return provider().sign_up(body["email"], body["password"], data).as_gotrue()

@@ -7,9 +7,11 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from backend.auth.provider import SIGN_OUT_SCOPES
 
+MAX_EMAIL_LENGTH = 254  # RFC 5321
+
 
 class CredentialsSchema(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=255))
+    email = fields.Email(required=True, validate=validate.Length(max=MAX_EMAIL_LENGTH))
     password = fields.String(required=True, load_only=True)
 
     @validates("password")
@@ -43,11 +45,15 @@ class UserSchema(Schema):
     role = fields.String()
     created_at = fields.String()
     last_sign_in_at = fields.String(allow_none=True)
+    email_confirmed_at = fields.String(allow_none=True)
+    confirmation_sent_at = fields.String(allow_none=True)
 
 
 class SessionSchema(Schema):
-    access_token = fields.String(allow_none=True)
-    token_type = fields.String()
+    access_token = fields.String(
+        allow_none=True, metadata={"description": "null until the email is confirmed"}
+    )
+    token_type = fields.String(allow_none=True)
     expires_in = fields.Integer(allow_none=True)
     expires_at = fields.Integer(allow_none=True)
     refresh_token = fields.String(allow_none=True)

@@ -150,11 +150,13 @@ select results_eq(
 );
 select throws_ok(
     format($$select public.change_member_role(%L, %L, 'owner')$$, :'team', :'teditor'),
-    'PT403', 'only the owner can make someone owner', 'an admin cannot grant owner'
+    'PT400', 'ownership moves only by an explicit transfer: use transfer_team_ownership',
+    'an admin cannot grant owner (ownership moves only by transfer)'
 );
 select throws_ok(
     format($$select public.change_member_role(%L, %L, 'owner')$$, :'team', :'tadmin'),
-    'PT403', 'only the owner can make someone owner', 'an admin cannot make herself owner'
+    'PT400', 'ownership moves only by an explicit transfer: use transfer_team_ownership',
+    'an admin cannot make herself owner'
 );
 select throws_ok(
     format($$select public.change_member_role(%L, %L, 'viewer')$$, :'team', :'towner'),
@@ -239,8 +241,8 @@ select ok(
 -- ownership transfer: still exactly one owner
 select tests.authenticate_as(:'towner');
 select results_eq(
-    format($$select user_id, role::text from public.change_member_role(%L, %L, 'owner')$$, :'team', :'tadmin'),
-    format($$values (%L::uuid, 'owner')$$, :'tadmin'),
+    format('select owner_id from public.transfer_team_ownership(%L, %L)', :'team', :'tadmin'),
+    format('values (%L::uuid)', :'tadmin'),
     'the owner transfers ownership to the admin'
 );
 select tests.clear_authentication();

@@ -231,8 +231,8 @@ from (
 \gset
 select tests.clear_authentication();
 select is(
-    (select count(*) from public.invitations where email = 'late@velro.test'), 1::bigint,
-    'a new invitation replaces the pending one for the same address'
+    (select count(*) from public.invitations where email = 'late@velro.test' and revoked_at is null), 1::bigint,
+    'a new invitation replaces the pending one for the same address (the old one is revoked)'
 );
 update public.invitations set expires_at = now() - interval '1 minute' where email = 'late@velro.test';
 select tests.authenticate_as(:'late');

@@ -201,7 +201,7 @@ select throws_ok(
 );
 select throws_ok(
     format($$select public.change_member_role('a0000000-0000-4000-8000-000000000001', %L, null)$$, :'member'),
-    'PT400', 'role must be one of viewer, editor, admin, owner', 'change_member_role: a missing role'
+    'PT400', 'role must be one of viewer, editor, admin', 'change_member_role: a missing role'
 );
 select throws_ok(
     $$update public.projects set visibility = 'secret'$$,

@@ -37,9 +37,8 @@ select is_empty(
 
 select policies_are('public', 'profiles', array[
     'users can read their own profile, even when suspended',
-    'members can read their teammates'' profiles',
     'active users can update their own profile'
-], 'profiles: read own, read teammates, update own');
+], 'profiles: read own, update own (teammates'' names come from list_team_members)');
 select policies_are('public', 'credit_ledger', array[
     'active users can read their own credit movements'
 ], 'credit_ledger: read own only');
@@ -150,8 +149,9 @@ select is_empty(
 select functions_are('public', array[
     'accept_invitation', 'authorize_generation', 'authorize_project', 'cancel_generation', 'change_member_role',
     'create_generation', 'create_team', 'grant_credits', 'invite_member', 'leave_team', 'link_project_team',
-    'model_stats', 'my_credit_summary', 'project_usage', 'record_generation_progress', 'refresh_analytics',
-    'refund_generation', 'remove_member', 'share_generation', 'team_permissions', 'team_usage', 'unlink_project_team',
+    'list_pending_invitations', 'list_team_members', 'model_stats', 'my_credit_summary', 'project_usage',
+    'record_generation_progress', 'refresh_analytics', 'refund_generation', 'remove_member', 'revoke_invitation',
+    'share_generation', 'team_permissions', 'team_usage', 'transfer_team_ownership', 'unlink_project_team',
     'unshare_generation'
 ], 'public holds exactly the API functions');
 select is_empty(
@@ -177,8 +177,9 @@ select set_eq(
     where p.pronamespace = 'public'::regnamespace and has_function_privilege('authenticated', p.oid, 'execute')$$,
     $$values ('accept_invitation'), ('authorize_generation'), ('authorize_project'), ('cancel_generation'),
     ('change_member_role'), ('create_generation'), ('create_team'), ('invite_member'), ('leave_team'),
-    ('link_project_team'), ('my_credit_summary'), ('project_usage'), ('remove_member'), ('share_generation'),
-    ('team_permissions'), ('team_usage'), ('unlink_project_team'), ('unshare_generation')$$,
+    ('link_project_team'), ('list_pending_invitations'), ('list_team_members'), ('my_credit_summary'),
+    ('project_usage'), ('remove_member'), ('revoke_invitation'), ('share_generation'), ('team_permissions'),
+    ('team_usage'), ('transfer_team_ownership'), ('unlink_project_team'), ('unshare_generation')$$,
     'authenticated executes exactly the user RPCs'
 );
 select set_eq(

@@ -1,0 +1,309 @@
+"""Team membership under concurrency, with real connections acting as PostgREST does.
+
+Every RPC that changes a team's members (role changes, transfers, removals, leaving,
+invitations, acceptance) first locks the team's row, and inviting also share-locks the
+inviter's profile. So two such calls on one team run one after the other, and the second
+decides on what the first committed: a team never ends with zero or two owners, and an
+invitation never outlives its inviter's authority. Each interleaving below holds the
+first call's transaction open, starts the second on its own connection, waits until
+Postgres reports it blocked on a lock, then commits the first.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from contextlib import closing
+
+import psycopg
+import pytest
+
+LOCK_WAIT_DEADLINE_SECONDS = 30
+ONE_OWNER_CHECK = "a team has exactly one owner"
+
+
+@pytest.fixture(scope="module")
+def db(database_factory, migrated_template) -> str:
+    return database_factory(migrated_template)
+
+
+def new_user(db: str, prefix: str) -> uuid.UUID:
+    user_id = uuid.uuid4()
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "insert into auth.users (id, aud, role, email, email_confirmed_at, created_at)"
+            " values (%s, 'authenticated', 'authenticated', %s, now(), now())",
+            (user_id, f"{prefix}-{user_id.hex[:10]}@example.com"),
+        )
+    return user_id
+
+
+def new_team(db: str, owner: uuid.UUID, members: dict[uuid.UUID, str]) -> uuid.UUID:
+    team_id = uuid.uuid4()
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "insert into public.teams (id, name, owner_id) values (%s, 'Race', %s)",
+            (team_id, owner),
+        )
+        conn.execute(
+            "insert into public.team_members (team_id, user_id, role) values (%s, %s, 'owner')",
+            (team_id, owner),
+        )
+        for user_id, role in members.items():
+            conn.execute(
+                "insert into public.team_members (team_id, user_id, role) values (%s, %s, %s)",
+                (team_id, user_id, role),
+            )
+    return team_id
+
+
+def as_user(conn: psycopg.Connection, user_id: uuid.UUID) -> None:
+    """Begin a transaction as PostgREST does for a request with this user's token."""
+    claims = json.dumps({"sub": str(user_id), "role": "authenticated"})
+    conn.execute(
+        "select set_config('role', 'authenticated', true),"
+        " set_config('request.jwt.claims', %s, true)",
+        (claims,),
+    )
+
+
+def owners(db: str, team_id: uuid.UUID) -> tuple[list[uuid.UUID], uuid.UUID]:
+    """The owner members and teams.owner_id."""
+    with psycopg.connect(db) as conn:
+        members = conn.execute(
+            "select user_id from public.team_members where team_id = %s and role = 'owner'",
+            (team_id,),
+        ).fetchall()
+        (owner_id,) = conn.execute(
+            "select owner_id from public.teams where id = %s", (team_id,)
+        ).fetchone()
+    return [row[0] for row in members], owner_id
+
+
+def assert_one_owner(db: str, team_id: uuid.UUID, expected: uuid.UUID) -> None:
+    assert owners(db, team_id) == ([expected], expected)
+
+
+def wait_until_blocked(db: str, pid: int) -> None:
+    """Wait until the backend waits for a lock: the interleaving is then certain."""
+    deadline = time.monotonic() + LOCK_WAIT_DEADLINE_SECONDS
+    with psycopg.connect(db, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "select wait_event_type from pg_stat_activity where pid = %s", (pid,)
+            ).fetchone()
+            if row and row[0] == "Lock":
+                return
+            time.sleep(0.01)
+    pytest.fail(f"backend {pid} never waited for a lock: the calls did not interleave")
+
+
+def interleave(db: str, first, second) -> tuple[Exception | None, Exception | None]:
+    """Run ``first(conn)`` and keep it open; run ``second(conn)`` until it blocks; commit
+    the first, then let the second finish. Returns the error each raised, if any."""
+    with (
+        closing(psycopg.connect(db)) as first_conn,
+        closing(psycopg.connect(db)) as second_conn,
+    ):
+        first(first_conn)
+        outcome: dict = {}
+
+        def run_second():
+            try:
+                second(second_conn)
+                second_conn.commit()
+            except psycopg.Error as error:
+                second_conn.rollback()
+                outcome["error"] = error
+
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        wait_until_blocked(db, second_conn.info.backend_pid)
+        first_conn.commit()
+        thread.join(LOCK_WAIT_DEADLINE_SECONDS)
+        assert not thread.is_alive(), "the second call never finished"
+    return outcome.get("error")
+
+
+def rpc(user_id: uuid.UUID, statement: str, *params):
+    def call(conn: psycopg.Connection):
+        as_user(conn, user_id)
+        conn.execute(statement, params)
+
+    return call
+
+
+def sqlstate(error: Exception | None) -> str | None:
+    return error.sqlstate if isinstance(error, psycopg.Error) else None
+
+
+TRANSFER = "select public.transfer_team_ownership(%s, %s)"
+REMOVE = "select public.remove_member(%s, %s)"
+LEAVE = "select public.leave_team(%s)"
+CHANGE_ROLE = "select public.change_member_role(%s, %s, %s)"
+INVITE = "select public.invite_member(%s, %s, 'viewer')"
+
+
+# ownership ---------------------------------------------------------------------------------
+
+
+def test_two_concurrent_transfers_leave_exactly_one_owner(db):
+    owner, first_heir, second_heir = (new_user(db, p) for p in ("owner", "heir", "heir2"))
+    team = new_team(db, owner, {first_heir: "admin", second_heir: "editor"})
+    error = interleave(
+        db, rpc(owner, TRANSFER, team, first_heir), rpc(owner, TRANSFER, team, second_heir)
+    )
+    # the second transfer ran after the first had committed: its caller owned nothing then
+    assert sqlstate(error) == "PT403"
+    assert_one_owner(db, team, first_heir)
+
+
+def test_a_removal_racing_a_transfer_to_the_same_member_cannot_remove_the_new_owner(db):
+    owner, admin, heir = (new_user(db, p) for p in ("owner", "admin", "heir"))
+    team = new_team(db, owner, {admin: "admin", heir: "editor"})
+    error = interleave(db, rpc(owner, TRANSFER, team, heir), rpc(admin, REMOVE, team, heir))
+    assert sqlstate(error) == "PT409"
+    assert_one_owner(db, team, heir)
+
+
+def test_a_transfer_racing_the_removal_of_its_heir_finds_no_member(db):
+    owner, admin, heir = (new_user(db, p) for p in ("owner", "admin", "heir"))
+    team = new_team(db, owner, {admin: "admin", heir: "editor"})
+    error = interleave(db, rpc(admin, REMOVE, team, heir), rpc(owner, TRANSFER, team, heir))
+    assert sqlstate(error) == "PT404"
+    assert_one_owner(db, team, owner)
+
+
+def test_an_heir_leaving_while_made_owner_stays_as_owner(db):
+    owner, heir = new_user(db, "owner"), new_user(db, "heir")
+    team = new_team(db, owner, {heir: "viewer"})
+    error = interleave(db, rpc(owner, TRANSFER, team, heir), rpc(heir, LEAVE, team))
+    assert sqlstate(error) == "PT409"
+    assert_one_owner(db, team, heir)
+
+
+def test_racing_membership_changes_never_leave_zero_or_two_owners(db):
+    """Many trials of four callers at once: transfers, removals, leaving, role changes."""
+    rng = random.Random(8)
+    for trial in range(12):
+        owner = new_user(db, "owner")
+        members = [new_user(db, "member") for _ in range(4)]
+        roles = dict(zip(members, ("admin", "admin", "editor", "viewer"), strict=True))
+        team = new_team(db, owner, roles)
+        everyone = [owner, *members]
+        calls = [
+            (owner, TRANSFER, (team, rng.choice(members))),
+            (rng.choice(members[:2]), TRANSFER, (team, rng.choice(members))),
+            (rng.choice(everyone), REMOVE, (team, rng.choice(members))),
+            (rng.choice(members), LEAVE, (team,)),
+            (rng.choice(everyone), CHANGE_ROLE, (team, rng.choice(members), "admin")),
+        ]
+        errors = race(db, calls)
+        members_owning, owner_id = owners(db, team)
+        assert members_owning == [owner_id], f"trial {trial}: {members_owning} vs {owner_id}"
+        # refusals are the rules speaking (403, 404, 409), never a deadlock or the backstop
+        assert all(error.sqlstate in ("PT403", "PT404", "PT409") for error in errors), errors
+        assert not [e for e in errors if ONE_OWNER_CHECK in str(e)], errors
+
+
+def race(db: str, calls: list[tuple]) -> list[psycopg.Error]:
+    """Start every (user, statement, params) call at once, each on its own connection."""
+    errors: list[psycopg.Error] = []
+    start = threading.Barrier(len(calls))
+
+    def attempt(user_id, statement, params):
+        with closing(psycopg.connect(db)) as conn:
+            start.wait()
+            try:
+                rpc(user_id, statement, *params)(conn)
+                conn.commit()
+            except psycopg.Error as error:
+                conn.rollback()
+                errors.append(error)
+
+    threads = [threading.Thread(target=attempt, args=call) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(LOCK_WAIT_DEADLINE_SECONDS)
+    assert not any(thread.is_alive() for thread in threads), "a call never finished"
+    return errors
+
+
+# invitations and the inviter's authority -----------------------------------------------------
+
+
+def pending_invitations(db: str, inviter: uuid.UUID) -> int:
+    with psycopg.connect(db) as conn:
+        (count,) = conn.execute(
+            "select count(*) from public.invitations"
+            " where invited_by = %s and accepted_at is null and revoked_at is null",
+            (inviter,),
+        ).fetchone()
+    return count
+
+
+def test_an_invitation_racing_the_inviters_demotion_is_revoked_with_it(db):
+    owner, admin = new_user(db, "owner"), new_user(db, "admin")
+    team = new_team(db, owner, {admin: "admin"})
+    error = interleave(
+        db,
+        rpc(admin, INVITE, team, f"guest-{uuid.uuid4().hex[:8]}@example.com"),
+        rpc(owner, CHANGE_ROLE, team, admin, "editor"),
+    )
+    assert error is None
+    assert pending_invitations(db, admin) == 0
+
+
+def test_an_invitation_after_the_inviters_demotion_is_refused(db):
+    owner, admin = new_user(db, "owner"), new_user(db, "admin")
+    team = new_team(db, owner, {admin: "admin"})
+    error = interleave(
+        db,
+        rpc(owner, CHANGE_ROLE, team, admin, "editor"),
+        rpc(admin, INVITE, team, f"guest-{uuid.uuid4().hex[:8]}@example.com"),
+    )
+    assert sqlstate(error) == "PT403"
+    assert pending_invitations(db, admin) == 0
+
+
+def test_an_invitation_racing_the_inviters_suspension_is_revoked_with_it(db):
+    owner, admin = new_user(db, "owner"), new_user(db, "admin")
+    team = new_team(db, owner, {admin: "admin"})
+
+    def suspend(conn: psycopg.Connection):  # an operator, as the database owner
+        conn.execute("update public.profiles set status = 'suspended' where id = %s", (admin,))
+
+    error = interleave(
+        db, rpc(admin, INVITE, team, f"guest-{uuid.uuid4().hex[:8]}@example.com"), suspend
+    )
+    assert error is None
+    assert pending_invitations(db, admin) == 0
+
+
+def test_acceptance_racing_a_revocation_either_joins_or_is_gone(db):
+    owner, guest = new_user(db, "owner"), new_user(db, "guest")
+    team = new_team(db, owner, {})
+    with psycopg.connect(db) as conn:
+        (guest_email,) = conn.execute(
+            "select email from auth.users where id = %s", (guest,)
+        ).fetchone()
+    with closing(psycopg.connect(db)) as conn:
+        as_user(conn, owner)
+        (invitation,) = conn.execute(INVITE, (team, guest_email)).fetchone()
+        conn.commit()
+
+    revoke = rpc(
+        owner, "select public.revoke_invitation(%s, %s)", team, invitation["invitation_id"]
+    )
+    accept = rpc(guest, "select public.accept_invitation(%s)", invitation["token"])
+    error = interleave(db, revoke, accept)
+    assert sqlstate(error) == "PT410"
+    with psycopg.connect(db) as conn:
+        joined = conn.execute(
+            "select 1 from public.team_members where team_id = %s and user_id = %s", (team, guest)
+        ).fetchall()
+    assert joined == []
