@@ -18,6 +18,7 @@ VISIBILITIES = ("private", "team", "public")
 GENERATION_STATUSES = ("pending", "queued", "processing", "completed", "failed", "cancelled")
 CREDIT_KINDS = ("grant", "purchase", "charge", "refund")
 MODEL_KINDS = ("image", "video")
+PRICE_UNITS = ("generation", "image", "second")
 
 
 def not_blank(value: str) -> None:
@@ -153,9 +154,13 @@ ProjectPageSchema = page_of(ProjectSchema, "ProjectPage")
 class IdempotencyKeyHeader(Schema):
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
-        required=True,
+        load_default=None,
         validate=validate.Length(min=1, max=255),
-        metadata={"description": "chosen by the client; a retry with the same key is not charged"},
+        metadata={
+            "description": "optional, chosen by the client: a retry of the same request with the"
+            " same key returns the first generation and is not charged; the same key with a"
+            " different request is a 409"
+        },
     )
 
 
@@ -312,12 +317,14 @@ class TransactionListArgs(PageArgs):
 
 
 class TransactionSchema(Schema):
-    id = fields.Integer(required=True)
+    id = fields.UUID(required=True)
     kind = fields.String(required=True)
     amount = fields.Integer(required=True)
     balance_after = fields.Integer(required=True)
     generation_id = fields.UUID(allow_none=True, required=True)
-    refund_of = fields.Integer(allow_none=True, required=True)
+    refund_of = fields.UUID(
+        allow_none=True, required=True, metadata={"description": "the charge a refund returns"}
+    )
     note = fields.String(allow_none=True, required=True)
     created_at = fields.DateTime(required=True)
 
@@ -333,7 +340,16 @@ class ModelSchema(Schema):
     id = fields.String(required=True)
     name = fields.String(required=True)
     kind = fields.String(required=True)
-    credit_cost = fields.Integer(required=True)
+    credit_cost = fields.Integer(required=True, metadata={"description": "credits per price_unit"})
+    price_unit = one_of(
+        PRICE_UNITS,
+        required=True,
+        metadata={
+            "description": "what credit_cost is per. generation: a flat price; image: times"
+            " num_images (default 1); second: times the duration parameter in seconds (default:"
+            " the schema's)"
+        },
+    )
     parameter_schema = fields.Dict(required=True)
 
 
