@@ -179,7 +179,10 @@ def test_the_same_key_of_another_user_is_another_generation(api, owner):
 
 @pytest.mark.parametrize(
     ("headers", "field"),
-    [({"Idempotency-Key": ""}, "Idempotency-Key"), ({"Idempotency-Key": "k" * 256}, "Idempotency-Key")],
+    [
+        ({"Idempotency-Key": ""}, "Idempotency-Key"),
+        ({"Idempotency-Key": "k" * 256}, "Idempotency-Key"),
+    ],
 )
 def test_create_needs_a_sane_idempotency_key(api, owner, headers, field):
     before = api.fingerprint()

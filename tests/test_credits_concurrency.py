@@ -57,9 +57,7 @@ def test_parallel_charges_never_overdraw_and_the_ledger_adds_up(db_url):
 
     barrier = threading.Barrier(REQUESTS)
     with ThreadPoolExecutor(max_workers=REQUESTS) as pool:
-        outcomes = list(
-            pool.map(lambda n: create_as(db_url, user_id, barrier, n), range(REQUESTS))
-        )
+        outcomes = list(pool.map(lambda n: create_as(db_url, user_id, barrier, n), range(REQUESTS)))
 
     assert outcomes.count("created") == AFFORDABLE, outcomes
     assert outcomes.count("PT402") == REQUESTS - AFFORDABLE, outcomes

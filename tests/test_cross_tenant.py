@@ -100,7 +100,9 @@ CASES = {
         body={"title": "renamed"},
     ),
     "delete generation": Case(
-        "DELETE", "/api/v1/generations/{fresh_finished_generation}", statuses(404, 403, 403, 204, 404)
+        "DELETE",
+        "/api/v1/generations/{fresh_finished_generation}",
+        statuses(404, 403, 403, 204, 404),
     ),
     "cancel generation": Case(
         "POST", "/api/v1/generations/{fresh_generation}/cancel", statuses(404, 403, 200, 200, 403)
