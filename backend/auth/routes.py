@@ -16,7 +16,7 @@ from backend.auth.schemas import (
     SignupSchema,
 )
 from backend.db import confirm_session, user_transaction
-from backend.errors import ApiError, InvalidToken, NotFound
+from backend.errors import ApiError, InvalidToken
 
 PROVIDER = "velro.auth_provider"
 
@@ -31,6 +31,7 @@ STATUS_OVERRIDES = {
     "refresh_token_already_used": 401,
     "user_already_exists": 409,
     "email_exists": 409,
+    "user_not_found": 401,
 }
 
 
@@ -103,6 +104,6 @@ def me():
             " from public.profiles where id = (select auth.uid())"
         )
         profile = cur.fetchone()
-    if profile is None:
-        raise NotFound("No profile for this user.")
+    if profile is None:  # the account was deleted while its token still lives
+        raise InvalidToken("This account does not exist.", error="account_not_found")
     return profile
