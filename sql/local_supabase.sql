@@ -149,3 +149,12 @@ $$;
 
 grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt()
 to anon, authenticated, service_role;
+
+-- Hosted Supabase's default privileges: every table, sequence and function the migration
+-- role creates in `public` is granted in full to anon, authenticated and service_role (and
+-- every function is executable by PUBLIC, as in any Postgres). Reproduced here so that a
+-- migration that forgets a revoke exposes locally exactly what it would expose there. They
+-- apply to objects created by the role that runs this file, the role the migrations run as.
+alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
+alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
+alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
