@@ -51,7 +51,10 @@ functions as (
 
 findings (object_name, role_name, privilege, fix) as (
     -- only `grant all` gives these: no API role truncates, references or adds triggers
-    select r.object_name, a.role_name, upper(p.privilege),
+    select
+        r.object_name,
+        a.role_name,
+        upper(p.privilege),
         'revoke truncate, references, trigger on ' || r.object_name || ' from ' || a.role_name
     from relations as r
     cross join api_roles as a
@@ -63,7 +66,10 @@ findings (object_name, role_name, privilege, fix) as (
     union all
 
     -- ids are uuids or identity columns filled through granted tables: no sequence grants
-    select r.object_name, a.role_name, upper(p.privilege),
+    select
+        r.object_name,
+        a.role_name,
+        upper(p.privilege),
         'revoke all on sequence ' || r.object_name || ' from ' || a.role_name
     from relations as r
     cross join api_roles as a
@@ -75,7 +81,10 @@ findings (object_name, role_name, privilege, fix) as (
     union all
 
     -- internals are never reachable by clients: nothing in private or analytics for them
-    select r.object_name, a.role_name, upper(p.privilege),
+    select
+        r.object_name,
+        a.role_name,
+        upper(p.privilege),
         'revoke all on ' || r.object_name || ' from ' || a.role_name
         || ': clients reach internals only through security-definer functions'
     from relations as r
@@ -90,7 +99,10 @@ findings (object_name, role_name, privilege, fix) as (
     union all
 
     -- the ledger and the audit log are history: lines are added, never changed
-    select r.object_name, a.role_name, upper(p.privilege),
+    select
+        r.object_name,
+        a.role_name,
+        upper(p.privilege),
         'revoke update, delete on ' || r.object_name || ' from ' || a.role_name
         || ': it is append-only'
     from relations as r
@@ -103,7 +115,10 @@ findings (object_name, role_name, privilege, fix) as (
     union all
 
     -- PUBLIC includes anon: every function is granted to the roles that call it, by name
-    select f.object_name, 'PUBLIC', 'EXECUTE',
+    select
+        f.object_name,
+        'PUBLIC',
+        'EXECUTE',
         'revoke execute on function ' || f.object_name || ' from public, then grant it to its callers'
     from functions as f
     where
@@ -117,7 +132,10 @@ findings (object_name, role_name, privilege, fix) as (
 
     -- a private function called directly runs with the caller's rights: an API role may
     -- execute only security-definer helpers there (policies call them)
-    select f.object_name, a.role_name, 'EXECUTE',
+    select
+        f.object_name,
+        a.role_name,
+        'EXECUTE',
         'revoke execute on function ' || f.object_name || ' from ' || a.role_name
         || ': our functions call it as their owner'
     from functions as f
@@ -130,7 +148,10 @@ findings (object_name, role_name, privilege, fix) as (
     union all
 
     -- an end-user RPC acts for auth.uid(); the service role has no user to act for
-    select f.object_name, 'service_role', 'EXECUTE',
+    select
+        f.object_name,
+        'service_role',
+        'EXECUTE',
         'revoke execute on function ' || f.object_name || ' from service_role'
         || ': an RPC for signed-in users (hosted Supabase grants new functions to service_role)'
     from functions as f
@@ -144,13 +165,17 @@ findings (object_name, role_name, privilege, fix) as (
     -- default privileges of the migration role: what objects created later will grant
     select
         coalesce(n.nspname, 'every schema') || ' (default privileges for new '
-        || case d.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences'
-            when 'f' then 'functions' else d.defaclobjtype::text end || ')',
+        || case d.defaclobjtype
+            when 'r' then 'tables' when 'S' then 'sequences'
+            when 'f' then 'functions' else d.defaclobjtype::text
+        end || ')',
         coalesce(g.rolname, 'PUBLIC'),
         e.privilege_type,
         'alter default privileges' || coalesce(' in schema ' || n.nspname, '') || ' revoke all on '
-        || case d.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences'
-            when 'f' then 'functions' else d.defaclobjtype::text end
+        || case d.defaclobjtype
+            when 'r' then 'tables' when 'S' then 'sequences'
+            when 'f' then 'functions' else d.defaclobjtype::text
+        end
         || ' from ' || coalesce(g.rolname, 'public')
     from pg_catalog.pg_default_acl as d
     left join pg_catalog.pg_namespace as n on d.defaclnamespace = n.oid
@@ -162,6 +187,10 @@ findings (object_name, role_name, privilege, fix) as (
         and (e.grantee = 0 or g.rolname in (select a.role_name from api_roles as a))
 )
 
-select object_name, role_name, privilege, fix
+select
+    object_name,
+    role_name,
+    privilege,
+    fix
 from findings
 order by 1, 2, 3;

@@ -8,7 +8,7 @@ foreign_keys as (
     select
         c.conrelid,
         c.conname,
-        c.conkey::smallint [] as columns,
+        c.conkey::smallint[] as columns,
         format('%I.%I', n.nspname, t.relname) as table_name
     from pg_catalog.pg_constraint as c
     inner join pg_catalog.pg_class as t on c.conrelid = t.oid
@@ -21,7 +21,7 @@ foreign_keys as (
 index_columns as (
     select
         i.indrelid,
-        string_to_array(i.indkey::text, ' ')::smallint [] as columns
+        string_to_array(i.indkey::text, ' ')::smallint[] as columns
     from pg_catalog.pg_index as i
     where i.indpred is null
 )
@@ -32,14 +32,15 @@ select
     (
         select string_agg(a.attname, ', ' order by k.ordinality)
         from unnest(fk.columns) with ordinality as k (attnum, ordinality)
-        inner join pg_catalog.pg_attribute as a on a.attrelid = fk.conrelid and a.attnum = k.attnum
+        inner join pg_catalog.pg_attribute as a on a.attrelid = fk.conrelid and k.attnum = a.attnum
     ) as columns
 from foreign_keys as fk
-where not exists (
-    select from index_columns as ic
-    where
-        ic.indrelid = fk.conrelid
-        and ic.columns [1:cardinality(fk.columns)] @> fk.columns
-        and ic.columns [1:cardinality(fk.columns)] <@ fk.columns
-)
+where
+    not exists (
+        select from index_columns as ic
+        where
+            ic.indrelid = fk.conrelid
+            and ic.columns[1:cardinality(fk.columns)] @> fk.columns
+            and ic.columns[1:cardinality(fk.columns)] <@ fk.columns
+    )
 order by 1, 2;

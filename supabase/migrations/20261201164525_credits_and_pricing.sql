@@ -28,7 +28,7 @@ alter table public.models
 add column price_unit public.price_unit not null default 'generation';
 
 comment on column public.models.credit_cost is
-'Credits per price_unit: the price is credit_cost, times num_images for image, times the duration in seconds for second.';
+'Credits per price_unit: a flat price, or times num_images (image), or times the duration in seconds (second).';
 comment on column public.models.price_unit is
 'generation: a flat price; image: per output image (num_images); second: per second of video (duration).';
 
@@ -61,14 +61,16 @@ update public.models set
 where id = 'fal-ai/kling-video/v2.1/master/text-to-video';
 
 -- every free-text parameter states its bound, so clients can read it from the catalog
-update public.models set parameter_schema = jsonb_set(
-    parameter_schema, '{properties,negative_prompt,maxLength}', '1000'::jsonb
-)
+update public.models set
+    parameter_schema = jsonb_set(
+        parameter_schema, '{properties,negative_prompt,maxLength}', '1000'::jsonb
+    )
 where parameter_schema #> '{properties,negative_prompt}' is not null;
 
-update public.models set parameter_schema = jsonb_set(
-    parameter_schema, '{properties,image_url,maxLength}', '2048'::jsonb
-)
+update public.models set
+    parameter_schema = jsonb_set(
+        parameter_schema, '{properties,image_url,maxLength}', '2048'::jsonb
+    )
 where parameter_schema #> '{properties,image_url}' is not null;
 
 -- generations: request fingerprint, optional key, bounded parameters ----------------------
@@ -79,7 +81,7 @@ alter column idempotency_key drop not null,
 add constraint generations_parameters_size check (octet_length(parameters::text) <= 16384);
 
 comment on column public.generations.request_hash is
-'sha256 of the creating request (model, prompt, project, parameters, title): a replay of its idempotency key must match it.';
+'sha256 of the creating request (model, prompt, project, parameters, title); a replay of its key must match.';
 comment on column public.generations.idempotency_key is
 'The client''s Idempotency-Key, unique per owner; null when the request had none.';
 
@@ -174,7 +176,7 @@ end;
 $$;
 
 comment on function private.validate_parameters(jsonb, jsonb) is
-'Checks parameters against a model''s parameter_schema (types, enums, bounds, string lengths); raises PT400 naming the field.';
+'Checks parameters against a model''s schema (types, enums, bounds, string lengths); PT400 names the field.';
 
 -- The price of one generation, from the model's unit and the parameters that set the amount
 -- of output; a parameter the request leaves out counts at its schema default.
@@ -207,7 +209,7 @@ end;
 $$;
 
 comment on function private.generation_price(public.models, jsonb) is
-'Credits for one generation: credit_cost per generation, per image (num_images) or per second (duration), defaults from the schema.';
+'Credits for one generation: credit_cost per generation, per image or per second; defaults from the schema.';
 
 -- What a replay of an idempotency key must match: every input that shapes the generation.
 create function private.request_fingerprint(
@@ -309,7 +311,7 @@ end;
 $$;
 
 comment on function private.refuse_deleting_work_in_flight() is
-'Credits are never lost: a charged generation in flight is not deleted (nor with its project) unless its owner''s account goes.';
+'A charged generation in flight is not deleted, nor with its project; only its owner''s account takes it.';
 
 create trigger generations_refuse_deleting_work_in_flight
 before delete on public.generations
@@ -411,4 +413,4 @@ end;
 $$;
 
 comment on function public.create_generation(text, text, text, uuid, jsonb, text) is
-'Validates input and project write access, prices the output, then stores the generation and its charge together; idempotent per key.';
+'Validates input and write access, prices the output, stores the generation with its charge; idempotent per key.';

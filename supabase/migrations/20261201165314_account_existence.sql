@@ -28,4 +28,4 @@ end;
 $$;
 
 comment on function private.require_active_user() is
-'The caller''s id, or an error: 401 when anonymous or the account is gone, 403 when suspended; first line of every RPC.';
+'The caller''s id; 401 when anonymous or the account is gone, 403 when suspended. First line of every RPC.';

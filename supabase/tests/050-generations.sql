@@ -70,7 +70,8 @@ select results_eq(
 select throws_ok(
     $$select id from public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'something else', 'key-1')$$,
     'PT409',
-    'this Idempotency-Key was already used with a different request: send the same request to retry it, or use a new key',
+    'this Idempotency-Key was already used with a different request: '
+    'send the same request to retry it, or use a new key',
     'a replay of the key with a different body is a conflict'
 );
 select results_eq(
@@ -81,7 +82,9 @@ select results_eq(
 );
 select throws_ok(
     $$select public.create_generation('fal-ai/veo3', 'a long film', 'key-2')$$,
-    'PT402', 'not enough credits: this needs 504 and the balance is 50', 'a charge above the balance is refused (402): 8 s of Veo 3'
+    'PT402',
+    'not enough credits: this needs 504 and the balance is 50',
+    'a charge above the balance is refused (402): 8 s of Veo 3'
 );
 select is_empty(
     $$select id from public.generations where idempotency_key = 'key-2'$$,

@@ -26,11 +26,15 @@ select results_eq(
     'values (50)', 'an image model charges its cost once when num_images is left out (default 1)'
 );
 select results_eq(
-    $$select cost from public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'three foxes', null, null, '{"num_images": 3}')$$,
+    $$select cost from public.create_generation(
+        'fal-ai/flux-pro/v1.1-ultra', 'three foxes', null, null, '{"num_images": 3}'
+    )$$,
     'values (150)', 'and once per image: 3 images cost 3 x 50'
 );
 select results_eq(
-    $$select cost from public.create_generation('fal-ai/imagen4/preview/ultra', 'four owls', null, null, '{"num_images": 4}')$$,
+    $$select cost from public.create_generation(
+        'fal-ai/imagen4/preview/ultra', 'four owls', null, null, '{"num_images": 4}'
+    )$$,
     'values (180)', '4 images at 45 cost 180'
 );
 select throws_ok(
@@ -70,7 +74,9 @@ select throws_ok(
         $$select public.create_generation('fal-ai/imagen4/preview/ultra', 'x', null, null, %L::jsonb)$$,
         jsonb_build_object('negative_prompt', repeat('n', 1001))
     ),
-    'PT400', 'parameters.negative_prompt must be at most 1000 characters', 'a negative prompt over its maxLength is refused'
+    'PT400',
+    'parameters.negative_prompt must be at most 1000 characters',
+    'a negative prompt over its maxLength is refused'
 );
 select lives_ok(
     format(
@@ -87,15 +93,18 @@ select throws_ok(
     'PT400', 'parameters.image_url must be at most 2048 characters', 'an image url over 2048 characters is refused'
 );
 select throws_ok(
-    format($$select public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'x', null, null, '{}', %L)$$, repeat('t', 201)),
+    format(
+        $$select public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'x', null, null, '{}', %L)$$, repeat('t', 201)
+    ),
     'PT400', 'title must be at most 200 characters', 'a title over 200 characters is refused'
 );
 select tests.clear_authentication();
 select ok(
     (
-        select bool_and(rule ? 'enum' or rule ? 'maxLength')
-        from public.models as m, jsonb_each(m.parameter_schema -> 'properties') as p (name, rule)
-        where rule ->> 'type' = 'string'
+        select bool_and(p.rule ? 'enum' or p.rule ? 'maxLength')
+        from public.models as m
+        cross join lateral jsonb_each(m.parameter_schema -> 'properties') as p (parameter, rule)
+        where p.rule ->> 'type' = 'string'
     ),
     'every string parameter in the catalog states its bound (an enum or a maxLength)'
 );
@@ -103,7 +112,8 @@ select ok(
 -- idempotency ---------------------------------------------------------------------------------
 
 select tests.authenticate_as(:'ann');
-select id as first from public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'a cat', 'k-1', null, '{"seed": 7}') \gset
+select id as first
+from public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'a cat', 'k-1', null, '{"seed": 7}') \gset
 select results_eq(
     $$select id from public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'a cat', 'k-1', null, '{"seed": 7}')$$,
     format('values (%L::uuid)', :'first'), 'the same request with the same key is the first generation'
@@ -111,11 +121,14 @@ select results_eq(
 select throws_ok(
     $$select public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'a cat', 'k-1', null, '{"seed": 8}')$$,
     'PT409',
-    'this Idempotency-Key was already used with a different request: send the same request to retry it, or use a new key',
+    'this Idempotency-Key was already used with a different request: '
+    'send the same request to retry it, or use a new key',
     'the same key with other parameters is a conflict'
 );
 select throws_ok(
-    $$select public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'a cat', 'k-1', 'c0000000-0000-4000-8000-000000000003', '{"seed": 7}')$$,
+    $$select public.create_generation(
+        'fal-ai/flux-pro/v1.1-ultra', 'a cat', 'k-1', 'c0000000-0000-4000-8000-000000000003', '{"seed": 7}'
+    )$$,
     'PT409', null, 'the same key in another project is a conflict'
 );
 select throws_ok(
@@ -123,7 +136,8 @@ select throws_ok(
     'PT409', null, 'the same key with a title is a conflict'
 );
 select results_eq(
-    $$select count(*)::integer from public.credit_ledger where generation_id = (select id from public.generations where idempotency_key = 'k-1')$$,
+    $$select count(*)::integer from public.credit_ledger
+    where generation_id = (select id from public.generations where idempotency_key = 'k-1')$$,
     'values (1)', 'the key''s generation was charged once'
 );
 select results_eq(
@@ -153,7 +167,8 @@ select id as pending from public.create_generation(
 select throws_ok(
     format('delete from public.generations where id = %L', :'pending'),
     'PT409', format(
-        'generation %s is pending and holds 50 credits: cancel it (a refund follows) or wait until it ends, then delete',
+        'generation %s is pending and holds 50 credits: '
+        'cancel it (a refund follows) or wait until it ends, then delete',
         :'pending'
     ),
     'the owner cannot delete a charged pending generation (409)'
@@ -215,14 +230,18 @@ select is_empty(format('select id from public.generations where id = %L', :'teds
 -- ledger ids ------------------------------------------------------------------------------------
 
 select is(
-    (select format_type(atttypid, atttypmod) from pg_attribute
-     where attrelid = 'public.credit_ledger'::regclass and attname = 'id'),
+    (
+        select format_type(atttypid, atttypmod) from pg_attribute
+        where attrelid = 'public.credit_ledger'::regclass and attname = 'id'
+    ),
     'uuid', 'ledger ids are uuids, not a global counter'
 );
 select ok(
-    (select bool_and(r.refund_of = c.id) from public.credit_ledger as r
-     join public.credit_ledger as c on c.generation_id = r.generation_id and c.kind = 'charge'
-     where r.kind = 'refund'),
+    (
+        select bool_and(r.refund_of = c.id) from public.credit_ledger as r
+        inner join public.credit_ledger as c on r.generation_id = c.generation_id and c.kind = 'charge'
+        where r.kind = 'refund'
+    ),
     'a refund links its charge by uuid'
 );
 select tests.authenticate_as(:'ann');

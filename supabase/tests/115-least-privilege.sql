@@ -62,7 +62,9 @@ select tests.clear_authentication();
 update public.profiles set updated_at = '2000-01-01' where id = :'ann';
 select tests.authenticate_as(:'ann');
 select results_eq(
-    format($$update public.profiles set display_name = 'Ann' where id = %L returning updated_at > '2000-01-01'$$, :'ann'),
+    format(
+        $$update public.profiles set display_name = 'Ann' where id = %L returning updated_at > '2000-01-01'$$, :'ann'
+    ),
     'values (true)', 'updated_at is stamped on a user''s own update'
 );
 select tests.clear_authentication();
