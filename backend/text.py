@@ -6,7 +6,8 @@ text and jsonb can hold neither, and the driver fails on them (``DataError``,
 first, so such input is a 422 that names the field instead of an error deep in a query:
 
 - ``Text`` and ``Email``: the marshmallow string fields every input schema uses;
-- ``Json``: a JSON value (model parameters) whose keys and strings are checked at any depth;
+- ``JsonObject``: a JSON object (model parameters, user metadata) whose keys and strings are
+  checked at any depth; an error names the path inside it, e.g. ``parameters.style.0``;
 - ``refuse_bad_text_in_url``: query string names and values, and path tokens, of every route;
 - ``problem_with(value)``: the check itself, for code that reads JSON by hand.
 
@@ -52,17 +53,6 @@ class Text(fields.String):
 
 class Email(Text, fields.Email):
     """An email address made of storable characters."""
-
-
-class Json(fields.Raw):
-    """Any JSON value whose object keys and strings, at every depth, are storable text.
-
-    An error names the path inside the value, e.g. ``parameters.style.0``.
-    """
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        _refuse_bad_text(value)
-        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class JsonObject(fields.Dict):
