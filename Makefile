@@ -44,10 +44,13 @@ node_modules/.package-lock.json: package.json package-lock.json
 	touch $@
 
 # With no DATABASE_URL, `velro db url` starts the embedded Postgres and prints its URL.
+# The app defaults to production and refuses to start without its secrets: this is local
+# development, so it says so (APP_ENV=development allows the well-known local JWT secret).
 run: $(VENV)/.installed
 	url="$${DATABASE_URL:-$$($(VELRO) db url)}"; \
 	DATABASE_URL="$$url" $(VELRO) db apply --seed; \
-	DATABASE_URL="$$url" exec $(BIN)/gunicorn --bind $(HOST):$(PORT) \
+	APP_ENV="$${APP_ENV:-development}" PORT=$(PORT) DATABASE_URL="$$url" \
+		exec $(BIN)/gunicorn --bind $(HOST):$(PORT) \
 		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads 4 'backend:create_app()'
 
 test: $(VENV)/.installed-dev node_modules/.package-lock.json

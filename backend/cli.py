@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 from backend import analytics, embedded, migrations
 from backend.auth import local
 from backend.auth.provider import AuthFailure
-from backend.config import ConfigError, load_settings
+from backend.config import ConfigError, read_setting
 from backend.db import rpc
 
 MAX_CREDITS = 2**31 - 1  # public.grant_credits takes a Postgres integer
@@ -148,7 +148,7 @@ def read_password(password: str | None, from_stdin: bool) -> str:
 def password_min_length() -> int:
     """The app's own rule (PASSWORD_MIN_LENGTH), so the CLI accepts what sign-up accepts."""
     try:
-        return load_settings().PASSWORD_MIN_LENGTH
+        return read_setting("PASSWORD_MIN_LENGTH")
     except ConfigError as error:
         raise click.ClickException(str(error)) from error
 

@@ -3,8 +3,15 @@
 Precedence is argument > environment > default: ``create_app({"DATABASE_URL": ...})``
 overrides the environment, which overrides the defaults in ``Settings``. Values are
 parsed to their field's type; a bad value stops the app with a message that says which
-variable is wrong and how to fix it. In production (``APP_ENV=production``) the app
-also refuses a missing or default JWT secret, debug mode, and the simulated FAL provider.
+variable is wrong and how to fix it.
+
+Defaults fail closed: ``APP_ENV`` is production unless the app is started for local work
+(``make run`` says development, the tests say test). In production the app refuses the
+well-known local JWT secret, debug mode, the simulated FAL provider and a non-https
+``PUBLIC_URL``, so a bare ``gunicorn 'backend:create_app()'`` with no secrets does not
+start. Secrets never show in ``repr(settings)`` (and so in logs or error pages): fields
+named ``*_SECRET``, ``*_KEY``, ``*_TOKEN`` or ``*_PASSWORD`` print as ``'***'`` and URLs
+print without their password.
 
 To add a setting: add a field to ``Settings`` (its name is the environment variable),
 with a default and a one-line comment, and a row in the README's configuration table.
@@ -18,10 +25,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, get_args, get_type_hints
+from urllib.parse import urlsplit
 
 from flask import current_app
 
-# The Supabase CLI's well-known local secret: fine on a laptop, refused in production.
+# The Supabase CLI's well-known local secret: fine on a laptop, refused outside development/test.
 DEFAULT_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
 
 APP_ENVS = ("development", "test", "production")
@@ -36,10 +44,12 @@ class ConfigError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
-    APP_ENV: str = "development"  # development, test or production
+    APP_ENV: str = "production"  # development, test or production; make run says development
     DEBUG: bool = False  # Flask debug mode; refused in production
     LOG_LEVEL: str = "INFO"
-    PUBLIC_URL: str = "http://localhost:8000"  # how clients reach this app; the token issuer
+    PORT: int = 8000  # where make run and the Procfile listen
+    PUBLIC_URL: str | None = None  # how clients reach this app, the token issuer; default
+    # http://localhost:<PORT>
     MAX_CONTENT_LENGTH: int = 1_048_576  # largest request body accepted, in bytes
 
     DATABASE_URL: str | None = None  # postgresql:// URL; the app connects as its user
@@ -101,6 +111,25 @@ class Settings:
     SUPABASE_URL: str | None = None  # https://<project>.supabase.co (AUTH_MODE=supabase)
     SUPABASE_ANON_KEY: str | None = None  # the project's anon (publishable) key
 
+    METRICS_TOKEN: str | None = None  # bearer token for health details and metrics (operators)
+
+    def __post_init__(self):
+        if self.PUBLIC_URL is None:
+            object.__setattr__(self, "PUBLIC_URL", f"http://localhost:{self.PORT}")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={_masked(f.name, getattr(self, f.name))!r}" for f in fields(self)
+        )
+        return f"Settings({shown})"
+
+    __str__ = __repr__
+
+    @property
+    def is_local(self) -> bool:
+        """Started for local work (make run, the tests): the relaxed defaults are allowed."""
+        return self.APP_ENV in ("development", "test")
+
     @property
     def is_production(self) -> bool:
         return self.APP_ENV == "production"
@@ -132,6 +161,33 @@ class Settings:
         if self.JWKS_URL or self.AUTH_MODE != "supabase":
             return self.JWKS_URL
         return f"{self.SUPABASE_URL.rstrip('/')}/auth/v1/.well-known/jwks.json"
+
+
+SECRET_SUFFIXES = ("_SECRET", "_KEY", "_TOKEN", "_PASSWORD")
+
+
+def _masked(name: str, value: Any) -> Any:
+    """A value as it may be shown: secrets as '***', URLs without their password."""
+    if value is None or value == "":
+        return value
+    if name.endswith(SECRET_SUFFIXES):
+        return "***"
+    if name.endswith("_URL") and isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+            return parts._replace(netloc=netloc).geturl()
+    return value
+
+
+def read_setting(name: str, environ=None) -> Any:
+    """One setting from the environment (or its default), parsed but not validated with the
+    rest: for tools that need one value and none of the app's secrets."""
+    environ = os.environ if environ is None else environ
+    field = next(f for f in fields(Settings) if f.name == name)
+    if environ.get(name, "") == "":
+        return field.default
+    return _parse(name, environ[name], get_type_hints(Settings)[name])
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, environ=None) -> Settings:
@@ -181,7 +237,7 @@ def _parse(name: str, raw: str, kind) -> Any:
 def validate(settings: Settings) -> None:
     """Refuse settings the app cannot run with, naming the variable to fix."""
     problems = _general_problems(settings)
-    if settings.is_production:
+    if not settings.is_local:
         problems += _production_problems(settings)
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
@@ -223,6 +279,8 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append("CACHE_L1_SIZE >= 1, CACHE_L1_TTL > 0 and CACHE_L2_TTL >= 1 are required")
     if s.TRUSTED_PROXIES < 0 or s.ANALYTICS_REFRESH_SECONDS < 0:
         problems.append("TRUSTED_PROXIES and ANALYTICS_REFRESH_SECONDS cannot be negative")
+    if s.METRICS_TOKEN is not None and len(s.METRICS_TOKEN) < 32:
+        problems.append("METRICS_TOKEN must be at least 32 characters (`openssl rand -hex 32`)")
     if s.JWT_EXPIRY < 60 or s.JWT_LEEWAY < 0 or s.MAX_CONTENT_LENGTH < 1024:
         problems.append(
             "JWT_EXPIRY >= 60, JWT_LEEWAY >= 0 and MAX_CONTENT_LENGTH >= 1024 are required"
@@ -233,7 +291,10 @@ def _general_problems(s: Settings) -> list[str]:
 def _production_problems(s: Settings) -> list[str]:
     problems = []
     if s.JWT_SECRET == DEFAULT_JWT_SECRET:
-        problems.append("JWT_SECRET is the public default: set your project's secret")
+        problems.append(
+            "JWT_SECRET is the public default: set your project's secret"
+            " (or APP_ENV=development for local work)"
+        )
     if s.DEBUG:
         problems.append("DEBUG is on: debug mode must be off in production")
     if not s.FAL_KEY:

@@ -15,8 +15,10 @@ Raise a domain error from anywhere in a request and it becomes that response::
 Postgres errors raised by our SQL functions map like PostgREST's: SQLSTATE ``PT404`` is
 HTTP 404 with the function's message, and so on (see ``POSTGRES_STATUS``); constraint and
 format errors are 400/409 with a generic sentence, a statement timeout is 503. SQL text
-never reaches the client. Unhandled exceptions are logged with the request id and answer
-a bare 500.
+never reaches the client. Text the database cannot store (NUL, unpaired surrogates) is
+refused at the boundary (backend/text.py); should any slip through, the driver's
+``DataError``, SQLSTATE 22P05 and ``UnicodeEncodeError`` answer 400, not 500. Unhandled
+exceptions are logged with the request id and answer a bare 500.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.exceptions import NotFound as NotFoundRoute
 
+from backend import text
 from backend.request_id import request_id
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,13 @@ class Unavailable(ApiError):
     description = "A service this request needs is unavailable; try again shortly."
 
 
+UNSTORABLE_TEXT = (
+    "A text value holds a character the database cannot store (a NUL or an unpaired"
+    " surrogate); remove it and send the request again."
+)
+
+INVALID_DATA = "A value is not valid data here: check the types and ranges of what you sent."
+
 # SQLSTATE -> (status, machine code, sentence or None to use the database's own message).
 # Only our functions' PTxyz messages are shown as written: we wrote them for clients.
 POSTGRES_STATUS = {
@@ -108,6 +118,7 @@ POSTGRES_STATUS = {
     "PT410": (410, "gone", None),
     "22P02": (400, "invalid_value", "A value is not in the expected format."),
     "22023": (400, "invalid_value", "A value is not allowed here."),
+    "22P05": (400, "invalid_text", UNSTORABLE_TEXT),
     "23514": (400, "invalid_value", "A value is outside the allowed range."),
     "23502": (400, "invalid_value", "A required value is missing."),
     "23503": (400, "invalid_reference", "A referenced item does not exist."),
@@ -158,6 +169,11 @@ def validation_error_response(status: int, messages: dict, headers=None) -> Resp
 
 def postgres_error_response(e: psycopg.Error) -> Response:
     status, error, sentence = POSTGRES_STATUS.get(e.sqlstate or "", (None, None, None))
+    if status is None and isinstance(e, psycopg.DataError):
+        # a value the server (class 22) or the driver refused as data: the request's fault,
+        # never a 500; the driver's own refusal (no SQLSTATE) is a NUL in a text value
+        status, error = 400, "invalid_value"
+        sentence = UNSTORABLE_TEXT if e.sqlstate is None else INVALID_DATA
     if status is None:
         if isinstance(e, psycopg.OperationalError):
             log.warning("database unavailable [request_id=%s]: %s", request_id(), e)
@@ -166,6 +182,10 @@ def postgres_error_response(e: psycopg.Error) -> Response:
     message = sentence or (e.diag.message_primary or "").strip() or "The request failed."
     headers = InvalidToken().extra_headers if status == 401 else None
     return error_response(status, error, message, headers=headers)
+
+
+def unencodable_text_response(_e: UnicodeEncodeError) -> Response:
+    return error_response(400, "invalid_text", UNSTORABLE_TEXT)
 
 
 def unhandled_error_response(e: BaseException) -> Response:
@@ -214,3 +234,5 @@ def _flatten(messages, prefix: str = "") -> dict[str, list[str]]:
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(psycopg.Error, postgres_error_response)
+    app.register_error_handler(UnicodeEncodeError, unencodable_text_response)
+    app.before_request(text.refuse_bad_text_in_url)

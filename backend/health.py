@@ -1,18 +1,30 @@
 """Liveness and readiness: /api/v1/health/live answers while the process runs;
 /api/v1/health/ready answers 200 only when the database does; /api/v1/health/cache
-reports this process's cache layers."""
+reports this process's cache layers.
+
+Live and ready are for load balancers and open to all. Detail endpoints (cache today,
+status and metrics later) describe the running system, so they are for operators
+(``require_operator``): the ``METRICS_TOKEN`` bearer, or a signed-in user whose
+``app_metadata.role`` is ``admin`` (app_metadata is set only by the service role, never
+by the user). Started for local work (development, test) without a METRICS_TOKEN they are
+open, so ``make run`` can show them.
+"""
 
 from __future__ import annotations
 
+import functools
+import hmac
 import logging
 
 import psycopg
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
+from backend.auth.guard import BEARER_SCHEME, bearer_token, session_is_live, verify_token
 from backend.cache import cache
+from backend.config import settings
 from backend.db import pool
-from backend.errors import Unavailable
+from backend.errors import Forbidden, InvalidToken, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +95,37 @@ class CacheStatsSchema(Schema):
     l2 = fields.Nested(CacheLayerSchema)
 
 
+def require_operator(view):
+    """Only operators see details: the metrics token or an admin's token (401/403 otherwise)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        current = settings()
+        if current.is_local and not current.METRICS_TOKEN:
+            return view(*args, **kwargs)
+        token = bearer_token()
+        if token is None:
+            raise InvalidToken("Send the metrics token or an admin's token as a bearer token.")
+        if current.METRICS_TOKEN and hmac.compare_digest(
+            token.encode(), current.METRICS_TOKEN.encode()
+        ):
+            return view(*args, **kwargs)
+        claims = verify_token(token)
+        if not session_is_live(claims):
+            raise InvalidToken("This session has ended; sign in again.")
+        if (claims.get("app_metadata") or {}).get("role") != "admin":
+            raise Forbidden("Only operators (app_metadata.role admin) may read this.")
+        return view(*args, **kwargs)
+
+    return Blueprint.doc(security=[{BEARER_SCHEME: []}])(wrapper)
+
+
 @blp.get("/cache")
+@require_operator
 @blp.response(200, CacheStatsSchema)
 def cache_stats():
-    """This process's cache: hits, misses, hit rate, size, evictions, invalidations."""
+    """This process's cache: hits, misses, hit rate, size, evictions, invalidations.
+
+    Operators only in production: the METRICS_TOKEN bearer or an admin's token.
+    """
     return cache().stats()

@@ -53,7 +53,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def __enter__(self) -> Server:
-        env = {**os.environ, **(self.env or {}), "DATABASE_URL": self.database_url}
+        # a local benchmark server: development defaults unless the caller says otherwise
+        env = {"APP_ENV": "development", **os.environ, **(self.env or {})}
+        env["DATABASE_URL"] = self.database_url
         command = [
             sys.executable,
             "-m",

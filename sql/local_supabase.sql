@@ -31,6 +31,23 @@ grant usage on schema extensions to anon, authenticated, service_role;
 grant usage on schema auth to anon, authenticated, service_role;
 grant usage on schema public to anon, authenticated, service_role;
 
+-- Hosted Supabase's default privileges: every table, sequence and function the migration
+-- role creates in `public` is granted in full to anon, authenticated and service_role (and
+-- every function is executable by PUBLIC, as in any Postgres). Reproduced here so that a
+-- migration that forgets a revoke exposes locally exactly what it would expose there. They
+-- apply to objects created by the role that runs this file, the role the migrations run as.
+-- Set once, on a fresh database, as a new project starts with them: this file runs again
+-- before every `db apply`, and must not undo what the migrations revoked since.
+do $$
+begin
+    if not exists (select from pg_catalog.pg_tables where schemaname = 'auth' and tablename = 'users') then
+        alter default privileges in schema public grant all on tables to anon, authenticated, service_role;
+        alter default privileges in schema public grant all on sequences to anon, authenticated, service_role;
+        alter default privileges in schema public grant all on functions to anon, authenticated, service_role;
+    end if;
+end
+$$;
+
 -- auth.users with the columns Supabase Auth (GoTrue) keeps
 create table if not exists auth.users (
     instance_id uuid,

@@ -65,17 +65,87 @@ def test_create_charges_once_and_stays_pending(api, owner):
     assert response.status_code == 201, response.get_json()
     generation = response.get_json()
     assert generation["status"] == "pending"
-    assert generation["cost"] == MODEL_COST
+    assert generation["cost"] == 2 * MODEL_COST, "two images cost twice one"
     assert generation["owner_id"] == owner.id
     assert generation["parameters"] == {"num_images": 2, "aspect_ratio": "1:1"}
     assert "idempotency_key" not in generation
-    assert balance(api, owner) == start - MODEL_COST
+    assert "request_hash" not in generation
+    assert balance(api, owner) == start - 2 * MODEL_COST
 
-    replay = create(api, owner, {"model_id": MODEL, "prompt": "a fox"})
+    replay = create(
+        api,
+        owner,
+        {
+            "model_id": MODEL,
+            "title": "Fox",
+            "prompt": "a fox",
+            "parameters": {"aspect_ratio": "1:1", "num_images": 2},
+        },
+    )
     assert replay.status_code == 200
     assert replay.get_json() == generation
-    assert balance(api, owner) == start - MODEL_COST
+    assert balance(api, owner) == start - 2 * MODEL_COST
     assert charges(api, owner) == 1
+
+
+def test_a_replay_with_another_body_is_a_conflict_and_writes_nothing(api, owner):
+    assert create(api, owner, key="fingerprinted").status_code == 201
+    before = api.fingerprint()
+    for body in (
+        {"model_id": MODEL, "prompt": "another fox"},
+        {"model_id": MODEL, "prompt": "a fox in the snow", "parameters": {"num_images": 4}},
+        {"model_id": MODEL, "prompt": "a fox in the snow", "title": "titled now"},
+    ):
+        error = assert_error(create(api, owner, body, key="fingerprinted"), 409, "conflict")
+        assert "Idempotency-Key" in error["message"]
+    assert api.fingerprint() == before
+
+
+def test_without_a_key_every_request_is_a_new_charged_generation(api, owner):
+    start = balance(api, owner)
+    first, second = (create(api, owner, key=None) for _ in range(2))
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.get_json()["id"] != second.get_json()["id"]
+    assert balance(api, owner) == start - 2 * MODEL_COST
+
+
+@pytest.mark.parametrize(
+    ("model_id", "parameters", "cost"),
+    [
+        (MODEL, {}, MODEL_COST),
+        (MODEL, {"num_images": 4}, 4 * MODEL_COST),
+        ("fal-ai/kling-video/v2.1/master/text-to-video", {}, 5 * 70),
+        ("fal-ai/kling-video/v2.1/master/text-to-video", {"duration": "10"}, 10 * 70),
+        ("fal-ai/veo3", {"duration": "6s"}, 6 * 63),
+        ("fal-ai/wan-pro/text-to-video", {}, 300),
+    ],
+)
+def test_the_price_follows_the_output(api, owner, model_id, parameters, cost):
+    api.grant_credits(owner, 1000)
+    start = balance(api, owner)
+    body = {"model_id": model_id, "prompt": "priced", "parameters": parameters}
+    generation = api.ok("POST", "/api/v1/generations", owner, 201, json=body)
+    assert generation["cost"] == cost
+    assert balance(api, owner) == start - cost
+
+
+def test_the_catalog_states_each_price_unit(api):
+    units = {m["id"]: m["price_unit"] for m in api.ok("GET", "/api/v1/models")["items"]}
+    assert units[MODEL] == "image"
+    assert units["fal-ai/veo3"] == "second"
+    assert units["fal-ai/wan-pro/text-to-video"] == "generation"
+
+
+def test_string_parameters_are_bounded(api, owner):
+    before = api.fingerprint()
+    body = {
+        "model_id": "fal-ai/imagen4/preview/ultra",
+        "prompt": "x",
+        "parameters": {"negative_prompt": "n" * 20_000},
+    }
+    error = assert_error(create(api, owner, body), 400, "bad_request")
+    assert "parameters.negative_prompt must be at most 1000 characters" in error["message"]
+    assert api.fingerprint() == before
 
 
 def test_concurrent_retries_with_one_key_charge_once(api, owner):
@@ -109,7 +179,10 @@ def test_the_same_key_of_another_user_is_another_generation(api, owner):
 
 @pytest.mark.parametrize(
     ("headers", "field"),
-    [({}, "Idempotency-Key"), ({"Idempotency-Key": "k" * 256}, "Idempotency-Key")],
+    [
+        ({"Idempotency-Key": ""}, "Idempotency-Key"),
+        ({"Idempotency-Key": "k" * 256}, "Idempotency-Key"),
+    ],
 )
 def test_create_needs_a_sane_idempotency_key(api, owner, headers, field):
     before = api.fingerprint()
@@ -301,11 +374,29 @@ def test_unknown_unreadable_and_malformed_ids_are_404(api, owner, stranger):
         assert_error(api.call("POST", f"{path}/cancel", stranger), 404)
 
 
-def test_delete(api, owner):
+def test_a_charged_generation_in_flight_is_not_deleted_until_cancelled(api, owner):
+    start = balance(api, owner)
     generation = api.generation(owner)
     path = f"/api/v1/generations/{generation['id']}"
+    before = api.fingerprint()
+    error = assert_error(api.call("DELETE", path, owner), 409, "conflict")
+    assert "cancel it" in error["message"]
+    assert api.fingerprint() == before
+    api.ok("POST", f"{path}/cancel", owner)
     api.ok("DELETE", path, owner, 204)
     assert_error(api.call("GET", path, owner), 404)
+    assert balance(api, owner) == start, "the cancel refunded the charge before the delete"
+
+
+def test_a_project_with_charged_work_in_flight_is_not_deleted(api, owner):
+    project = api.project(owner)
+    generation = api.generation(owner, project_id=project["id"])
+    before = api.fingerprint()
+    response = api.call("DELETE", f"/api/v1/projects/{project['id']}", owner)
+    assert_error(response, 409, "conflict")
+    assert api.fingerprint() == before
+    api.ok("POST", f"/api/v1/generations/{generation['id']}/cancel", owner)
+    api.ok("DELETE", f"/api/v1/projects/{project['id']}", owner, 204)
 
 
 # cancel ------------------------------------------------------------------------------------

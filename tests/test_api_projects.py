@@ -206,6 +206,7 @@ def test_patch_refuses_bad_fields(api, owner, body, field):
 def test_delete_removes_the_project_and_its_generations(api, owner):
     project = api.project(owner)
     generation = api.generation(owner, project_id=project["id"])
+    api.ok("POST", f"/api/v1/generations/{generation['id']}/cancel", owner)  # not in flight
     api.ok("DELETE", f"/api/v1/projects/{project['id']}", owner, 204)
     assert_error(api.call("GET", f"/api/v1/projects/{project['id']}", owner), 404)
     assert_error(api.call("GET", f"/api/v1/generations/{generation['id']}", owner), 404)

@@ -160,7 +160,7 @@ def test_credits_grant_adds_a_ledger_line_and_an_audit_line(velro, fresh_db_url,
     lines = query(
         fresh_db_url,
         "select kind, amount, balance_after, note from public.credit_ledger"
-        " where user_id = %s order by id",
+        " where user_id = %s order by created_at, id",
         (ada["id"],),
     )
     assert lines[-1] == {
@@ -187,9 +187,9 @@ def test_credits_grant_records_a_purchase(velro, fresh_db_url, ada):
     assert "credits.purchase" in audit_events(fresh_db_url, line_id(fresh_db_url, "purchase"))
 
 
-def line_id(db_url: str, kind: str) -> int:
+def line_id(db_url: str, kind: str) -> str:
     (row,) = query(db_url, "select id from public.credit_ledger where kind = %s", (kind,))
-    return row["id"]
+    return str(row["id"])
 
 
 BAD_GRANTS = [

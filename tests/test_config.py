@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend import create_app
-from backend.config import DEFAULT_JWT_SECRET, ConfigError, load_settings
+from backend.config import DEFAULT_JWT_SECRET, ConfigError, load_settings, read_setting
 
 BASE = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x"}
 PRODUCTION = {
@@ -19,24 +19,82 @@ PRODUCTION = {
 }
 
 
-def test_defaults_are_a_local_development_setup():
-    settings = load_settings(environ=BASE)
+LOCAL = {**BASE, "APP_ENV": "development"}
+
+
+def test_defaults_fail_closed_in_production():
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ=BASE)
+    message = str(refused.value)
+    assert "JWT_SECRET is the public default" in message
+    assert "FAL_KEY is not set" in message
+    assert "PUBLIC_URL must be an https:// URL" in message
+
+
+def test_development_says_so_and_gets_the_local_defaults():
+    settings = load_settings(environ=LOCAL)
     assert settings.APP_ENV == "development" and settings.AUTH_MODE == "local"
     assert settings.JWT_SECRET == DEFAULT_JWT_SECRET
     assert settings.issuer == "http://localhost:8000/auth/v1"
     assert settings.jwks_url is None
+    assert load_settings(environ={**BASE, "APP_ENV": "test"}).JWT_SECRET == DEFAULT_JWT_SECRET
+
+
+def test_public_url_follows_port_when_unset():
+    assert load_settings(environ={**LOCAL, "PORT": "9123"}).PUBLIC_URL == "http://localhost:9123"
+    given = load_settings(environ={**LOCAL, "PORT": "9123", "PUBLIC_URL": "http://a.example"})
+    assert given.PUBLIC_URL == "http://a.example"
+    assert given.issuer == "http://a.example/auth/v1"
+
+
+def test_secrets_never_show_in_repr_or_str():
+    settings = load_settings(
+        environ={
+            **PRODUCTION,
+            "DATABASE_URL": "postgresql://app:db-password-1@db.example/velro",
+            "REDIS_URL": "redis://:redis-password-2@cache.example:6379/0",
+            "JWT_SECRET": "jwt-secret-3" * 4,
+            "FAL_KEY": "fal-key-4",
+            "METRICS_TOKEN": "metrics-token-5" * 3,
+            "SUPABASE_ANON_KEY": "anon-key-6",
+        }
+    )
+    for shown in (repr(settings), str(settings), f"{settings}", repr([settings])):
+        for secret in (
+            "db-password-1",
+            "redis-password-2",
+            "jwt-secret-3",
+            "fal-key-4",
+            "metrics-token-5",
+            "anon-key-6",
+        ):
+            assert secret not in shown
+        assert "postgresql://app:***@db.example/velro" in shown
+        assert "JWT_SECRET='***'" in shown
+        assert "JWT_KEY_ID=None" in shown, "a key id is not a secret"
+
+
+def test_a_refused_setting_does_not_echo_a_secret():
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={**PRODUCTION, "JWT_SECRET": "too-short-secret"})
+    assert "too-short-secret" not in str(refused.value)
+
+
+def test_one_setting_can_be_read_without_the_secrets():
+    assert read_setting("PASSWORD_MIN_LENGTH", environ={}) == 8
+    assert read_setting("PASSWORD_MIN_LENGTH", environ={"PASSWORD_MIN_LENGTH": "12"}) == 12
 
 
 def test_environment_values_are_parsed_to_their_types():
     settings = load_settings(
-        environ={**BASE, "DB_POOL_MAX_SIZE": "20", "DEBUG": "true", "DB_POOL_TIMEOUT": "2.5"}
+        environ={**LOCAL, "DB_POOL_MAX_SIZE": "20", "DEBUG": "true", "DB_POOL_TIMEOUT": "2.5"}
     )
     assert settings.DB_POOL_MAX_SIZE == 20 and settings.DEBUG is True
     assert settings.DB_POOL_TIMEOUT == 2.5
 
 
 def test_arguments_override_the_environment():
-    settings = load_settings({"JWT_EXPIRY": 120}, environ={**BASE, "JWT_EXPIRY": "600"})
+    settings = load_settings({"JWT_EXPIRY": 120}, environ={**LOCAL, "JWT_EXPIRY": "600"})
     assert settings.JWT_EXPIRY == 120
 
 
@@ -61,7 +119,7 @@ def test_bad_settings_say_what_to_fix(environ, words):
 
 def test_unknown_overrides_are_refused():
     with pytest.raises(ConfigError, match="unknown setting"):
-        load_settings({"JWT_SECRETS": "x"}, environ=BASE)
+        load_settings({"JWT_SECRETS": "x"}, environ=LOCAL)
 
 
 def test_production_with_everything_set_starts():
@@ -118,7 +176,7 @@ def test_smtp_password_stays_out_of_repr():
 def test_supabase_mode_derives_issuer_and_jwks():
     settings = load_settings(
         environ={
-            **BASE,
+            **LOCAL,
             "AUTH_MODE": "supabase",
             "SUPABASE_URL": "https://p.supabase.co/",
             "SUPABASE_ANON_KEY": "anon",
@@ -130,4 +188,4 @@ def test_supabase_mode_derives_issuer_and_jwks():
 
 def test_a_bad_private_key_stops_the_app(db_url):
     with pytest.raises(ConfigError, match="JWT_PRIVATE_KEY"):
-        create_app({"DATABASE_URL": db_url, "JWT_PRIVATE_KEY": "not a pem"})
+        create_app({"APP_ENV": "test", "DATABASE_URL": db_url, "JWT_PRIVATE_KEY": "not a pem"})

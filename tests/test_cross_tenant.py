@@ -100,7 +100,9 @@ CASES = {
         body={"title": "renamed"},
     ),
     "delete generation": Case(
-        "DELETE", "/api/v1/generations/{fresh_generation}", statuses(404, 403, 403, 204, 404)
+        "DELETE",
+        "/api/v1/generations/{fresh_finished_generation}",
+        statuses(404, 403, 403, 204, 404),
     ),
     "cancel generation": Case(
         "POST", "/api/v1/generations/{fresh_generation}/cancel", statuses(404, 403, 200, 200, 403)
@@ -221,6 +223,13 @@ class World:
             return self.linked_project()["id"]
         if name == "fresh_generation":
             return self.api.generation(self.owner, project_id=self.project["id"])["id"]
+        if name == "fresh_finished_generation":
+            # a charged generation in flight is never deleted: finish it first, as FAL would
+            generation_id = self.fresh("fresh_generation")
+            self.api.sql(
+                "select public.record_generation_progress(%s, 'completed')", (generation_id,)
+            )
+            return generation_id
         if name == "fresh_shared":
             return self.shared_generation()["id"]
         if name == "fresh_member":
@@ -254,6 +263,7 @@ class World:
         for name in (
             "fresh_project",
             "fresh_generation",
+            "fresh_finished_generation",
             "fresh_shared",
             "fresh_member",
             "fresh_token",

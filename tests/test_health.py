@@ -14,7 +14,11 @@ def test_live_and_ready(client):
 
 def test_not_ready_without_a_database_but_still_live():
     app = create_app(
-        {"DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none", "DB_POOL_TIMEOUT": 0.5}
+        {
+            "APP_ENV": "test",
+            "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none",
+            "DB_POOL_TIMEOUT": 0.5,
+        }
     )
     try:
         client = app.test_client()

@@ -24,6 +24,18 @@ BREACHES = {
         "set search_path = '' as $$ select 1 $$; "
         "grant execute on function public.breach() to anon"
     ),
+    "unindexed_foreign_keys": (
+        "create table private.breach_parent (id int primary key); "
+        "create table private.breach (parent_id int references private.breach_parent (id))"
+    ),
+    # what a migration that forgets its revokes leaves on hosted Supabase
+    "api_role_unintended_grants": (
+        "create table public.breach (id int); "
+        "grant all on public.breach to service_role; "
+        "create function public.breach_rpc() returns int language sql "
+        "set search_path = '' as $$ select 1 $$; "
+        "grant execute on function public.breach_rpc() to authenticated, service_role"
+    ),
     "materialized_view_readable_by_api_role": (
         "create materialized view analytics.breach as select 1 as id; "
         "grant select on analytics.breach to authenticated"

@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 
 from backend.api import schemas
 from backend.api.outcomes import documented_errors
-from backend.api.pagination import LATEST_ID_FIRST, Page
+from backend.api.pagination import NEWEST_FIRST, Page
 from backend.auth import require_user
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
@@ -47,7 +47,7 @@ class Transactions(MethodView):
     @documented_errors(blp, 400, 401, 422)
     def get(self, args):
         """Every credit movement of the caller, newest first; filter by kind."""
-        page = Page.from_args(args, key=LATEST_ID_FIRST)
+        page = Page.from_args(args, key=NEWEST_FIRST)
         kind = " and kind = %s::public.credit_kind" if "kind" in args else ""
         with user_transaction() as cur:
             cur.execute(

@@ -64,12 +64,15 @@ class Generations(MethodView):
         success=True,
         description="A replay: the first generation made with this key; no charge",
     )
-    @documented_errors(blp, 400, 401, 402, 403, 404, 422)
+    @documented_errors(blp, 400, 401, 402, 403, 404, 409, 422)
     def post(self, headers, body):
         """Start a generation: validates model and parameters, charges its credits.
 
         It stays ``pending`` until it is submitted to FAL.ai. Creating it in a project needs
-        write (editor) access there. The ``Idempotency-Key`` header makes retries safe.
+        write (editor) access there. The price is the model's ``credit_cost`` per
+        ``price_unit``: per generation, per image (``num_images``) or per second of video
+        (``duration``). The optional ``Idempotency-Key`` header makes retries safe; the same
+        key with a different request is a 409.
         """
         with user_transaction() as cur:
             cur.execute(
@@ -137,9 +140,13 @@ class Generation(MethodView):
 
     @require_user
     @blp.response(204)
-    @documented_errors(blp, 401, 403, 404)
+    @documented_errors(blp, 401, 403, 404, 409)
     def delete(self, generation_id: UUID):
-        """Delete a generation (delete permission: admin or owner)."""
+        """Delete a generation (delete permission: admin or owner).
+
+        A charged generation that is pending, queued or processing is not deleted (409):
+        cancel it first (its credits are refunded) or wait until it ends.
+        """
         with user_transaction() as cur:
             cur.execute(DELETE, (generation_id,))
             if cur.fetchone() is None:

@@ -15,7 +15,8 @@ from backend.db import anon_transaction
 TAG = "models:catalog"
 
 CATALOG = (
-    "select id, name, kind::text, credit_cost, parameter_schema from public.models"
+    "select id, name, kind::text, credit_cost, price_unit::text, parameter_schema"
+    " from public.models"
     " where (%(kind)s::public.model_kind is null or kind = %(kind)s::public.model_kind)"
     " order by kind, credit_cost, id"
 )

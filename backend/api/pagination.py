@@ -35,7 +35,6 @@ class BadCursor(ApiError):
 # or a forged one would reach SQL as a type error instead of a 400.
 Key = tuple[tuple[str, type], ...]
 NEWEST_FIRST: Key = (("created_at", datetime), ("id", UUID))
-LATEST_ID_FIRST: Key = (("id", int),)
 
 
 @dataclass(frozen=True)

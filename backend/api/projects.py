@@ -110,9 +110,12 @@ class Project(MethodView):
 
     @require_user
     @blp.response(204)
-    @documented_errors(blp, 401, 403, 404)
+    @documented_errors(blp, 401, 403, 404, 409)
     def delete(self, project_id: UUID):
-        """Delete a project and its generations (project admins)."""
+        """Delete a project and its generations (project admins).
+
+        Refused (409) while a charged generation in it is pending, queued or processing.
+        """
         with user_transaction() as cur:
             cur.execute("delete from public.projects where id = %s returning id", (project_id,))
             if cur.fetchone() is None:

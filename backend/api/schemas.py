@@ -1,7 +1,8 @@
 """Marshmallow schemas of the REST resources: what each route reads and what it answers.
 
 They validate input before anything reaches the database (an unknown or malformed field
-is a 422 that names it) and they are the source of the OpenAPI document. Limits mirror
+is a 422 that names it) and they are the source of the OpenAPI document. Every string
+field is a ``Text`` (backend/text.py): a NUL or an unpaired surrogate is a 422 too. Limits mirror
 the table constraints in supabase/migrations so a bad value is refused with a field name
 rather than a generic constraint error. Authorization is never decided here.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from backend.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.text import Email, JsonObject, Text
 
 TEAM_ROLES = ("viewer", "editor", "admin", "owner")
 SHARE_ROLES = ("viewer", "editor", "admin")  # owner is never granted through a team
@@ -18,6 +20,7 @@ VISIBILITIES = ("private", "team", "public")
 GENERATION_STATUSES = ("pending", "queued", "processing", "completed", "failed", "cancelled")
 CREDIT_KINDS = ("grant", "purchase", "charge", "refund")
 MODEL_KINDS = ("image", "video")
+PRICE_UNITS = ("generation", "image", "second")
 
 
 def not_blank(value: str) -> None:
@@ -25,13 +28,13 @@ def not_blank(value: str) -> None:
         raise ValidationError("Must not be blank.")
 
 
-def text(max_length: int, **kwargs) -> fields.String:
+def text(max_length: int, **kwargs) -> Text:
     """A string of 1..max_length characters that is not only whitespace."""
-    return fields.String(validate=[validate.Length(min=1, max=max_length), not_blank], **kwargs)
+    return Text(validate=[validate.Length(min=1, max=max_length), not_blank], **kwargs)
 
 
-def one_of(choices: tuple[str, ...], **kwargs) -> fields.String:
-    return fields.String(validate=validate.OneOf(choices), **kwargs)
+def one_of(choices: tuple[str, ...], **kwargs) -> Text:
+    return Text(validate=validate.OneOf(choices), **kwargs)
 
 
 # pages -----------------------------------------------------------------------------------
@@ -43,7 +46,7 @@ class PageArgs(Schema):
         validate=validate.Range(min=1, max=MAX_LIMIT),
         metadata={"description": f"page size, 1 to {MAX_LIMIT}"},
     )
-    cursor = fields.String(
+    cursor = Text(
         validate=validate.Length(min=1, max=512),
         metadata={"description": "next_cursor of the previous page"},
     )
@@ -54,7 +57,7 @@ def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
     return Schema.from_dict(
         {
             "items": fields.List(fields.Nested(item_schema), required=True),
-            "next_cursor": fields.String(
+            "next_cursor": Text(
                 allow_none=True,
                 required=True,
                 metadata={"description": "pass as ?cursor= for the next page; null on the last"},
@@ -93,7 +96,7 @@ class AccessSchema(Schema):
         required=True,
     )
     effective_role = one_of(TEAM_ROLES, allow_none=True, required=True)
-    permissions = fields.List(fields.String(), required=True)
+    permissions = fields.List(Text(), required=True)
 
 
 # projects --------------------------------------------------------------------------------
@@ -101,13 +104,13 @@ class AccessSchema(Schema):
 
 class ProjectCreateSchema(Schema):
     name = text(200, required=True)
-    description = fields.String(validate=validate.Length(max=2000), allow_none=True)
+    description = Text(validate=validate.Length(max=2000), allow_none=True)
     visibility = one_of(VISIBILITIES)
 
 
 class ProjectUpdateSchema(Schema):
     name = text(200)
-    description = fields.String(validate=validate.Length(max=2000), allow_none=True)
+    description = Text(validate=validate.Length(max=2000), allow_none=True)
     visibility = one_of(VISIBILITIES)
 
     @validates_schema
@@ -123,16 +126,16 @@ class ProjectTeamLinkSchema(Schema):
 class ProjectTeamSchema(Schema):
     project_id = fields.UUID(required=True)
     team_id = fields.UUID(required=True)
-    access_level = fields.String(required=True)
+    access_level = Text(required=True)
     created_at = fields.DateTime(required=True)
 
 
 class ProjectSchema(Schema):
     id = fields.UUID(required=True)
     owner_id = fields.UUID(required=True)
-    name = fields.String(required=True)
-    description = fields.String(allow_none=True, required=True)
-    visibility = fields.String(required=True)
+    name = Text(required=True)
+    description = Text(allow_none=True, required=True)
+    visibility = Text(required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
 
@@ -151,47 +154,50 @@ ProjectPageSchema = page_of(ProjectSchema, "ProjectPage")
 
 
 class IdempotencyKeyHeader(Schema):
-    idempotency_key = fields.String(
+    idempotency_key = Text(
         data_key="Idempotency-Key",
-        required=True,
+        load_default=None,
         validate=validate.Length(min=1, max=255),
-        metadata={"description": "chosen by the client; a retry with the same key is not charged"},
+        metadata={
+            "description": "optional, chosen by the client: a retry of the same request with the"
+            " same key returns the first generation and is not charged; the same key with a"
+            " different request is a 409"
+        },
     )
 
 
 class GenerationCreateSchema(Schema):
-    model_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    model_id = Text(required=True, validate=validate.Length(min=1, max=200))
     prompt = text(4000, required=True)
     project_id = fields.UUID(allow_none=True)
-    parameters = fields.Dict(
-        keys=fields.String(),
+    parameters = JsonObject(
         load_default=dict,
         metadata={"description": "model parameters; GET /api/v1/models lists each model's schema"},
     )
-    title = fields.String(validate=validate.Length(max=200), allow_none=True)
+    title = Text(validate=validate.Length(max=200), allow_none=True)
 
 
 class GenerationListArgs(PageArgs):
     project_id = fields.UUID()
     status = one_of(GENERATION_STATUSES)
-    model_id = fields.String(validate=validate.Length(min=1, max=200))
+    model_id = Text(validate=validate.Length(min=1, max=200))
 
 
 class GenerationUpdateSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(max=200), allow_none=True)
+    title = Text(required=True, validate=validate.Length(max=200), allow_none=True)
 
 
 class GenerationSchema(Schema):
     id = fields.UUID(required=True)
     owner_id = fields.UUID(required=True)
     project_id = fields.UUID(allow_none=True, required=True)
-    model_id = fields.String(required=True)
-    prompt = fields.String(required=True)
+    model_id = Text(required=True)
+    prompt = Text(required=True)
     parameters = fields.Dict(required=True)
-    title = fields.String(allow_none=True, required=True)
-    status = fields.String(required=True)
+    title = Text(allow_none=True, required=True)
+    status = Text(required=True)
     outputs = fields.Raw(required=True, metadata={"description": "output media, once completed"})
-    error = fields.String(allow_none=True, required=True)
+    error = Text(allow_none=True, required=True)
     cost = fields.Integer(required=True, metadata={"description": "credits charged"})
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
@@ -214,7 +220,7 @@ class ShareCreateSchema(Schema):
 class ShareSchema(Schema):
     generation_id = fields.UUID(required=True)
     team_id = fields.UUID(required=True)
-    role = fields.String(required=True)
+    role = Text(required=True)
     created_at = fields.DateTime(required=True)
 
 
@@ -227,9 +233,9 @@ class TeamCreateSchema(Schema):
 
 class TeamSchema(Schema):
     id = fields.UUID(required=True)
-    name = fields.String(required=True)
+    name = Text(required=True)
     owner_id = fields.UUID(required=True)
-    role = fields.String(required=True, metadata={"description": "the caller's role in the team"})
+    role = Text(required=True, metadata={"description": "the caller's role in the team"})
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
 
@@ -243,9 +249,9 @@ TeamPageSchema = page_of(TeamSchema, "TeamPage")
 
 class MemberSchema(Schema):
     user_id = fields.UUID(required=True)
-    role = fields.String(required=True)
-    email = fields.String(allow_none=True, required=True)
-    display_name = fields.String(allow_none=True, required=True)
+    role = Text(required=True)
+    email = Text(allow_none=True, required=True)
+    display_name = Text(allow_none=True, required=True)
     joined_at = fields.DateTime(required=True)
 
 
@@ -255,21 +261,21 @@ MemberPageSchema = page_of(MemberSchema, "MemberPage")
 class MembershipSchema(Schema):
     team_id = fields.UUID(required=True)
     user_id = fields.UUID(required=True)
-    role = fields.String(required=True)
+    role = Text(required=True)
     created_at = fields.DateTime(required=True)
 
 
 class TeamPermissionsSchema(Schema):
     team_id = fields.UUID(required=True)
-    role = fields.String(required=True)
-    permissions = fields.List(fields.String(), required=True)
+    role = Text(required=True)
+    permissions = fields.List(Text(), required=True)
 
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321
 
 
 class InviteSchema(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=MAX_EMAIL_LENGTH))
+    email = Email(required=True, validate=validate.Length(max=MAX_EMAIL_LENGTH))
     role = one_of(
         SHARE_ROLES,
         load_default="viewer",
@@ -280,19 +286,17 @@ class InviteSchema(Schema):
 class InvitationSchema(Schema):
     invitation_id = fields.UUID(required=True)
     team_id = fields.UUID(required=True)
-    email = fields.String(required=True)
-    role = fields.String(required=True)
-    token = fields.String(
-        required=True, metadata={"description": "shown once; only its hash is kept"}
-    )
+    email = Text(required=True)
+    role = Text(required=True)
+    token = Text(required=True, metadata={"description": "shown once; only its hash is kept"})
     expires_at = fields.DateTime(required=True)
 
 
 class PendingInvitationSchema(Schema):
     id = fields.UUID(required=True)
     team_id = fields.UUID(required=True)
-    email = fields.String(required=True)
-    role = fields.String(required=True)
+    email = Text(required=True)
+    role = Text(required=True)
     invited_by = fields.UUID(allow_none=True, required=True)
     expires_at = fields.DateTime(required=True)
     created_at = fields.DateTime(required=True)
@@ -302,7 +306,7 @@ PendingInvitationPageSchema = page_of(PendingInvitationSchema, "PendingInvitatio
 
 
 class AcceptInvitationSchema(Schema):
-    token = fields.String(
+    token = Text(
         required=True,
         validate=validate.Length(min=1, max=256),
         metadata={"description": "the invitation token from the email"},
@@ -333,7 +337,7 @@ class CreditTotalsSchema(Schema):
 
 class BalanceSchema(Schema):
     balance = fields.Integer(required=True)
-    plan = fields.String(required=True)
+    plan = Text(required=True)
     totals = fields.Nested(
         CreditTotalsSchema,
         allow_none=True,
@@ -347,13 +351,15 @@ class TransactionListArgs(PageArgs):
 
 
 class TransactionSchema(Schema):
-    id = fields.Integer(required=True)
-    kind = fields.String(required=True)
+    id = fields.UUID(required=True)
+    kind = Text(required=True)
     amount = fields.Integer(required=True)
     balance_after = fields.Integer(required=True)
     generation_id = fields.UUID(allow_none=True, required=True)
-    refund_of = fields.Integer(allow_none=True, required=True)
-    note = fields.String(allow_none=True, required=True)
+    refund_of = fields.UUID(
+        allow_none=True, required=True, metadata={"description": "the charge a refund returns"}
+    )
+    note = Text(allow_none=True, required=True)
     created_at = fields.DateTime(required=True)
 
 
@@ -365,10 +371,19 @@ class ModelListArgs(Schema):
 
 
 class ModelSchema(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
-    kind = fields.String(required=True)
-    credit_cost = fields.Integer(required=True)
+    id = Text(required=True)
+    name = Text(required=True)
+    kind = Text(required=True)
+    credit_cost = fields.Integer(required=True, metadata={"description": "credits per price_unit"})
+    price_unit = one_of(
+        PRICE_UNITS,
+        required=True,
+        metadata={
+            "description": "what credit_cost is per. generation: a flat price; image: times"
+            " num_images (default 1); second: times the duration parameter in seconds (default:"
+            " the schema's)"
+        },
+    )
     parameter_schema = fields.Dict(required=True)
 
 

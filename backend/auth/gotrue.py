@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import psycopg
 from flask import Blueprint, current_app, jsonify, request
+from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from backend.auth.guard import VERIFIER, AuthContext, bearer_token
 from backend.auth.provider import AuthFailure
 from backend.auth.routes import provider
 from backend.db import session_is_live
-from backend.errors import ApiError, InvalidToken
+from backend.errors import UNSTORABLE_TEXT, ApiError, InvalidToken
 from backend.request_id import request_id
+from backend.text import PROBLEM, JsonObject, problem_with
 
 SIGNER = "velro.token_signer"
 
@@ -28,8 +30,7 @@ blp = Blueprint("gotrue", __name__, url_prefix="/auth/v1")
 @blp.post("/signup")
 def signup():
     body = _json_body()
-    data = body.get("data") if isinstance(body.get("data"), dict) else {}
-    session = _local().sign_up(_text(body, "email"), _text(body, "password"), data)
+    session = _local().sign_up(_text(body, "email"), _text(body, "password"), _metadata(body))
     # GoTrue answers the user alone while the email waits for confirmation
     return jsonify(session.as_gotrue() if session.access_token else session.user)
 
@@ -106,7 +107,16 @@ def gotrue_error(error: HTTPException):
 
 @blp.errorhandler(psycopg.Error)
 def gotrue_database_error(error: psycopg.Error):
+    if isinstance(error, psycopg.DataError):
+        return _unstorable_text(error)
     return _unexpected_failure(error)
+
+
+@blp.errorhandler(UnicodeEncodeError)
+def _unstorable_text(_error: Exception):
+    """A backstop: text the database cannot store is the request's fault, never a 500."""
+    body = {"code": 400, "error_code": "validation_failed", "msg": UNSTORABLE_TEXT}
+    return jsonify(body), 400
 
 
 def _unexpected_failure(error: BaseException):
@@ -156,4 +166,19 @@ def _text(body: dict, name: str) -> str:
         raise AuthFailure(
             400, "bad_json", f"Could not parse request body as JSON: {name} must be a string"
         )
+    if problem := problem_with(value):
+        raise AuthFailure(422, "validation_failed", f"{name}: {problem}")
     return value
+
+
+def _metadata(body: dict) -> dict:
+    """The signup's user metadata ("data"), its keys and strings storable at any depth."""
+    data = body.get("data")
+    if not isinstance(data, dict):
+        return {}
+    try:
+        JsonObject().deserialize(data)
+    except ValidationError as error:
+        field = next(iter(error.normalized_messages()), "")
+        raise AuthFailure(422, "validation_failed", f"data.{field}: {PROBLEM}") from None
+    return data

@@ -404,6 +404,7 @@ def _rotate(cur, row: dict) -> tuple[dict, str]:
     )
     cur.execute("select * from auth.users where id = %s", (row["user_id"],))
     user = cur.fetchone()
+    _refuse_unusable_account(user)  # raising rolls the rotation back
     token = _issue_refresh_token(cur, user["id"], row["session_id"], parent=revoked["token"])
     return user, token
 
@@ -416,6 +417,14 @@ def _recent_code_failures(cur, user_id) -> int:
         (user_id, CONFIRMATION_LIFETIME),
     )
     return cur.fetchone()["failures"]
+
+
+def _refuse_unusable_account(user: dict | None) -> None:
+    """A refresh checks the account as sign-in does: a deleted or banned user gets no session."""
+    if user is None or user["deleted_at"]:
+        raise AuthFailure(400, "user_not_found", "This account does not exist")
+    if user["banned_until"] and user["banned_until"].timestamp() > time.time():
+        raise AuthFailure(400, "user_banned", "User is banned")
 
 
 def _password_matches(password: str, stored: str, decoy: bytes) -> bool:

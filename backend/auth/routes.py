@@ -16,7 +16,7 @@ from backend.auth.schemas import (
     SignupSchema,
 )
 from backend.db import confirm_session, user_transaction
-from backend.errors import ApiError, InvalidToken, NotFound
+from backend.errors import ApiError, InvalidToken
 
 PROVIDER = "velro.auth_provider"
 
@@ -32,6 +32,7 @@ STATUS_OVERRIDES = {
     "user_already_exists": 409,
     "email_exists": 409,
     "email_not_confirmed": 403,
+    "user_not_found": 401,
 }
 
 
@@ -109,6 +110,6 @@ def me():
             " from public.profiles where id = (select auth.uid())"
         )
         profile = cur.fetchone()
-    if profile is None:
-        raise NotFound("No profile for this user.")
+    if profile is None:  # the account was deleted while its token still lives
+        raise InvalidToken("This account does not exist.", error="account_not_found")
     return profile

@@ -6,13 +6,14 @@ from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from backend.auth.provider import SIGN_OUT_SCOPES
+from backend.text import Email, Text
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321
 
 
 class CredentialsSchema(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=MAX_EMAIL_LENGTH))
-    password = fields.String(required=True, load_only=True)
+    email = Email(required=True, validate=validate.Length(max=MAX_EMAIL_LENGTH))
+    password = Text(required=True, load_only=True)
 
     @validates("password")
     def _password_length(self, value: str, **_kwargs) -> None:
@@ -24,15 +25,15 @@ class CredentialsSchema(Schema):
 
 
 class SignupSchema(CredentialsSchema):
-    display_name = fields.String(validate=validate.Length(min=1, max=100))
+    display_name = Text(validate=validate.Length(min=1, max=100))
 
 
 class RefreshSchema(Schema):
-    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    refresh_token = Text(required=True, validate=validate.Length(min=1, max=255))
 
 
 class LogoutSchema(Schema):
-    scope = fields.String(
+    scope = Text(
         load_default="local",
         validate=validate.OneOf(SIGN_OUT_SCOPES),
         metadata={"description": "local: this session; others: all but this one; global: all"},
@@ -41,31 +42,31 @@ class LogoutSchema(Schema):
 
 class UserSchema(Schema):
     id = fields.UUID()
-    email = fields.String()
-    role = fields.String()
-    created_at = fields.String()
-    last_sign_in_at = fields.String(allow_none=True)
-    email_confirmed_at = fields.String(allow_none=True)
-    confirmation_sent_at = fields.String(allow_none=True)
+    email = Text()
+    role = Text()
+    created_at = Text()
+    last_sign_in_at = Text(allow_none=True)
+    email_confirmed_at = Text(allow_none=True)
+    confirmation_sent_at = Text(allow_none=True)
 
 
 class SessionSchema(Schema):
-    access_token = fields.String(
+    access_token = Text(
         allow_none=True, metadata={"description": "null until the email is confirmed"}
     )
-    token_type = fields.String(allow_none=True)
+    token_type = Text(allow_none=True)
     expires_in = fields.Integer(allow_none=True)
     expires_at = fields.Integer(allow_none=True)
-    refresh_token = fields.String(allow_none=True)
+    refresh_token = Text(allow_none=True)
     user = fields.Nested(UserSchema)
 
 
 class ProfileSchema(Schema):
     id = fields.UUID()
-    email = fields.String()
-    display_name = fields.String(allow_none=True)
-    status = fields.String()
+    email = Text()
+    display_name = Text(allow_none=True)
+    status = Text()
     credits = fields.Integer()
-    plan = fields.String()
+    plan = Text()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

@@ -9,16 +9,16 @@ update public.profiles set status = 'suspended' where id = :'sue';
 
 select tests.clear_authentication();
 select results_eq(
-    'select id, kind::text, credit_cost from public.models order by id',
+    'select id, kind::text, credit_cost, price_unit::text from public.models order by id',
     $$values
-    ('fal-ai/flux-pro/kontext/max', 'image', 60),
-    ('fal-ai/flux-pro/v1.1-ultra', 'image', 50),
-    ('fal-ai/imagen4/preview/ultra', 'image', 45),
-    ('fal-ai/kling-video/v2.1/master/text-to-video', 'video', 350),
-    ('fal-ai/minimax/hailuo-02/pro/text-to-video', 'video', 400),
-    ('fal-ai/veo3', 'video', 500),
-    ('fal-ai/wan-pro/text-to-video', 'video', 300)$$,
-    'the catalog holds the seven FAL models at their credit costs'
+    ('fal-ai/flux-pro/kontext/max', 'image', 60, 'image'),
+    ('fal-ai/flux-pro/v1.1-ultra', 'image', 50, 'image'),
+    ('fal-ai/imagen4/preview/ultra', 'image', 45, 'image'),
+    ('fal-ai/kling-video/v2.1/master/text-to-video', 'video', 70, 'second'),
+    ('fal-ai/minimax/hailuo-02/pro/text-to-video', 'video', 400, 'generation'),
+    ('fal-ai/veo3', 'video', 63, 'second'),
+    ('fal-ai/wan-pro/text-to-video', 'video', 300, 'generation')$$,
+    'the catalog holds the seven FAL models at their credit cost per unit'
 );
 
 -- the service role manages the catalog

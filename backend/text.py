@@ -1,0 +1,106 @@
+"""Text the database can store, checked at the boundary.
+
+JSON may carry a NUL character (``\\u0000``) or an unpaired surrogate (``\\ud800``); Postgres
+text and jsonb can hold neither, and the driver fails on them (``DataError``,
+``UnicodeEncodeError``, SQLSTATE 22P05). Every string a request brings in is checked here
+first, so such input is a 422 that names the field instead of an error deep in a query:
+
+- ``Text`` and ``Email``: the marshmallow string fields every input schema uses;
+- ``JsonObject``: a JSON object (model parameters, user metadata) whose keys and strings are
+  checked at any depth; an error names the path inside it, e.g. ``parameters.style.0``;
+- ``refuse_bad_text_in_url``: query string names and values, and path tokens, of every route;
+- ``problem_with(value)``: the check itself, for code that reads JSON by hand.
+
+This module knows marshmallow and Flask's request, nothing of the database.
+"""
+
+from __future__ import annotations
+
+from flask import request
+from marshmallow import ValidationError, fields
+from werkzeug.exceptions import UnprocessableEntity
+
+PROBLEM = "Must not contain a NUL character (\\u0000) or an unpaired surrogate (\\ud800-\\udfff)."
+
+
+def problem_with(value: str) -> str | None:
+    """Why the database cannot store ``value``, or None when it can."""
+    if "\x00" in value:
+        return PROBLEM
+    try:
+        value.encode("utf-8")  # a surrogate left after JSON decoding has no pair
+    except UnicodeEncodeError:
+        return PROBLEM
+    return None
+
+
+def printable(name: str) -> str:
+    """A name safe to echo in an error: the offending characters written as escapes."""
+    return "".join(
+        f"\\u{ord(c):04x}" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in name
+    )
+
+
+class Text(fields.String):
+    """A string of characters the database can store (no NUL, no unpaired surrogate)."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if problem_with(text):
+            raise ValidationError(PROBLEM)
+        return text
+
+
+class Email(Text, fields.Email):
+    """An email address made of storable characters."""
+
+
+class JsonObject(fields.Dict):
+    """A JSON object of any values whose keys and strings, at every depth, are storable."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, dict):
+            _refuse_bad_text(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _refuse_bad_text(value) -> None:
+    problems = _problems_in(value)
+    if problems:
+        raise ValidationError(problems)
+
+
+def _problems_in(value) -> dict | list | None:
+    """{key-or-index: problem or nested problems}, or a list with the problem for a string."""
+    if isinstance(value, str):
+        return [PROBLEM] if problem_with(value) else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(index), item) for index, item in enumerate(value))
+    else:
+        return None
+    problems = {}
+    for key, item in items:
+        if problem_with(key):
+            problems[printable(key)] = [f"This key is not valid. {PROBLEM}"]
+        elif nested := _problems_in(item):
+            problems[key] = nested
+    return problems or None
+
+
+def refuse_bad_text_in_url():
+    """before_request: a query parameter or path token the database could not store is a 422."""
+    details = {}
+    for name, values in request.args.lists():
+        if problem_with(name) or any(problem_with(v) for v in values):
+            details[f"query.{printable(name)}"] = [PROBLEM]
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and problem_with(value):
+            details[f"path.{name}"] = [PROBLEM]
+    if details:
+        # the shape webargs gives a 422: the error handler names each field from "messages"
+        sentence = "; ".join(f"{field}: {PROBLEM}" for field in details)
+        error = UnprocessableEntity(description=f"Invalid input. {sentence}")
+        error.data = {"messages": details}
+        raise error
