@@ -40,9 +40,7 @@ def authorize_generation(generation_id: UUID) -> dict:
 
 
 def _decide(user_id: UUID, generation_id: UUID) -> tuple[dict, list[str]]:
-    with db.user_transaction() as cur:
-        cur.execute(DECISION, {"id": generation_id})
-        row = cur.fetchone()
+    (row,) = db.user_query(DECISION, {"id": generation_id})
     tags = [f"user:{user_id}", f"generation:{generation_id}"]
     if not row["decision"]["access_granted"]:
         tags.append("denials")
