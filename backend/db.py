@@ -78,14 +78,13 @@ class Database:
     """The connection pool; one per app."""
 
     def __init__(self, settings: Settings):
-        self._returned_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lent_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.pool = ConnectionPool(
             conninfo=settings.DATABASE_URL,
             min_size=settings.DB_POOL_MIN_SIZE,
             max_size=settings.DB_POOL_MAX_SIZE,
             timeout=settings.DB_POOL_TIMEOUT,
             check=self._check_if_idle,
-            reset=self._note_return,
             kwargs={
                 "row_factory": dict_row,
                 "application_name": "velro",
@@ -96,12 +95,14 @@ class Database:
             open=False,
         )
 
-    def _note_return(self, conn: psycopg.Connection) -> None:
-        self._returned_at[conn] = time.monotonic()
-
     def _check_if_idle(self, conn: psycopg.Connection) -> None:
-        returned = self._returned_at.get(conn)
-        if returned is not None and time.monotonic() - returned <= CHECK_AFTER_IDLE_SECONDS:
+        # Idle time is counted from the connection's last loan, noted here. Noting returns
+        # instead would take the pool's reset hook, which hands every return to the pool's
+        # worker thread: a thread switch per request.
+        now = time.monotonic()
+        lent = self._lent_at.get(conn)
+        self._lent_at[conn] = now
+        if lent is not None and now - lent <= CHECK_AFTER_IDLE_SECONDS:
             return
         try:
             ConnectionPool.check_connection(conn)
@@ -210,9 +211,10 @@ def _role_query(
     # Pipeline mode queues both statements and one Sync: one round trip. Postgres runs what
     # comes before a Sync as one implicit transaction (the local settings hold for the
     # statement), commits it at the Sync, and after an error skips the rest and rolls back.
+    cur = conn.cursor()
     with _session_ended_is_401(), conn.pipeline():
-        conn.execute(*preamble)
-        cur = conn.execute(query, params)
+        cur.execute(*preamble)
+        cur.execute(query, params)
     return cur.fetchall() if cur.description is not None else []
 
 
