@@ -1,27 +1,38 @@
 """Database access: one connection pool and a few ways to run a transaction.
 
-Use exactly one of these per unit of work; each yields a psycopg cursor with dict rows,
-commits when the block ends and rolls back on an exception::
+Use exactly one of these per unit of work; each commits when it ends and rolls back on an
+exception::
 
-    from backend.db import user_transaction, service_transaction, rpc
+    from backend.db import user_query, user_transaction, service_transaction, rpc
 
-    with user_transaction() as cur:            # as the signed-in caller, through RLS
+    rows = user_query(                          # one statement as the caller: one round trip
+        "select id, name from public.projects where id = %s", (project_id,)
+    )
+
+    with user_transaction() as cur:             # several statements as the caller, through RLS
         cur.execute("select id, name from public.projects order by created_at desc limit %s", (20,))
         rows = cur.fetchall()
         result = rpc(cur, "public.authorize_generation", p_generation_id=generation_id)
 
-    with anon_transaction() as cur:            # public reads, as PostgREST serves the anon key
+    with anon_transaction() as cur:             # public reads, as PostgREST serves the anon key
         cur.execute("select id, name from public.models")
 
-    with service_transaction() as cur:         # system work only: webhooks, refunds, refreshes
+    with service_transaction() as cur:          # system work only: webhooks, refunds, refreshes
         rpc(cur, "private.audit", p_event="fal.webhook", p_actor_id=None)
 
-``user_transaction`` does what PostgREST does for each request: in one transaction it sets
-``role`` to ``authenticated`` and ``request.jwt.claims`` to the caller's verified claims,
-so ``auth.uid()`` and every RLS policy decide, never Python. The same preamble statement
-checks that the token's session still exists: a logged-out session gets 401 before the
-caller's first query runs. ``owner_transaction`` runs as the URL's own role and is for
-the local auth provider's writes to ``auth.*`` and for operator tasks.
+``user_query`` and ``user_transaction`` do what PostgREST does for each request: in one
+transaction they set ``role`` to ``authenticated`` and ``request.jwt.claims`` to the
+caller's verified claims, so ``auth.uid()`` and every RLS policy decide, never Python. The
+same preamble statement checks that the token's session still exists: a logged-out session
+gets 401 and the caller's statement never runs.
+
+Round trips (psycopg's pipeline mode queues statements without waiting for their answers):
+``user_query`` sends the preamble, the statement and the commit (the pipeline's Sync) in
+one; a ``user_transaction`` block sends its opening (begin, preamble) with its first
+statement, so N statements cost N + 1 with the commit. Inside a block, use the cursor it
+yields, not the cursor's connection: the connection itself is in autocommit mode.
+``owner_transaction`` runs as the URL's own role and is for the local auth provider's writes
+to ``auth.*`` and for operator tasks.
 
 The pool (``app.extensions["velro.db"]``) checks a connection that sat idle before lending
 it and replaces dropped ones; every connection has the configured statement timeout.
@@ -52,7 +63,8 @@ EXTENSION = "velro.db"
 # PostgREST's preamble for a signed-in caller, in one statement that also checks the token's
 # session: an ended one raises PT401 here, so nothing sent after it in the same round trip
 # runs. The statement itself runs as the connection's role (set_config takes effect for the
-# statements after it), which may read auth.sessions.
+# statements after it), which owns the schema: it may read auth.sessions and call
+# private.raise_error.
 SESSION_ENDED = "PT401"
 USER_PREAMBLE = (
     "select set_config('role', case when exists (select 1 from auth.sessions"
