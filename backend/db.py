@@ -157,11 +157,6 @@ def user_query(
     return rows
 
 
-def anon_query(query: Query, params: Params | None = None) -> list[dict]:
-    """One statement as anon (a client holding only the anon key), in one round trip."""
-    return _role_query(_role_preamble("anon", {"role": "anon"}), query, params)
-
-
 @contextmanager
 def user_transaction(claims: dict | None = None) -> Iterator[psycopg.Cursor]:
     """A transaction as the caller (role authenticated, their JWT claims), like PostgREST.
