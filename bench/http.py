@@ -206,6 +206,10 @@ class Paired:
         """The median of the paired ratios, and their spread."""
         return spread(self.ratios(metric))
 
+    def subject_spread(self, metric: str) -> dict:
+        """The subject's own figure (an absolute target): its median slice and spread."""
+        return spread([getattr(subject, metric) for subject in self.subject])
+
     def as_dict(self) -> dict:
         return {
             "rounds": len(self.subject),

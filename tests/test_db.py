@@ -292,3 +292,14 @@ def test_an_empty_block_still_checks_the_session(app, user, db_url):
             conn.execute("delete from auth.sessions where user_id = %s", (user.id,))
         with pytest.raises(InvalidToken), user_transaction(claims):
             pass
+
+
+def test_a_block_that_opens_with_executemany_runs_it_as_the_caller(app, user, db_url):
+    with app.app_context(), user_transaction(claims_of(user)) as cur:
+        cur.executemany(
+            "update public.profiles set display_name = %s where id = auth.uid()",
+            [("First",), ("Second",)],
+        )
+        cur.execute("select current_user as role")
+        assert cur.fetchone()["role"] == "authenticated"
+    assert display_name(db_url, user.id) == "Second"
