@@ -27,7 +27,7 @@ from bench.scenarios import (
 )
 from bench.scenarios.cache_support import load_sql
 
-# issue 4's cache scenarios, in running order: the last two change permissions in the data
+# the cache scenarios, in running order: the last two change permissions in the data
 CACHE_SCENARIOS = {
     "http_cache": http_cache,
     "casbin": casbin_cost,

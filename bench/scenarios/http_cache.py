@@ -21,7 +21,7 @@ Redis's own counters (INFO commandstats, on the private server) give, per reques
 many L2 reads (EVALSHA of the tombstone-checking read) and L2 writes (SET) happened: the
 evidence that each variant took the path its name says.
 
-Targets (issue 4), for L1 hits only: throughput >= 80% of the floor's and p99 <= 1.5x the
+Targets, for L1 hits only: throughput >= 80% of the floor's and p99 <= 1.5x the
 floor's at 32 connections; p50 <= 1 ms at 1 connection. L2 and miss rows are reported
 against their floor without a target.
 """
