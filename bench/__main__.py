@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
+import subprocess
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench import database, report
 from bench.progress import say, step
@@ -24,7 +27,7 @@ from bench.scenarios import (
 )
 from bench.scenarios.cache_support import load_sql
 
-# issue 4's cache scenarios, in running order: the last two change permissions in the data
+# the cache scenarios, in running order: the last two change permissions in the data
 CACHE_SCENARIOS = {
     "http_cache": http_cache,
     "casbin": casbin_cost,
@@ -32,6 +35,9 @@ CACHE_SCENARIOS = {
     "propagation": propagation,
 }
 SCENARIOS = (*SQL_SCENARIOS, "http_authorize", *CACHE_SCENARIOS)
+LOAD_GENERATED = {"http_authorize", "http_cache"}  # driven by wrk
+OWN_REDIS = {"http_cache", "hit_rate", "propagation"}  # each starts its own redis-server
+ENSURE_WRK = Path(__file__).resolve().parent.parent / ".ci" / "ensure-wrk"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,6 +61,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     scale = QUICK if args.quick else FULL
     chosen = set(args.only or SCENARIOS)
+    missing = missing_tools(chosen)
+    if missing:
+        say(missing)
+        return 2
     server = database.server_url()
     results = {
         "scale": scale.name,
@@ -75,10 +85,12 @@ def main(argv=None) -> int:
         loaded = stage
         results["dataset"][str(stage)] = database.check_and_count(url)
         results["stages"][str(stage)] = run_sql_scenarios(url, scale, chosen, args.verbose)
+        save(results)
 
     results["growth"] = growth.compare(results["stages"], scale.stages)
     if "http_authorize" in chosen:
         results["http_authorize"] = http_authorize.run(url, scale, args.verbose)
+        save(results)
     run_cache_scenarios(url, scale, chosen, args.verbose, results)
 
     results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -87,6 +99,29 @@ def main(argv=None) -> int:
     print(md_path.read_text(encoding="utf-8"))
     say(f"results written to {md_path} and {json_path}")
     return 0
+
+
+def missing_tools(chosen: set[str]) -> str | None:
+    """What the chosen scenarios need and this machine lacks, found before any work.
+
+    wrk is installed on the spot where that is possible (root with apt).
+    """
+    if chosen & LOAD_GENERATED and shutil.which("wrk") is None:
+        installed = subprocess.run([ENSURE_WRK], check=False)  # noqa: S603
+        if installed.returncode != 0 or shutil.which("wrk") is None:
+            return "wrk is missing (see above); nothing was run"
+    if chosen & OWN_REDIS and shutil.which("redis-server") is None:
+        return (
+            "redis-server is missing: sudo apt-get install -y redis-server "
+            f"(needed by {', '.join(sorted(chosen & OWN_REDIS))}); nothing was run"
+        )
+    return None
+
+
+def save(results: dict) -> None:
+    """Write what is measured so far: a run stopped later still leaves its figures."""
+    json_path, md_path = report.write(results)
+    say(f"results so far in {md_path} and {json_path}")
 
 
 def run_cache_scenarios(url: str, scale, chosen: set[str], verbose: bool, results: dict) -> None:
@@ -98,6 +133,7 @@ def run_cache_scenarios(url: str, scale, chosen: set[str], verbose: bool, result
         with step(f"cache scenario {name}"):
             results[name] = CACHE_SCENARIOS[name].run(url, scale, verbose)
         results[name]["seconds"] = round(time.monotonic() - began, 1)
+        save(results)
 
 
 def run_sql_scenarios(url: str, scale, chosen: set[str], verbose: bool) -> dict:

@@ -22,7 +22,7 @@ def write(results: dict) -> tuple[Path, Path]:
 def markdown(results: dict) -> str:
     lines = [
         f"Measured by `make bench` ({results['scale']}) on {results['machine']}, "
-        f"{results['finished_at']}.",
+        f"{results.get('finished_at', 'still running')}.",
         "Times are per request in µs (p50 / p95 / p99); ratios compare p50s taken in the same run.",
         "",
         "| scenario | measured | baseline | ratio | target | |",
@@ -62,70 +62,22 @@ def rows(results: dict) -> list[dict]:
                 "met": growth["met"],
             }
         )
-    http = results.get("http_authorize")
-    if http and "skipped" not in http:
-        table += _http_rows(http)
-    for name, module in cache_scenarios().items():
+    for name, module in scenario_modules().items():
         if name in results:
             table += module.rows(results[name])
     return table
 
 
-def cache_scenarios() -> dict:
-    """Issue 4's cache scenarios, each with its own rows() and notes(), in reading order."""
-    from bench.scenarios import casbin_cost, hit_rate, http_cache, propagation
+def scenario_modules() -> dict:
+    """Scenarios that render their own rows() and notes(), in reading order."""
+    from bench.scenarios import casbin_cost, hit_rate, http_authorize, http_cache, propagation
 
     return {
+        "http_authorize": http_authorize,
         "http_cache": http_cache,
         "hit_rate": hit_rate,
         "casbin": casbin_cost,
         "propagation": propagation,
-    }
-
-
-def _http_rows(http: dict) -> list[dict]:
-    """Issue 3's uncached row, then issue 4's L1-hit rows when the app has a cache."""
-    table = [_http_row("uncached", http)]
-    l1 = http.get("l1_hit")
-    if not l1:
-        return table
-    table.append(_http_row("L1 hits", l1))
-    table.append(
-        {
-            "scenario": "HTTP authorize with L1 hits: p99 vs the floor's p99, "
-            f"{l1['connections']} connections",
-            "measured": f"{l1['authorize']['p99_ms']:.1f} ms",
-            "baseline": f"{l1['floor']['p99_ms']:.1f} ms",
-            "ratio": l1["p99_ratio"],
-            "target": l1["p99_target"],
-            "met": l1["p99_met"],
-        }
-    )
-    single = l1["single_connection"]
-    table.append(
-        {
-            "scenario": "HTTP authorize with L1 hits, 1 connection: p50",
-            "measured": _http_cell(single),
-            "baseline": "",
-            "ratio": single["p50_ms"],
-            "target": f"≤ {l1['single_p50_target_ms']} ms",
-            "met": l1["single_p50_met"],
-            "ratio_unit": " ms",
-        }
-    )
-    return table
-
-
-def _http_row(name: str, http: dict) -> dict:
-    return {
-        "scenario": f"HTTP `POST /generations/{{id}}/authorize` ({name}) vs `GET /health/live`, "
-        f"{http['connections']} connections: throughput share",
-        "measured": _http_cell(http["authorize"]),
-        "baseline": _http_cell(http["floor"]),
-        "ratio": http["throughput_share"],
-        "target": f"≥ {http['target']:.0%}",
-        "met": http["met"],
-        "ratio_is_share": True,
     }
 
 
@@ -145,25 +97,25 @@ def _row(row: dict) -> str:
     target = row["target"] if isinstance(row["target"], str) else f"≤ {row['target']}{TIMES}"
     if "ratio_text" in row:
         ratio = row["ratio_text"]
-    elif row.get("ratio_is_share"):
-        ratio = f"{row['ratio']:.0%}"
     else:
-        ratio = f"{row['ratio']:.2f}{row.get('ratio_unit', TIMES)}"
+        ratio = _ratio_text(row["ratio"], row)
+        if "spread" in row:  # a median of paired rounds: show how far the rounds ranged
+            low, high = (_ratio_text(value, row) for value in row["spread"])
+            ratio += f" ({low}\N{EN DASH}{high})"
     # met is None for a figure reported without a target
     verdict = "" if row["met"] is None else "met" if row["met"] else "**missed**"
     cells = [row["scenario"], row["measured"], row["baseline"], ratio, target, verdict]
     return "| " + " | ".join(cells) + " |"
 
 
+def _ratio_text(value: float, row: dict) -> str:
+    if row.get("ratio_is_share"):
+        return f"{value:.0%}"
+    return f"{value:.2f}{row.get('ratio_unit', TIMES)}"
+
+
 def _latency_cell(summary: dict) -> str:
     return f"{summary['p50']:.0f} / {summary['p95']:.0f} / {summary['p99']:.0f}"
-
-
-def _http_cell(load: dict) -> str:
-    return (
-        f"{load['requests_per_second']:,.0f} req/s, "
-        f"p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
-    )
 
 
 def notes(results: dict) -> list[str]:
@@ -181,10 +133,7 @@ def notes(results: dict) -> list[str]:
             f"{last['generation_shares']:,} shares."
         )
     out += growth_note(results)
-    skipped = results.get("http_authorize", {}).get("skipped")
-    if skipped:
-        out.append(f"- HTTP scenario not run: {skipped.strip()}")
-    for name, module in cache_scenarios().items():
+    for name, module in scenario_modules().items():
         if name in results:
             out += module.notes(results[name])
     for stage, figures in results.get("stages", {}).items():

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
+from bench import __main__ as bench_main
 from bench import database, queries, report
-from bench.http import parse_wrk
+from bench.http import LoadResult, alternate, combine, parse_wrk, rounds_and_slice
 from bench.scale import QUICK
 from bench.scenarios import authorize, growth, list_page
 from bench.stats import percentile, ratio, summarize
@@ -64,6 +67,85 @@ def test_percentiles_are_nearest_rank():
     summary = summarize([1000, 2000, 3000, 4000])
     assert (summary.p50, summary.mean) == (2.0, 2.5)
     assert ratio(summary, summarize([1000, 1000]), target=3.0).met
+
+
+def load(rate: float, p50: float = 1.0, p99: float = 10.0) -> LoadResult:
+    return LoadResult(rate, int(rate), p50, p50, p50, p99, non_2xx=0, socket_errors=0)
+
+
+def test_subject_and_floor_alternate_and_each_round_gives_one_ratio():
+    ran: list[str] = []
+    subject_rates = iter([400.0, 500.0, 900.0, 450.0, 480.0])
+    floor_rates = iter([1000.0, 1000.0, 1000.0, 900.0, 800.0])
+
+    def subject():
+        ran.append("subject")
+        return load(next(subject_rates))
+
+    def floor():
+        ran.append("floor")
+        return load(next(floor_rates))
+
+    paired = alternate(subject, floor, rounds=5)
+    # the order swaps every round, so a steady drift favours neither side
+    assert ran == ["subject", "floor", "floor", "subject"] * 2 + ["subject", "floor"]
+    assert paired.ratios("requests_per_second") == [0.4, 0.5, 0.9, 0.5, 0.6]
+    assert paired.ratio("requests_per_second") == {
+        "median": 0.5,
+        "min": 0.4,
+        "max": 0.9,
+        "rounds": 5,
+    }
+    combined = combine(paired.subject)
+    assert combined["requests_per_second"] == 480.0  # the median slice, not the mean
+    assert combined["requests"] == 2730
+
+
+def test_a_paired_figure_needs_three_rounds():
+    with pytest.raises(ValueError, match="at least 3 rounds"):
+        alternate(lambda: load(1.0), lambda: load(1.0), rounds=2)
+    assert rounds_and_slice(15) == (5, 3)
+    assert rounds_and_slice(5) == (3, 2)
+
+
+def test_a_row_shows_the_median_and_the_spread_of_its_rounds():
+    row = {
+        "scenario": "HTTP something",
+        "measured": "1 req/s",
+        "baseline": "2 req/s",
+        "ratio": 0.52,
+        "spread": (0.48, 0.55),
+        "ratio_is_share": True,
+        "target": "≥ 50%",
+        "met": True,
+    }
+    assert report._row(row) == (
+        "| HTTP something | 1 req/s | 2 req/s | 52% (48%\N{EN DASH}55%) | ≥ 50% | met |"
+    )
+    row.update(ratio=1.2, spread=(1.1, 1.31), ratio_is_share=False, target=2.0)
+    times = report.TIMES
+    assert f"| 1.20{times} (1.10{times}\N{EN DASH}1.31{times}) | ≤ 2.0{times} |" in report._row(row)
+
+
+def test_a_run_cut_short_still_reports_what_it_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    results = {"scale": "quick", "machine": "test", "dataset": {}, "stages": {}}
+    _, md_path = report.write(results)
+    assert "still running" in md_path.read_text(encoding="utf-8")
+
+
+def test_a_missing_load_generator_stops_the_run_before_any_work(monkeypatch, tmp_path):
+    refuse = tmp_path / "ensure-wrk"
+    refuse.write_text("#!/bin/sh\necho 'install wrk' >&2\nexit 1\n", encoding="utf-8")
+    refuse.chmod(0o755)
+    monkeypatch.setattr(bench_main, "ENSURE_WRK", refuse)
+    monkeypatch.setattr(bench_main.shutil, "which", lambda name: None)
+    built = []
+    monkeypatch.setattr(bench_main.database, "recreate", lambda *a: built.append(a))
+    assert bench_main.main(["--quick", "--only", "http_authorize"]) == 2
+    assert built == []
+    # a scenario that needs neither wrk nor redis-server asks for neither
+    assert bench_main.missing_tools({"authorize", "list_page"}) is None
 
 
 def test_query_files_load_without_comments():
