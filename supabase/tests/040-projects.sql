@@ -189,8 +189,8 @@ select throws_ok(
     'nor deleted directly'
 );
 select throws_ok(
-    'select user_id from private.project_access', '42501', 'permission denied for table project_access',
-    'the flattened access table is not readable by users'
+    'select * from private.check_access()', '42501', 'permission denied for function check_access',
+    'the operators'' drift check is not callable by users'
 );
 
 -- updating --------------------------------------------------------------------------------------
@@ -340,11 +340,11 @@ select tests.clear_authentication();
 select is_empty(
     format(
         $$select 1 from public.projects where id = %1$L
-        union all select 1 from private.project_access where project_id = %1$L
+        union all select 1 from public.generations where project_id = %1$L
         union all select 1 from public.project_teams where project_id = %1$L$$,
         :'project'
     ),
-    'it is gone, and its links and flattened access rows with it'
+    'it is gone, and its links and generations with it'
 );
 
 -- suspension of the owner -------------------------------------------------------------------------

@@ -366,12 +366,11 @@ select is(
     'the public path ends in the next statement'
 );
 
--- the flattened table equals its definition after all these changes
+-- the derived copy of project publicity equals its definition after all these changes
 select tests.clear_authentication();
-select set_eq(
-    'select user_id, project_id, role, via from private.project_access',
-    'select user_id, project_id, role, via from private.project_access_source',
-    'private.project_access equals its source after every change above'
+select is_empty(
+    'select * from private.check_access()',
+    'every generation''s project_is_public equals its project''s visibility after every change above'
 );
 
 select * from finish();
