@@ -31,6 +31,16 @@ where g.project_id = p.id and p.visibility = 'public';
 create index generations_public_feed_idx on public.generations (created_at desc, id desc)
 where project_is_public;
 
+-- The default list reads each source (the caller's own rows, each reachable project) newest
+-- first from these indexes; they carry every column the read policy tests, so those scans
+-- are index-only and never visit the table for rows that do not make the page.
+drop index public.generations_owner_id_idx;
+create index generations_owner_id_idx on public.generations (owner_id, created_at desc, id desc)
+include (project_id, project_is_public);
+drop index public.generations_project_id_idx;
+create index generations_project_id_idx on public.generations (project_id, created_at desc, id desc)
+include (owner_id, project_is_public);
+
 -- drop the flattened table ----------------------------------------------------------------
 
 drop trigger projects_sync_access on public.projects;
@@ -107,15 +117,18 @@ execute function private.publish_project_visibility();
 
 -- Owned projects, and projects linked to one of the caller's teams unless private, at the
 -- lower of team role and link level. Public projects are not listed: policies test
--- visibility per row. Bounded by the caller's own memberships and links.
+-- visibility per row. Bounded by the caller's own memberships and links. plpgsql, not sql:
+-- its plan is cached per connection, and a policy may run it once per scanned table.
 create or replace function private.project_ids_for_caller(p_min_role public.team_role default 'viewer')
 returns setof uuid
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 rows 100
 as $$
+begin
+    return query
     select p.id
     from public.projects as p
     where p.owner_id = (select auth.uid())
@@ -124,7 +137,8 @@ as $$
     from public.team_members as tm
     inner join public.project_teams as pt on tm.team_id = pt.team_id
     inner join public.projects as p on pt.project_id = p.id and p.visibility <> 'private'
-    where tm.user_id = (select auth.uid()) and least(tm.role, pt.access_level) >= p_min_role
+    where tm.user_id = (select auth.uid()) and least(tm.role, pt.access_level) >= p_min_role;
+end;
 $$;
 
 comment on function private.project_ids_for_caller(public.team_role) is
@@ -133,16 +147,19 @@ comment on function private.project_ids_for_caller(public.team_role) is
 
 create or replace function private.shared_generation_ids_for_caller(p_min_role public.team_role default 'viewer')
 returns setof uuid
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 rows 100
 as $$
+begin
+    return query
     select gs.generation_id
     from public.team_members as tm
     inner join public.generation_shares as gs on tm.team_id = gs.team_id
-    where tm.user_id = (select auth.uid()) and least(tm.role, gs.role) >= p_min_role
+    where tm.user_id = (select auth.uid()) and least(tm.role, gs.role) >= p_min_role;
+end;
 $$;
 
 comment on function private.shared_generation_ids_for_caller(public.team_role) is
