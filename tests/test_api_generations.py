@@ -495,3 +495,27 @@ def test_share_only_with_own_teams(api, owner, stranger):
     body = assert_error(response, 404, "not_found")
     assert foreign["name"] not in str(body)
     assert api.fingerprint() == before
+
+
+def test_sharing_into_a_team_needs_editor_and_its_admins_take_shares_out(api, owner):
+    team_owner, admin = api.user("team-owner"), api.user("team-admin")
+    team = api.team(team_owner)
+    api.join(team, team_owner, owner, "viewer")
+    api.join(team, team_owner, admin, "admin")
+    generation = api.generation(owner)
+    share = f"/api/v1/generations/{generation['id']}/share"
+    assert_error(api.call("PUT", share, owner, json={"team_id": team["id"]}), 403, "forbidden")
+
+    api.ok(
+        "PATCH",
+        f"/api/v1/teams/{team['id']}/members/{owner.id}",
+        team_owner,
+        json={"role": "editor"},
+    )
+    api.ok("PUT", share, owner, json={"team_id": team["id"], "role": "viewer"})
+    assert (
+        api.ok("POST", f"/api/v1/generations/{generation['id']}/authorize", admin)["effective_role"]
+        == "viewer"
+    )
+    api.ok("DELETE", f"{share}/{team['id']}", admin, 204)
+    assert_error(api.call("GET", f"/api/v1/generations/{generation['id']}", admin), 404)

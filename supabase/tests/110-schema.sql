@@ -54,10 +54,10 @@ select policies_are('public', 'invitations', array[
 ], 'invitations: admins read');
 select policies_are('public', 'projects', array[
     'readers can read projects', 'active users can create their own projects',
-    'admins can update projects', 'admins can delete projects'
+    'owners can update their projects', 'owners can delete their projects'
 ], 'projects: one policy per command');
 select policies_are('public', 'project_teams', array[
-    'team members and project admins can read project links'
+    'project owners and the team''s members can read links of shared projects'
 ], 'project_teams: read only');
 select policies_are('public', 'generations', array[
     'readers can read generations', 'editors can update generations', 'admins can delete generations'
