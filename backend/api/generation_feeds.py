@@ -22,41 +22,50 @@ FILTERS = {
     "model_id": "model_id = %s",
 }
 
-# created_at and id are the page key: every source yields them, the merge orders by them
+# created_at and id are the page key: every source yields them, the merge orders by them.
+# A generation can come from up to three sources (its creator, its project, a share), so
+# the merge keeps three pages of candidates before folding duplicates into one page.
+SOURCES = 3
 MINE = """
 select {columns}
 from public.generations
 where id in (
     select newest.id
     from (
-        (
-            select created_at, id
-            from public.generations
-            where owner_id = (select auth.uid()) and {match}
-            order by created_at desc, id desc
-            limit %s
-        )
-        union
-        (
-            select project_page.created_at, project_page.id
-            from private.project_ids_for_caller() as source (project_id)
-            cross join lateral (
+        select candidate.created_at, candidate.id
+        from (
+            (
                 select created_at, id
                 from public.generations
-                where project_id = source.project_id and {match}
+                where owner_id = (select auth.uid()) and {match}
                 order by created_at desc, id desc
                 limit %s
-            ) as project_page
-        )
-        union
-        (
-            select created_at, id
-            from public.generations
-            where id in (select private.shared_generation_ids_for_caller()) and {match}
-            order by created_at desc, id desc
-            limit %s
-        )
+            )
+            union all
+            (
+                select project_page.created_at, project_page.id
+                from private.project_ids_for_caller() as source (project_id)
+                cross join lateral (
+                    select created_at, id
+                    from public.generations
+                    where project_id = source.project_id and {match}
+                    order by created_at desc, id desc
+                    limit %s
+                ) as project_page
+            )
+            union all
+            (
+                select created_at, id
+                from public.generations
+                where id in (select private.shared_generation_ids_for_caller()) and {match}
+                order by created_at desc, id desc
+                limit %s
+            )
+        ) as candidate
+        order by candidate.created_at desc, candidate.id desc
+        limit %s
     ) as newest
+    group by newest.created_at, newest.id
     order by newest.created_at desc, newest.id desc
     limit %s
 )
@@ -82,4 +91,5 @@ def statement(scope: str, columns: str, page: Page, args: dict) -> tuple[str, tu
         return sql, (*match_params, page.fetch_size)
     sql = MINE.format(columns=columns, match=match)
     per_source = (*match_params, page.fetch_size)
-    return sql, (*per_source, *per_source, *per_source, page.fetch_size)
+    merged = (SOURCES * page.fetch_size, page.fetch_size)
+    return sql, (*per_source, *per_source, *per_source, *merged)

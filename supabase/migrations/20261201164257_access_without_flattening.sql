@@ -40,6 +40,10 @@ include (project_id, project_is_public);
 drop index public.generations_project_id_idx;
 create index generations_project_id_idx on public.generations (project_id, created_at desc, id desc)
 include (owner_id, project_is_public);
+-- shared generations are found by id: this lets the list read their key and the policy's
+-- columns without visiting the table
+create index generations_id_covering_idx on public.generations (id)
+include (created_at, owner_id, project_id, project_is_public);
 
 -- drop the flattened table ----------------------------------------------------------------
 
@@ -305,6 +309,7 @@ using (
 );
 
 drop policy "readers can read generations" on public.generations;
+-- cheapest first: a column, then the caller's shares (usually few), then her projects
 create policy "readers can read generations"
 on public.generations for select to authenticated
 using (
@@ -312,8 +317,8 @@ using (
     and (
         owner_id = (select auth.uid())
         or project_is_public
-        or project_id in (select private.project_ids_for_caller())
         or id in (select private.shared_generation_ids_for_caller())
+        or project_id in (select private.project_ids_for_caller())
     )
 );
 
