@@ -170,7 +170,7 @@ class Share(MethodView):
     @blp.response(200, schemas.ShareSchema)
     @documented_errors(blp, 401, 403, 404, 422)
     def put(self, body, generation_id: UUID):
-        """Share with one of the caller's teams at a role (share permission).
+        """Share with a team where the caller is editor or more, at a role (share permission).
 
         Sharing again with the same team changes the role.
         """
@@ -190,6 +190,6 @@ class Unshare(MethodView):
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404)
     def delete(self, generation_id: UUID, team_id: UUID):
-        """End a share (share permission); the team's access ends at once."""
+        """End a share (share permission, or the team's owner or admins); access ends at once."""
         with user_transaction() as cur:
             rpc(cur, "public.unshare_generation", p_generation_id=generation_id, p_team_id=team_id)
