@@ -4,6 +4,7 @@
 projects, and what is shared with their teams. Each of those sources is read newest first
 from its own index, at most one page from each, and the pages are merged: a first page
 costs (number of sources) x (page size) index entries, however many generations exist.
+Shares are probed one by one (a lateral join), never found by scanning the table.
 
 ``public``: every generation of a public project, newest first, from its partial index.
 
@@ -55,10 +56,14 @@ where id in (
             )
             union all
             (
-                select created_at, id
-                from public.generations
-                where id in (select private.shared_generation_ids_for_caller()) and {match}
-                order by created_at desc, id desc
+                select shared.created_at, shared.id
+                from private.shared_generation_ids_for_caller() as share (generation_id)
+                cross join lateral (
+                    select created_at, id
+                    from public.generations
+                    where id = share.generation_id and {match}
+                ) as shared
+                order by shared.created_at desc, shared.id desc
                 limit %s
             )
         ) as candidate
