@@ -170,7 +170,7 @@ comment on function private.shared_generation_ids_for_caller(public.team_role) i
 'Generations shared with the caller''s teams at an effective role of at least p_min_role; '
 'policies call it as `in (select ...)`.';
 
--- A few index probes: the generation, its project, the project's links joined to the
+-- A few index probes: the generation with its project, the project's links joined to the
 -- user's memberships, the generation's shares joined to the user's memberships.
 create or replace function private.generation_access(p_generation_id uuid, p_user_id uuid)
 returns table (role public.team_role, via text)
@@ -181,8 +181,9 @@ as $$
 begin
     return query
     with target as (
-        select g.owner_id, g.project_id
+        select g.owner_id, g.project_id, p.owner_id as project_owner_id, p.visibility
         from public.generations as g
+        left join public.projects as p on g.project_id = p.id
         where g.id = p_generation_id
     ),
 
@@ -191,14 +192,13 @@ begin
         from target where target.owner_id = p_user_id
         union all
         select 'owner', 'project_owner', 2
-        from target
-        inner join public.projects as p on target.project_id = p.id and p.owner_id = p_user_id
+        from target where target.project_owner_id = p_user_id
         union all
         select least(tm.role, pt.access_level), 'project_team', 3
         from target
         inner join public.project_teams as pt on target.project_id = pt.project_id
         inner join public.team_members as tm on pt.team_id = tm.team_id and tm.user_id = p_user_id
-        inner join public.projects as p on pt.project_id = p.id and p.visibility <> 'private'
+        where target.visibility <> 'private'
         union all
         select least(tm.role, gs.role), 'generation_share', 4
         from public.generation_shares as gs
@@ -206,8 +206,7 @@ begin
         where gs.generation_id = p_generation_id
         union all
         select 'viewer', 'public', 5
-        from target
-        inner join public.projects as p on target.project_id = p.id and p.visibility = 'public'
+        from target where target.visibility = 'public'
     )
 
     select paths.role, paths.via
@@ -226,21 +225,23 @@ set search_path = ''
 as $$
 begin
     return query
+    with target as (
+        select p.id, p.owner_id, p.visibility from public.projects as p where p.id = p_project_id
+    )
+
     select paths.role, paths.via
     from (
         select 'owner'::public.team_role as role, 'project_owner'::text as via, 1 as rank
-        from public.projects as p
-        where p.id = p_project_id and p.owner_id = p_user_id
+        from target where target.owner_id = p_user_id
         union all
         select least(tm.role, pt.access_level), 'project_team', 2
-        from public.project_teams as pt
+        from target
+        inner join public.project_teams as pt on target.id = pt.project_id
         inner join public.team_members as tm on pt.team_id = tm.team_id and tm.user_id = p_user_id
-        inner join public.projects as p on pt.project_id = p.id and p.visibility <> 'private'
-        where pt.project_id = p_project_id
+        where target.visibility <> 'private'
         union all
         select 'viewer', 'public', 3
-        from public.projects as p
-        where p.id = p_project_id and p.visibility = 'public'
+        from target where target.visibility = 'public'
     ) as paths
     where exists (select 1 from public.profiles as pr where pr.id = p_user_id and pr.status = 'active')
     order by paths.role desc, paths.rank
