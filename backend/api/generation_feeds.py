@@ -4,7 +4,8 @@
 projects, and what is shared with their teams. Each of those sources is read newest first
 from its own index, at most one page from each, and the pages are merged: a first page
 costs (number of sources) x (page size) index entries, however many generations exist.
-Shares are probed one by one (a lateral join), never found by scanning the table.
+Shares are probed one by one (a lateral subquery with a limit, which the planner cannot
+turn into a join that scans the table).
 
 ``public``: every generation of a public project, newest first, from its partial index.
 
@@ -62,6 +63,7 @@ where id in (
                     select created_at, id
                     from public.generations
                     where id = share.generation_id and {match}
+                    limit 1
                 ) as shared
                 order by shared.created_at desc, shared.id desc
                 limit %s
