@@ -289,6 +289,24 @@ def test_the_default_list_holds_own_team_and_shared_work_and_public_work_is_its_
     assert set(public) <= set(feed(api, owner, limit=100))
 
 
+def test_the_default_list_reads_a_busy_project_past_its_newest_rows(api, owner):
+    """A project whose newest rows all make the page is read on, down to the page's end."""
+    member = api.user("member")
+    api.grant_credits(member, 1000)
+    team = api.team(owner)
+    api.join(team, owner, member, "editor")
+    project = api.project(owner)
+    path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
+    api.ok("PUT", path, owner, json={"access_level": "viewer"})
+    older_own = [api.generation(member)["id"] for _ in range(8)]
+    newer_in_project = [api.generation(owner, project_id=project["id"])["id"] for _ in range(6)]
+
+    newest_first = [*reversed(newer_in_project), *reversed(older_own)]
+    assert feed(api, member, limit=5) == newest_first
+    page = api.ok("GET", "/api/v1/generations", member, query_string={"limit": 5})
+    assert [g["id"] for g in page["items"]] == newest_first[:5]
+
+
 def test_the_public_feed_follows_visibility_and_filters(api, owner, stranger):
     gallery = api.project(owner, visibility="public")
     done = api.generation(owner, project_id=gallery["id"])["id"]
