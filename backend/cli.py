@@ -1,6 +1,6 @@
 """The `velro` console script for operators: a click group, one subgroup per concern.
 
-velro db url | apply [--seed] | stop
+velro db url | apply [--seed] | stop | check-access
 velro user create EMAIL [--password-stdin | --password P] [--display-name NAME]
 velro user suspend EMAIL          velro user activate EMAIL
 velro credits grant EMAIL AMOUNT [--kind grant|purchase] [--note TEXT]
@@ -85,6 +85,27 @@ def db_stop() -> None:
     """Stop the embedded Postgres started by `velro db url` / `make run`."""
     stopped = embedded.stop()
     click.echo("Embedded Postgres stopped." if stopped else "Embedded Postgres was not running.")
+
+
+@db.command("check-access")
+def db_check_access() -> None:
+    """Compare derived access state with its definition; exit 1 and list the rows that differ.
+
+    Runs private.check_access() as the URL's own role: no API role may call it.
+    """
+    with connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from private.check_access()")
+        drift = cur.fetchall()
+    if not drift:
+        click.echo("Access state is consistent: no drift.")
+        return
+    for row in drift:
+        click.echo(
+            f"{row['problem']}: generation {row['generation_id']} (project {row['project_id']})"
+            f" holds {row['stored']}, should hold {row['expected']}",
+            err=True,
+        )
+    raise click.ClickException(f"{len(drift)} row(s) of access state differ from their definition")
 
 
 # users ----------------------------------------------------------------------------------

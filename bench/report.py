@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 from bench.explain import outline
+from bench.scenarios import public_count
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TIMES = "\N{MULTIPLICATION SIGN}"
+FEEDS = {"list_page": "the default list", "public_page": "the public feed"}
 
 
 def write(results: dict) -> tuple[Path, Path]:
@@ -44,13 +46,15 @@ def rows(results: dict) -> list[dict]:
                     f"`authorize_generation()` vs `select 1` request, {label}", figures["authorize"]
                 )
             )
-        if "list_page" in figures:
-            table.append(
-                _ratio_row(
-                    f"first page through RLS vs explicit filter as service role, {label}",
-                    figures["list_page"],
+        for feed, name in FEEDS.items():
+            if feed in figures:
+                table.append(
+                    _ratio_row(
+                        f"first page of {name} through RLS vs explicit filter as service role, "
+                        f"{label}",
+                        figures[feed],
+                    )
                 )
-            )
     for name, growth in results.get("growth", {}).items():
         table.append(
             {
@@ -65,6 +69,8 @@ def rows(results: dict) -> list[dict]:
     for name, module in scenario_modules().items():
         if name in results:
             table += module.rows(results[name])
+    if "public_count" in results:
+        table += public_count.rows(results["public_count"])
     return table
 
 
@@ -127,15 +133,22 @@ def notes(results: dict) -> list[str]:
             f"Dataset: {last['users']:,} users ({last['suspended_users']:,} suspended), "
             f"{last['teams']:,} teams ({last['team_members']:,} memberships), "
             f"{last['projects']:,} projects ({last['team_projects']:,} team, "
-            f"{last['public_projects']:,} public; {last['project_team_links']:,} team links; "
-            f"{last['project_access_rows']:,} flattened access rows, "
-            f"drift {last['project_access_drift']}), {last['generations']:,} generations, "
-            f"{last['generation_shares']:,} shares."
+            f"{last['public_projects']:,} public; {last['project_team_links']:,} team links), "
+            f"{last['generations']:,} generations ({last['public_generations']:,} public), "
+            f"{last['generation_shares']:,} shares; access drift after loading: "
+            f"{last['access_drift']}."
+        )
+    if "access_drift" in results:
+        out.append(
+            f"- `private.check_access()` after the whole workload: {results['access_drift']} "
+            "rows of drift."
         )
     out += growth_note(results)
     for name, module in scenario_modules().items():
         if name in results:
             out += module.notes(results[name])
+    if "public_count" in results:
+        out += public_count.notes(results["public_count"])
     for stage, figures in results.get("stages", {}).items():
         if "authorize" in figures:
             methods = ", ".join(
@@ -146,16 +159,16 @@ def notes(results: dict) -> list[str]:
                 f"- {int(stage):,} generations, authorize p50 by path (µs): {methods}; "
                 f"wrong answers: {figures['authorize']['wrong_answers']}."
             )
-        if "list_page" in figures:
-            page = figures["list_page"]
-            visible = page["visible_per_user"]
-            out.append(
-                f"- {int(stage):,} generations, list page: {page['users']} users seeing "
-                f"{visible['min']:,} to {visible['max']:,} generations "
-                f"(median {visible['median']:,}); "
-                f"{page['us_per_visible_row']} µs per visible generation at p50; "
-                f"pages differing between RLS and explicit: {page['pages_differing']}."
-            )
+        for feed, name in FEEDS.items():
+            if feed in figures:
+                page = figures[feed]
+                visible = page["visible_per_user"]
+                out.append(
+                    f"- {int(stage):,} generations, {name}: {page['users']} users whose default "
+                    f"list holds {visible['min']:,} to {visible['max']:,} generations "
+                    f"(median {visible['median']:,}); "
+                    f"pages differing between RLS and explicit: {page['pages_differing']}."
+                )
     return out
 
 
@@ -166,8 +179,10 @@ def plan_section(results: dict) -> list[str]:
         return []
     figures = stages[max(stages, key=int)]
     out = []
-    for name, plan in figures.get("list_page", {}).get("plans", {}).items():
-        out += [f"List page plan, {name.replace('_', ' ')}:", "```", *outline(plan), "```"]
+    for feed, title in FEEDS.items():
+        for name, plan in figures.get(feed, {}).get("plans", {}).items():
+            heading = f"First page of {title}, {name.replace('_', ' ')}:"
+            out += [heading, "```", *outline(plan), "```"]
     inner = [
         notice
         for notice in figures.get("authorize", {}).get("plans", [])
@@ -186,7 +201,7 @@ def plan_section(results: dict) -> list[str]:
 
 
 def growth_note(results: dict) -> list[str]:
-    """How much more each sampled user can see at the last stage: what list pages scale with."""
+    """How much more each sampled user's default list holds at the last stage."""
     medians = [
         figures["list_page"]["visible_per_user"]["median"]
         for figures in results.get("stages", {}).values()
@@ -195,7 +210,8 @@ def growth_note(results: dict) -> list[str]:
     if len(medians) < 2 or not medians[0]:
         return []
     return [
-        f"- The median sampled user can see {medians[0]:,} generations at the first stage and "
-        f"{medians[-1]:,} at the last ({medians[-1] / medians[0]:.0f}{TIMES}): a first page "
-        "costs what finding and sorting those rows costs."
+        f"- The median sampled user's default list holds {medians[0]:,} generations at the "
+        f"first stage and {medians[-1]:,} at the last ({medians[-1] / medians[0]:.0f}{TIMES}); "
+        "a first page reads at most one page per source (own work, each reachable project, "
+        "shares), so its cost follows the number of sources, not these counts."
     ]

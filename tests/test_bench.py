@@ -1,9 +1,10 @@
 """The benchmark package (bench/): its parsers and statistics, and one tiny end-to-end run.
 
-The tiny run loads a small dataset into a fresh migrated database and runs both SQL
-scenarios briefly. What it asserts is correctness, never speed: the trigger-maintained
-access table equals its definition, every sampled decision names the path the database's
-own rule predicts, and the RLS page equals the explicit service-role page for every user.
+The tiny run loads a small dataset into a fresh migrated database and runs the SQL
+scenarios briefly. What it asserts is correctness, never speed: the derived access state
+equals its definition, every sampled decision names the path the database's own rule
+predicts, both RLS pages equal the explicit service-role pages for every user, and with
+many public projects the count through RLS equals the explicit count.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from bench import __main__ as bench_main
 from bench import database, queries, report
 from bench.http import LoadResult, alternate, combine, parse_wrk, rounds_and_slice
 from bench.scale import QUICK
-from bench.scenarios import authorize, growth, list_page
+from bench.scenarios import authorize, growth, list_page, public_count
 from bench.stats import percentile, ratio, summarize
 
 WRK_REPORT = """\
@@ -48,6 +49,9 @@ TINY = dataclasses.replace(
     authorize_iterations=40,
     list_users=10,
     list_iterations=20,
+    public_projects=300,
+    count_users=3,
+    count_iterations=6,
 )
 
 
@@ -165,7 +169,7 @@ def test_tiny_run_is_correct(fresh_db_url):
         loaded = stage
         counts = database.check_and_count(fresh_db_url)
         assert counts["generations"] == stage
-        assert counts["project_access_drift"] == 0
+        assert counts["access_drift"] == 0
         pairs = authorize.samples(fresh_db_url, TINY.authorize_samples_per_path)
         decided = authorize.run(fresh_db_url, pairs, TINY.authorize_iterations)
         assert decided["wrong_answers"] == 0
@@ -175,14 +179,21 @@ def test_tiny_run_is_correct(fresh_db_url):
         sampled = list_page.users(fresh_db_url, TINY.list_users)
         listed = list_page.run(fresh_db_url, sampled, TINY.list_iterations)
         assert listed["pages_differing"] == 0
-        stages[str(stage)] = {"authorize": decided, "list_page": listed}
+        public = list_page.run(fresh_db_url, sampled, TINY.list_iterations, "public_page")
+        assert public["pages_differing"] == 0
+        stages[str(stage)] = {"authorize": decided, "list_page": listed, "public_page": public}
+    counted = public_count.run(fresh_db_url, TINY, verbose=False)
+    assert counted["public_projects"] == TINY.public_projects
+    assert counted["counts_differing"] == 0
+    assert database.access_drift(fresh_db_url) == 0
     results = {
         "scale": "tiny",
         "machine": "test",
         "finished_at": "now",
         "stages": stages,
         "growth": growth.compare(stages, TINY.stages),
+        "public_count": counted,
     }
     table = report.markdown(results)
     judged_rows = table.count(" | met |") + table.count(" | **missed** |")
-    assert judged_rows == 2 * len(TINY.stages) + len(growth.MEASURED)
+    assert judged_rows == 3 * len(TINY.stages) + len(growth.MEASURED) + 1
