@@ -155,9 +155,11 @@ def build_world(url: str, victim_role: str = "admin", link_level: str = "admin")
             (project, team, link_level),
         )
         conn.execute(
+            # finished work: a charged generation in flight may not be deleted at all
             "insert into public.generations (id, owner_id, project_id, model_id, prompt, cost,"
-            " idempotency_key)"
-            " values (%s, %s, %s, %s, 'g', 50, %s), (%s, %s, null, %s, 's', 50, %s)",
+            " idempotency_key, status)"
+            " values (%s, %s, %s, %s, 'g', 50, %s, 'completed'),"
+            " (%s, %s, null, %s, 's', 50, %s, 'completed')",
             (
                 generation,
                 owner,

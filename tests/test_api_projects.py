@@ -320,6 +320,7 @@ def test_a_link_admin_manages_content_but_not_the_projects_shape(api, admin_link
     # content is hers to manage: she creates and deletes generations in the project
     api.grant_credits(admin, 100)
     generation = api.generation(admin, project_id=project["id"])
+    api.sql("select public.record_generation_progress(%s, 'completed')", (generation["id"],))
     api.ok("DELETE", f"/api/v1/generations/{generation['id']}", admin, 204)
     # the owner keeps the shape
     api.ok("PATCH", path, admin_linked["owner"], json={"visibility": "public"})
