@@ -22,10 +22,11 @@ SQL_DIRS := supabase sql
 
 .PHONY: run test db lint bench clean distclean
 
-# The virtualenv, reinstalled when pyproject.toml changes.
+# The virtualenv, reinstalled when pyproject.toml changes. `local` is the embedded Postgres,
+# a dev tool that production installs do not need.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml
@@ -35,7 +36,7 @@ $(VENV)/.installed-dev: pyproject.toml
 
 $(VENV)/.installed-bench: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local,bench]'
 	touch $@ $(VENV)/.installed
 
 # The pinned Supabase CLI (package.json), for the migration tests.
@@ -73,7 +74,7 @@ bench: $(VENV)/.installed-bench
 
 clean:
 	if [ -x $(VELRO) ]; then $(VELRO) db stop; fi
-	rm -rf .pgdata .media .pytest_cache .ruff_cache velro_backend.egg-info
+	rm -rf .pgdata .pytest_cache .ruff_cache velro_backend.egg-info
 	find . -path ./.venv -prune -o -path ./node_modules -prune -o \
 		-name __pycache__ -type d -exec rm -rf {} +
 

@@ -10,7 +10,7 @@ accept):
 
 - ``admin_url`` (session): the admin connection's URL, checked reachable.
 - ``migrated_template`` (session): the *name* of a database holding the stand-in and every
-  migration in supabase/migrations (no seed), applied by backend/migrations.py. It accepts
+  migration in supabase/migrations (no seed), applied by backend/cli/migrations.py. It accepts
   no connections; it exists to be cloned with ``create database x template <name>``.
 - ``database_factory`` (session): ``database_factory(template=None) -> url`` creates a new
   database (empty, or a clone of ``template``) that lives until the end of the run. Use it
@@ -33,7 +33,7 @@ import pytest
 import redis
 from psycopg import sql
 
-from backend import migrations
+from backend.cli import migrations
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from backend.migrations import REPO_ROOT
+from backend.cli.migrations import REPO_ROOT
 
 TESTS_DIR = REPO_ROOT / "supabase" / "tests"
 SETUP = TESTS_DIR / "000-setup-tests-hooks.sql"
