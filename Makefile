@@ -18,6 +18,8 @@ VELRO := $(BIN)/velro
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_CONCURRENCY ?= 2
+# pytest processes in `make test` (pytest-xdist); every run's databases carry its pid
+TEST_PROCESSES ?= auto
 SQL_DIRS := supabase sql
 
 .PHONY: run test db lint bench clean distclean
@@ -52,11 +54,12 @@ run: $(VENV)/.installed
 	DATABASE_URL="$$url" $(VELRO) db apply --seed; \
 	APP_ENV="$${APP_ENV:-development}" PORT=$(PORT) DATABASE_URL="$$url" \
 		exec $(BIN)/gunicorn --bind $(HOST):$(PORT) \
-		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads 4 'backend:create_app()'
+		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads 4 \
+		--access-logfile - 'backend:create_app()'
 
 test: $(VENV)/.installed-dev node_modules/.package-lock.json
 	.ci/ensure-pgtap
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES)
 
 db: $(VENV)/.installed
 	$(VELRO) db apply --seed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +9,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend import api, cache, db
+from backend import logging as velro_logging
 from backend.analytics import AnalyticsRefresher
 from backend.auth import mailer
 from backend.auth import wiring as auth
@@ -33,7 +33,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     app.config.update(
         SETTINGS=settings, DEBUG=settings.DEBUG, MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH
     )
-    logging.getLogger("backend").setLevel(settings.LOG_LEVEL.upper())
+    velro_logging.configure(settings)
     if settings.TRUSTED_PROXIES:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES

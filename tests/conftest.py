@@ -20,6 +20,9 @@ accept):
 - ``fresh_db_url`` (function): a migrated database of the test's own, dropped afterwards
   (a clone of the template, made with `create database ... template`).
 - ``redis_url`` (session): $REDIS_URL, else redis://127.0.0.1:6379/0, checked reachable.
+
+`make test` runs pytest in several processes (pytest-xdist): every name above carries the
+process id, so the processes never share a database.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from backend.cli import migrations
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 RUN_PREFIX = f"velro_test_{os.getpid()}"
+# bcrypt's minimum cost: a password hash takes ~1 ms instead of ~60 ms. Every app, command
+# and server this run starts reads it, unless a test gives its own environment.
+os.environ.setdefault("BCRYPT_COST", "4")
 
 
 def with_database(url: str, name: str) -> str:

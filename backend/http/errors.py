@@ -128,7 +128,7 @@ def unencodable_text_response(_e: UnicodeEncodeError) -> Response:
 
 
 def unhandled_error_response(e: BaseException) -> Response:
-    current_app.logger.error("unhandled error [request_id=%s]", request_id(), exc_info=e)
+    log.error("unhandled error [request_id=%s]", request_id(), exc_info=e)
     return error_response(
         500,
         "internal_error",
