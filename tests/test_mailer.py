@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import ssl
 
 import pytest
@@ -16,6 +15,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from backend.auth.mailer import FolderMailer, MailUnavailable, SmtpMailer, from_settings
 from backend.config import load_settings
+from harness.servers import free_port
 
 SENDER = "Velro <no-reply@velro.example>"
 
@@ -33,12 +33,6 @@ class Inbox:
             email.message_from_bytes(envelope.content, policy=email.policy.default)
         )
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from backend.auth.accounts import MAX_EMAIL_LENGTH
 from backend.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.http.text import Email, JsonObject, Text
 
@@ -269,9 +270,6 @@ class TeamPermissionsSchema(Schema):
     team_id = fields.UUID(required=True)
     role = Text(required=True)
     permissions = fields.List(Text(), required=True)
-
-
-MAX_EMAIL_LENGTH = 254  # RFC 5321
 
 
 class InviteSchema(Schema):

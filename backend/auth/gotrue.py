@@ -9,6 +9,8 @@ Registered only when AUTH_MODE=local.
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
@@ -19,10 +21,11 @@ from backend.auth.providers.base import AuthFailure
 from backend.auth.routes import calling_client, provider
 from backend.db import session_is_live
 from backend.errors import ApiError, InvalidToken
-from backend.http.errors import UNSTORABLE_TEXT
+from backend.http.errors import UNSTORABLE_TEXT, gotrue_error_response
 from backend.http.request_id import request_id
 from backend.http.text import PROBLEM, JsonObject, problem_with
 
+log = logging.getLogger(__name__)
 SIGNER = "velro.token_signer"
 
 blp = Blueprint("gotrue", __name__, url_prefix="/auth/v1")
@@ -111,7 +114,7 @@ def gotrue_error(error: HTTPException):
         status, code, message, extra = error.code, error.error, error.description, {}
     else:
         status, code, message, extra = error.code, _code_for(error), error.description, {}
-    return jsonify({"code": status, "error_code": code, "msg": message, **extra}), status
+    return gotrue_error_response(status, code, message, extra)
 
 
 @blp.errorhandler(psycopg.Error)
@@ -124,15 +127,13 @@ def gotrue_database_error(error: psycopg.Error):
 @blp.errorhandler(UnicodeEncodeError)
 def _unstorable_text(_error: Exception):
     """A backstop: text the database cannot store is the request's fault, never a 500."""
-    body = {"code": 400, "error_code": "validation_failed", "msg": UNSTORABLE_TEXT}
-    return jsonify(body), 400
+    return gotrue_error_response(400, "validation_failed", UNSTORABLE_TEXT)
 
 
 def _unexpected_failure(error: BaseException):
-    current_app.logger.error("unhandled error [request_id=%s]", request_id(), exc_info=error)
+    log.error("unhandled error [request_id=%s]", request_id(), exc_info=error)
     status = 503 if isinstance(error, psycopg.OperationalError) else 500
-    body = {"code": status, "error_code": "unexpected_failure", "msg": "Unexpected failure"}
-    return jsonify(body), status
+    return gotrue_error_response(status, "unexpected_failure", "Unexpected failure")
 
 
 def _code_for(error: HTTPException) -> str:

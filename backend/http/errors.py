@@ -80,6 +80,13 @@ def error_response(
     return response
 
 
+def gotrue_error_response(status: int, code: str, message: str, extra=None) -> Response:
+    """The error shape of Supabase Auth (GoTrue), which its clients parse: for /auth/v1."""
+    response = jsonify({"code": status, "error_code": code, "msg": message, **(extra or {})})
+    response.status_code = status
+    return response
+
+
 def http_error_response(e: HTTPException) -> Response:
     if isinstance(e, InternalServerError) and e.original_exception is not None:
         return unhandled_error_response(e.original_exception)
