@@ -13,6 +13,7 @@ from backend import logging as velro_logging
 from backend.analytics import AnalyticsRefresher
 from backend.auth import mailer
 from backend.auth import wiring as auth
+from backend.auth.guard import RequestCaller
 from backend.cache.listener import EXTENSION as LISTENER
 from backend.cache.listener import InvalidationListener
 from backend.config import Settings, load_settings, validate
@@ -48,7 +49,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     api.register(spec)
     limits.init_app(app)  # after the routes: it sets the tight limits by endpoint
     # last: the threads (pool, invalidation listener, refresher) start once the rest is valid
-    db.init_app(app)
+    db.init_app(app, caller=RequestCaller())
     cache.init_app(app)
     _start_invalidation_listener(app, settings)
     _start_analytics_refresher(app, settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 from flask_smorest import Blueprint
 
-from backend.auth.guard import current_user, require_user
+from backend.auth.guard import confirm_session, current_user, require_user
 from backend.auth.providers.base import AuthFailure, Client
 from backend.auth.schemas import (
     CredentialsSchema,
@@ -15,7 +15,7 @@ from backend.auth.schemas import (
     SessionSchema,
     SignupSchema,
 )
-from backend.db import confirm_session, user_query
+from backend.db import user_query
 from backend.errors import ApiError, InvalidToken
 
 PROVIDER = "velro.auth_provider"
