@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from bench.http import free_port
+from harness.servers import free_port
 
 SQL_FILE = Path(__file__).resolve().parent.parent / "sql" / "cache.sql"
 CHANNEL = "velro_invalidate"  # backend.cache.listener.CHANNEL: where the triggers NOTIFY

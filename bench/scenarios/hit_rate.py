@@ -37,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from bench.http import Server
 from bench.progress import say, step
 from bench.scenarios.cache_support import (
     Client,
@@ -47,6 +46,7 @@ from bench.scenarios.cache_support import (
     same_decision,
     tokens_for,
 )
+from harness.servers import Server
 
 HIT_RATE_TARGET = 0.95
 ZIPF_S = 1.0

@@ -31,9 +31,10 @@ from pathlib import Path
 
 import psycopg
 
-from bench.http import LIVENESS, POST_BEARER, Server, alternate, rounds_and_slice, wrk
+from bench.http import POST_BEARER, alternate, rounds_and_slice, wrk
 from bench.progress import say, step
 from bench.scenarios.authorize import samples
+from harness.servers import LIVENESS, Server
 
 UNCACHED_TARGET = 0.5  # authorize throughput at least 50% of the floor's, 32 connections
 UNCACHED_SINGLE_P50_TARGET = 2.0  # and p50 at most 2x the floor's, one connection

@@ -32,10 +32,10 @@ import time
 
 import psycopg
 
-from bench.http import Server
 from bench.progress import say, step
 from bench.scenarios.cache_support import CHANNEL, Client, RedisServer, app_env, tokens_for
 from bench.stats import percentile
+from harness.servers import Server
 
 TARGET_P99_MS = 100.0
 POLL_TIMEOUT_S = 5.0
