@@ -21,7 +21,7 @@ Reported per trial: commit -> B's first denial (judged), and the brackets that n
 clock: "denied - A answered" (lower bound) and "denied - request sent" (upper bound).
 Also reported: the polls B still answered with a grant after A had answered.
 
-Target (issue 4): p99 <= 100 ms.
+Target: p99 <= 100 ms.
 """
 
 from __future__ import annotations
