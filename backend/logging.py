@@ -3,7 +3,8 @@
 ``configure(settings)`` runs one ``logging.config.dictConfig``: a handler on the root logger
 writes JSON lines in production (one object per record: time, level, logger, message,
 request_id, and the traceback when there is one) and readable lines elsewhere, at
-``LOG_LEVEL``. Records from outside a request carry the request id ``-``. Flask adds no
+``LOG_LEVEL``. The id is stamped where records are made (a record factory), so every
+handler sees it; records from outside a request carry ``-``. Flask adds no
 handler of its own once the root logger has one, so the format never changes at the first
 error. gunicorn's own loggers (``gunicorn.error``, ``gunicorn.access``) keep gunicorn's
 configuration (``--access-logfile -`` in ``make run`` and the Procfile).
@@ -24,13 +25,20 @@ HANDLER = "velro"
 READABLE = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 
 
-class RequestIdFilter(logging.Filter):
-    """Stamps every record with the id of the request it was logged in, else "-"."""
+def _stamp_request_ids() -> None:
+    """Every record, whichever handler gets it, carries the id of the request it was
+    logged in, else "-": the stamp is made where records are made."""
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "stamps_request_ids", False):
+        return
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id()
-        return True
+    def make_stamped_record(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.request_id = request_id()
+        return record
+
+    make_stamped_record.stamps_request_ids = True
+    logging.setLogRecordFactory(make_stamped_record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,21 +61,25 @@ def configure(settings: Settings) -> None:
     """Route every logger through one handler in the format the environment wants."""
     # Handlers someone else put on the root logger (a test runner's capture) stay;
     # ours from an earlier call are replaced.
+    _stamp_request_ids()
     foreign = [h for h in logging.root.handlers if h.get_name() != HANDLER]
     logging.config.dictConfig(
         {
             "version": 1,
             "disable_existing_loggers": False,
-            "filters": {"request_id": {"()": RequestIdFilter}},
             "formatters": {
                 "json": {"()": JsonFormatter},
-                "readable": {"format": READABLE},
+                # a record made some other way (unpickled, say) reads "-" instead of failing
+                "readable": {
+                    "()": "logging.Formatter",
+                    "fmt": READABLE,
+                    "defaults": {"request_id": "-"},
+                },
             },
             "handlers": {
                 HANDLER: {
                     "class": "logging.StreamHandler",
                     "stream": "ext://sys.stderr",
-                    "filters": ["request_id"],
                     "formatter": "json" if settings.is_production else "readable",
                 }
             },

@@ -104,6 +104,7 @@ def test_a_crash_is_500_without_details_and_logged_with_the_request_id(client, c
     assert "Traceback" not in response.get_data(as_text=True)
     (record,) = [r for r in caplog.records if "trace-12345678" in r.getMessage()]
     assert record.exc_info is not None
+    assert record.request_id == "trace-12345678"  # every record carries it, whoever handles it
 
 
 @pytest.mark.parametrize(
