@@ -1,4 +1,5 @@
-"""HTTP scenarios' tools: a gunicorn server on a free port, and wrk with its figures parsed.
+"""HTTP scenarios' tools: the tests' gunicorn launcher (``harness.servers.Server``), and wrk
+with its figures parsed.
 
     with Server(database_url, env={...}) as server:
         floor = wrk(server.url("/api/v1/health/live"), connections=32, seconds=15)
@@ -19,96 +20,14 @@ their spread (min-max)::
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 POST_BEARER = Path(__file__).resolve().parent / "wrk" / "post_bearer.lua"
-LIVENESS = "/api/v1/health/live"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """gunicorn serving backend:create_app() against a database, for the length of a block."""
-
-    database_url: str
-    env: dict | None = None
-    workers: int = 2
-    threads: int = 4
-    startup_seconds: float = 30.0
-    app: str = "backend:create_app()"
-
-    def __post_init__(self):
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> Server:
-        # a local benchmark server: development defaults unless the caller says otherwise
-        env = {"APP_ENV": "development", **os.environ, **(self.env or {})}
-        env["DATABASE_URL"] = self.database_url
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(self.workers),
-            "--threads",
-            str(self.threads),
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--log-level",
-            "warning",
-            self.app,
-        ]
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env)  # noqa: S603
-        self._wait_until_live()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def _wait_until_live(self) -> None:
-        deadline = time.monotonic() + self.startup_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode} while starting")
-            try:
-                with urllib.request.urlopen(self.url(LIVENESS), timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"gunicorn did not answer {LIVENESS} within {self.startup_seconds}s")
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ class Scale:
     list_users: int
     list_iterations: int
     http_seconds: int
-    # issue 4's cache scenarios
+    # the cache scenarios
     hit_rate_users: int  # users of the mixed workload
     hit_rate_per_user: int  # generations each of them looks at
     hit_rate_reads: int  # authorize calls; one permission change per 99 of them
     casbin_policies: int  # team links casbin holds, about 7 per team
     casbin_decisions: int  # decisions timed through casbin (each costs milliseconds)
     propagation_trials: int  # revocations through one instance, timed on the other
-    # issue 7: a count through RLS with many public projects
+    # a count through RLS with many public projects
     public_projects: int  # how many projects are public for it
     count_users: int  # users whose count is timed
     count_iterations: int

@@ -166,7 +166,7 @@ def counted_round_trips(app, monkeypatch) -> Iterator[list[RoundTrips]]:
     The app must have a pool of one connection. The pool's check of an idle connection
     (itself a round trip) is pushed out of the way so that only the block's work counts.
     """
-    monkeypatch.setattr(db, "CHECK_AFTER_IDLE_SECONDS", 3600.0)
+    monkeypatch.setattr(db.connections, "CHECK_AFTER_IDLE_SECONDS", 3600.0)
     counted: list[RoundTrips] = []
     with app.app_context(), tempfile.TemporaryFile(mode="w+") as trace:
         conn = pool().getconn()

@@ -19,10 +19,11 @@ import psycopg
 import pytest
 
 from backend import REFRESHER
-from backend.cache import LISTENER, Cache
+from backend.cache import Cache
+from backend.cache.listener import CHANNEL, InvalidationListener, listen_connection_options
+from backend.cache.listener import EXTENSION as LISTENER
 from backend.config import ConfigError, load_settings
 from backend.db import connection_options
-from backend.invalidation import CHANNEL, InvalidationListener, listen_connection_options
 
 BOUND_SECONDS = 1.0
 # generous: the watchdog looks every bound / 4; a loaded machine may delay it more

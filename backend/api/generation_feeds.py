@@ -16,7 +16,7 @@ the caller's filters, over unqualified generation columns, applied inside every 
 
 from __future__ import annotations
 
-from backend.api.pagination import Page
+from backend.http.pagination import Page
 
 FILTERS = {
     "project_id": "project_id = %s",

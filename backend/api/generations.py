@@ -17,11 +17,11 @@ from psycopg.types.json import Jsonb
 
 from backend.api import generation_feeds, schemas
 from backend.api.outcomes import denied_or_missing, documented_errors
-from backend.api.pagination import NEWEST_FIRST, Page
-from backend.auth import require_user
-from backend.authorization import authorize_generation
+from backend.auth.guard import current_user, require_user
+from backend.cache.authorization import authorize_generation
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
+from backend.http.pagination import NEWEST_FIRST, Page
 
 blp = Blueprint(
     "generations",
@@ -167,7 +167,7 @@ class Authorize(MethodView):
         A generation the caller cannot read and one that does not exist get the same
         answer: ``access_granted: false``.
         """
-        return authorize_generation(generation_id)
+        return authorize_generation(current_user().claims, generation_id)
 
 
 @blp.route("/<uuid:generation_id>/share")

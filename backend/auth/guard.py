@@ -1,6 +1,6 @@
 """Who is calling: ``require_user`` for views, ``current_user()`` inside them.
 
-    from backend.auth import require_user, current_user
+    from backend.auth.guard import require_user, current_user
 
     @blp.get("/projects/<uuid:project_id>")
     @require_user                          # right under the route: 401 comes before 422
@@ -13,9 +13,9 @@
 A missing, malformed, expired or forged token, or one whose session was logged out,
 answers 401 ``invalid_token`` with ``WWW-Authenticate: Bearer``. The session check is part
 of ``user_transaction``'s preamble; ``service_transaction``/``owner_transaction`` check first
-when a user is signed in, and a view that opens none gets a check before its answer goes
-out. ``require_user`` also marks the route as
-needing the bearer scheme in the OpenAPI document.
+when a user is signed in (``RequestCaller``, which tells the database layer who is signed
+in), and a view that opens none gets a check before its answer goes out. ``require_user``
+also marks the route as needing the bearer scheme in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import functools
 import uuid
 from dataclasses import dataclass
 
-from flask import current_app, g, request
+from flask import current_app, g, has_app_context, request
 from flask_smorest import Blueprint
 
 from backend import db
 from backend.cache import cache
-from backend.config import settings
 from backend.errors import InvalidToken
 
 VERIFIER = "velro.token_verifier"
@@ -123,8 +122,35 @@ def _session_liveness(claims: dict) -> tuple[bool, list[str], float | None]:
         return False, [], 0.0
     with db.pool().connection() as conn:
         row = conn.execute(SESSION_LIVENESS, (session_id, user_id)).fetchone()
-    seconds = None if row["announced"] else settings().CACHE_SESSION_TTL
+    seconds = None if row["announced"] else current_app.config["SETTINGS"].CACHE_SESSION_TTL
     if row["seconds_left"] is not None:  # not_after: the session ends by itself then
         left = row["seconds_left"]
         seconds = left if seconds is None else min(seconds, left)
     return row["live"], row["tags"], seconds
+
+
+def confirm_session() -> None:
+    """Before system work on a signed-in user's behalf, make sure their session still lives.
+
+    ``user_transaction`` checks in its preamble; other transactions call this (through
+    ``RequestCaller``) so that nothing is written for a token whose session was logged out.
+    """
+    if not has_app_context() or g.get("auth") is None or g.get("session_confirmed"):
+        return
+    if not session_is_live(g.auth.claims):
+        raise InvalidToken("This session has ended; sign in again.")
+    g.session_confirmed = True
+
+
+class RequestCaller:
+    """The database layer's ``Caller`` in the web app: the request's verified caller."""
+
+    def claims(self) -> dict:
+        return g.auth.claims
+
+    def session_confirmed(self) -> None:
+        if has_app_context():
+            g.session_confirmed = True
+
+    def before_system_work(self) -> None:
+        confirm_session()

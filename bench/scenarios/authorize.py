@@ -17,7 +17,7 @@ from bench.measure import interleaved
 from bench.postgrest import Caller, user_claims
 from bench.stats import ratio, summarize
 
-TARGET = 3.0  # issue 2: authorize_generation() at most 3x a select 1 round trip
+TARGET = 3.0  # authorize_generation() at most 3x a select 1 round trip
 
 
 def samples(url: str, per_path: int, seed: int = 7) -> list[tuple[str, str, str]]:

@@ -20,7 +20,7 @@ The same question, "may this user read this generation?", answered three ways:
 
 Casbin's answers are checked against the database's on every sampled pair.
 
-Targets (issue 4): the DB decision faster than casbin's enforce; an L1 hit at least
+Targets: the DB decision faster than casbin's enforce; an L1 hit at least
 1,000x faster than casbin's enforce (p50 against p50).
 """
 

@@ -6,7 +6,7 @@ ratio near 1 says the cost does not depend on the table's size.
 
 from __future__ import annotations
 
-TARGET = 1.5  # issue 2: at most 1.5x slower at 100x the data
+TARGET = 1.5  # at most 1.5x slower at 100x the data
 
 MEASURED = {
     "authorize_generation()": ("authorize", "subject"),

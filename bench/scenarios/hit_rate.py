@@ -17,7 +17,7 @@ the next change, every answer of the epoch is compared with the database's own
 `authorize_generation` for that user, asked while the data is exactly as the reads saw it.
 An answer that allows more than the database does is a stale grant; one that allows less is
 a stale denial. Either is counted "within the propagation bound" when the read was sent
-less than PROPAGATION_BOUND_S after the change committed (the issue allows 100 ms for a
+less than PROPAGATION_BOUND_S after the change committed (the target allows 100 ms for a
 change to reach every instance), and as a bug otherwise.
 
 After the run, every pair is read once on each instance and compared again: this checks
@@ -37,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from bench.http import Server
 from bench.progress import say, step
 from bench.scenarios.cache_support import (
     Client,
@@ -47,6 +46,7 @@ from bench.scenarios.cache_support import (
     same_decision,
     tokens_for,
 )
+from harness.servers import Server
 
 HIT_RATE_TARGET = 0.95
 ZIPF_S = 1.0

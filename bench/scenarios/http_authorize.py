@@ -25,15 +25,15 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
 import psycopg
 
-from bench.http import LIVENESS, POST_BEARER, Server, alternate, rounds_and_slice, wrk
+from bench.http import POST_BEARER, alternate, rounds_and_slice, wrk
 from bench.progress import say, step
 from bench.scenarios.authorize import samples
+from harness.servers import LIVENESS, Server
 
 UNCACHED_TARGET = 0.5  # authorize throughput at least 50% of the floor's, 32 connections
 UNCACHED_SINGLE_P50_TARGET = 2.0  # and p50 at most 2x the floor's, one connection
@@ -46,13 +46,9 @@ L1_PAIRS = 200  # few enough that the warm-up puts every one in every worker's L
 
 
 def run(url: str, scale, verbose: bool) -> dict:
-    missing = _app_missing()
-    if missing:
-        say(f"HTTP scenario not run: {missing}")
-        return {"skipped": missing}
     pairs = [pair for pair in samples(url, scale.authorize_samples_per_path) if pair[2] != "denied"]
     figures = {"uncached": _variant(url, scale, pairs, cached=False)}
-    if _app_has_cache() and "skipped" not in figures["uncached"]:
+    if "skipped" not in figures["uncached"]:
         figures["l1_hit"] = _variant(url, scale, pairs[:L1_PAIRS], cached=True)
     if verbose:
         print(figures)
@@ -236,37 +232,16 @@ def notes(figures: dict) -> list[str]:
     ]
 
 
-def _app_has_cache() -> bool:
-    from backend.config import Settings
-
-    return "CACHE_ENABLED" in {field.name for field in fields(Settings)}
-
-
-def _app_missing() -> str | None:
-    """Why the app cannot be benchmarked yet, or None."""
-    try:
-        from backend import create_app  # noqa: F401
-    except ImportError as error:
-        return f"backend.create_app is not importable ({error})"
-    return None
-
-
 def _app_env(cached: bool) -> dict:
     """The app's environment: a fresh secret, no Redis, no rate limits, cache on or off."""
-    from backend.config import Settings
-
-    known = {field.name for field in fields(Settings)}
-    env = {
+    return {
         "APP_ENV": "development",
         "JWT_SECRET": secrets.token_hex(32),
         "LOG_LEVEL": "WARNING",
         "REDIS_URL": "",
+        "RATE_LIMIT_ENABLED": "false",
+        "CACHE_ENABLED": "true" if cached else "false",
     }
-    if "RATE_LIMIT_ENABLED" in known:
-        env["RATE_LIMIT_ENABLED"] = "false"
-    if "CACHE_ENABLED" in known:
-        env["CACHE_ENABLED"] = "true" if cached else "false"
-    return env
 
 
 def _requests(url: str, env: dict, pairs: list[tuple[str, str, str]]) -> str:

@@ -34,19 +34,11 @@ from pathlib import Path
 
 import psycopg
 
-from bench.http import (
-    LIVENESS,
-    POST_BEARER,
-    LoadResult,
-    Server,
-    alternate,
-    combine,
-    rounds_and_slice,
-    wrk,
-)
+from bench.http import POST_BEARER, LoadResult, alternate, combine, rounds_and_slice, wrk
 from bench.progress import say, step
 from bench.scenarios.authorize import samples
 from bench.scenarios.cache_support import RedisServer, app_env, requests_file, tokens_for
+from harness.servers import LIVENESS, Server
 
 L1_TARGET = 0.8
 L1_P99_TARGET = 1.5

@@ -19,7 +19,7 @@ from bench.measure import interleaved
 from bench.postgrest import SERVICE_CLAIMS, Caller, user_claims
 from bench.stats import ratio, summarize
 
-TARGET = 1.5  # issue 2: the RLS page at most 1.5x the explicit one
+TARGET = 1.5  # the RLS page at most 1.5x the explicit one
 PLAN_WARMUP = 6  # runs before EXPLAIN, so it shows the plan the timed runs used (cached)
 
 

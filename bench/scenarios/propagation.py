@@ -21,7 +21,7 @@ Reported per trial: commit -> B's first denial (judged), and the brackets that n
 clock: "denied - A answered" (lower bound) and "denied - request sent" (upper bound).
 Also reported: the polls B still answered with a grant after A had answered.
 
-Target (issue 4): p99 <= 100 ms.
+Target: p99 <= 100 ms.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ import time
 
 import psycopg
 
-from bench.http import Server
 from bench.progress import say, step
 from bench.scenarios.cache_support import CHANNEL, Client, RedisServer, app_env, tokens_for
 from bench.stats import percentile
+from harness.servers import Server
 
 TARGET_P99_MS = 100.0
 POLL_TIMEOUT_S = 5.0

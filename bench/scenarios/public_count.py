@@ -17,7 +17,7 @@ from bench.postgrest import SERVICE_CLAIMS, Caller, user_claims
 from bench.progress import step
 from bench.stats import ratio, summarize
 
-TARGET = 3.0  # issue 7: at most 3x the same rows found explicitly
+TARGET = 3.0  # at most 3x the same rows found explicitly
 
 
 def publish(url: str, count: int) -> int:

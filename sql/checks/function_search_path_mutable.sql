@@ -1,4 +1,4 @@
--- Functions in our schemas whose search_path is not pinned to '' (STYLE.md: every function
+-- Functions in our schemas whose search_path is not pinned to '' (the house rule: every function
 -- sets search_path = '' and qualifies names). A mutable search_path lets a caller's schema
 -- shadow the objects a function means, which is an escalation path for security definer.
 select

@@ -1,6 +1,6 @@
 -- Materialized views an API role can select from. A materialized view has no row-level
 -- security, so a grant exposes every row; they are read through security-definer
--- functions that filter by membership instead (DESIGN.md).
+-- functions that filter by membership instead.
 select
     n.nspname as schema_name,
     c.relname as view_name,
