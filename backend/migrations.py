@@ -33,6 +33,8 @@ from pathlib import Path
 
 import psycopg
 
+from backend.jobs.engine import install_schema
+
 from backend.sql_split import split_statements
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -189,6 +191,9 @@ def apply_database(
             log("Not a Supabase project (no supabase_admin role): applying the local stand-in")
             run_script(conn, STAND_IN)
         applied = apply_migrations(conn, migrations_dir, log)
-        if seed is not None:
+    # the job engine's own schema, before the seed: a generation commits with its job
+    install_schema(url, log)
+    if seed is not None:
+        with psycopg.connect(url, autocommit=True) as conn:
             apply_seed(conn, seed, log)
     return applied
