@@ -34,7 +34,6 @@ from pathlib import Path
 import psycopg
 
 from backend.jobs.engine import install_schema
-
 from backend.sql_split import split_statements
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

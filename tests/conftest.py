@@ -31,9 +31,14 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 import redis
+from fakes.fal import reserve_queue_host
 from psycopg import sql
 
-from backend import migrations
+# fal_client reads its queue host when first imported: point it at this run's fake FAL
+# before anything imports it
+reserve_queue_host()
+
+from backend import migrations  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

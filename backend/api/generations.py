@@ -3,8 +3,8 @@ cancel, authorize, and share with teams.
 
 Reads and writes run as the caller through RLS; the RPCs (create_generation,
 cancel_generation, share_generation, ...) check roles in SQL and raise PT4xx, which the
-error handler turns into the status. Submission to FAL.ai is a later step: a new
-generation stays ``pending`` here.
+error handler turns into the status. A new generation commits with its submit job; the
+worker sends it to FAL.ai.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from backend.api.pagination import NEWEST_FIRST, Page
 from backend.auth import require_user
 from backend.authorization import authorize_generation
 from backend.db import rpc, user_transaction
-from backend.errors import NotFound
+from backend.errors import Conflict, NotFound, Unavailable
+from backend.fal.queue import FalQueue, FalRejected, FalUnavailable
+from backend.jobs.settings import load_pipeline_settings
 
 blp = Blueprint(
     "generations",
@@ -159,9 +161,30 @@ class Cancel(MethodView):
     @blp.response(200, schemas.GenerationSchema)
     @documented_errors(blp, 401, 403, 404, 409)
     def post(self, generation_id: UUID):
-        """Cancel a pending or queued generation (write permission); credits are refunded once."""
+        """Cancel a pending or queued generation (write permission); credits are refunded once.
+
+        A queued one is cancelled at FAL too, inside the same transaction: if FAL has
+        already started it, nothing changes and the answer is 409.
+        """
         with user_transaction() as cur:
-            return rpc(cur, "public.cancel_generation", p_generation_id=generation_id)[0]
+            generation = rpc(cur, "public.cancel_generation", p_generation_id=generation_id)[0]
+            cancel_at_fal(generation)
+            return generation
+
+
+def cancel_at_fal(generation: dict) -> None:
+    settings = load_pipeline_settings()
+    if not generation["fal_request_id"] or not settings.FAL_KEY:
+        return  # not submitted yet: its submit job finds it cancelled and stops
+    try:
+        FalQueue(settings.FAL_KEY).cancel(generation["model_id"], generation["fal_request_id"])
+    except FalRejected:
+        raise Conflict(
+            "FAL has already started this generation, so it can no longer be cancelled; "
+            "it completes or fails on its own (a failure is refunded)"
+        ) from None
+    except FalUnavailable:
+        raise Unavailable("FAL cannot be reached to cancel this generation; try again") from None
 
 
 @blp.route("/<uuid:generation_id>/authorize")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 
 
-class CircuitOpen(Exception):  # noqa: N818 - the breaker's state, not an error name
+class CircuitOpen(Exception):
     """FAL has been failing: the submission was not attempted and will be retried."""
 
 

@@ -26,8 +26,9 @@ def outputs_of(payload: Any) -> list[dict[str, Any]]:
     for key in ("image", "video"):
         if isinstance(payload.get(key), dict):
             found.append(payload[key])
+    kept = ("url", "content_type", "width", "height")
     return [
-        {field: item[field] for field in ("url", "content_type", "width", "height") if field in item}
+        {name: item[name] for name in kept if name in item}
         for item in found
         if isinstance(item.get("url"), str)
     ]

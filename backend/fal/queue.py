@@ -19,11 +19,11 @@ import httpx
 RETRYABLE_STATUSES = {408, 409, 425, 429}
 
 
-class FalUnavailable(Exception):  # noqa: N818 - a condition, raised to retry
+class FalUnavailable(Exception):
     """FAL or the network failed; the same request may succeed later."""
 
 
-class FalRejected(Exception):  # noqa: N818 - a verdict on the request
+class FalRejected(Exception):
     """FAL refused the request itself (bad input, unknown model): do not retry."""
 
 

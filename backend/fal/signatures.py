@@ -27,11 +27,11 @@ TOLERANCE_SECONDS = 300
 MAX_KEY_AGE_SECONDS = 24 * 3600
 
 
-class SignatureRejected(Exception):  # noqa: N818 - the verdict on a delivery
+class SignatureRejected(Exception):
     """The delivery is not FAL's, or not fresh: answer 401 and change nothing."""
 
 
-class KeysUnavailable(Exception):  # noqa: N818 - a condition: FAL retries the delivery
+class KeysUnavailable(Exception):
     """FAL's JWKS could not be fetched: the delivery cannot be judged now (503)."""
 
 

@@ -55,11 +55,9 @@ class Backoff(BaseRetryStrategy):
 
 
 def engine_installed(conn: psycopg.Connection) -> bool:
-    return (
-        conn.execute(
-            "select pg_catalog.to_regclass(%s) is not null", (f"{SCHEMA}.procrastinate_jobs",)
-        ).fetchone()[0]
-    )
+    return conn.execute(
+        "select pg_catalog.to_regclass(%s) is not null", (f"{SCHEMA}.procrastinate_jobs",)
+    ).fetchone()[0]
 
 
 def install_schema(database_url: str, log_line=print) -> bool:

@@ -7,8 +7,8 @@ two machines, changes nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from urllib.parse import urlencode
 
 import psycopg
 from procrastinate import RetryStrategy
@@ -33,12 +33,6 @@ def fal_queue(settings: PipelineSettings) -> FalQueue:
     if not settings.FAL_KEY:
         raise FalUnavailable("FAL_KEY is not set: no FAL provider to submit to")
     return FalQueue(settings.FAL_KEY)
-
-
-def webhook_url_for(settings: PipelineSettings, generation_id: str) -> str:
-    # the generation's id in the URL lets a webhook that outruns our own record of the
-    # request id still find its generation; the signature covers the request id
-    return f"{settings.webhook_url}?{urlencode({'generation_id': generation_id})}"
 
 
 def record_breaker(settings: PipelineSettings, *, succeeded: bool) -> None:
@@ -67,7 +61,7 @@ def submit_generation(generation_id: str) -> None:
     arguments = {**generation["parameters"], "prompt": generation["prompt"]}
     try:
         request_id = fal_queue(settings).submit(
-            generation["model_id"], arguments, webhook_url_for(settings, generation_id)
+            generation["model_id"], arguments, settings.webhook_url
         )
     except FalRejected as error:
         record_breaker(settings, succeeded=True)  # FAL answered: it is up
@@ -89,10 +83,9 @@ def reconcile(settings: PipelineSettings, queue: FalQueue, generation: dict) -> 
     model_id = generation["model_id"]
     age = generation["age_seconds"]
     if age > settings.FAL_DEADLINE_SECONDS:
-        try:
+        # it may have started, or FAL may be down: we stop waiting either way
+        with contextlib.suppress(FalRejected, FalUnavailable):
             queue.cancel(model_id, request_id)
-        except (FalRejected, FalUnavailable):
-            pass  # it may have started or FAL is down: we stop waiting either way
         with service_transaction(settings.DATABASE_URL) as cur:
             progress.fail(cur, generation_id, "FAL did not finish before the deadline", request_id)
         return "expired"
@@ -177,8 +170,9 @@ async def retry_stalled_jobs(timestamp: int) -> None:
 
 
 async def retry_jobs_of_stopped_workers(seconds_since_heartbeat: float) -> int:
-    stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
+    manager = app.job_manager
+    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
     for job in stalled:
         log.warning("job %s (%s): its worker stopped; retrying it", job.id, job.task_name)
-        await app.job_manager.retry_job(job)
+        await manager.retry_job(job)
     return len(stalled)

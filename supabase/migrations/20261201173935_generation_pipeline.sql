@@ -38,7 +38,9 @@ begin
             'the job engine is not installed in this database: run `velro db apply` (it installs it)');
     end if;
     v_job_ids := procrastinate.procrastinate_defer_jobs_v1(array[
-        row('pipeline', p_task_name, 0, null, p_queueing_lock, p_args, null)::procrastinate.procrastinate_job_to_defer_v1
+        row(
+            'pipeline', p_task_name, 0, null, p_queueing_lock, p_args, null
+        )::procrastinate.procrastinate_job_to_defer_v1
     ]);
     return v_job_ids[1];
 end;

@@ -170,14 +170,13 @@ class FakeFal:
             {"request_id": request.request_id, "gateway_request_id": request.request_id, **fields}
         ).encode()
         headers = sign(key or self.key, request.request_id, timestamp or int(time.time()), body)
-        webhook = Webhook(request.webhook_url, headers, body)
-        copies = 2 if self.duplicate else 1
-        for _ in range(copies):
+        copies = [Webhook(request.webhook_url, headers, body) for _ in range(1 + self.duplicate)]
+        for webhook in copies:
             if self.hold_webhooks:
-                self.held.append(Webhook(webhook.url, headers, body))
+                self.held.append(webhook)
             else:
-                self._post(Webhook(webhook.url, headers, body))
-        return webhook
+                self._post(webhook)
+        return copies[-1]
 
     def release(self, *, reverse: bool = False) -> None:
         held, self.held = self.held, []
