@@ -47,7 +47,7 @@ end;
 $$;
 
 comment on function private.defer_job(text, jsonb, text) is
-'Inserts a job for the worker in the caller''s transaction: the job commits or rolls back with the change that needs it.';
+'Inserts a job for the worker in the caller''s transaction: it commits or rolls back with the change needing it.';
 
 revoke execute on function private.defer_job(text, jsonb, text) from public, anon, authenticated, service_role;
 
