@@ -12,7 +12,6 @@ process the listener thread (commit -> NOTIFY -> eviction) races the next reques
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from psycopg import sql
 
 from backend import close_app, create_app
 from backend.cache import EXTENSION
+from harness.servers import free_port
 
 FLIP_BOUND_SECONDS = 2.0
 POLL_SECONDS = 0.002
@@ -144,13 +144,6 @@ def denied(response) -> bool:
 
 def granted(response) -> bool:
     return response.status_code == 200 and response.get_json()["access_granted"]
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (a Redis that is down)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cache_stats(api: Api) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -17,9 +16,10 @@ import psycopg
 import pytest
 import redis
 
-from backend import cache as cache_module
 from backend.cache import Cache
-from backend.invalidation import CHANNEL, InvalidationListener
+from backend.cache import store as cache_module
+from backend.cache.listener import CHANNEL, InvalidationListener
+from harness.servers import free_port
 
 
 @pytest.fixture
@@ -238,12 +238,6 @@ def test_l1_is_bounded_and_counts_evictions():
     stats = cache.stats()["l1"]
     assert stats["size"] == 3
     assert stats["evictions"] == 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ from api_support import MODEL, assert_error, running_api
 from fixtures_app import app_settings
 
 from backend import close_app, create_app
-from backend.migrations import REPO_ROOT
+from backend.cli.migrations import REPO_ROOT
+from harness.servers import free_port
 
 METRICS_TOKEN = "m" * 40
 PRODUCTION = {
@@ -24,12 +24,6 @@ PRODUCTION = {
     "FAL_KEY": "fal-test-key",
     "PUBLIC_URL": "https://api.velro.example",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def procfile_command(process: str) -> str:

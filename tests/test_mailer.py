@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import ssl
 
 import pytest
@@ -14,8 +13,9 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from backend.auth.mailer import FolderMailer, MailUnavailable, SmtpMailer, from_settings
 from backend.config import load_settings
-from backend.mailer import FolderMailer, MailUnavailable, SmtpMailer, from_settings
+from harness.servers import free_port
 
 SENDER = "Velro <no-reply@velro.example>"
 
@@ -33,12 +33,6 @@ class Inbox:
             email.message_from_bytes(envelope.content, policy=email.policy.default)
         )
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

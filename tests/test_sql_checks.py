@@ -9,7 +9,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from backend.migrations import REPO_ROOT
+from backend.api import schemas
+from backend.cli.migrations import REPO_ROOT
 
 CHECKS_DIR = REPO_ROOT / "sql" / "checks"
 CHECKS = sorted(CHECKS_DIR.glob("*.sql"))
@@ -68,3 +69,25 @@ def test_the_check_catches_a_breach(fresh_db_url, check_name):
         conn.execute(BREACHES[check_name])
     offending = run_check(fresh_db_url, check_name)
     assert any("breach" in str(row) for row in offending), offending
+
+
+ENUMS = {
+    "team_role": schemas.TEAM_ROLES,
+    "project_visibility": schemas.VISIBILITIES,
+    "generation_status": schemas.GENERATION_STATUSES,
+    "credit_kind": schemas.CREDIT_KINDS,
+    "model_kind": schemas.MODEL_KINDS,
+    "price_unit": schemas.PRICE_UNITS,
+}
+
+
+@pytest.mark.parametrize("enum", sorted(ENUMS))
+def test_the_api_offers_exactly_the_values_of_the_sql_enum(db_url, enum):
+    """The schemas validate against copies of the SQL enums: they must not drift apart."""
+    with psycopg.connect(db_url) as conn:
+        (labels,) = conn.execute(
+            "select array_agg(enumlabel::text order by enumsortorder) from pg_catalog.pg_enum"
+            " where enumtypid = %s::regtype",
+            (f"public.{enum}",),
+        ).fetchone()
+    assert tuple(labels) == ENUMS[enum]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,8 @@ import requests
 from fixtures_app import MAIL_DIR, PASSWORD, unique_email
 from isolated_redis import claim_database
 
+from harness.servers import free_port
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fal-ai/flux-pro/v1.1-ultra"
 STARTUP_SECONDS = 30.0
@@ -49,12 +50,6 @@ ADDRESSES = (f"198.51.{n // 250}.{n % 250 + 1}" for n in itertools.count())
 
 
 # servers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def server_env(database_url: str, redis_url: str, public_url: str) -> dict:

@@ -14,7 +14,7 @@ from marshmallow import Schema, fields
 
 from backend.api.outcomes import documented_errors
 from backend.db import service_transaction
-from backend.errors import ApiError, BadInput, NotFound, Unavailable
+from backend.errors import ApiError, NotFound, Unavailable
 from backend.fal.signatures import KeysUnavailable, SignatureRejected, WebhookVerifier
 from backend.fal.webhooks import BadDelivery, apply_delivery, parse_delivery
 from backend.jobs.settings import load_pipeline_settings
@@ -56,7 +56,7 @@ class FalWebhook(MethodView):
         try:
             delivery = parse_delivery(body, request_id)
         except BadDelivery as error:
-            raise BadInput(str(error)) from None
+            raise ApiError(str(error), status=400, error="bad_request") from None
         with service_transaction() as cur:
             generation = apply_delivery(cur, request_id, delivery)
         if generation is None:

@@ -17,12 +17,12 @@ from psycopg.types.json import Jsonb
 
 from backend.api import schemas
 from backend.api.outcomes import denied_or_missing, documented_errors
-from backend.api.pagination import NEWEST_FIRST, Page
-from backend.auth import require_user
+from backend.auth.guard import require_user
 from backend.authorization import authorize_generation
 from backend.db import rpc, user_transaction
-from backend.errors import Conflict, NotFound, Unavailable
+from backend.errors import ApiError, NotFound, Unavailable
 from backend.fal.queue import FalQueue, FalRejected, FalUnavailable
+from backend.http.pagination import NEWEST_FIRST, Page
 from backend.jobs.settings import load_pipeline_settings
 
 blp = Blueprint(
@@ -179,9 +179,11 @@ def cancel_at_fal(generation: dict) -> None:
     try:
         FalQueue(settings.FAL_KEY).cancel(generation["model_id"], generation["fal_request_id"])
     except FalRejected:
-        raise Conflict(
+        raise ApiError(
             "FAL has already started this generation, so it can no longer be cancelled; "
-            "it completes or fails on its own (a failure is refunded)"
+            "it completes or fails on its own (a failure is refunded)",
+            status=409,
+            error="conflict",
         ) from None
     except FalUnavailable:
         raise Unavailable("FAL cannot be reached to cancel this generation; try again") from None

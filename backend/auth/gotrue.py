@@ -9,19 +9,23 @@ Registered only when AUTH_MODE=local.
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from backend.auth.guard import VERIFIER, AuthContext, bearer_token
-from backend.auth.provider import AuthFailure
-from backend.auth.routes import provider
+from backend.auth.providers.base import AuthFailure
+from backend.auth.routes import calling_client, provider
 from backend.db import session_is_live
-from backend.errors import UNSTORABLE_TEXT, ApiError, InvalidToken
-from backend.request_id import request_id
-from backend.text import PROBLEM, JsonObject, problem_with
+from backend.errors import ApiError, InvalidToken
+from backend.http.errors import UNSTORABLE_TEXT, gotrue_error_response
+from backend.http.request_id import request_id
+from backend.http.text import PROBLEM, JsonObject, problem_with
 
+log = logging.getLogger(__name__)
 SIGNER = "velro.token_signer"
 
 blp = Blueprint("gotrue", __name__, url_prefix="/auth/v1")
@@ -30,7 +34,9 @@ blp = Blueprint("gotrue", __name__, url_prefix="/auth/v1")
 @blp.post("/signup")
 def signup():
     body = _json_body()
-    session = _local().sign_up(_text(body, "email"), _text(body, "password"), _metadata(body))
+    session = _local().sign_up(
+        _text(body, "email"), _text(body, "password"), _metadata(body), client=calling_client()
+    )
     # GoTrue answers the user alone while the email waits for confirmation
     return jsonify(session.as_gotrue() if session.access_token else session.user)
 
@@ -40,7 +46,11 @@ def verify():
     """Confirm a sign-up's email (type signup or email) by token_hash, or token and email."""
     body = _json_body()
     session = _local().verify(
-        _text(body, "type"), _text(body, "token_hash"), _text(body, "token"), _text(body, "email")
+        _text(body, "type"),
+        _text(body, "token_hash"),
+        _text(body, "token"),
+        _text(body, "email"),
+        client=calling_client(),
     )
     return jsonify(session.as_gotrue())
 
@@ -60,9 +70,11 @@ def token():
     grant_type = request.args.get("grant_type")
     body = _json_body()
     if grant_type == "password":
-        session = _local().sign_in(_text(body, "email"), _text(body, "password"))
+        session = _local().sign_in(
+            _text(body, "email"), _text(body, "password"), client=calling_client()
+        )
     elif grant_type == "refresh_token":
-        session = _local().refresh(_text(body, "refresh_token"))
+        session = _local().refresh(_text(body, "refresh_token"), client=calling_client())
     else:
         raise AuthFailure(400, "validation_failed", "unsupported_grant_type")
     return jsonify(session.as_gotrue())
@@ -71,7 +83,7 @@ def token():
 @blp.post("/logout")
 def logout():
     auth = _authenticated()
-    _local().sign_out(auth, request.args.get("scope", "global"))
+    _local().sign_out(auth, request.args.get("scope", "global"), client=calling_client())
     return "", 204
 
 
@@ -102,7 +114,7 @@ def gotrue_error(error: HTTPException):
         status, code, message, extra = error.code, error.error, error.description, {}
     else:
         status, code, message, extra = error.code, _code_for(error), error.description, {}
-    return jsonify({"code": status, "error_code": code, "msg": message, **extra}), status
+    return gotrue_error_response(status, code, message, extra)
 
 
 @blp.errorhandler(psycopg.Error)
@@ -115,15 +127,13 @@ def gotrue_database_error(error: psycopg.Error):
 @blp.errorhandler(UnicodeEncodeError)
 def _unstorable_text(_error: Exception):
     """A backstop: text the database cannot store is the request's fault, never a 500."""
-    body = {"code": 400, "error_code": "validation_failed", "msg": UNSTORABLE_TEXT}
-    return jsonify(body), 400
+    return gotrue_error_response(400, "validation_failed", UNSTORABLE_TEXT)
 
 
 def _unexpected_failure(error: BaseException):
-    current_app.logger.error("unhandled error [request_id=%s]", request_id(), exc_info=error)
+    log.error("unhandled error [request_id=%s]", request_id(), exc_info=error)
     status = 503 if isinstance(error, psycopg.OperationalError) else 500
-    body = {"code": status, "error_code": "unexpected_failure", "msg": "Unexpected failure"}
-    return jsonify(body), status
+    return gotrue_error_response(status, "unexpected_failure", "Unexpected failure")
 
 
 def _code_for(error: HTTPException) -> str:

@@ -5,23 +5,23 @@ from __future__ import annotations
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from backend.auth.provider import SIGN_OUT_SCOPES
-from backend.text import Email, Text
-
-MAX_EMAIL_LENGTH = 254  # RFC 5321
+from backend.auth.accounts import MAX_EMAIL_LENGTH, MAX_PASSWORD_BYTES
+from backend.auth.providers.base import SIGN_OUT_SCOPES
+from backend.http.text import Email, Text
 
 
 class CredentialsSchema(Schema):
     email = Email(required=True, validate=validate.Length(max=MAX_EMAIL_LENGTH))
     password = Text(required=True, load_only=True)
 
+    # the same rules as accounts.validate_credentials, in this API's words
     @validates("password")
     def _password_length(self, value: str, **_kwargs) -> None:
         minimum = current_app.config["SETTINGS"].PASSWORD_MIN_LENGTH
         if len(value) < minimum:
             raise ValidationError(f"Use at least {minimum} characters.")
-        if len(value.encode()) > 72:
-            raise ValidationError("Use at most 72 bytes.")
+        if len(value.encode()) > MAX_PASSWORD_BYTES:
+            raise ValidationError(f"Use at most {MAX_PASSWORD_BYTES} bytes.")
 
 
 class SignupSchema(CredentialsSchema):

@@ -32,14 +32,15 @@ import math
 import time
 
 import redis
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 from limits import parse_many
 from limits.errors import StorageError
 
 from backend.auth.guard import bearer_token, verify_token
 from backend.config import ConfigError, Settings
-from backend.errors import ApiError, error_response
+from backend.errors import ApiError
+from backend.http.errors import error_response, gotrue_error_response
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,7 @@ def is_sign_in() -> bool:
 
 def is_unlimited() -> bool:
     # preflights carry no credentials; probes from a load balancer must never be refused
-    return (
-        request.method == "OPTIONS" or request.blueprint == "health" or request.path == "/metrics"
-    )
+    return request.method == "OPTIONS" or request.blueprint == "health"
 
 
 def is_generation_submission() -> bool:
@@ -197,8 +196,7 @@ def too_many_requests(error: RateLimitExceeded) -> Response:
     if wait is not None:
         message += f" Try again in {max(1, wait)} seconds."
     if request.blueprint == "gotrue":  # the Supabase clients parse GoTrue's error shape
-        body = {"code": 429, "error_code": "over_request_rate_limit", "msg": message}
-        return jsonify(body), 429
+        return gotrue_error_response(429, "over_request_rate_limit", message)
     return error_response(429, "too_many_requests", message)
 
 
