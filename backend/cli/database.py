@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from backend.cli import embedded, migrations
+from backend.jobs.engine import install_schema
 
 
 @click.group()
@@ -41,6 +42,8 @@ def db_apply(migrations_dir: Path, seed: bool) -> None:
         )
     except migrations.MigrationError as error:
         raise click.ClickException(str(error)) from error
+    # the job engine's tables, through its own schema tooling (new generations need it)
+    install_schema(url, click.echo)
     click.echo(f"Database up to date ({len(applied)} migration(s) applied).")
 
 

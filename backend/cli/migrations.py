@@ -34,7 +34,6 @@ from pathlib import Path
 import psycopg
 
 from backend.cli.sql_split import split_statements
-from backend.jobs.engine import install_schema
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = REPO_ROOT / "sql" / "local_supabase.sql"
@@ -190,9 +189,6 @@ def apply_database(
             log("Not a Supabase project (no supabase_admin role): applying the local stand-in")
             run_script(conn, STAND_IN)
         applied = apply_migrations(conn, migrations_dir, log)
-    # the job engine's own schema, before the seed: a generation commits with its job
-    install_schema(url, log)
-    if seed is not None:
-        with psycopg.connect(url, autocommit=True) as conn:
+        if seed is not None:
             apply_seed(conn, seed, log)
     return applied

@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields
 @dataclass(frozen=True)
 class PipelineSettings:
     DATABASE_URL: str = ""
+    # the worker LISTENs for new jobs: behind a transaction pooler, give it a direct connection
+    DATABASE_DIRECT_URL: str | None = None
     FAL_KEY: str | None = None
     # where FAL posts its webhooks; default <PUBLIC_URL>/api/v1/webhooks/fal
     FAL_WEBHOOK_URL: str | None = None
@@ -32,6 +34,10 @@ class PipelineSettings:
     WORKER_STALLED_SECONDS: float = 30.0
     WORKER_HEARTBEAT_SECONDS: float = 10.0
     WORKER_CONCURRENCY: int = 4
+
+    @property
+    def worker_database_url(self) -> str:
+        return self.DATABASE_DIRECT_URL or self.DATABASE_URL
 
     @property
     def webhook_url(self) -> str:

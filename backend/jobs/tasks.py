@@ -15,6 +15,7 @@ from procrastinate import RetryStrategy
 
 from backend.fal import breaker, progress
 from backend.fal.queue import FalQueue, FalRejected, FalUnavailable
+from backend.jobs.analytics import pg_cron_schedules_it, refresh_once
 from backend.jobs.database import service_transaction
 from backend.jobs.engine import QUEUE, Backoff, app
 from backend.jobs.settings import PipelineSettings, load_pipeline_settings
@@ -36,7 +37,7 @@ def fal_queue(settings: PipelineSettings) -> FalQueue:
 
 
 def record_breaker(settings: PipelineSettings, *, succeeded: bool) -> None:
-    with service_transaction(settings.DATABASE_URL) as cur:
+    with service_transaction(settings.worker_database_url) as cur:
         breaker.record(
             cur,
             succeeded=succeeded,
@@ -49,7 +50,7 @@ def record_breaker(settings: PipelineSettings, *, succeeded: bool) -> None:
 def submit_generation(generation_id: str) -> None:
     """Send a pending generation to FAL's queue; it becomes ``queued`` with its request id."""
     settings = load_pipeline_settings()
-    with service_transaction(settings.DATABASE_URL) as cur:
+    with service_transaction(settings.worker_database_url) as cur:
         generation = progress.generation(cur, generation_id)
         if generation is None or generation["status"] != "pending":
             return  # deleted, cancelled or already submitted by an earlier attempt
@@ -65,14 +66,14 @@ def submit_generation(generation_id: str) -> None:
         )
     except FalRejected as error:
         record_breaker(settings, succeeded=True)  # FAL answered: it is up
-        with service_transaction(settings.DATABASE_URL) as cur:
+        with service_transaction(settings.worker_database_url) as cur:
             progress.fail(cur, generation_id, str(error))
         return
     except FalUnavailable:
         record_breaker(settings, succeeded=False)
         raise
     record_breaker(settings, succeeded=True)
-    with service_transaction(settings.DATABASE_URL) as cur:
+    with service_transaction(settings.worker_database_url) as cur:
         progress.record(cur, generation_id, "queued", request_id=request_id)
 
 
@@ -86,11 +87,11 @@ def reconcile(settings: PipelineSettings, queue: FalQueue, generation: dict) -> 
         # it may have started, or FAL may be down: we stop waiting either way
         with contextlib.suppress(FalRejected, FalUnavailable):
             queue.cancel(model_id, request_id)
-        with service_transaction(settings.DATABASE_URL) as cur:
+        with service_transaction(settings.worker_database_url) as cur:
             progress.fail(cur, generation_id, "FAL did not finish before the deadline", request_id)
         return "expired"
     state = queue.state(model_id, request_id)
-    with service_transaction(settings.DATABASE_URL) as cur:
+    with service_transaction(settings.worker_database_url) as cur:
         if state.status == "IN_PROGRESS":
             progress.record(cur, generation_id, "processing")
             return "processing"
@@ -100,14 +101,14 @@ def reconcile(settings: PipelineSettings, queue: FalQueue, generation: dict) -> 
             progress.fail(cur, generation_id, state.error, request_id)
             return "failed"
     result = queue.result(model_id, request_id)
-    with service_transaction(settings.DATABASE_URL) as cur:
+    with service_transaction(settings.worker_database_url) as cur:
         progress.complete(cur, generation_id, request_id, result)
     return "completed"
 
 
 def poll_once(settings: PipelineSettings, limit: int = 100) -> dict[str, int]:
     """One poller round over the generations whose webhook is late; counts by outcome."""
-    with service_transaction(settings.DATABASE_URL) as cur:
+    with service_transaction(settings.worker_database_url) as cur:
         cur.execute(
             "select g.*, extract(epoch from now() - g.created_at) as age_seconds "
             "from public.generations_awaiting_fal(%s, %s) as g",
@@ -122,7 +123,7 @@ def poll_once(settings: PipelineSettings, limit: int = 100) -> dict[str, int]:
         except FalUnavailable:
             outcome = "unreachable"
         except FalRejected as error:
-            with service_transaction(settings.DATABASE_URL) as cur:
+            with service_transaction(settings.worker_database_url) as cur:
                 progress.fail(cur, str(generation["id"]), str(error), generation["fal_request_id"])
             outcome = "failed"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
@@ -154,10 +155,10 @@ def copy_outputs(generation_id: str) -> None:
 @app.task(name="velro.refresh_analytics", queue=QUEUE, queueing_lock="velro.refresh_analytics")
 def refresh_analytics(timestamp: int) -> None:
     """Refresh the analytics views unless pg_cron does (or another refresh is running)."""
-    from backend.jobs.analytics import pg_cron_schedules_it, refresh_once
-
     settings = load_pipeline_settings()
-    with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
+    if settings.ANALYTICS_REFRESH_SECONDS <= 0:
+        return  # turned off: pg_cron or an operator refreshes
+    with psycopg.connect(settings.worker_database_url, autocommit=True) as conn:
         if not pg_cron_schedules_it(conn):
             refresh_once(conn)
 

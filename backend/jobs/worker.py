@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def run(database_url: str | None = None, *, wait: bool = True, name: str | None = None) -> None:
     """Work until stopped (SIGINT/SIGTERM), or until the queue is empty when not ``wait``."""
     settings = load_pipeline_settings()
-    with on_database(database_url or settings.DATABASE_URL) as engine:
+    with on_database(database_url or settings.worker_database_url) as engine:
         engine.run_worker(
             queues=[QUEUE],
             wait=wait,

@@ -87,9 +87,12 @@ revoke execute on function private.defer_output_copy() from public, anon, authen
 
 -- triggers ------------------------------------------------------------------------------
 
+-- only new work: rows inserted already finished (imports, the demo seed) need no submission
 create trigger generations_defer_submission
 after insert on public.generations
-for each row execute function private.defer_generation_submission();
+for each row
+when (new.status = 'pending')
+execute function private.defer_generation_submission();
 
 create trigger generations_defer_output_copy
 after update of status on public.generations

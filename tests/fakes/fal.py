@@ -46,13 +46,17 @@ USER_ID = "fake-fal-user"
 
 
 def reserve_queue_host() -> int:
-    """Pick this process's port for the fake and point fal_client at it (before its import)."""
-    if os.environ.get(PORT_VARIABLE):
-        return int(os.environ[PORT_VARIABLE])
+    """Pick this process's port for the fake and point fal_client at it (before its import).
+
+    Test processes (pytest-xdist's workers) inherit the variables: each picks its own port.
+    """
+    owner, _, chosen = os.environ.get(PORT_VARIABLE, "").partition(":")
+    if owner == str(os.getpid()):
+        return int(chosen)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    os.environ[PORT_VARIABLE] = str(port)
+    os.environ[PORT_VARIABLE] = f"{os.getpid()}:{port}"
     os.environ["FAL_QUEUE_RUN_HOST"] = f"127.0.0.1:{port}"
     os.environ["FAL_RUN_HOST"] = f"127.0.0.1:{port}"
     return port
