@@ -537,6 +537,63 @@ def wait_for(condition, what: str, attempts: int = 600) -> None:
     raise AssertionError(f"gave up waiting for {what}")
 
 
+def test_racing_outcomes_on_real_connections_end_in_one_final_state_and_one_refund(api, fake_fal):
+    user = api.user()
+    api.grant_credits(user, MODEL_COST * 5)
+    for _ in range(5):
+        created, request_id = submitted(api, user, fake_fal)
+        outcomes = ["completed", "failed"] * 4
+        barrier = threading.Barrier(len(outcomes))
+
+        def report(
+            status: str, generation_id=created["id"], request_id=request_id, barrier=barrier
+        ):
+            with psycopg.connect(api.db_url) as conn:
+                barrier.wait()
+                with conn.transaction():
+                    conn.execute("set local role service_role")
+                    conn.execute(
+                        "select public.record_generation_progress(%s, %s, %s, %s, %s)",
+                        (generation_id, status, request_id, '[{"url": "https://x/y.png"}]', "x"),
+                    )
+
+        threads = [threading.Thread(target=report, args=(status,)) for status in outcomes]
+        for each in threads:
+            each.start()
+        for each in threads:
+            each.join(timeout=60)
+        final = generation(api, created["id"])["status"]
+        assert final in ("completed", "failed")
+        refunds = ledger(api, created["id"]).count("refund")
+        assert refunds == (1 if final == "failed" else 0)
+        copies = len(jobs(api, created["id"], "velro.copy_outputs"))
+        assert copies == (1 if final == "completed" else 0)
+
+
+def test_a_storm_of_concurrent_duplicate_webhooks_refunds_once(api, fake_fal):
+    user = api.user()
+    start = balance(api, user)
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.hold_webhooks = True
+    for _ in range(10):
+        fake_fal.fail(request_id, "crashed")
+    held, fake_fal.held = fake_fal.held, []
+    barrier = threading.Barrier(len(held))
+
+    def deliver(webhook) -> None:
+        barrier.wait()
+        fake_fal._post(webhook)
+
+    threads = [threading.Thread(target=deliver, args=(webhook,)) for webhook in held]
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join(timeout=60)
+    assert [webhook.answers for webhook in held] == [[200]] * 10
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+    assert balance(api, user) == start
+
+
 def test_webhook_for_an_unknown_request_is_404(api, fake_fal):
     request_id = str(uuid.uuid4())
     body = json.dumps({"request_id": request_id, "status": "OK", "payload": {}}).encode()
