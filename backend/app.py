@@ -12,6 +12,7 @@ from backend import api, cache, db
 from backend import logging as velro_logging
 from backend.auth import mailer
 from backend.auth import wiring as auth
+from backend.auth.guard import RequestCaller
 from backend.cache.listener import EXTENSION as LISTENER
 from backend.cache.listener import InvalidationListener
 from backend.config import Settings, load_settings, validate
@@ -46,7 +47,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     limits.init_app(app)  # after the routes: it sets the tight limits by endpoint
     # last: the threads (pool, invalidation listener) start once the rest is valid;
     # background work (analytics refresh, the FAL pipeline) runs in the worker process
-    db.init_app(app)
+    db.init_app(app, caller=RequestCaller())
     cache.init_app(app)
     _start_invalidation_listener(app, settings)
     return app

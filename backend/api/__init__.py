@@ -18,6 +18,11 @@ How every resource answers (Postgres decides; these modules only translate):
   model does not take, named in the message) or a ``bad_cursor``. Nothing is written.
 - Lists answer ``{"items": [...], "next_cursor": ...}``: pass ``next_cursor`` back as
   ``?cursor=`` for the next page (``limit`` 1..100, default 20); null on the last page.
+
+Here: one module per resource (its blueprint and views), ``schemas`` (the request and
+response schemas beside them) and ``outcomes`` (the documented error answers). May import:
+config, db, cache, http, ``auth.guard`` and ``auth.mailer``; nothing imports it but
+``backend.app``.
 """
 
 from __future__ import annotations

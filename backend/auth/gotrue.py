@@ -16,10 +16,9 @@ from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from backend.auth.guard import VERIFIER, AuthContext, bearer_token
+from backend.auth.guard import VERIFIER, AuthContext, bearer_token, session_is_live
 from backend.auth.providers.base import AuthFailure
 from backend.auth.routes import calling_client, provider
-from backend.db import session_is_live
 from backend.errors import ApiError, InvalidToken
 from backend.http.errors import UNSTORABLE_TEXT, gotrue_error_response
 from backend.http.request_id import request_id

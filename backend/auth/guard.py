@@ -13,9 +13,9 @@
 A missing, malformed, expired or forged token, or one whose session was logged out,
 answers 401 ``invalid_token`` with ``WWW-Authenticate: Bearer``. The session check is part
 of ``user_transaction``'s preamble; ``service_transaction``/``owner_transaction`` check first
-when a user is signed in, and a view that opens none gets a check before its answer goes
-out. ``require_user`` also marks the route as
-needing the bearer scheme in the OpenAPI document.
+when a user is signed in (``RequestCaller``, which tells the database layer who is signed
+in), and a view that opens none gets a check before its answer goes out. ``require_user``
+also marks the route as needing the bearer scheme in the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 
-from flask import current_app, g, request
+from flask import current_app, g, has_app_context, request
 from flask_smorest import Blueprint
 
 from backend import db
@@ -127,3 +127,30 @@ def _session_liveness(claims: dict) -> tuple[bool, list[str], float | None]:
         left = row["seconds_left"]
         seconds = left if seconds is None else min(seconds, left)
     return row["live"], row["tags"], seconds
+
+
+def confirm_session() -> None:
+    """Before system work on a signed-in user's behalf, make sure their session still lives.
+
+    ``user_transaction`` checks in its preamble; other transactions call this (through
+    ``RequestCaller``) so that nothing is written for a token whose session was logged out.
+    """
+    if not has_app_context() or g.get("auth") is None or g.get("session_confirmed"):
+        return
+    if not session_is_live(g.auth.claims):
+        raise InvalidToken("This session has ended; sign in again.")
+    g.session_confirmed = True
+
+
+class RequestCaller:
+    """The database layer's ``Caller`` in the web app: the request's verified caller."""
+
+    def claims(self) -> dict:
+        return g.auth.claims
+
+    def session_confirmed(self) -> None:
+        if has_app_context():
+            g.session_confirmed = True
+
+    def before_system_work(self) -> None:
+        confirm_session()

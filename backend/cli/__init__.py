@@ -1,7 +1,7 @@
 """The `velro` command for operators, one module per subcommand group, and the dev tooling
 that is not the running service (``migrations``, ``sql_split``, ``embedded``).
 
-velro db url | apply [--seed] | stop
+velro db url | apply [--seed] | stop | check-access
 velro user create EMAIL [--password-stdin | --password P] [--display-name NAME]
 velro user suspend EMAIL          velro user activate EMAIL
 velro credits grant EMAIL AMOUNT [--kind grant|purchase] [--note TEXT]

@@ -173,10 +173,47 @@ begin
 end
 $$;
 
+-- The world most files start from: team Alpha ('a0000000-0000-4000-8000-000000000001')
+-- with its owner, an admin, an editor, a viewer and sue, suspended, at p_sue_role; team Beta
+-- ('b0000000-0000-4000-8000-000000000002') owned by other; a stranger in no team; and
+-- powner, who owns projects and joins a team only where a file says so. Returns every id
+-- in one row, for psql's \gset. Run it as the session user (before any authenticate_as).
+create or replace function tests.create_world(p_sue_role public.team_role default 'admin')
+returns table (
+    towner uuid, tadmin uuid, teditor uuid, tviewer uuid, sue uuid, other uuid, stranger uuid,
+    powner uuid
+)
+language plpgsql
+set search_path = ''
+as $$
+begin
+    towner := tests.create_user('owner@velro.test');
+    tadmin := tests.create_user('admin@velro.test');
+    teditor := tests.create_user('editor@velro.test');
+    tviewer := tests.create_user('viewer@velro.test');
+    other := tests.create_user('other@velro.test');
+    stranger := tests.create_user('stranger@velro.test');
+    sue := tests.create_user('sue@velro.test');
+    powner := tests.create_user('powner@velro.test');
+    insert into public.teams (id, name, owner_id) values
+    ('a0000000-0000-4000-8000-000000000001', 'Alpha', towner),
+    ('b0000000-0000-4000-8000-000000000002', 'Beta', other);
+    insert into public.team_members (team_id, user_id, role) values
+    ('a0000000-0000-4000-8000-000000000001', towner, 'owner'),
+    ('a0000000-0000-4000-8000-000000000001', tadmin, 'admin'),
+    ('a0000000-0000-4000-8000-000000000001', teditor, 'editor'),
+    ('a0000000-0000-4000-8000-000000000001', tviewer, 'viewer'),
+    ('a0000000-0000-4000-8000-000000000001', sue, p_sue_role),
+    ('b0000000-0000-4000-8000-000000000002', other, 'owner');
+    update public.profiles set status = 'suspended' where id = sue;
+    return next;
+end
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
 begin;
-select plan(9);
+select plan(11);
 
 select tests.create_user('setup.hooks@example.com') as user_id \gset
 
@@ -198,6 +235,20 @@ select is(auth.role(), 'service_role', 'authenticate_as_service_role sets the ro
 select tests.clear_authentication();
 select is(current_user::text, session_user::text, 'clear_authentication returns to the session user');
 select ok(auth.uid() is null, 'and clears the claims');
+
+select * from tests.create_world(p_sue_role => 'viewer') \gset
+select results_eq(
+    $$select t.name, m.role::text, p.status::text from public.team_members as m
+      join public.teams as t on t.id = m.team_id join public.profiles as p on p.id = m.user_id
+      where m.user_id = $$ || quote_literal(:'sue'),
+    $$values ('Alpha', 'viewer', 'suspended')$$,
+    'create_world: sue is suspended, in Alpha at the role asked for'
+);
+select is(
+    (select count(*)::int from public.team_members where user_id in (:'powner', :'stranger')),
+    0,
+    'create_world: powner and the stranger are in no team'
+);
 
 select * from finish();
 rollback;

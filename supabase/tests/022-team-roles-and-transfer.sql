@@ -4,29 +4,13 @@
 begin;
 select plan(36);
 
-select tests.create_user('owner@velro.test') as towner \gset
-select tests.create_user('admin@velro.test') as tadmin \gset
+select * from tests.create_world() \gset
 select tests.create_user('admin2@velro.test') as tadmin2 \gset
-select tests.create_user('editor@velro.test') as teditor \gset
-select tests.create_user('viewer@velro.test') as tviewer \gset
 select tests.create_user('zed@velro.test') as zed \gset
-select tests.create_user('sue@velro.test') as sue \gset
-select tests.create_user('stranger@velro.test') as stranger \gset
-select tests.create_user('other@velro.test') as other \gset
-
-insert into public.teams (id, name, owner_id) values
-('a0000000-0000-4000-8000-000000000001', 'Alpha', :'towner'),
-('b0000000-0000-4000-8000-000000000002', 'Beta', :'other');
 insert into public.team_members (team_id, user_id, role) values
-('a0000000-0000-4000-8000-000000000001', :'towner', 'owner'),
-('a0000000-0000-4000-8000-000000000001', :'tadmin', 'admin'),
 ('a0000000-0000-4000-8000-000000000001', :'tadmin2', 'admin'),
-('a0000000-0000-4000-8000-000000000001', :'teditor', 'editor'),
-('a0000000-0000-4000-8000-000000000001', :'tviewer', 'viewer'),
-('a0000000-0000-4000-8000-000000000001', :'zed', 'viewer'),
-('a0000000-0000-4000-8000-000000000001', :'sue', 'admin'),
-('b0000000-0000-4000-8000-000000000002', :'other', 'owner');
-update public.profiles set status = 'suspended' where id in (:'zed', :'sue');
+('a0000000-0000-4000-8000-000000000001', :'zed', 'viewer');
+update public.profiles set status = 'suspended' where id = :'zed';
 
 \set team 'a0000000-0000-4000-8000-000000000001'
 

@@ -4,27 +4,9 @@
 begin;
 select plan(92);
 
-select tests.create_user('powner@velro.test') as powner \gset
-select tests.create_user('towner@velro.test') as towner \gset
-select tests.create_user('tadmin@velro.test') as tadmin \gset
-select tests.create_user('teditor@velro.test') as teditor \gset
-select tests.create_user('tviewer@velro.test') as tviewer \gset
-select tests.create_user('other@velro.test') as other \gset
-select tests.create_user('stranger@velro.test') as stranger \gset
-select tests.create_user('sue@velro.test') as sue \gset
-
-insert into public.teams (id, name, owner_id) values
-('a0000000-0000-4000-8000-000000000001', 'Alpha', :'towner'),
-('b0000000-0000-4000-8000-000000000002', 'Beta', :'other');
-insert into public.team_members (team_id, user_id, role) values
-('a0000000-0000-4000-8000-000000000001', :'towner', 'owner'),
-('a0000000-0000-4000-8000-000000000001', :'tadmin', 'admin'),
-('a0000000-0000-4000-8000-000000000001', :'teditor', 'editor'),
-('a0000000-0000-4000-8000-000000000001', :'tviewer', 'viewer'),
-('a0000000-0000-4000-8000-000000000001', :'powner', 'viewer'),
-('a0000000-0000-4000-8000-000000000001', :'sue', 'editor'),
-('b0000000-0000-4000-8000-000000000002', :'other', 'owner');
-update public.profiles set status = 'suspended' where id = :'sue';
+select * from tests.create_world(p_sue_role => 'editor') \gset
+insert into public.team_members (team_id, user_id, role)
+values ('a0000000-0000-4000-8000-000000000001', :'powner', 'viewer');
 
 -- the project, linked to Alpha at admin level, so each team role counts as itself (owner as admin)
 insert into public.projects (id, owner_id, name) values ('c0000000-0000-4000-8000-000000000003', :'powner', 'Launch');

@@ -3,30 +3,11 @@
 begin;
 select plan(38);
 
-select tests.create_user('powner@velro.test') as powner \gset
-select tests.create_user('towner@velro.test') as towner \gset
-select tests.create_user('tadmin@velro.test') as tadmin \gset
-select tests.create_user('teditor@velro.test') as teditor \gset
-select tests.create_user('tviewer@velro.test') as tviewer \gset
-select tests.create_user('other@velro.test') as other \gset
-select tests.create_user('stranger@velro.test') as stranger \gset
-select tests.create_user('sue@velro.test') as sue \gset
-
-insert into public.teams (id, name, owner_id) values
-('a0000000-0000-4000-8000-000000000001', 'Alpha', :'towner'),
-('b0000000-0000-4000-8000-000000000002', 'Beta', :'other');
-insert into public.team_members (team_id, user_id, role) values
-('a0000000-0000-4000-8000-000000000001', :'towner', 'owner'),
-('a0000000-0000-4000-8000-000000000001', :'tadmin', 'admin'),
-('a0000000-0000-4000-8000-000000000001', :'teditor', 'editor'),
-('a0000000-0000-4000-8000-000000000001', :'tviewer', 'viewer'),
-('a0000000-0000-4000-8000-000000000001', :'sue', 'viewer'),
-('b0000000-0000-4000-8000-000000000002', :'other', 'owner');
+select * from tests.create_world(p_sue_role => 'viewer') \gset
 insert into public.projects (id, owner_id, name, visibility)
 values ('c0000000-0000-4000-8000-000000000003', :'powner', 'Launch', 'team');
 insert into public.project_teams (project_id, team_id, access_level)
 values ('c0000000-0000-4000-8000-000000000003', 'a0000000-0000-4000-8000-000000000001', 'editor');
-update public.profiles set status = 'suspended' where id = :'sue';
 
 select tests.authenticate_as(:'powner');
 select id as gen1

@@ -13,7 +13,6 @@ import time
 from uuid import UUID
 
 from backend import db
-from backend.auth.guard import current_user
 from backend.cache import cache
 
 # One statement: the decision and its cache tags, both computed by the database.
@@ -23,13 +22,13 @@ DECISION = (
 )
 
 
-def authorize_generation(generation_id: UUID) -> dict:
-    """The documented authorization answer, with response_time_ms and cache_hit."""
+def authorize_generation(claims: dict, generation_id: UUID) -> dict:
+    """The documented authorization answer for the caller whose verified token claims these
+    are, with response_time_ms and cache_hit."""
     started = time.perf_counter()
-    user = current_user()
-    key = f"authz:generation:{user.user_id}:{generation_id}"
+    key = f"authz:generation:{claims['sub']}:{generation_id}"
     # on a cache hit no transaction ran: require_user then checks the session, also cached
-    decision, layer = cache().get_or_load(key, lambda: _decide(generation_id))
+    decision, layer = cache().get_or_load(key, lambda: _decide(claims, generation_id))
     return {
         **decision,
         "response_time_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -37,8 +36,6 @@ def authorize_generation(generation_id: UUID) -> dict:
     }
 
 
-def _decide(generation_id: UUID) -> tuple[dict, list[str]]:
-    with db.user_transaction() as cur:
-        cur.execute(DECISION, {"id": generation_id})
-        row = cur.fetchone()
+def _decide(claims: dict, generation_id: UUID) -> tuple[dict, list[str]]:
+    (row,) = db.user_query(DECISION, {"id": generation_id}, claims)
     return row["decision"], row["tags"]
