@@ -15,6 +15,7 @@ from marshmallow import Schema, fields
 from backend.api.outcomes import documented_errors
 from backend.db import service_transaction
 from backend.errors import ApiError, NotFound, Unavailable
+from backend.fal.provider import jwks_url_for
 from backend.fal.signatures import KeysUnavailable, SignatureRejected, WebhookVerifier
 from backend.fal.webhooks import BadDelivery, apply_delivery, parse_delivery
 from backend.jobs.settings import load_pipeline_settings
@@ -36,7 +37,8 @@ class WebhookReceiptSchema(Schema):
 
 def verifier() -> WebhookVerifier:
     if VERIFIER not in current_app.extensions:
-        current_app.extensions[VERIFIER] = WebhookVerifier(load_pipeline_settings().FAL_JWKS_URL)
+        jwks_url = jwks_url_for(load_pipeline_settings())
+        current_app.extensions[VERIFIER] = WebhookVerifier(jwks_url)
     return current_app.extensions[VERIFIER]
 
 

@@ -21,7 +21,8 @@ from backend.auth.guard import current_user, require_user
 from backend.cache.authorization import authorize_generation
 from backend.db import rpc, user_transaction
 from backend.errors import ApiError, NotFound, Unavailable
-from backend.fal.queue import FalQueue, FalRejected, FalUnavailable
+from backend.fal.provider import queue_for
+from backend.fal.queue import FalRejected, FalUnavailable
 from backend.http.pagination import NEWEST_FIRST, Page
 from backend.jobs.settings import load_pipeline_settings
 
@@ -165,11 +166,11 @@ class Cancel(MethodView):
 
 
 def cancel_at_fal(generation: dict) -> None:
-    settings = load_pipeline_settings()
-    if not generation["fal_request_id"] or not settings.FAL_KEY:
+    if not generation["fal_request_id"]:
         return  # not submitted yet: its submit job finds it cancelled and stops
     try:
-        FalQueue(settings.FAL_KEY).cancel(generation["model_id"], generation["fal_request_id"])
+        queue = queue_for(load_pipeline_settings())
+        queue.cancel(generation["model_id"], generation["fal_request_id"])
     except FalRejected:
         raise ApiError(
             "FAL has already started this generation, so it can no longer be cancelled; "

@@ -14,6 +14,7 @@ import psycopg
 from procrastinate import RetryStrategy
 
 from backend.fal import breaker, progress
+from backend.fal.provider import queue_for
 from backend.fal.queue import FalQueue, FalRejected, FalUnavailable
 from backend.jobs.analytics import pg_cron_schedules_it, refresh_once
 from backend.jobs.database import service_transaction
@@ -28,12 +29,6 @@ def every(seconds: int) -> str:
     if seconds < 60:
         return f"*/{max(seconds, 1)} * * * * *"
     return f"0 */{max(seconds // 60, 1)} * * * *"
-
-
-def fal_queue(settings: PipelineSettings) -> FalQueue:
-    if not settings.FAL_KEY:
-        raise FalUnavailable("FAL_KEY is not set: no FAL provider to submit to")
-    return FalQueue(settings.FAL_KEY)
 
 
 def record_breaker(settings: PipelineSettings, *, succeeded: bool) -> None:
@@ -61,7 +56,7 @@ def submit_generation(generation_id: str) -> None:
             raise breaker.CircuitOpen("FAL is failing: the submission waits for the breaker")
     arguments = {**generation["parameters"], "prompt": generation["prompt"]}
     try:
-        request_id = fal_queue(settings).submit(
+        request_id = queue_for(settings).submit(
             generation["model_id"], arguments, settings.webhook_url
         )
     except FalRejected as error:
@@ -116,7 +111,7 @@ def poll_once(settings: PipelineSettings, limit: int = 100) -> dict[str, int]:
         )
         late = cur.fetchall()
     outcomes: dict[str, int] = {}
-    queue = fal_queue(settings) if late else None
+    queue = queue_for(settings) if late else None
     for generation in late:
         try:
             outcome = reconcile(settings, queue, generation)
