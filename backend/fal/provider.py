@@ -3,6 +3,8 @@ webhook verifier to ask, so a second provider (a simulator for local work) plugs
 
 from __future__ import annotations
 
+import functools
+
 from backend.fal.queue import FalQueue, FalUnavailable
 from backend.jobs.settings import PipelineSettings
 
@@ -11,7 +13,13 @@ def queue_for(settings: PipelineSettings) -> FalQueue:
     """FAL's queue through the official client; FalUnavailable without a key."""
     if not settings.FAL_KEY:
         raise FalUnavailable("FAL_KEY is not set: there is no FAL provider to talk to")
-    return FalQueue(settings.FAL_KEY)
+    return _queue(settings.FAL_KEY)
+
+
+@functools.lru_cache(maxsize=4)
+def _queue(key: str) -> FalQueue:
+    # one client per process and key: its connections (and TLS sessions) are reused
+    return FalQueue(key)
 
 
 def jwks_url_for(settings: PipelineSettings) -> str:

@@ -33,12 +33,16 @@ def every(seconds: int) -> str:
 
 def record_breaker(settings: PipelineSettings, *, succeeded: bool) -> None:
     with service_transaction(settings.worker_database_url) as cur:
-        breaker.record(
-            cur,
-            succeeded=succeeded,
-            threshold=settings.FAL_BREAKER_THRESHOLD,
-            open_seconds=settings.FAL_BREAKER_OPEN_SECONDS,
-        )
+        record_outcome(cur, settings, succeeded=succeeded)
+
+
+def record_outcome(cur, settings: PipelineSettings, *, succeeded: bool) -> None:
+    breaker.record(
+        cur,
+        succeeded=succeeded,
+        threshold=settings.FAL_BREAKER_THRESHOLD,
+        open_seconds=settings.FAL_BREAKER_OPEN_SECONDS,
+    )
 
 
 @app.task(name="velro.submit_generation", queue=QUEUE, retry=Backoff())
@@ -67,9 +71,9 @@ def submit_generation(generation_id: str) -> None:
     except FalUnavailable:
         record_breaker(settings, succeeded=False)
         raise
-    record_breaker(settings, succeeded=True)
     with service_transaction(settings.worker_database_url) as cur:
         progress.record(cur, generation_id, "queued", request_id=request_id)
+        record_outcome(cur, settings, succeeded=True)
 
 
 def reconcile(settings: PipelineSettings, queue: FalQueue, generation: dict) -> str:

@@ -193,14 +193,19 @@ as $$
 declare
     v_breaker private.circuit_breakers;
 begin
-    insert into private.circuit_breakers as b (name, consecutive_failures, opened_until)
-    values ('fal', case when p_succeeded then 0 else 1 end, null)
+    if p_succeeded then
+        -- the common case writes nothing, so concurrent submissions never queue on this row
+        update private.circuit_breakers
+        set consecutive_failures = 0, opened_until = null, updated_at = now()
+        where name = 'fal' and (consecutive_failures > 0 or opened_until is not null);
+        return true;
+    end if;
+    insert into private.circuit_breakers as b (name, consecutive_failures)
+    values ('fal', 1)
     on conflict (name) do update
-    set consecutive_failures = case when p_succeeded then 0 else b.consecutive_failures + 1 end,
-        opened_until = case when p_succeeded then null else b.opened_until end,
-        updated_at = now()
+    set consecutive_failures = b.consecutive_failures + 1, updated_at = now()
     returning * into v_breaker;
-    if not p_succeeded and v_breaker.consecutive_failures >= p_threshold then
+    if v_breaker.consecutive_failures >= p_threshold then
         update private.circuit_breakers
         set opened_until = now() + make_interval(secs => p_open_seconds)
         where name = 'fal'
