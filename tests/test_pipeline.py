@@ -599,3 +599,22 @@ def test_webhook_for_an_unknown_request_is_404(api, fake_fal):
     body = json.dumps({"request_id": request_id, "status": "OK", "payload": {}}).encode()
     response = post_webhook(api, sign(fake_fal.key, request_id, int(time.time()), body), body)
     assert_error(response, 404)
+
+
+def test_the_worker_refuses_to_start_in_production_without_a_fal_key(api):
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("FAL_KEY", "APP_ENV", "PYTEST_CURRENT_TEST")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "worker", "--until-empty"],
+        env={**environment, "APP_ENV": "production", "PYTHONPATH": os.getcwd()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "FAL_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr

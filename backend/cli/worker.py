@@ -17,8 +17,12 @@ def worker(name: str | None, until_empty: bool) -> None:
     jobs of a worker that dies are retried by the others.
     """
     from backend import logging as velro_logging
-    from backend.config import load_settings
+    from backend.config import ConfigError, load_settings
     from backend.jobs import worker as job_worker
 
-    velro_logging.configure(load_settings())
+    try:
+        settings = load_settings()  # the worker refuses what the web app refuses
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
+    velro_logging.configure(settings)
     job_worker.run(wait=not until_empty, name=name)
