@@ -2,7 +2,7 @@
 -- creates it), a completed one with its media-copy job; status moves only forward and a
 -- failure refunds once; the FAL breaker and the poller's view are the service role's alone.
 begin;
-select plan(25);
+select plan(26);
 
 select tests.create_user('ann@velro.test') as ann \gset
 select tests.create_user('bob@velro.test') as bob \gset
@@ -56,6 +56,17 @@ select is(
     ),
     0, 'a row inserted already finished (the demo seed) needs no submission'
 );
+
+-- without the job engine a generation cannot commit: no generation without its job
+alter schema procrastinate rename to procrastinate_away;
+select tests.authenticate_as(:'ann');
+select throws_ok(
+    $$select public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'orphan', 'k-orphan')$$,
+    'PT503', 'the job engine is not installed in this database: run `velro db apply` (it installs it)',
+    'with the job engine missing, create_generation refuses (PT503) and nothing is charged'
+);
+select tests.clear_authentication();
+alter schema procrastinate_away rename to procrastinate;
 
 -- the job engine is out of the API's reach ----------------------------------------------------
 
