@@ -618,3 +618,28 @@ def test_the_worker_refuses_to_start_in_production_without_a_fal_key(api):
     assert result.returncode != 0
     assert "FAL_KEY is not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_fal_webhooks_are_not_held_by_per_client_rate_limits(api, fake_fal):
+    from fixtures_app import app_settings
+
+    from backend import close_app, create_app
+
+    limited = create_app(
+        app_settings(api.db_url, RATE_LIMIT_ENABLED=True, RATE_LIMIT_PER_IP="1/minute")
+    )
+    try:
+        client = limited.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"10.9.{uuid.uuid4().int % 256}.{os.getpid() % 250}"
+        request_id = str(uuid.uuid4())
+        body = json.dumps({"request_id": request_id, "status": "OK", "payload": {}}).encode()
+        headers = sign(fake_fal.key, request_id, int(time.time()), body)
+        answers = [
+            client.post("/api/v1/webhooks/fal", data=body, headers=headers).status_code
+            for _ in range(4)
+        ]
+        assert answers == [404] * 4  # verified, unknown request: never 429
+        assert client.get("/api/v1/models").status_code == 200
+        assert client.get("/api/v1/models").status_code == 429  # the limit is on
+    finally:
+        close_app(limited)
