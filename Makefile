@@ -53,6 +53,7 @@ run: $(VENV)/.installed
 	url="$${DATABASE_URL:-$$($(VELRO) db url)}"; \
 	DATABASE_URL="$$url" $(VELRO) db apply --seed; \
 	APP_ENV="$${APP_ENV:-development}" HOST=$(HOST) DATABASE_URL="$$url" \
+		PUBLIC_URL="$${PUBLIC_URL:-http://localhost:$(PORT)}" \
 		WEB_CONCURRENCY=$(WEB_CONCURRENCY) PATH="$(CURDIR)/$(BIN):$$PATH" \
 		exec $(BIN)/honcho start --procfile Procfile --port $(PORT)
 
