@@ -52,10 +52,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 run: $(VENV)/.installed
 	url="$${DATABASE_URL:-$$($(VELRO) db url)}"; \
 	DATABASE_URL="$$url" $(VELRO) db apply --seed; \
-	APP_ENV="$${APP_ENV:-development}" PORT=$(PORT) DATABASE_URL="$$url" \
-		exec $(BIN)/gunicorn --bind $(HOST):$(PORT) \
-		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads 4 \
-		--access-logfile - 'backend:create_app()'
+	APP_ENV="$${APP_ENV:-development}" HOST=$(HOST) DATABASE_URL="$$url" \
+		PUBLIC_URL="$${PUBLIC_URL:-http://localhost:$(PORT)}" \
+		WEB_CONCURRENCY=$(WEB_CONCURRENCY) PATH="$(CURDIR)/$(BIN):$$PATH" \
+		exec $(BIN)/honcho start --procfile Procfile --port $(PORT)
 
 test: $(VENV)/.installed-dev node_modules/.package-lock.json
 	.ci/ensure-pgtap

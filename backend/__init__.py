@@ -11,6 +11,8 @@ One package per concern, lower layers first; each may import only the ones befor
 - ``auth``: tokens, JWKS, the guard, routes (ours and GoTrue-compatible), providers, mailer;
 - ``api``: one blueprint per resource, schemas beside them;
 - ``observability``: health;
+- ``fal``: FAL's queue client, webhook signatures, the circuit breaker;
+- ``jobs``: the worker process's jobs on the job engine (procrastinate);
 - ``app``: ``create_app``, which only wires the above;
 - ``cli``: the ``velro`` command and dev tooling (migration runner, embedded Postgres); it
   never imports the web app.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_FROM_APP = ("create_app", "close_app", "REFRESHER")
+_FROM_APP = ("create_app", "close_app")
 
 
 def __getattr__(name: str) -> Any:

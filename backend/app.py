@@ -10,7 +10,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend import api, cache, db
 from backend import logging as velro_logging
-from backend.analytics import AnalyticsRefresher
 from backend.auth import mailer
 from backend.auth import wiring as auth
 from backend.auth.guard import RequestCaller
@@ -19,8 +18,6 @@ from backend.cache.listener import InvalidationListener
 from backend.config import Settings, load_settings, validate
 from backend.http import errors, headers, limits, openapi, request_id
 from backend.observability import health
-
-REFRESHER = "velro.analytics"
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
@@ -48,11 +45,11 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     spec.register_blueprint(health.blp)
     api.register(spec)
     limits.init_app(app)  # after the routes: it sets the tight limits by endpoint
-    # last: the threads (pool, invalidation listener, refresher) start once the rest is valid
+    # last: the threads (pool, invalidation listener) start once the rest is valid;
+    # background work (analytics refresh, the FAL pipeline) runs in the worker process
     db.init_app(app, caller=RequestCaller())
     cache.init_app(app)
     _start_invalidation_listener(app, settings)
-    _start_analytics_refresher(app, settings)
     return app
 
 
@@ -68,20 +65,8 @@ def _start_invalidation_listener(app: Flask, settings: Settings) -> None:
         app.extensions[LISTENER] = listener
 
 
-def _start_analytics_refresher(app: Flask, settings: Settings) -> None:
-    if settings.ANALYTICS_REFRESH_SECONDS > 0:
-        # leadership is a session-level advisory lock: it needs a direct connection
-        refresher = AnalyticsRefresher(
-            settings.direct_database_url, settings.ANALYTICS_REFRESH_SECONDS
-        )
-        refresher.start()
-        app.extensions[REFRESHER] = refresher
-
-
 def close_app(app: Flask) -> None:
     """Release what the app holds (pool, HTTP clients): for tests and clean shutdowns."""
-    if REFRESHER in app.extensions:
-        app.extensions[REFRESHER].stop()
     if LISTENER in app.extensions:
         app.extensions[LISTENER].stop()
     cache.close(app)

@@ -105,7 +105,9 @@ class Settings:
     CACHE_LISTENER_TIMEOUT: float = 5.0  # seconds without a listener round trip: distrust
     # seconds a session's liveness is cached where auth.sessions announces no deletions
     CACHE_SESSION_TTL: float = 5.0
-    ANALYTICS_REFRESH_SECONDS: float = 300.0  # in-app refresh of the views; 0: never (pg_cron)
+    ANALYTICS_REFRESH_SECONDS: float = (
+        300.0  # the worker's refresh of the views; 0: never (pg_cron)
+    )
 
     SUPABASE_URL: str | None = None  # https://<project>.supabase.co (AUTH_MODE=supabase)
     SUPABASE_ANON_KEY: str | None = None  # the project's anon (publishable) key

@@ -34,9 +34,15 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 import redis
+from fakes.fal import reserve_queue_host
 from psycopg import sql
 
-from backend.cli import migrations
+# fal_client reads its queue host when first imported: point it at this run's fake FAL
+# before anything imports it
+reserve_queue_host()
+
+from backend.cli import migrations  # noqa: E402
+from backend.jobs.engine import install_schema  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -116,6 +122,7 @@ def migrated_template(admin_url):
     admin_execute(admin_url, sql.SQL("create database {}").format(sql.Identifier(name)))
     try:
         migrations.apply_database(with_database(admin_url, name), log=lambda _message: None)
+        install_schema(with_database(admin_url, name), lambda _message: None)
         # no connection may linger on a template, or `create database ... template` fails
         admin_execute(
             admin_url,

@@ -1,4 +1,5 @@
-"""The analytics views (L3): refreshed under an advisory lock, by a thread, served to members.
+"""The analytics views (L3): refreshed under an advisory lock by the worker's periodic job,
+served to members.
 
 tests/test_api_teams.py and tests/test_api_projects.py cover the stats routes' shape, their
 ``days`` window and a stranger's 404; this file covers when the numbers appear and who
@@ -7,15 +8,16 @@ keeps seeing them.
 
 from __future__ import annotations
 
-import time
+import threading
 
 import psycopg
 import pytest
 from api_support import MODEL_COST, assert_error, running_api
 from fixtures_app import app_settings
 
-from backend import REFRESHER, close_app, create_app
-from backend.analytics import REFRESH_LOCK_KEY, AnalyticsRefresher, refresh_once
+from backend import close_app, create_app
+from backend.jobs import tasks
+from backend.jobs.analytics import REFRESH_LOCK_KEY, refresh_once
 
 
 @pytest.fixture(scope="module")
@@ -80,66 +82,34 @@ def test_a_concurrent_holder_of_the_lock_makes_the_refresh_skip(api, linked):
     assert usage(api, linked) == ONE
 
 
-def test_the_refresher_thread_refreshes_on_its_own(api, linked):
+def test_the_worker_job_refreshes(api, linked, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", api.db_url)
+    generate(api, linked)
+    tasks.refresh_analytics(timestamp=0)
+    assert usage(api, linked) == ONE
+
+
+def test_the_worker_job_does_nothing_when_turned_off(api, linked, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", api.db_url)
+    monkeypatch.setenv("ANALYTICS_REFRESH_SECONDS", "0")
+    generate(api, linked)
+    tasks.refresh_analytics(timestamp=0)
+    assert usage(api, linked) == NOTHING
+
+
+def test_the_refresh_is_periodic_on_the_worker_one_at_a_time():
+    periodic = tasks.app.periodic_registry.periodic_tasks[("velro.refresh_analytics", "")]
+    assert periodic.task.queueing_lock == "velro.refresh_analytics"
+
+
+def test_web_workers_start_no_refresher_thread(api):
+    before = {thread.name for thread in threading.enumerate()}
     app = create_app(app_settings(api.db_url, ANALYTICS_REFRESH_SECONDS=0.1))
-    refresher = app.extensions[REFRESHER]
     try:
-        generate(api, linked)
-        deadline = time.monotonic() + 10
-        while usage(api, linked) != ONE:
-            assert time.monotonic() < deadline, "the refresher never refreshed"
-            time.sleep(0.05)
-        assert refresher.refreshes >= 1
+        started = {thread.name for thread in threading.enumerate()} - before
+        assert not any("analytics" in name for name in started), started
     finally:
         close_app(app)
-    assert not refresher.running
-
-
-def wait_until(condition, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
-def test_one_instance_leads_and_another_takes_over_when_it_stops(api):
-    first = AnalyticsRefresher(api.db_url, 0.05)
-    second = AnalyticsRefresher(api.db_url, 0.05)
-    first.start()
-    wait_until(lambda: first.refreshes >= 1)
-    second.start()
-    try:
-        time.sleep(0.5)
-        assert first.leading and not second.leading
-        assert second.refreshes == 0, "only the leader refreshes"
-        first.stop()  # its connection closes: Postgres releases the leadership
-        wait_until(lambda: second.refreshes >= 1)
-        assert second.leading
-    finally:
-        first.stop()
-        second.stop()
-
-
-def test_no_refresher_thread_when_the_interval_is_zero(api):
-    app = create_app(app_settings(api.db_url, ANALYTICS_REFRESH_SECONDS=0))
-    try:
-        assert REFRESHER not in app.extensions
-    finally:
-        close_app(app)
-
-
-def test_a_failing_round_does_not_end_the_refresher(caplog):
-    refresher = AnalyticsRefresher("postgresql://postgres@127.0.0.1:1/none", 0.02)
-    refresher.start()
-    try:
-        deadline = time.monotonic() + 10
-        while caplog.text.count("analytics refresh failed") < 3:
-            assert time.monotonic() < deadline, caplog.text
-            time.sleep(0.02)
-        assert refresher.running
-    finally:
-        refresher.stop()
-    assert not refresher.running
 
 
 def test_stats_are_for_members_and_stop_when_membership_ends(api, linked):

@@ -40,8 +40,10 @@ ROUTES = [
     ("get", "/api/v1/credits/balance"),
     ("get", "/api/v1/credits/transactions"),
     ("get", "/api/v1/models"),
+    ("post", "/api/v1/webhooks/fal"),
 ]
-PUBLIC = {("get", "/api/v1/models")}
+# FAL signs its webhooks: no bearer token, an ED25519 signature instead
+PUBLIC = {("get", "/api/v1/models"), ("post", "/api/v1/webhooks/fal")}
 WITH_BODY = {
     ("post", "/api/v1/projects"),
     ("patch", "/api/v1/projects/{project_id}"),

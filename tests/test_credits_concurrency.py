@@ -70,6 +70,12 @@ def test_parallel_charges_never_overdraw_and_the_ledger_adds_up(db_url):
             " from public.profiles as p where p.id = %s",
             (user_id,),
         ).fetchone()
+        submit_jobs = conn.execute(
+            "select count(*) from procrastinate.procrastinate_jobs as j"
+            " join public.generations as g on g.id = (j.args ->> 'generation_id')::uuid"
+            " where g.owner_id = %s and j.task_name = 'velro.submit_generation'",
+            (user_id,),
+        ).fetchone()[0]
     assert balance == 0
     assert ledger_sum == balance
-    assert charges == generations == AFFORDABLE
+    assert charges == generations == submit_jobs == AFFORDABLE  # each with its job, no more

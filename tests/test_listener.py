@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from backend import REFRESHER
 from backend.cache import Cache
 from backend.cache.listener import CHANNEL, InvalidationListener, listen_connection_options
 from backend.cache.listener import EXTENSION as LISTENER
@@ -226,9 +225,8 @@ def test_the_pool_follows_the_request_threads_unless_sized_explicitly():
     assert sized.pool_max_size == 5
 
 
-def test_listen_and_analytics_leadership_connect_to_the_direct_url(make_app, db_url):
+def test_listen_connects_to_the_direct_url(make_app, db_url):
     direct = f"{db_url}?application_name=velro-direct"
-    app = make_app(DATABASE_DIRECT_URL=direct, CACHE_ENABLED=True, ANALYTICS_REFRESH_SECONDS=60)
+    app = make_app(DATABASE_DIRECT_URL=direct, CACHE_ENABLED=True)
     assert app.extensions[LISTENER]._url == direct
-    assert app.extensions[REFRESHER]._url == direct
     assert app.extensions[LISTENER].connected.wait(10), "the listener never connected"

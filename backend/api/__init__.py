@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from flask_smorest import Api
 
-from backend.api import credits, generations, models, projects, teams
+from backend.api import credits, fal_webhooks, generations, models, projects, teams
 
 BLUEPRINTS = (
     projects.blp,
@@ -38,6 +38,7 @@ BLUEPRINTS = (
     teams.invitations,
     credits.blp,
     models.blp,
+    fal_webhooks.blp,
 )
 
 

@@ -3,8 +3,8 @@ cancel, authorize, and share with teams.
 
 Reads and writes run as the caller through RLS; the RPCs (create_generation,
 cancel_generation, share_generation, ...) check roles in SQL and raise PT4xx, which the
-error handler turns into the status. Submission to FAL.ai is a later step: a new
-generation stays ``pending`` here.
+error handler turns into the status. A new generation commits with its submit job; the
+worker sends it to FAL.ai.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from backend.api.outcomes import denied_or_missing, documented_errors
 from backend.auth.guard import current_user, require_user
 from backend.cache.authorization import authorize_generation
 from backend.db import rpc, user_transaction
-from backend.errors import NotFound
+from backend.errors import ApiError, NotFound, Unavailable
+from backend.fal.provider import queue_for
+from backend.fal.queue import FalRejected, FalUnavailable
 from backend.http.pagination import NEWEST_FIRST, Page
+from backend.jobs.settings import load_pipeline_settings
 
 blp = Blueprint(
     "generations",
@@ -151,9 +154,32 @@ class Cancel(MethodView):
     @blp.response(200, schemas.GenerationSchema)
     @documented_errors(blp, 401, 403, 404, 409)
     def post(self, generation_id: UUID):
-        """Cancel a pending or queued generation (write permission); credits are refunded once."""
+        """Cancel a pending or queued generation (write permission); credits are refunded once.
+
+        A queued one is cancelled at FAL too, inside the same transaction: if FAL has
+        already started it, nothing changes and the answer is 409.
+        """
         with user_transaction() as cur:
-            return rpc(cur, "public.cancel_generation", p_generation_id=generation_id)[0]
+            generation = rpc(cur, "public.cancel_generation", p_generation_id=generation_id)[0]
+            cancel_at_fal(generation)
+            return generation
+
+
+def cancel_at_fal(generation: dict) -> None:
+    if not generation["fal_request_id"]:
+        return  # not submitted yet: its submit job finds it cancelled and stops
+    try:
+        queue = queue_for(load_pipeline_settings())
+        queue.cancel(generation["model_id"], generation["fal_request_id"])
+    except FalRejected:
+        raise ApiError(
+            "FAL has already started this generation, so it can no longer be cancelled; "
+            "it completes or fails on its own (a failure is refunded)",
+            status=409,
+            error="conflict",
+        ) from None
+    except FalUnavailable:
+        raise Unavailable("FAL cannot be reached to cancel this generation; try again") from None
 
 
 @blp.route("/<uuid:generation_id>/authorize")

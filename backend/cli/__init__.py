@@ -6,6 +6,7 @@ velro user create EMAIL [--password-stdin | --password P] [--display-name NAME]
 velro user suspend EMAIL          velro user activate EMAIL
 velro credits grant EMAIL AMOUNT [--kind grant|purchase] [--note TEXT]
 velro analytics refresh
+velro worker [--name NAME] [--until-empty]
 
 Every command works on $DATABASE_URL, else the embedded Postgres (like `velro db apply`).
 Each write is one transaction that either commits whole or changes nothing, and leaves a
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import click
 
-from backend.cli import analytics, credits, database, users
+from backend.cli import analytics, credits, database, users, worker
 
 
 @click.group()
@@ -35,3 +36,4 @@ main.add_command(database.db)
 main.add_command(users.user)
 main.add_command(credits.credits)
 main.add_command(analytics.analytics_group)
+main.add_command(worker.worker)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from backend import analytics
 from backend.cli.operator import connection
+from backend.jobs import analytics
 
 
 @click.group("analytics")

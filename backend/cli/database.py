@@ -10,6 +10,7 @@ from psycopg.rows import dict_row
 
 from backend.cli import embedded, migrations
 from backend.cli.operator import connection
+from backend.jobs.engine import install_schema
 
 
 @click.group()
@@ -44,6 +45,8 @@ def db_apply(migrations_dir: Path, seed: bool) -> None:
         )
     except migrations.MigrationError as error:
         raise click.ClickException(str(error)) from error
+    # the job engine's tables, through its own schema tooling (new generations need it)
+    install_schema(url, click.echo)
     click.echo(f"Database up to date ({len(applied)} migration(s) applied).")
 
 

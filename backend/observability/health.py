@@ -46,14 +46,20 @@ def live():
 @blp.get("/ready")
 @blp.response(200, HealthSchema)
 def ready():
-    """The app can serve: the database answers."""
+    """The app can serve: the database answers and FAL's circuit breaker is closed."""
     try:
         with pool().connection() as conn:
-            conn.execute("select 1")
+            fal = conn.execute("select public.fal_circuit_allows() as closed").fetchone()
     except psycopg.Error as error:
         log.warning("not ready: the database does not answer: %s", error)
         raise Unavailable("The database is not reachable yet.", error="not_ready") from None
-    return {"status": "ready", "checks": {"database": "ok"}}
+    if not fal["closed"]:
+        raise Unavailable(
+            "fal: the circuit breaker is open (FAL has been failing); new generations wait "
+            "in the job queue until it closes",
+            error="not_ready",
+        )
+    return {"status": "ready", "checks": {"database": "ok", "fal": "ok"}}
 
 
 class CacheLayerSchema(Schema):

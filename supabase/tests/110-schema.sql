@@ -148,9 +148,10 @@ select is_empty(
 
 select functions_are('public', array[
     'accept_invitation', 'authorize_generation', 'authorize_project', 'cancel_generation', 'change_member_role',
-    'create_generation', 'create_team', 'grant_credits', 'invite_member', 'leave_team', 'link_project_team',
-    'list_pending_invitations', 'list_team_members', 'model_stats', 'my_credit_summary', 'project_usage',
-    'record_generation_progress', 'refresh_analytics', 'refund_generation', 'remove_member', 'revoke_invitation',
+    'create_generation', 'create_team', 'fal_circuit_allows', 'generations_awaiting_fal', 'grant_credits',
+    'invite_member', 'leave_team', 'link_project_team', 'list_pending_invitations', 'list_team_members',
+    'model_stats', 'my_credit_summary', 'project_usage', 'record_fal_outcome', 'record_generation_progress',
+    'refresh_analytics', 'refund_generation', 'remove_member', 'revoke_invitation',
     'share_generation', 'team_permissions', 'team_usage', 'transfer_team_ownership', 'unlink_project_team',
     'unshare_generation'
 ], 'public holds exactly the API functions');
@@ -185,8 +186,8 @@ select set_eq(
 select set_eq(
     $$select p.proname::text from pg_catalog.pg_proc as p
     where p.pronamespace = 'public'::regnamespace and has_function_privilege('service_role', p.oid, 'execute')$$,
-    $$values ('grant_credits'), ('model_stats'), ('record_generation_progress'), ('refresh_analytics'),
-    ('refund_generation')$$,
+    $$values ('fal_circuit_allows'), ('generations_awaiting_fal'), ('grant_credits'), ('model_stats'),
+    ('record_fal_outcome'), ('record_generation_progress'), ('refresh_analytics'), ('refund_generation')$$,
     'service_role executes exactly the system RPCs'
 );
 select set_eq(

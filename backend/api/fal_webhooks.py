@@ -1,0 +1,66 @@
+"""FAL's webhooks: ``POST /api/v1/webhooks/fal``, verified before anything is read.
+
+A forged, altered, stale or replayed-late delivery gets 401 in the one error shape and
+changes nothing. A verified one is applied through SQL that only moves a generation
+forward, so FAL's retries, duplicates and out-of-order deliveries are harmless.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from backend.api.outcomes import documented_errors
+from backend.db import service_transaction
+from backend.errors import ApiError, NotFound, Unavailable
+from backend.fal.provider import jwks_url_for
+from backend.fal.signatures import KeysUnavailable, SignatureRejected, WebhookVerifier
+from backend.fal.webhooks import BadDelivery, apply_delivery, parse_delivery
+from backend.jobs.settings import load_pipeline_settings
+
+VERIFIER = "velro.fal_webhook_verifier"
+
+blp = Blueprint(
+    "webhooks",
+    __name__,
+    url_prefix="/api/v1/webhooks",
+    description="Deliveries from FAL.ai, signed with FAL's ED25519 keys.",
+)
+
+
+class WebhookReceiptSchema(Schema):
+    generation_id = fields.UUID(required=True)
+    status = fields.String(required=True, metadata={"description": "the generation's status now"})
+
+
+def verifier() -> WebhookVerifier:
+    if VERIFIER not in current_app.extensions:
+        jwks_url = jwks_url_for(load_pipeline_settings())
+        current_app.extensions[VERIFIER] = WebhookVerifier(jwks_url)
+    return current_app.extensions[VERIFIER]
+
+
+@blp.route("/fal")
+class FalWebhook(MethodView):
+    @blp.response(200, WebhookReceiptSchema)
+    @documented_errors(blp, 400, 401, 404, 503)
+    def post(self):
+        """A FAL request finished: record its outputs, or its failure (refunded once)."""
+        body = request.get_data(cache=True)
+        try:
+            request_id = verifier().verify(request.headers, body)
+        except SignatureRejected as error:
+            raise ApiError(str(error), status=401, error="invalid_signature") from None
+        except KeysUnavailable as error:
+            raise Unavailable(str(error)) from None
+        try:
+            delivery = parse_delivery(body, request_id)
+        except BadDelivery as error:
+            raise ApiError(str(error), status=400, error="bad_request") from None
+        with service_transaction() as cur:
+            generation = apply_delivery(cur, request_id, delivery)
+        if generation is None:
+            raise NotFound(f"no generation has FAL request id {request_id} (yet)")
+        return {"generation_id": generation["id"], "status": generation["status"]}

@@ -1,0 +1,79 @@
+"""What FAL's answers mean for a generation, written through ``record_generation_progress``.
+
+The SQL function moves a generation only forward (queued -> processing -> completed or
+failed) and refunds a failure once, so duplicate, late and out-of-order answers are
+harmless: applying them again changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+MAX_ERROR_LENGTH = 2000
+
+
+def outputs_of(payload: Any) -> list[dict[str, Any]]:
+    """The media a FAL result names: ``images`` (a list), ``image`` or ``video`` (one each)."""
+    if not isinstance(payload, dict):
+        return []
+    found = []
+    for key in ("images", "videos"):
+        if isinstance(payload.get(key), list):
+            found.extend(item for item in payload[key] if isinstance(item, dict))
+    for key in ("image", "video"):
+        if isinstance(payload.get(key), dict):
+            found.append(payload[key])
+    kept = ("url", "content_type", "width", "height")
+    return [
+        {name: item[name] for name in kept if name in item}
+        for item in found
+        if isinstance(item.get("url"), str)
+    ]
+
+
+def record(
+    cur: psycopg.Cursor,
+    generation_id: str,
+    status: str,
+    *,
+    request_id: str | None = None,
+    outputs: list | None = None,
+    error: str | None = None,
+) -> dict:
+    cur.execute(
+        "select * from public.record_generation_progress(%s, %s, %s, %s, %s)",
+        (
+            generation_id,
+            status,
+            request_id,
+            Jsonb(outputs) if outputs is not None else None,
+            error[:MAX_ERROR_LENGTH] if error else None,
+        ),
+    )
+    return cur.fetchone()
+
+
+def complete(cur: psycopg.Cursor, generation_id: str, request_id: str, payload: Any) -> dict:
+    outputs = outputs_of(payload)
+    if not outputs:
+        return record(
+            cur, generation_id, "failed", request_id=request_id, error="FAL returned no outputs"
+        )
+    return record(cur, generation_id, "completed", request_id=request_id, outputs=outputs)
+
+
+def fail(cur: psycopg.Cursor, generation_id: str, error: str, request_id: str | None = None):
+    return record(cur, generation_id, "failed", request_id=request_id, error=error)
+
+
+def generation(cur: psycopg.Cursor, generation_id: str) -> dict | None:
+    cur.execute(
+        "select id, owner_id, model_id, prompt, parameters, status, fal_request_id, created_at, "
+        "extract(epoch from now() - created_at) as age_seconds "
+        "from public.generations where id = %s",
+        (generation_id,),
+    )
+    return cur.fetchone()

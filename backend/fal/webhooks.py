@@ -1,0 +1,53 @@
+"""What a verified FAL webhook does to its generation.
+
+The generation is found by FAL's request id, which the signature covers; nothing the
+sender chooses outside the signature picks the row. A delivery that outruns our own
+record of the request id finds nothing and gets 404: FAL retries it (10 times over two
+hours) and the retry finds the row.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+
+from backend.fal import progress
+
+
+class BadDelivery(ValueError):
+    """The body is not a FAL webhook for the signed request id."""
+
+
+def parse_delivery(body: bytes, signed_request_id: str) -> dict[str, Any]:
+    try:
+        delivery = json.loads(body)
+    except ValueError:
+        raise BadDelivery("the webhook body is not JSON") from None
+    if not isinstance(delivery, dict):
+        raise BadDelivery("the webhook body is not a JSON object")
+    if delivery.get("request_id") != signed_request_id:
+        raise BadDelivery("the body's request_id differs from the signed request id")
+    if delivery.get("status") not in ("OK", "ERROR"):
+        raise BadDelivery("the webhook status must be OK or ERROR")
+    return delivery
+
+
+def error_of(delivery: dict[str, Any]) -> str:
+    detail = delivery.get("error") or delivery.get("payload_error") or delivery.get("payload")
+    return "FAL reported an error: " + (detail if isinstance(detail, str) else json.dumps(detail))
+
+
+def apply_delivery(cur: psycopg.Cursor, request_id: str, delivery: dict) -> dict | None:
+    """Record the delivery on its generation; the generation after it, None if unknown."""
+    cur.execute(
+        "select id from public.generations where fal_request_id = %s for update", (request_id,)
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None
+    generation_id = str(row["id"])
+    if delivery["status"] == "OK":
+        return progress.complete(cur, generation_id, request_id, delivery.get("payload"))
+    return progress.fail(cur, generation_id, error_of(delivery), request_id)

@@ -1,0 +1,1 @@
+"""Fakes of external SaaS for the tests, speaking the real protocols over real sockets."""

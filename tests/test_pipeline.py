@@ -1,0 +1,645 @@
+"""The generation pipeline against a fake FAL over real HTTPS: outbox, submit, webhooks,
+poller, cancel, circuit breaker, and a worker killed mid-job.
+
+The app is served over real HTTP (the fake posts its signed webhooks there); jobs run
+through the real worker (``backend.jobs.worker.run(wait=False)`` drains the queue) or, where
+a test needs one step, by calling the task's function.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+from api_support import MODEL, MODEL_COST, assert_error, running_api
+from fakes.fal import sign
+from psycopg.rows import dict_row
+from werkzeug.serving import make_server
+
+from backend.fal.breaker import CircuitOpen
+from backend.fal.queue import FalUnavailable
+from backend.jobs import tasks, worker
+from backend.jobs.engine import on_database
+from backend.jobs.settings import load_pipeline_settings
+
+pytest_plugins = ["fixtures_fal"]
+
+
+@pytest.fixture(scope="module")
+def api(database_factory, migrated_template):
+    with running_api(database_factory(migrated_template)) as running:
+        server = make_server("127.0.0.1", 0, running.app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.base_url = f"http://127.0.0.1:{server.server_port}"
+        yield running
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def pipeline_env(api, fake_fal, monkeypatch):
+    """The worker's settings for this test: the module's database, the app's webhook URL."""
+    monkeypatch.setenv("DATABASE_URL", api.db_url)
+    monkeypatch.setenv("FAL_WEBHOOK_URL", f"{api.base_url}/api/v1/webhooks/fal")
+    monkeypatch.setenv("FAL_SUBMIT_RETRY_SECONDS", "0")
+    monkeypatch.setenv("FAL_BREAKER_THRESHOLD", "1000")
+    api.sql("delete from private.circuit_breakers")
+    api.sql("delete from procrastinate.procrastinate_jobs where status = 'todo'")
+
+
+def create(api, user, **fields) -> dict:
+    body = {"model_id": MODEL, "prompt": "a lighthouse at dusk", **fields}
+    return api.ok("POST", "/api/v1/generations", user, 201, json=body)
+
+
+def generation(api, generation_id) -> dict:
+    return api.sql("select * from public.generations where id = %s", (generation_id,))[0]
+
+
+def ledger(api, generation_id) -> list[str]:
+    rows = api.sql(
+        "select kind::text from public.credit_ledger where generation_id = %s order by created_at",
+        (generation_id,),
+    )
+    return [row["kind"] for row in rows]
+
+
+def balance(api, user) -> int:
+    return api.sql("select credits from public.profiles where id = %s", (user.id,))[0]["credits"]
+
+
+def jobs(api, generation_id, task="velro.submit_generation") -> list[dict]:
+    return api.sql(
+        "select id, status::text from procrastinate.procrastinate_jobs"
+        " where task_name = %s and args ->> 'generation_id' = %s",
+        (task, str(generation_id)),
+    )
+
+
+def submitted(api, user, fake_fal) -> tuple[dict, str]:
+    """A generation the worker has sent to the fake FAL: (generation, FAL request id)."""
+    created = create(api, user)
+    tasks.submit_generation(generation_id=created["id"])
+    row = generation(api, created["id"])
+    assert row["status"] == "queued"
+    return created, row["fal_request_id"]
+
+
+def post_webhook(api, headers: dict, body: bytes):
+    return api.client.post("/api/v1/webhooks/fal", data=body, headers=headers)
+
+
+# the outbox ----------------------------------------------------------------------------
+
+
+def test_a_new_generation_commits_with_its_submit_job(api):
+    user = api.user()
+    created = create(api, user)
+    assert [job["status"] for job in jobs(api, created["id"])] == ["todo"]
+
+
+def test_a_refused_create_leaves_no_job(api):
+    user = api.user()
+    api.set_credits(user, 0)
+    before = api.sql("select count(*) as n from procrastinate.procrastinate_jobs")[0]["n"]
+    response = api.call(
+        "POST", "/api/v1/generations", user, json={"model_id": MODEL, "prompt": "x"}
+    )
+    assert_error(response, 402)
+    assert api.sql("select count(*) as n from procrastinate.procrastinate_jobs")[0]["n"] == before
+
+
+def test_a_generation_created_by_direct_sql_as_postgrest_gets_submitted(api, fake_fal):
+    user = api.user()
+    claims = json.dumps({"sub": user.id, "role": "authenticated", "aud": "authenticated"})
+    with psycopg.connect(api.db_url, row_factory=dict_row) as conn:
+        conn.execute("set local role authenticated")
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+        created = conn.execute(
+            "select id from public.create_generation(%s, %s)", (MODEL, "direct from PostgREST")
+        ).fetchone()
+    worker.run(api.db_url, wait=False)
+    row = generation(api, created["id"])
+    assert row["status"] == "queued"
+    request = fake_fal.requests[row["fal_request_id"]]
+    assert request.arguments["prompt"] == "direct from PostgREST"
+    assert request.webhook_url == f"{api.base_url}/api/v1/webhooks/fal"
+    assert ledger(api, created["id"]) == ["charge"]
+
+
+def test_the_job_engine_is_out_of_reach_of_the_api_roles(api):
+    with psycopg.connect(api.db_url) as conn:
+        for role in ("anon", "authenticated", "service_role"):
+            conn.execute(f"set local role {role}")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("select count(*) from procrastinate.procrastinate_jobs")
+            conn.rollback()
+
+
+# submission ----------------------------------------------------------------------------
+
+
+def test_submit_sends_the_prompt_and_parameters_and_queues(api, fake_fal):
+    user = api.user()
+    created = create(api, user, parameters={"aspect_ratio": "16:9"})
+    worker.run(api.db_url, wait=False)
+    row = generation(api, created["id"])
+    assert row["status"] == "queued"
+    request = fake_fal.only_request()
+    assert request.model_id == MODEL
+    assert request.arguments == {"prompt": "a lighthouse at dusk", "aspect_ratio": "16:9"}
+    assert jobs(api, created["id"]) == []  # done and deleted
+
+
+def test_a_refused_submission_fails_and_refunds_once(api, fake_fal):
+    user = api.user()
+    start = balance(api, user)
+    created = create(api, user)
+    fake_fal.submit_status = 422
+    tasks.submit_generation(generation_id=created["id"])
+    tasks.submit_generation(generation_id=created["id"])  # a retry changes nothing
+    row = generation(api, created["id"])
+    assert row["status"] == "failed"
+    assert "422" in row["error"]
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+    assert balance(api, user) == start
+
+
+def test_an_unreachable_fal_is_retried_until_the_deadline_then_refunded_once(
+    api, fake_fal, monkeypatch
+):
+    user = api.user()
+    start = balance(api, user)
+    created = create(api, user)
+    fake_fal.submit_failures = 2
+    for _ in range(2):
+        with pytest.raises(FalUnavailable):
+            tasks.submit_generation(generation_id=created["id"])
+    assert generation(api, created["id"])["status"] == "pending"
+    assert balance(api, user) == start - MODEL_COST
+    fake_fal.submit_failures = 10
+    monkeypatch.setenv("FAL_SUBMIT_DEADLINE_SECONDS", "0")
+    tasks.submit_generation(generation_id=created["id"])
+    tasks.submit_generation(generation_id=created["id"])
+    row = generation(api, created["id"])
+    assert row["status"] == "failed"
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+    assert balance(api, user) == start
+    assert fake_fal.submits == 2  # past the deadline it does not try again
+
+
+def test_a_failed_attempt_is_retried_by_the_worker(api, fake_fal):
+    user = api.user()
+    created = create(api, user)
+    fake_fal.submit_failures = 1
+    worker.run(api.db_url, wait=False)  # the first attempt fails; its retry is due at once
+    worker.run(api.db_url, wait=False)
+    assert generation(api, created["id"])["status"] == "queued"
+    assert fake_fal.submits == 2
+    assert ledger(api, created["id"]) == ["charge"]
+
+
+def test_the_breaker_opens_after_consecutive_failures_and_holds_submissions(
+    api, fake_fal, monkeypatch
+):
+    monkeypatch.setenv("FAL_BREAKER_THRESHOLD", "2")
+    user = api.user()
+    created = create(api, user)
+    fake_fal.submit_failures = 5
+    for _ in range(2):
+        with pytest.raises(FalUnavailable):
+            tasks.submit_generation(generation_id=created["id"])
+    with pytest.raises(CircuitOpen):
+        tasks.submit_generation(generation_id=created["id"])
+    assert fake_fal.submits == 2  # failed fast: FAL was not asked
+    assert generation(api, created["id"])["status"] == "pending"  # waiting, not lost
+    ready = api.client.get("/api/v1/health/ready")
+    assert ready.status_code == 503
+    assert "fal" in json.dumps(ready.get_json())
+    api.sql("update private.circuit_breakers set opened_until = now() where name = 'fal'")
+    fake_fal.submit_failures = 0
+    tasks.submit_generation(generation_id=created["id"])  # the trial closes it
+    assert generation(api, created["id"])["status"] == "queued"
+    assert api.client.get("/api/v1/health/ready").status_code == 200
+
+
+# webhooks ------------------------------------------------------------------------------
+
+
+def test_a_webhook_completes_the_generation_and_queues_the_media_copy(api, fake_fal):
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.complete(request_id)
+    webhook = fake_fal.sent[-1]
+    assert webhook.answers == [200]
+    row = generation(api, created["id"])
+    assert row["status"] == "completed"
+    assert row["outputs"][0]["url"].endswith(f"{request_id}.png")
+    assert row["outputs"][0]["width"] == 1024
+    assert ledger(api, created["id"]) == ["charge"]
+    assert len(jobs(api, created["id"], "velro.copy_outputs")) == 1
+
+
+def test_a_failure_webhook_refunds_once_even_when_duplicated(api, fake_fal):
+    user = api.user()
+    start = balance(api, user)
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.duplicate = True
+    fake_fal.fail(request_id, "out of memory")
+    assert [webhook.answers for webhook in fake_fal.sent] == [[200], [200]]
+    row = generation(api, created["id"])
+    assert row["status"] == "failed"
+    assert "out of memory" in row["error"]
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+    assert balance(api, user) == start
+
+
+def test_duplicate_and_late_webhooks_change_nothing(api, fake_fal):
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.duplicate = True
+    fake_fal.complete(request_id)
+    finished = generation(api, created["id"])
+    late = fake_fal.send_webhook(fake_fal.requests[request_id], {"status": "ERROR", "error": "x"})
+    assert late.answers == [200]
+    assert generation(api, created["id"]) == finished
+    assert ledger(api, created["id"]) == ["charge"]
+    assert len(jobs(api, created["id"], "velro.copy_outputs")) == 1
+
+
+def test_reordered_webhooks_keep_the_first_final_answer(api, fake_fal):
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    request = fake_fal.requests[request_id]
+    fake_fal.hold_webhooks = True
+    fake_fal.send_webhook(request, {"status": "OK", "payload": {"images": []}})  # sent first
+    fake_fal.complete(request_id)  # sent second, arrives first
+    fake_fal.release(reverse=True)
+    row = generation(api, created["id"])
+    assert row["status"] == "completed"
+    assert ledger(api, created["id"]) == ["charge"]
+
+
+def test_a_webhook_that_outruns_the_submit_record_is_retried_by_fal(api, fake_fal):
+    user = api.user()
+    created = create(api, user)
+    fake_fal.hold_webhooks = True
+    request_id = fake_fal_submit(api, fake_fal, created)
+    fake_fal.complete(request_id)
+    webhook = fake_fal.held[0]
+    fake_fal.release()
+    assert webhook.answers == [404]  # FAL retries non-2xx deliveries
+    assert generation(api, created["id"])["status"] == "pending"
+    api.sql(
+        "select public.record_generation_progress(%s, 'queued', %s)", (created["id"], request_id)
+    )
+    fake_fal.held.append(webhook)
+    fake_fal.release()
+    assert webhook.answers == [404, 200]
+    assert generation(api, created["id"])["status"] == "completed"
+
+
+def fake_fal_submit(api, fake_fal, created) -> str:
+    """FAL has the request, but our record of its id has not committed yet."""
+    from backend.fal.queue import FalQueue
+
+    settings = load_pipeline_settings()
+    return FalQueue(settings.FAL_KEY).submit(MODEL, {"prompt": "x"}, settings.webhook_url)
+
+
+@pytest.mark.parametrize("forgery", ["forged_signature", "unknown_key", "stale", "body_altered"])
+def test_unverified_webhooks_get_401_and_change_nothing(api, fake_fal, forgery):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    body = json.dumps({"request_id": request_id, "status": "ERROR", "error": "forged"}).encode()
+    now = int(time.time())
+    headers = {
+        "forged_signature": {**sign(fake_fal.key, request_id, now, body)},
+        "unknown_key": sign(Ed25519PrivateKey.generate(), request_id, now, body),
+        "stale": sign(fake_fal.key, request_id, now - 301, body),
+        "body_altered": sign(fake_fal.key, request_id, now, body.replace(b"ERROR", b"OK")),
+    }[forgery]
+    if forgery == "forged_signature":
+        headers["X-Fal-Webhook-Signature"] = "00" * 64
+    before = api.fingerprint()
+    body_error = assert_error(post_webhook(api, headers, body), 401, "invalid_signature")
+    assert body_error["message"]
+    assert api.fingerprint() == before
+    assert generation(api, created["id"])["status"] == "queued"
+
+
+def test_an_unknown_key_refetches_the_jwks_once_within_the_interval(api, fake_fal):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    user = api.user()
+    _created, request_id = submitted(api, user, fake_fal)
+    body = json.dumps({"request_id": request_id, "status": "OK", "payload": {}}).encode()
+    stranger = Ed25519PrivateKey.generate()
+    fetches = fake_fal.jwks_fetches
+    for _ in range(3):
+        headers = sign(stranger, request_id, int(time.time()), body)
+        assert_error(post_webhook(api, headers, body), 401)
+    assert fake_fal.jwks_fetches - fetches <= 1
+
+
+def test_a_rotated_key_is_picked_up_by_one_refetch(api, fake_fal):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from backend.api.fal_webhooks import VERIFIER, WebhookVerifier
+
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.complete(request_id, send=False)
+    verifier = api.app.extensions[VERIFIER] = WebhookVerifier(fake_fal.jwks_url)
+    primer = sign(fake_fal.key, "primer", int(time.time()), b"{}")
+    assert verifier.verify(primer, b"{}") == "primer"  # the old key, cached
+    fake_fal.key = Ed25519PrivateKey.generate()  # FAL rotates
+    verifier._fetched_at -= 3600  # an hour later: the refetch interval has passed
+    request = fake_fal.requests[request_id]
+    webhook = fake_fal.send_webhook(request, {"status": "OK", "payload": request.result})
+    assert webhook.answers == [200]
+    assert verifier.fetches == 2
+    assert generation(api, created["id"])["status"] == "completed"
+
+
+# cancel --------------------------------------------------------------------------------
+
+
+def test_cancel_while_queued_cancels_at_fal_and_refunds(api, fake_fal):
+    user = api.user()
+    start = balance(api, user)
+    created, request_id = submitted(api, user, fake_fal)
+    body = api.ok("POST", f"/api/v1/generations/{created['id']}/cancel", user)
+    assert body["status"] == "cancelled"
+    assert fake_fal.requests[request_id].error == "cancelled"
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+    assert balance(api, user) == start
+
+
+def test_cancel_before_submission_stops_the_submit_job(api, fake_fal):
+    user = api.user()
+    created = create(api, user)
+    api.ok("POST", f"/api/v1/generations/{created['id']}/cancel", user)
+    worker.run(api.db_url, wait=False)
+    assert fake_fal.submits == 0
+    assert generation(api, created["id"])["status"] == "cancelled"
+
+
+def test_cancel_after_fal_started_is_409_and_changes_nothing(api, fake_fal):
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.start_processing(request_id)
+    before = api.fingerprint()
+    response = api.call("POST", f"/api/v1/generations/{created['id']}/cancel", user)
+    assert "already started" in assert_error(response, 409)["message"]
+    assert api.fingerprint() == before
+
+
+def test_cancel_after_completion_is_409(api, fake_fal):
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.complete(request_id)
+    response = api.call("POST", f"/api/v1/generations/{created['id']}/cancel", user)
+    assert_error(response, 409)
+    assert ledger(api, created["id"]) == ["charge"]
+
+
+# the poller ----------------------------------------------------------------------------
+
+
+def test_the_poller_completes_a_generation_whose_webhook_never_came(api, fake_fal, monkeypatch):
+    monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "0")
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.start_processing(request_id)
+    tasks.poll_once(load_pipeline_settings())
+    assert generation(api, created["id"])["status"] == "processing"
+    fake_fal.complete(request_id, send=False)
+    tasks.poll_once(load_pipeline_settings())
+    row = generation(api, created["id"])
+    assert row["status"] == "completed"
+    assert row["outputs"][0]["content_type"] == "image/png"
+
+
+def test_the_poller_records_a_failure_reported_by_fal(api, fake_fal, monkeypatch):
+    monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "0")
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.fail(request_id, "nsfw content", send=False)
+    tasks.poll_once(load_pipeline_settings())
+    assert generation(api, created["id"])["status"] == "failed"
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+
+
+def test_the_poller_gives_up_at_the_deadline_and_refunds_once(api, fake_fal, monkeypatch):
+    user = api.user()
+    start = balance(api, user)
+    created, request_id = submitted(api, user, fake_fal)
+    monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "0")
+    monkeypatch.setenv("FAL_DEADLINE_SECONDS", "0")
+    tasks.poll_once(load_pipeline_settings())
+    tasks.poll_once(load_pipeline_settings())
+    row = generation(api, created["id"])
+    assert row["status"] == "failed"
+    assert "deadline" in row["error"]
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+    assert balance(api, user) == start
+    assert fake_fal.requests[request_id].error == "cancelled"  # FAL stops working on it too
+
+
+def test_the_poller_leaves_recent_generations_alone(api, fake_fal, monkeypatch):
+    monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "3600")
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.complete(request_id, send=False)
+    tasks.poll_once(load_pipeline_settings())
+    assert generation(api, created["id"])["status"] == "queued"
+
+
+# several workers, and one that dies -----------------------------------------------------
+
+
+def test_two_worker_processes_share_the_queue_and_submit_each_generation_once(api, fake_fal):
+    user = api.user()
+    api.grant_credits(user, MODEL_COST * 20)
+    created = [create(api, user, prompt=f"prompt {n}") for n in range(20)]
+    fake_fal.submit_delay = 0.02
+    workers = [worker_process(wait=False) for _ in range(2)]
+    for each in workers:
+        assert each.wait(timeout=120) == 0
+    assert {generation(api, g["id"])["status"] for g in created} == {"queued"}
+    assert fake_fal.submits == 20
+    assert len({generation(api, g["id"])["fal_request_id"] for g in created}) == 20
+
+
+def worker_process(*, wait: bool = True, **env) -> subprocess.Popen:
+    """``velro worker`` as its own process, on this test's database and fake FAL."""
+    code = f"from backend.jobs import worker; worker.run(wait={wait})"
+    environment = {**os.environ, "PYTHONPATH": os.getcwd(), **env}
+    return subprocess.Popen([sys.executable, "-c", code], env=environment)
+
+
+def test_a_worker_killed_mid_job_has_its_job_retried_and_nothing_charged_twice(api, fake_fal):
+    user = api.user()
+    start = balance(api, user)
+    created = create(api, user)
+    fake_fal.submit_delay = 30  # the worker is inside the FAL call when it dies
+    process = worker_process(WORKER_HEARTBEAT_SECONDS="0.2")
+    try:
+        wait_for(lambda: fake_fal.submits == 1, "the worker to call FAL")
+        assert [job["status"] for job in jobs(api, created["id"])] == ["doing"]
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    fake_fal.submit_delay = 0
+    wait_for(
+        lambda: (
+            api.sql(
+                "select count(*) as n from procrastinate.procrastinate_workers"
+                " where last_heartbeat > now() - interval '1 second'"
+            )[0]["n"]
+            == 0
+        ),
+        "the dead worker's heartbeat to go stale",
+    )
+    import asyncio
+
+    from backend.jobs.engine import app
+
+    async def recover() -> int:
+        async with app.open_async():
+            return await tasks.retry_jobs_of_stopped_workers(1)
+
+    with on_database(api.db_url):
+        assert asyncio.run(recover()) == 1
+    worker.run(api.db_url, wait=False)
+    assert generation(api, created["id"])["status"] == "queued"
+    assert ledger(api, created["id"]) == ["charge"]
+    assert balance(api, user) == start - MODEL_COST
+
+
+def wait_for(condition, what: str, attempts: int = 600) -> None:
+    for _ in range(attempts):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def test_racing_outcomes_on_real_connections_end_in_one_final_state_and_one_refund(api, fake_fal):
+    user = api.user()
+    api.grant_credits(user, MODEL_COST * 5)
+    for _ in range(5):
+        created, request_id = submitted(api, user, fake_fal)
+        outcomes = ["completed", "failed"] * 4
+        barrier = threading.Barrier(len(outcomes))
+
+        def report(
+            status: str, generation_id=created["id"], request_id=request_id, barrier=barrier
+        ):
+            with psycopg.connect(api.db_url) as conn:
+                barrier.wait()
+                with conn.transaction():
+                    conn.execute("set local role service_role")
+                    conn.execute(
+                        "select public.record_generation_progress(%s, %s, %s, %s, %s)",
+                        (generation_id, status, request_id, '[{"url": "https://x/y.png"}]', "x"),
+                    )
+
+        threads = [threading.Thread(target=report, args=(status,)) for status in outcomes]
+        for each in threads:
+            each.start()
+        for each in threads:
+            each.join(timeout=60)
+        final = generation(api, created["id"])["status"]
+        assert final in ("completed", "failed")
+        refunds = ledger(api, created["id"]).count("refund")
+        assert refunds == (1 if final == "failed" else 0)
+        copies = len(jobs(api, created["id"], "velro.copy_outputs"))
+        assert copies == (1 if final == "completed" else 0)
+
+
+def test_a_storm_of_concurrent_duplicate_webhooks_refunds_once(api, fake_fal):
+    user = api.user()
+    start = balance(api, user)
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.hold_webhooks = True
+    for _ in range(10):
+        fake_fal.fail(request_id, "crashed")
+    held, fake_fal.held = fake_fal.held, []
+    barrier = threading.Barrier(len(held))
+
+    def deliver(webhook) -> None:
+        barrier.wait()
+        fake_fal._post(webhook)
+
+    threads = [threading.Thread(target=deliver, args=(webhook,)) for webhook in held]
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join(timeout=60)
+    assert [webhook.answers for webhook in held] == [[200]] * 10
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+    assert balance(api, user) == start
+
+
+def test_webhook_for_an_unknown_request_is_404(api, fake_fal):
+    request_id = str(uuid.uuid4())
+    body = json.dumps({"request_id": request_id, "status": "OK", "payload": {}}).encode()
+    response = post_webhook(api, sign(fake_fal.key, request_id, int(time.time()), body), body)
+    assert_error(response, 404)
+
+
+def test_the_worker_refuses_to_start_in_production_without_a_fal_key(api):
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("FAL_KEY", "APP_ENV", "PYTEST_CURRENT_TEST")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "worker", "--until-empty"],
+        env={**environment, "APP_ENV": "production", "PYTHONPATH": os.getcwd()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "FAL_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fal_webhooks_are_not_held_by_per_client_rate_limits(api, fake_fal):
+    from fixtures_app import app_settings
+
+    from backend import close_app, create_app
+
+    limited = create_app(
+        app_settings(api.db_url, RATE_LIMIT_ENABLED=True, RATE_LIMIT_PER_IP="1/minute")
+    )
+    try:
+        client = limited.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"10.9.{uuid.uuid4().int % 256}.{os.getpid() % 250}"
+        request_id = str(uuid.uuid4())
+        body = json.dumps({"request_id": request_id, "status": "OK", "payload": {}}).encode()
+        headers = sign(fake_fal.key, request_id, int(time.time()), body)
+        answers = [
+            client.post("/api/v1/webhooks/fal", data=body, headers=headers).status_code
+            for _ in range(4)
+        ]
+        assert answers == [404] * 4  # verified, unknown request: never 429
+        assert client.get("/api/v1/models").status_code == 200
+        assert client.get("/api/v1/models").status_code == 429  # the limit is on
+    finally:
+        close_app(limited)
