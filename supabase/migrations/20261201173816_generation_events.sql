@@ -8,9 +8,12 @@
 
 -- functions -----------------------------------------------------------------------------
 
+-- definer, as every trigger on an exposed table: a write the caller may make never fails
+-- on a helper the caller cannot run
 create function private.announce_generation_status()
 returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin

@@ -47,26 +47,6 @@ using (generation_id in (select g.id from public.generations as g));
 
 -- functions -----------------------------------------------------------------------------
 
--- The generation an object of the media bucket belongs to: the first folder of its name;
--- null for a name that is not shaped like ours, so no cast error reaches a policy.
-create function private.media_generation_id(p_object_name text)
-returns uuid
-language sql
-immutable
-set search_path = ''
-as $$
-    select case
-        when split_part(p_object_name, '/', 1) ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-            then split_part(p_object_name, '/', 1)::uuid
-    end;
-$$;
-
-comment on function private.media_generation_id(text) is
-'The generation id of a media object name (<generation id>/<file>), or null for another shape.';
-
-revoke all on function private.media_generation_id(text) from public, anon, service_role;
-grant execute on function private.media_generation_id(text) to authenticated;
-
 -- The worker records a copied output; a copy that runs again (a retried job) overwrites
 -- its own row instead of adding a second.
 create function public.record_generation_media(
@@ -81,6 +61,7 @@ create function public.record_generation_media(
 )
 returns public.generation_media
 language sql
+security definer
 set search_path = ''
 as $$
     insert into public.generation_media (
@@ -129,7 +110,8 @@ begin
         to authenticated
         using (
             bucket_id = 'generation-media'
-            and private.media_generation_id(name) in (select g.id from public.generations as g)
+            -- compared as text: a name of another shape matches nothing instead of failing a cast
+            and (storage.foldername(name))[1] in (select g.id::text from public.generations as g)
         )
     $policy$;
 end;

@@ -101,6 +101,7 @@ $$;
 comment on function private.webhook_event_for(public.generation_status, public.generation_status) is
 'The Standard Webhooks event (start, completed) a status change makes, or null.';
 
+-- definer: the log is written by this trigger only, never by the callers whose change fires it
 create function private.record_webhook_event()
 returns trigger
 language plpgsql
@@ -123,7 +124,7 @@ end;
 $$;
 
 comment on function private.record_webhook_event() is
-'Writes the delivery a status change owes to the generation''s webhook, once per event; definer: the log is not writable by callers.';
+'Writes the delivery a status change owes to the generation''s webhook, once per event.';
 
 revoke all on function private.record_webhook_event() from public, anon, authenticated, service_role;
 
