@@ -18,14 +18,17 @@ VELRO := $(BIN)/velro
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_CONCURRENCY ?= 2
+# pytest processes in `make test` (pytest-xdist); every run's databases carry its pid
+TEST_PROCESSES ?= auto
 SQL_DIRS := supabase sql
 
 .PHONY: run test db lint bench clean distclean
 
-# The virtualenv, reinstalled when pyproject.toml changes.
+# The virtualenv, reinstalled when pyproject.toml changes. `local` is the embedded Postgres,
+# a dev tool that production installs do not need.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml
@@ -35,7 +38,7 @@ $(VENV)/.installed-dev: pyproject.toml
 
 $(VENV)/.installed-bench: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[local,bench]'
 	touch $@ $(VENV)/.installed
 
 # The pinned Supabase CLI (package.json), for the migration tests.
@@ -51,11 +54,12 @@ run: $(VENV)/.installed
 	DATABASE_URL="$$url" $(VELRO) db apply --seed; \
 	APP_ENV="$${APP_ENV:-development}" PORT=$(PORT) DATABASE_URL="$$url" \
 		exec $(BIN)/gunicorn --bind $(HOST):$(PORT) \
-		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads 4 'backend:create_app()'
+		--workers $(WEB_CONCURRENCY) --worker-class gthread --threads 4 \
+		--access-logfile - 'backend:create_app()'
 
 test: $(VENV)/.installed-dev node_modules/.package-lock.json
 	.ci/ensure-pgtap
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES)
 
 db: $(VENV)/.installed
 	$(VELRO) db apply --seed
@@ -73,7 +77,7 @@ bench: $(VENV)/.installed-bench
 
 clean:
 	if [ -x $(VELRO) ]; then $(VELRO) db stop; fi
-	rm -rf .pgdata .media .pytest_cache .ruff_cache velro_backend.egg-info
+	rm -rf .pgdata .pytest_cache .ruff_cache velro_backend.egg-info
 	find . -path ./.venv -prune -o -path ./node_modules -prune -o \
 		-name __pycache__ -type d -exec rm -rf {} +
 

@@ -1,85 +1,34 @@
-"""Velro's Flask app: ``create_app()`` builds it; ``gunicorn 'backend:create_app()'`` serves it.
+"""Velro's backend: ``create_app()`` builds the web app; ``gunicorn 'backend:create_app()'``
+serves it; ``velro`` (``backend.cli``) is the operator's command.
 
-Modules, one concern each: config (settings), request_id, errors (the one error shape),
-db (pool and transactions), mailer (outgoing email), auth (tokens, providers, routes),
-openapi (the Api and its document), health. Long-lived clients live in
-``app.extensions``; per-request state on ``g``.
+One package per concern, lower layers first; each may import only the ones before it:
+
+- ``config``: settings from the environment, checked at start;
+- ``db``: the pool, PostgREST-style transactions, rpc, SQLSTATEs as domain errors;
+- ``cache``: the L1/L2 read cache, its invalidation listener, cached authorization;
+- ``http``: the one error shape, request ids, security headers, rate limits, OpenAPI,
+  pagination, text refused at the boundary;
+- ``auth``: tokens, JWKS, the guard, routes (ours and GoTrue-compatible), providers, mailer;
+- ``api``: one blueprint per resource, schemas beside them;
+- ``observability``: health;
+- ``app``: ``create_app``, which only wires the above;
+- ``cli``: the ``velro`` command and dev tooling (migration runner, embedded Postgres); it
+  never imports the web app.
+
+Importing ``backend`` loads nothing else: ``create_app`` and ``close_app`` are looked up in
+``backend.app`` on first use, so that ``import backend.cli`` stays free of Flask.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from backend import (
-    api,
-    auth,
-    cache,
-    db,
-    errors,
-    headers,
-    health,
-    limits,
-    mailer,
-    openapi,
-    request_id,
-)
-from backend.analytics import AnalyticsRefresher
-from backend.config import Settings, load_settings, validate
-
-REFRESHER = "velro.analytics"
+_FROM_APP = ("create_app", "close_app", "REFRESHER")
 
 
-def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
-    """Build the app. ``config`` overrides the environment (a dict of settings, or Settings)."""
-    if isinstance(config, Settings):
-        validate(config)
-        settings = config
-    else:
-        settings = load_settings(config)
-    app = Flask(__name__)
-    app.config.update(
-        SETTINGS=settings, DEBUG=settings.DEBUG, MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH
-    )
-    logging.getLogger("backend").setLevel(settings.LOG_LEVEL.upper())
-    if settings.TRUSTED_PROXIES:
-        app.wsgi_app = ProxyFix(
-            app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES
-        )
-    request_id.init_app(app)
-    errors.init_app(app)
-    headers.init_app(app)
-    spec = openapi.init_app(app)
-    mailer.init_app(app)  # before auth: the local provider sends confirmations through it
-    auth.init_app(app, spec)
-    spec.register_blueprint(health.blp)
-    api.register(spec)
-    limits.init_app(app)  # after the routes: it sets the tight limits by endpoint
-    # last: the threads (pool, invalidation listener, refresher) start once the rest is valid
-    db.init_app(app)
-    cache.init_app(app)
-    _start_analytics_refresher(app, settings)
-    return app
+def __getattr__(name: str) -> Any:
+    if name in _FROM_APP:
+        from backend import app
 
-
-def _start_analytics_refresher(app: Flask, settings: Settings) -> None:
-    if settings.ANALYTICS_REFRESH_SECONDS > 0:
-        # leadership is a session-level advisory lock: it needs a direct connection
-        refresher = AnalyticsRefresher(
-            settings.direct_database_url, settings.ANALYTICS_REFRESH_SECONDS
-        )
-        refresher.start()
-        app.extensions[REFRESHER] = refresher
-
-
-def close_app(app: Flask) -> None:
-    """Release what the app holds (pool, HTTP clients): for tests and clean shutdowns."""
-    if REFRESHER in app.extensions:
-        app.extensions[REFRESHER].stop()
-    cache.close(app)
-    app.extensions[db.EXTENSION].close()
-    app.extensions[auth.HTTP].close()
+        return getattr(app, name)
+    raise AttributeError(f"module 'backend' has no attribute {name!r}")

@@ -15,7 +15,7 @@ print without their password.
 
 To add a setting: add a field to ``Settings`` (its name is the environment variable),
 with a default and a one-line comment, and a row in the README's configuration table.
-The validated settings are at ``app.config["SETTINGS"]`` and ``backend.config.settings()``.
+The validated settings are at ``app.config["SETTINGS"]``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, get_args, get_type_hints
 from urllib.parse import urlsplit
-
-from flask import current_app
 
 # The Supabase CLI's well-known local secret: fine on a laptop, refused outside development/test.
 DEFAULT_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
@@ -79,6 +77,7 @@ class Settings:
     JWKS_CACHE_SECONDS: int = 600  # how long fetched keys are trusted before a refetch
     JWKS_MIN_REFETCH_SECONDS: float = 10.0  # an unknown kid refetches at most this often
     PASSWORD_MIN_LENGTH: int = 8
+    BCRYPT_COST: int = 10  # GoTrue's; each step doubles the work (the tests use 4, the minimum)
     # sign-ups are confirmed at once (no email round trip); default: on in development only
     AUTH_AUTOCONFIRM: bool | None = None
 
@@ -275,6 +274,8 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append(f"APP_ENV={s.APP_ENV!r}: use one of {', '.join(APP_ENVS)}")
     if s.LOG_LEVEL.upper() not in LOG_LEVELS:
         problems.append(f"LOG_LEVEL={s.LOG_LEVEL!r}: use one of {', '.join(LOG_LEVELS)}")
+    if not 4 <= s.BCRYPT_COST <= 31:
+        problems.append(f"BCRYPT_COST={s.BCRYPT_COST}: bcrypt takes 4 to 31")
     if s.AUTH_MODE not in AUTH_MODES:
         problems.append(f"AUTH_MODE={s.AUTH_MODE!r}: use one of {', '.join(AUTH_MODES)}")
     if not s.DATABASE_URL:
@@ -350,15 +351,3 @@ def _production_problems(s: Settings) -> list[str]:
             " invitation emails by SMTP"
         )
     return problems
-
-
-def settings() -> Settings:
-    """The current app's validated settings."""
-    return current_app.config["SETTINGS"]
-
-
-def replace(s: Settings, **changes) -> Settings:
-    """A copy with some settings changed, validated again (handy in tests)."""
-    updated = dataclasses.replace(s, **changes)
-    validate(updated)
-    return updated

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from backend.migrations import apply_database
+from backend.cli.migrations import apply_database
 from bench.progress import say, step
 from bench.scale import Scale
 

@@ -10,7 +10,7 @@ accept):
 
 - ``admin_url`` (session): the admin connection's URL, checked reachable.
 - ``migrated_template`` (session): the *name* of a database holding the stand-in and every
-  migration in supabase/migrations (no seed), applied by backend/migrations.py. It accepts
+  migration in supabase/migrations (no seed), applied by backend/cli/migrations.py. It accepts
   no connections; it exists to be cloned with ``create database x template <name>``.
 - ``database_factory`` (session): ``database_factory(template=None) -> url`` creates a new
   database (empty, or a clone of ``template``) that lives until the end of the run. Use it
@@ -20,6 +20,9 @@ accept):
 - ``fresh_db_url`` (function): a migrated database of the test's own, dropped afterwards
   (a clone of the template, made with `create database ... template`).
 - ``redis_url`` (session): $REDIS_URL, else redis://127.0.0.1:6379/0, checked reachable.
+
+`make test` runs pytest in several processes (pytest-xdist): every name above carries the
+process id, so the processes never share a database.
 """
 
 from __future__ import annotations
@@ -33,11 +36,14 @@ import pytest
 import redis
 from psycopg import sql
 
-from backend import migrations
+from backend.cli import migrations
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 RUN_PREFIX = f"velro_test_{os.getpid()}"
+# bcrypt's minimum cost: a password hash takes ~1 ms instead of ~60 ms. Every app, command
+# and server this run starts reads it, unless a test gives its own environment.
+os.environ.setdefault("BCRYPT_COST", "4")
 
 
 def with_database(url: str, name: str) -> str:

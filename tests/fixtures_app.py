@@ -50,6 +50,7 @@ def app_settings(db_url: str, **overrides) -> dict:
         # suites turn this off and confirm through POST /auth/v1/verify
         "AUTH_AUTOCONFIRM": True,
         "MAIL_DIR": MAIL_DIR,
+        "BCRYPT_COST": 4,  # the minimum: the suite hashes hundreds of passwords
         **overrides,
     }
 

@@ -13,7 +13,7 @@ from api_support import assert_error, assert_names_field, running_api
 from fixtures_app import MAIL_DIR, app_settings, unique_email
 
 from backend import close_app, create_app
-from backend.api.pagination import encode_cursor
+from backend.http.pagination import encode_cursor
 
 
 @pytest.fixture(scope="module")

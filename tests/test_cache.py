@@ -17,9 +17,9 @@ import psycopg
 import pytest
 import redis
 
-from backend import cache as cache_module
 from backend.cache import Cache
-from backend.invalidation import CHANNEL, InvalidationListener
+from backend.cache import store as cache_module
+from backend.cache.listener import CHANNEL, InvalidationListener
 
 
 @pytest.fixture

@@ -76,7 +76,8 @@ def refused(result, exit_code: int, message: str) -> None:
 # velro user create ---------------------------------------------------------------------
 
 
-def test_user_create_from_stdin_writes_the_user_as_signup_does(velro, fresh_db_url):
+def test_user_create_from_stdin_writes_the_user_as_signup_does(velro, fresh_db_url, monkeypatch):
+    monkeypatch.setenv("BCRYPT_COST", "10")  # the app's setting, which the command follows
     result = velro(
         "user",
         "create",
@@ -354,3 +355,16 @@ def test_a_created_user_signs_in_through_the_api(velro, fresh_db_url, ada):
         close_app(application)
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["user"]["id"] == str(ada["id"])
+
+
+def test_the_command_does_not_load_the_web_app():
+    """`velro` is for operators: importing it loads no route, no web plumbing, no app."""
+    web = ("backend.app", "backend.api", "backend.http", "backend.auth.routes", "flask_smorest")
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, backend.cli; print('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "backend.cli" in loaded
+    assert [name for name in loaded if name.startswith(web)] == []

@@ -189,3 +189,10 @@ def test_supabase_mode_derives_issuer_and_jwks():
 def test_a_bad_private_key_stops_the_app(db_url):
     with pytest.raises(ConfigError, match="JWT_PRIVATE_KEY"):
         create_app({"APP_ENV": "test", "DATABASE_URL": db_url, "JWT_PRIVATE_KEY": "not a pem"})
+
+
+def test_bcrypt_cost_defaults_to_gotrues_and_stays_in_bcrypts_range():
+    assert load_settings(environ={**BASE, "APP_ENV": "development"}).BCRYPT_COST == 10
+    for cost in ("3", "32"):
+        with pytest.raises(ConfigError, match=f"BCRYPT_COST={cost}: bcrypt takes 4 to 31"):
+            load_settings(environ={**BASE, "APP_ENV": "development", "BCRYPT_COST": cost})

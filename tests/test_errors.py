@@ -10,7 +10,7 @@ from psycopg import sql
 
 from backend import close_app, create_app
 from backend.db import owner_transaction
-from backend.errors import Forbidden, NotEnoughCredits
+from backend.errors import ApiError, Forbidden
 
 LEAKY = "select secret_column from private.hidden_table"
 
@@ -41,7 +41,9 @@ def app(db_url):
 
     @application.get("/test/credits")
     def credits():
-        raise NotEnoughCredits("This needs 50 credits; you have 10.")
+        raise ApiError(
+            "This needs 50 credits; you have 10.", status=402, error="insufficient_credits"
+        )
 
     @application.get("/test/sqlstate/<code>")
     def sqlstate(code):

@@ -15,7 +15,7 @@ from api_support import MODEL, assert_error, running_api
 from fixtures_app import app_settings
 
 from backend import close_app, create_app
-from backend.migrations import REPO_ROOT
+from backend.cli.migrations import REPO_ROOT
 
 METRICS_TOKEN = "m" * 40
 PRODUCTION = {

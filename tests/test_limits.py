@@ -1,4 +1,4 @@
-"""Rate limits (backend/limits.py) on real Redis, and in memory when Redis is unreachable.
+"""Rate limits (backend/http/limits.py) on real Redis, and in memory when Redis is unreachable.
 
 Each test counts under a Redis key prefix of its own (deleted afterwards), from client
 addresses, users and emails of its own.
@@ -18,9 +18,9 @@ import redis
 from api_support import MODEL, assert_error
 from fixtures_app import PASSWORD, query, unique_email
 
-from backend import limits
 from backend.config import ConfigError
-from backend.limits import EXTENSION
+from backend.http import limits
+from backend.http.limits import EXTENSION
 
 MINUTE = 60
 

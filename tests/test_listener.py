@@ -19,10 +19,11 @@ import psycopg
 import pytest
 
 from backend import REFRESHER
-from backend.cache import LISTENER, Cache
+from backend.cache import Cache
+from backend.cache.listener import CHANNEL, InvalidationListener, listen_connection_options
+from backend.cache.listener import EXTENSION as LISTENER
 from backend.config import ConfigError, load_settings
 from backend.db import connection_options
-from backend.invalidation import CHANNEL, InvalidationListener, listen_connection_options
 
 BOUND_SECONDS = 1.0
 # generous: the watchdog looks every bound / 4; a loaded machine may delay it more
@@ -150,7 +151,7 @@ def test_the_listen_connection_has_keepalives_and_timeouts():
 
 
 def test_listen_and_leadership_use_the_direct_url():
-    base = {"DATABASE_URL": "postgresql://app@pooler:6543/db"}
+    base = {"DATABASE_URL": "postgresql://app@pooler:6543/db", "APP_ENV": "development"}
     settings = load_settings(base, environ={})
     assert settings.direct_database_url == base["DATABASE_URL"]
     direct = load_settings(

@@ -14,8 +14,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from backend.auth.mailer import FolderMailer, MailUnavailable, SmtpMailer, from_settings
 from backend.config import load_settings
-from backend.mailer import FolderMailer, MailUnavailable, SmtpMailer, from_settings
 
 SENDER = "Velro <no-reply@velro.example>"
 

@@ -1,4 +1,4 @@
-"""Two ways to migrate, one result: `supabase db push` and backend/migrations.py.
+"""Two ways to migrate, one result: `supabase db push` and backend/cli/migrations.py.
 
 Both must leave the same schema and the same `supabase_migrations` history, skip what the
 other already applied, and apply nothing the second time.
@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from backend import embedded, migrations
-from backend.sql_split import split_statements
+from backend.cli import embedded, migrations
+from backend.cli.sql_split import split_statements
 
 SUPABASE = migrations.REPO_ROOT / "node_modules" / ".bin" / "supabase"
 CASES = Path(__file__).parent / "migration_cases"
@@ -86,7 +86,7 @@ def by_cli(database_factory) -> str:
 
 @pytest.fixture(scope="module")
 def by_runner(database_factory) -> str:
-    """A database migrated by backend/migrations.py, as `make run` does."""
+    """A database migrated by backend/cli/migrations.py, as `make run` does."""
     url = database_factory()
     migrations.apply_database(url, **QUIET)
     return url

@@ -1,8 +1,9 @@
-"""The pgTAP suite in supabase/tests, run with pg_prove: one test per file.
+"""The pgTAP suite in supabase/tests, every file in one pg_prove call.
 
-Each file runs on its own clone of a template that holds the migrations, pgTAP (in schema
+The files run on one clone of a template that holds the migrations, pgTAP (in schema
 `extensions`) and the `tests` helpers of 000-setup-tests-hooks.sql, as `supabase test db`
-would have them. A failure shows pg_prove's TAP output.
+would have them. Each file begins and rolls back, so one leaves nothing for the next. A
+failure shows pg_prove's TAP output and its summary, which names every file that failed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from backend.migrations import REPO_ROOT
+from backend.cli.migrations import REPO_ROOT
 
 TESTS_DIR = REPO_ROOT / "supabase" / "tests"
 SETUP = TESTS_DIR / "000-setup-tests-hooks.sql"
@@ -67,15 +68,21 @@ def pgtap_template(admin_url, database_factory, migrated_template) -> str:
     return name
 
 
-@pytest.mark.parametrize("path", PGTAP_FILES, ids=[path.name for path in PGTAP_FILES])
-def test_pgtap_file(path, admin_url, database_factory, pgtap_template):
+def test_every_pgtap_file_rolls_back():
+    """One clone serves them all only while no file leaves its changes behind."""
+    kept = [path.name for path in PGTAP_FILES if "rollback" not in path.read_text().lower()]
+    assert kept == [], f"these pgTAP files do not roll back: {kept}"
+
+
+def test_pgtap_files(admin_url, database_factory, pgtap_template):
     url = database_factory(pgtap_template)
     set_search_path(admin_url, url)
     result = subprocess.run(
-        [require("pg_prove"), "--verbose", "--failures", "--dbname", url, str(path)],
+        [require("pg_prove"), "--failures", "--dbname", url, *map(str, PGTAP_FILES)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
-    assert result.returncode == 0, f"pg_prove {path.name}:\n{result.stdout}{result.stderr}"
+    assert result.returncode == 0, f"pg_prove:\n{result.stdout}{result.stderr}"
+    assert f"Files={len(PGTAP_FILES)}," in result.stdout, result.stdout

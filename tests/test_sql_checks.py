@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from backend.migrations import REPO_ROOT
+from backend.cli.migrations import REPO_ROOT
 
 CHECKS_DIR = REPO_ROOT / "sql" / "checks"
 CHECKS = sorted(CHECKS_DIR.glob("*.sql"))

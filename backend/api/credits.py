@@ -7,10 +7,10 @@ from flask_smorest import Blueprint
 
 from backend.api import schemas
 from backend.api.outcomes import documented_errors
-from backend.api.pagination import NEWEST_FIRST, Page
-from backend.auth import require_user
+from backend.auth.guard import require_user
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
+from backend.http.pagination import NEWEST_FIRST, Page
 
 blp = Blueprint(
     "credits",

@@ -17,11 +17,11 @@ from psycopg.types.json import Jsonb
 
 from backend.api import schemas
 from backend.api.outcomes import denied_or_missing, documented_errors
-from backend.api.pagination import NEWEST_FIRST, Page
-from backend.auth import require_user
+from backend.auth.guard import require_user
 from backend.authorization import authorize_generation
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
+from backend.http.pagination import NEWEST_FIRST, Page
 
 blp = Blueprint(
     "generations",

@@ -12,7 +12,7 @@ import http
 from flask_smorest import Blueprint
 
 from backend.errors import Forbidden, NotFound
-from backend.openapi import ErrorSchema
+from backend.http.openapi import ErrorSchema
 
 
 def denied_or_missing(cur, exists_sql: str, row_id, noun: str):

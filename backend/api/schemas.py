@@ -2,17 +2,17 @@
 
 They validate input before anything reaches the database (an unknown or malformed field
 is a 422 that names it) and they are the source of the OpenAPI document. Every string
-field is a ``Text`` (backend/text.py): a NUL or an unpaired surrogate is a 422 too. Limits mirror
-the table constraints in supabase/migrations so a bad value is refused with a field name
-rather than a generic constraint error. Authorization is never decided here.
+field is a ``Text`` (backend/http/text.py): a NUL or an unpaired surrogate is a 422 too.
+Limits mirror the table constraints in supabase/migrations so a bad value is refused with a
+field name rather than a generic constraint error. Authorization is never decided here.
 """
 
 from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from backend.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from backend.text import Email, JsonObject, Text
+from backend.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from backend.http.text import Email, JsonObject, Text
 
 TEAM_ROLES = ("viewer", "editor", "admin", "owner")
 SHARE_ROLES = ("viewer", "editor", "admin")  # owner is never granted through a team

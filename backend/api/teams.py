@@ -15,17 +15,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from backend.api import schemas
 from backend.api.outcomes import documented_errors
-from backend.api.pagination import NEWEST_FIRST, BadCursor, Key, Page
-from backend.auth import current_user, require_user
-from backend.config import settings
+from backend.auth.guard import current_user, require_user
+from backend.auth.mailer import mailer
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
-from backend.mailer import mailer
+from backend.http.pagination import NEWEST_FIRST, BadCursor, Key, Page
 
 blp = Blueprint(
     "teams", __name__, url_prefix="/api/v1/teams", description="Teams, members and invitations."
@@ -197,7 +197,8 @@ def _mail_invitation(cur, invitation: dict) -> None:
     found = cur.fetchone()
     inviter = found["display_name"] or found["email"]
     expires = invitation["expires_at"].astimezone(UTC)
-    accept = f"{settings().PUBLIC_URL.rstrip('/')}/api/v1/invitations/accept"
+    public_url = current_app.config["SETTINGS"].PUBLIC_URL
+    accept = f"{public_url.rstrip('/')}/api/v1/invitations/accept"
     text = (
         f'{inviter} invites you to join the team "{found["name"]}" on Velro'
         f" as {invitation['role']}.\n\n"

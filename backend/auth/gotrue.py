@@ -15,12 +15,13 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from backend.auth.guard import VERIFIER, AuthContext, bearer_token
-from backend.auth.provider import AuthFailure
-from backend.auth.routes import provider
+from backend.auth.providers.base import AuthFailure
+from backend.auth.routes import calling_client, provider
 from backend.db import session_is_live
-from backend.errors import UNSTORABLE_TEXT, ApiError, InvalidToken
-from backend.request_id import request_id
-from backend.text import PROBLEM, JsonObject, problem_with
+from backend.errors import ApiError, InvalidToken
+from backend.http.errors import UNSTORABLE_TEXT
+from backend.http.request_id import request_id
+from backend.http.text import PROBLEM, JsonObject, problem_with
 
 SIGNER = "velro.token_signer"
 
@@ -30,7 +31,9 @@ blp = Blueprint("gotrue", __name__, url_prefix="/auth/v1")
 @blp.post("/signup")
 def signup():
     body = _json_body()
-    session = _local().sign_up(_text(body, "email"), _text(body, "password"), _metadata(body))
+    session = _local().sign_up(
+        _text(body, "email"), _text(body, "password"), _metadata(body), client=calling_client()
+    )
     # GoTrue answers the user alone while the email waits for confirmation
     return jsonify(session.as_gotrue() if session.access_token else session.user)
 
@@ -40,7 +43,11 @@ def verify():
     """Confirm a sign-up's email (type signup or email) by token_hash, or token and email."""
     body = _json_body()
     session = _local().verify(
-        _text(body, "type"), _text(body, "token_hash"), _text(body, "token"), _text(body, "email")
+        _text(body, "type"),
+        _text(body, "token_hash"),
+        _text(body, "token"),
+        _text(body, "email"),
+        client=calling_client(),
     )
     return jsonify(session.as_gotrue())
 
@@ -60,9 +67,11 @@ def token():
     grant_type = request.args.get("grant_type")
     body = _json_body()
     if grant_type == "password":
-        session = _local().sign_in(_text(body, "email"), _text(body, "password"))
+        session = _local().sign_in(
+            _text(body, "email"), _text(body, "password"), client=calling_client()
+        )
     elif grant_type == "refresh_token":
-        session = _local().refresh(_text(body, "refresh_token"))
+        session = _local().refresh(_text(body, "refresh_token"), client=calling_client())
     else:
         raise AuthFailure(400, "validation_failed", "unsupported_grant_type")
     return jsonify(session.as_gotrue())
@@ -71,7 +80,7 @@ def token():
 @blp.post("/logout")
 def logout():
     auth = _authenticated()
-    _local().sign_out(auth, request.args.get("scope", "global"))
+    _local().sign_out(auth, request.args.get("scope", "global"), client=calling_client())
     return "", 204
 
 

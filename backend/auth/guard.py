@@ -1,6 +1,6 @@
 """Who is calling: ``require_user`` for views, ``current_user()`` inside them.
 
-    from backend.auth import require_user, current_user
+    from backend.auth.guard import require_user, current_user
 
     @blp.get("/projects/<uuid:project_id>")
     @require_user                          # right under the route: 401 comes before 422
@@ -29,7 +29,6 @@ from flask_smorest import Blueprint
 
 from backend import db
 from backend.cache import cache
-from backend.config import settings
 from backend.errors import InvalidToken
 
 VERIFIER = "velro.token_verifier"
@@ -123,7 +122,7 @@ def _session_liveness(claims: dict) -> tuple[bool, list[str], float | None]:
         return False, [], 0.0
     with db.pool().connection() as conn:
         row = conn.execute(SESSION_LIVENESS, (session_id, user_id)).fetchone()
-    seconds = None if row["announced"] else settings().CACHE_SESSION_TTL
+    seconds = None if row["announced"] else current_app.config["SETTINGS"].CACHE_SESSION_TTL
     if row["seconds_left"] is not None:  # not_after: the session ends by itself then
         left = row["seconds_left"]
         seconds = left if seconds is None else min(seconds, left)

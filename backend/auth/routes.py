@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, request
 from flask_smorest import Blueprint
 
 from backend.auth.guard import current_user, require_user
-from backend.auth.provider import AuthFailure
+from backend.auth.providers.base import AuthFailure, Client
 from backend.auth.schemas import (
     CredentialsSchema,
     LogoutSchema,
@@ -36,6 +36,11 @@ STATUS_OVERRIDES = {
 }
 
 
+def calling_client() -> Client:
+    """The caller's address and user agent, which providers keep on sessions and audit lines."""
+    return Client(ip=request.remote_addr, user_agent=request.user_agent.string[:255] or None)
+
+
 def provider():
     return current_app.extensions[PROVIDER]
 
@@ -59,7 +64,11 @@ def signup(body):
     """
     data = {"display_name": body["display_name"]} if body.get("display_name") else {}
     try:
-        return provider().sign_up(body["email"], body["password"], data).as_gotrue()
+        return (
+            provider()
+            .sign_up(body["email"], body["password"], data, client=calling_client())
+            .as_gotrue()
+        )
     except AuthFailure as failure:
         raise _ours(failure) from None
 
@@ -70,7 +79,9 @@ def signup(body):
 def login(body):
     """Sign in with email and password."""
     try:
-        return provider().sign_in(body["email"], body["password"]).as_gotrue()
+        return (
+            provider().sign_in(body["email"], body["password"], client=calling_client()).as_gotrue()
+        )
     except AuthFailure as failure:
         raise _ours(failure) from None
 
@@ -81,7 +92,7 @@ def login(body):
 def refresh(body):
     """Trade a refresh token (single use) for a new session."""
     try:
-        return provider().refresh(body["refresh_token"]).as_gotrue()
+        return provider().refresh(body["refresh_token"], client=calling_client()).as_gotrue()
     except AuthFailure as failure:
         raise _ours(failure) from None
 
@@ -94,7 +105,7 @@ def logout(query):
     """End this session (or all, or all others): its tokens stop working at once."""
     confirm_session()  # before the provider deletes it, so a live session gets its 204
     try:
-        provider().sign_out(current_user(), query["scope"])
+        provider().sign_out(current_user(), query["scope"], client=calling_client())
     except AuthFailure as failure:
         raise _ours(failure) from None
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from backend.auth.provider import SIGN_OUT_SCOPES
-from backend.text import Email, Text
+from backend.auth.providers.base import SIGN_OUT_SCOPES
+from backend.http.text import Email, Text
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321
 

@@ -24,7 +24,7 @@ import redis
 from bench.http import free_port
 
 SQL_FILE = Path(__file__).resolve().parent.parent / "sql" / "cache.sql"
-CHANNEL = "velro_invalidate"  # backend.invalidation.CHANNEL: where the triggers NOTIFY
+CHANNEL = "velro_invalidate"  # backend.cache.listener.CHANNEL: where the triggers NOTIFY
 # one secret per benchmark run: every server of the run accepts every token of the run
 JWT_SECRET = secrets.token_hex(32)
 

@@ -3,7 +3,7 @@
 Confirmation codes and invitation tokens leave the service only by email, so both go
 through one mailer, chosen at start from the settings::
 
-    from backend.mailer import mailer
+    from backend.auth.mailer import mailer
     mailer().send("ada@example.com", "Confirm your email", "Your code is 123456.")
 
 With ``SMTP_HOST`` set, ``SmtpMailer`` sends through that server (implicit TLS on port

@@ -28,17 +28,16 @@ import math
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
 import psycopg
-
-if TYPE_CHECKING:
-    from backend.cache import Cache
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "velro_invalidate"
 NOTICES_PER_BATCH = 1000
+EXTENSION = "velro.invalidation"
 
 
 def listen_connection_options(bound_seconds: float) -> dict:
@@ -59,8 +58,24 @@ class ListenerStalled(RuntimeError):
     """The LISTEN connection answered, but later than the cache's bound allows."""
 
 
+class InvalidationTarget(Protocol):
+    """What the listener feeds: the cache, or anything else that holds derived answers."""
+
+    def expect_heartbeats(self, bound_seconds: float) -> None: ...
+
+    def heartbeat(self) -> None: ...
+
+    def invalidate_many(self, tags: Iterable[str]) -> None: ...
+
+    def distrust(self) -> None: ...
+
+    def trust_again(self) -> None: ...
+
+
 class InvalidationListener:
-    def __init__(self, database_url: str, cache: Cache, *, bound_seconds: float = 5.0) -> None:
+    def __init__(
+        self, database_url: str, cache: InvalidationTarget, *, bound_seconds: float = 5.0
+    ) -> None:
         self._url = database_url
         self._cache = cache
         self._bound = bound_seconds

@@ -13,7 +13,7 @@ from flask_smorest import Api
 from marshmallow import Schema, fields
 
 from backend.auth.guard import BEARER_SCHEME
-from backend.errors import http_error_response
+from backend.http.errors import http_error_response
 
 EXTENSION = "velro.api"
 
@@ -26,12 +26,12 @@ class ErrorSchema(Schema):
 
 
 class VelroApi(Api):
-    """smorest's Api with our error shape (documented and produced by backend.errors)."""
+    """smorest's Api with our error shape (documented and produced by backend.http.errors)."""
 
     ERROR_SCHEMA = ErrorSchema
 
     def _register_error_handlers(self):
-        pass  # backend.errors registers the one handler for every error
+        pass  # backend.http.errors registers the one handler for every error
 
     def handle_http_exception(self, error):
         return http_error_response(error)

@@ -1,6 +1,6 @@
 """The local auth provider: users in auth.users, sessions and refresh tokens as GoTrue keeps them.
 
-Passwords are bcrypt (cost 10) in ``auth.users.encrypted_password``; emails are stored
+Passwords are bcrypt (cost ``BCRYPT_COST``) in ``auth.users.encrypted_password``; emails are stored
 lowercased. A sign-in creates a row in ``auth.sessions`` and an opaque refresh token whose
 sha256 is stored in ``auth.refresh_tokens``. A refresh token works once: using it revokes
 it and issues a child (``parent`` links them). Presenting a revoked one again means it
@@ -19,27 +19,22 @@ GoTrue's token hash, sha224(email + code), which is also what the email offers a
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import time
 import uuid
 
 import bcrypt
-from flask import request
 from psycopg.types.json import Jsonb
 
-from backend.auth.provider import SIGN_OUT_SCOPES, AuthFailure, Session
+from backend.auth.accounts import INSTANCE_ID, hash_password, insert_user, validate_credentials
+from backend.auth.mailer import Mailer
+from backend.auth.providers.base import SIGN_OUT_SCOPES, AuthFailure, Client, Session
 from backend.auth.tokens import TokenSigner
 from backend.cache import cache
+from backend.cache.listener import announce
 from backend.config import Settings
 from backend.db import owner_transaction, rpc
-from backend.invalidation import announce
-from backend.mailer import Mailer
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MAX_EMAIL_LENGTH = 254  # RFC 5321: the longest address a mail server accepts
-BCRYPT_COST = 10
-INSTANCE_ID = "00000000-0000-0000-0000-000000000000"
 # an emailed code is six digits: short-lived, and the verify route is rate limited per email
 CONFIRMATION_LIFETIME = "1 hour"
 CONFIRMATION_TYPES = ("signup", "email")
@@ -63,24 +58,34 @@ class LocalProvider:
         self._signer = signer
         self._mailer = mailer
         # compared against when the email is unknown, so both failures take as long
-        self._decoy_hash = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(BCRYPT_COST))
+        self._decoy_hash = bcrypt.hashpw(
+            secrets.token_bytes(16), bcrypt.gensalt(settings.BCRYPT_COST)
+        )
 
     # sign-up and sign-in ----------------------------------------------------------------
 
-    def sign_up(self, email: str, password: str, data: dict | None = None) -> Session:
+    def sign_up(
+        self, email: str, password: str, data: dict | None = None, *, client: Client
+    ) -> Session:
         """A session when sign-ups are confirmed at once; else tokenless, and a code is mailed."""
         email = self.check_credentials(email, password)
         confirmed = self._settings.autoconfirm
         with owner_transaction() as cur:
-            user = insert_user(cur, email, hash_password(password), data or {}, confirmed)
+            user = insert_user(
+                cur,
+                email,
+                hash_password(password, self._settings.BCRYPT_COST),
+                data or {},
+                confirmed,
+            )
             if user is None:
                 raise AuthFailure(422, "user_already_exists", "User already registered")
-            _audit(cur, "auth.signup", user["id"], {"email": email, "confirmed": confirmed})
+            _audit(cur, client, "auth.signup", user["id"], {"email": email, "confirmed": confirmed})
             if not confirmed:
                 # mailed before the commit: a message that cannot leave undoes the sign-up
                 user = self._send_confirmation(cur, user)
                 return Session(None, None, None, None, gotrue_user(user))
-            session_id, refresh_token = _start_session(cur, user["id"])
+            session_id, refresh_token = _start_session(cur, user["id"], client)
         return self._session(user, session_id, refresh_token)
 
     def resend_confirmation(self, email: str) -> None:
@@ -96,21 +101,23 @@ class LocalProvider:
             if user is not None:
                 self._send_confirmation(cur, user)
 
-    def verify(self, kind: str, token_hash: str, token: str, email: str) -> Session:
+    def verify(
+        self, kind: str, token_hash: str, token: str, email: str, *, client: Client
+    ) -> Session:
         """Confirm an email by token_hash, or by the emailed code with its address; sign in."""
         if kind not in CONFIRMATION_TYPES:
             raise AuthFailure(
                 400, "validation_failed", "Verify requires a verification type: signup or email"
             )
         if token_hash:
-            return self._confirm(token_hash)
+            return self._confirm(token_hash, client)
         if token and email:
-            return self._confirm_by_code(email.strip().lower(), token.strip())
+            return self._confirm_by_code(email.strip().lower(), token.strip(), client)
         raise AuthFailure(
             400, "validation_failed", "Verify requires either a token_hash or a token and its email"
         )
 
-    def _confirm_by_code(self, email: str, code: str) -> Session:
+    def _confirm_by_code(self, email: str, code: str, client: Client) -> Session:
         # Six digits are guessable: after a few wrong codes within the code's lifetime the
         # address takes codes no more (its token_hash still works), whatever the IP.
         with owner_transaction() as cur:
@@ -123,14 +130,20 @@ class LocalProvider:
             if pending and _recent_code_failures(cur, pending["id"]) >= MAX_CODE_FAILURES:
                 raise TOO_MANY_CODES
         try:
-            return self._confirm(confirmation_token_hash(email, code))
+            return self._confirm(confirmation_token_hash(email, code), client)
         except AuthFailure:
             if pending:
                 with owner_transaction() as cur:
-                    _audit(cur, "auth.confirmation_code_failed", pending["id"], {"email": email})
+                    _audit(
+                        cur,
+                        client,
+                        "auth.confirmation_code_failed",
+                        pending["id"],
+                        {"email": email},
+                    )
             raise
 
-    def _confirm(self, token_hash: str) -> Session:
+    def _confirm(self, token_hash: str, client: Client) -> Session:
         with owner_transaction() as cur:
             cur.execute(
                 "update auth.users set email_confirmed_at = now(), confirmation_token = '',"
@@ -143,11 +156,11 @@ class LocalProvider:
             user = cur.fetchone()
             if user is None:
                 raise INVALID_CONFIRMATION
-            _audit(cur, "auth.email_confirmed", user["id"], {"email": user["email"]})
-            session_id, refresh_token = _start_session(cur, user["id"])
+            _audit(cur, client, "auth.email_confirmed", user["id"], {"email": user["email"]})
+            session_id, refresh_token = _start_session(cur, user["id"], client)
         return self._session(user, session_id, refresh_token)
 
-    def sign_in(self, email: str, password: str) -> Session:
+    def sign_in(self, email: str, password: str, *, client: Client) -> Session:
         email = (email or "").strip().lower()
         with owner_transaction() as cur:
             cur.execute(
@@ -157,7 +170,7 @@ class LocalProvider:
             user = cur.fetchone()
         stored = (user or {}).get("encrypted_password") or ""
         if not _password_matches(password, stored, self._decoy_hash) or user["deleted_at"]:
-            self._record_failed_sign_in(email, user)
+            self._record_failed_sign_in(email, user, client)
             raise INVALID_CREDENTIALS
         if user["banned_until"] and user["banned_until"].timestamp() > time.time():
             raise AuthFailure(400, "user_banned", "User is banned")
@@ -167,8 +180,8 @@ class LocalProvider:
             cur.execute(
                 "update auth.users set last_sign_in_at = now() where id = %s", (user["id"],)
             )
-            session_id, refresh_token = _start_session(cur, user["id"])
-            _audit(cur, "auth.login", user["id"], {"session_id": str(session_id)})
+            session_id, refresh_token = _start_session(cur, user["id"], client)
+            _audit(cur, client, "auth.login", user["id"], {"session_id": str(session_id)})
         return self._session(user, session_id, refresh_token)
 
     def check_credentials(self, email: str, password: str) -> str:
@@ -177,7 +190,7 @@ class LocalProvider:
 
     # refresh and sign-out ---------------------------------------------------------------
 
-    def refresh(self, refresh_token: str) -> Session:
+    def refresh(self, refresh_token: str, *, client: Client) -> Session:
         with owner_transaction() as cur:
             cur.execute(
                 "select id, revoked, session_id, user_id from auth.refresh_tokens"
@@ -194,6 +207,7 @@ class LocalProvider:
                 announce(cur, [("session", row["session_id"])])
                 _audit(
                     cur,
+                    client,
                     "auth.refresh_token_reused",
                     uuid.UUID(row["user_id"]),
                     {"session_id": str(row["session_id"])},
@@ -208,7 +222,7 @@ class LocalProvider:
             user, new_token = _rotate(cur, row)
         return self._session(user, row["session_id"], new_token)
 
-    def sign_out(self, auth, scope: str = "global") -> None:
+    def sign_out(self, auth, scope: str = "global", *, client: Client) -> None:
         if scope not in SIGN_OUT_SCOPES:
             raise AuthFailure(
                 400, "validation_failed", f"scope must be one of {', '.join(SIGN_OUT_SCOPES)}"
@@ -228,6 +242,7 @@ class LocalProvider:
             announce(cur, ended)
             _audit(
                 cur,
+                client,
                 "auth.logout",
                 auth.user_id,
                 {"scope": scope, "session_id": str(auth.session_id)},
@@ -283,72 +298,15 @@ class LocalProvider:
         )
         return user
 
-    def _record_failed_sign_in(self, email: str, user: dict | None) -> None:
+    def _record_failed_sign_in(self, email: str, user: dict | None, client: Client) -> None:
         with owner_transaction() as cur:
             _audit(
                 cur,
+                client,
                 "auth.login_failed",
                 user["id"] if user else None,
                 {"email": email[:255], "known_user": user is not None},
             )
-
-
-def validate_credentials(email: str, password: str, minimum_length: int) -> str:
-    """The normalised email, or AuthFailure saying what is wrong (GoTrue's codes)."""
-    email = (email or "").strip().lower()
-    if not EMAIL.match(email) or len(email) > MAX_EMAIL_LENGTH:
-        raise AuthFailure(
-            400, "validation_failed", "Unable to validate email address: invalid format"
-        )
-    if len(password or "") < minimum_length:
-        raise AuthFailure(
-            422,
-            "weak_password",
-            f"Password should be at least {minimum_length} characters.",
-            {"weak_password": {"reasons": ["length"]}},
-        )
-    if len(password.encode()) > 72:
-        raise AuthFailure(
-            422,
-            "weak_password",
-            "Password cannot be longer than 72 bytes.",
-            {"weak_password": {"reasons": ["length"]}},
-        )
-    return email
-
-
-def hash_password(password: str) -> str:
-    """The bcrypt hash (cost 10) GoTrue keeps in auth.users.encrypted_password."""
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
-
-
-def insert_user(cur, email: str, hashed: str, data: dict, confirmed: bool = True) -> dict | None:
-    """Insert an email user (the trigger adds the profile); None if the email is taken.
-
-    Sign-up and `velro user create` both come here, so both write the row GoTrue would;
-    an operator's user is confirmed, a sign-up only with AUTH_AUTOCONFIRM.
-    """
-    cur.execute(
-        """insert into auth.users (instance_id, id, aud, role, email, encrypted_password,
-                email_confirmed_at, last_sign_in_at, raw_app_meta_data, raw_user_meta_data,
-                created_at, updated_at, is_anonymous)
-            values (%s, %s, 'authenticated', 'authenticated', %s, %s,
-                case when %s then now() end, case when %s then now() end, %s, %s,
-                now(), now(), false)
-            on conflict (email) where is_sso_user = false do nothing
-            returning *""",
-        (
-            INSTANCE_ID,
-            uuid.uuid4(),
-            email,
-            hashed,
-            confirmed,
-            confirmed,
-            Jsonb({"provider": "email", "providers": ["email"]}),
-            Jsonb(data),
-        ),
-    )
-    return cur.fetchone()
 
 
 def confirmation_token_hash(email: str, code: str) -> str:
@@ -369,12 +327,12 @@ def confirmation_text(public_url: str, email: str, code: str, token_hash: str) -
     )
 
 
-def _start_session(cur, user_id) -> tuple[uuid.UUID, str]:
+def _start_session(cur, user_id, client: Client) -> tuple[uuid.UUID, str]:
     session_id = uuid.uuid4()
     cur.execute(
         "insert into auth.sessions (id, user_id, created_at, updated_at, aal, user_agent, ip)"
         " values (%s, %s, now(), now(), 'aal1', %s, %s)",
-        (session_id, user_id, request.user_agent.string[:255] or None, request.remote_addr),
+        (session_id, user_id, client.user_agent, client.ip),
     )
     return session_id, _issue_refresh_token(cur, user_id, session_id, parent=None)
 
@@ -442,8 +400,8 @@ def _digest(token: str) -> str:
     return hashlib.sha256((token or "").encode()).hexdigest()
 
 
-def _audit(cur, event: str, actor_id, details: dict) -> None:
-    details = {**details, "ip": request.remote_addr}
+def _audit(cur, client: Client, event: str, actor_id, details: dict) -> None:
+    details = {**details, "ip": client.ip}
     rpc(
         cur,
         "private.audit",

@@ -12,12 +12,12 @@ import httpx
 from supabase_auth import SyncGoTrueClient
 from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
-from backend.auth.provider import SIGN_OUT_SCOPES, AuthFailure, Session
+from backend.auth.providers.base import SIGN_OUT_SCOPES, AuthFailure, Client, Session
 from backend.cache import cache
+from backend.cache.listener import announce
 from backend.config import Settings
 from backend.db import pool
 from backend.errors import Unavailable
-from backend.invalidation import announce
 
 
 class SupabaseProvider:
@@ -26,21 +26,24 @@ class SupabaseProvider:
         self._key = settings.SUPABASE_ANON_KEY
         self._http = http
 
-    def sign_up(self, email: str, password: str, data: dict | None = None) -> Session:
+    def sign_up(
+        self, email: str, password: str, data: dict | None = None, *, client: Client
+    ) -> Session:
+        # GoTrue records the caller itself (it sees our request, not the client's)
         credentials = {"email": email, "password": password, "options": {"data": data or {}}}
         response = self._call(lambda client: client.sign_up(credentials))
         return _session(response.session, response.user)
 
-    def sign_in(self, email: str, password: str) -> Session:
+    def sign_in(self, email: str, password: str, *, client: Client) -> Session:
         credentials = {"email": email, "password": password}
         response = self._call(lambda client: client.sign_in_with_password(credentials))
         return _session(response.session, response.user)
 
-    def refresh(self, refresh_token: str) -> Session:
+    def refresh(self, refresh_token: str, *, client: Client) -> Session:
         response = self._call(lambda client: client.refresh_session(refresh_token))
         return _session(response.session, response.user)
 
-    def sign_out(self, auth, scope: str = "global") -> None:
+    def sign_out(self, auth, scope: str = "global", *, client: Client) -> None:
         if scope not in SIGN_OUT_SCOPES:
             raise AuthFailure(
                 400, "validation_failed", f"scope must be one of {', '.join(SIGN_OUT_SCOPES)}"

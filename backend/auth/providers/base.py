@@ -1,7 +1,8 @@
 """What both auth providers (local and supabase) return and raise.
 
 A provider has ``sign_up(email, password, data)``, ``sign_in(email, password)``,
-``refresh(refresh_token)`` (each returns a ``Session``) and ``sign_out(auth, scope)``.
+``refresh(refresh_token)`` (each returns a ``Session``) and ``sign_out(auth, scope)``, each
+with the keyword ``client`` (``Client``: address and user agent, taken by the route).
 Failures are ``AuthFailure`` with GoTrue's status and error code (``invalid_credentials``,
 ``user_already_exists``, ...), so the /auth/v1 routes can answer exactly as GoTrue does and
 the /api/v1 routes can answer in the common error shape.
@@ -51,8 +52,16 @@ class Session:
 SIGN_OUT_SCOPES = ("global", "local", "others")
 
 
+@dataclass(frozen=True)
+class Client:
+    """Who is calling, as the routes saw it: kept on sessions and audit lines."""
+
+    ip: str | None
+    user_agent: str | None
+
+
 class AuthProvider(Protocol):
-    def sign_up(self, email: str, password: str, data: dict) -> Session: ...
-    def sign_in(self, email: str, password: str) -> Session: ...
-    def refresh(self, refresh_token: str) -> Session: ...
-    def sign_out(self, auth, scope: str) -> None: ...
+    def sign_up(self, email: str, password: str, data: dict, *, client: Client) -> Session: ...
+    def sign_in(self, email: str, password: str, *, client: Client) -> Session: ...
+    def refresh(self, refresh_token: str, *, client: Client) -> Session: ...
+    def sign_out(self, auth, scope: str, *, client: Client) -> None: ...

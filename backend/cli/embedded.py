@@ -13,7 +13,9 @@ import os
 import warnings
 from pathlib import Path
 
-from backend.migrations import REPO_ROOT
+import click
+
+from backend.cli.migrations import REPO_ROOT
 
 DATA_DIR = REPO_ROOT / ".pgdata"
 
@@ -23,30 +25,41 @@ def data_dir() -> Path:
     return Path(os.environ.get("VELRO_PGDATA", DATA_DIR))
 
 
+class EmbeddedUnavailable(click.ClickException):
+    """pgserver is not installed: it is the ``local`` extra, not a production dependency."""
+
+
+def _import_pgserver():
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns at import that XDG_RUNTIME_DIR is unset; pgserver copes
+            warnings.simplefilter("ignore")
+            import pgserver
+            from pgserver import _commands, utils
+    except ImportError as error:
+        raise EmbeddedUnavailable(
+            "DATABASE_URL is not set and the embedded Postgres is not installed:"
+            " set DATABASE_URL, or pip install -e '.[local]' (make run does)"
+        ) from error
+    return pgserver, _commands, utils
+
+
 def start(directory: Path | None = None) -> str:
     """Start (or find running) the embedded server and return its connection URL."""
-    with warnings.catch_warnings():
-        # platformdirs warns at import that XDG_RUNTIME_DIR is unset; pgserver copes with it
-        warnings.simplefilter("ignore")
-        import pgserver
-
+    pgserver, _, _ = _import_pgserver()
     server = pgserver.get_server(directory or data_dir(), cleanup_mode=None)
     return server.get_uri()
 
 
 def stop(directory: Path | None = None) -> bool:
     """Stop the embedded server if it runs; return whether one was running."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver._commands import pg_ctl
-        from pgserver.utils import PostmasterInfo
-
+    _, commands, utils = _import_pgserver()
     directory = Path(directory or data_dir())
-    info = PostmasterInfo.read_from_pgdata(directory) if directory.exists() else None
+    info = utils.PostmasterInfo.read_from_pgdata(directory) if directory.exists() else None
     if info is None or not info.is_running():
         return False
     user = "pgserver" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "stop"], pgdata=directory, user=user)
+    commands.pg_ctl(["-w", "stop"], pgdata=directory, user=user)
     return True
 
 

@@ -3,7 +3,7 @@
 Hot reads go L1 -> L2 -> database through ``Cache.get_or_load``. The loader returns the
 answer with the tags it depends on (``user:<id>``, ``generation:<id>``, ``project:<id>``,
 ``session:<id>``, ...), which the database computes with the answer; the NOTIFY listener
-(``backend.invalidation``) calls ``invalidate_many(tags)`` on every instance when those
+(``backend.cache.listener``) calls ``invalidate_many(tags)`` on every instance when those
 rows change.
 
 Staleness is ruled out by counting changes, not by reading clocks:
@@ -56,7 +56,6 @@ from flask import Flask, current_app
 log = logging.getLogger(__name__)
 
 EXTENSION = "velro.cache"
-LISTENER = "velro.invalidation"
 
 L2_RETRY_SECONDS = 5.0
 POLICY_RECHECK_SECONDS = 60.0
@@ -567,9 +566,8 @@ class Cache:
 
 
 def init_app(app: Flask) -> None:
-    """One cache per process, trusted once its invalidation listener is connected."""
-    from backend.invalidation import InvalidationListener
-
+    """One cache per process. It starts distrusted when enabled: ``create_app`` connects the
+    invalidation listener that feeds it, and the listener trusts it once connected."""
     settings = app.config["SETTINGS"]
     client = None
     if settings.REDIS_URL:
@@ -589,17 +587,9 @@ def init_app(app: Flask) -> None:
     app.extensions[EXTENSION] = cache
     if settings.CACHE_ENABLED:
         cache.check_l2()  # the eviction policy, now, so that the log says it at start
-        listener = InvalidationListener(
-            settings.direct_database_url, cache, bound_seconds=settings.CACHE_LISTENER_TIMEOUT
-        )
-        listener.start()
-        app.extensions[LISTENER] = listener
 
 
 def close(app: Flask) -> None:
-    listener = app.extensions.get(LISTENER)
-    if listener is not None:
-        listener.stop()
     app.extensions[EXTENSION].close()
 
 

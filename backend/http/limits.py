@@ -39,7 +39,8 @@ from limits.errors import StorageError
 
 from backend.auth.guard import bearer_token, verify_token
 from backend.config import ConfigError, Settings
-from backend.errors import ApiError, error_response
+from backend.errors import ApiError
+from backend.http.errors import error_response
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ other applied:
 - `supabase_migrations.schema_migrations (version, statements, name)`, created with the
   CLI's own statements (sql/migration_history.sql). Each file
   `supabase/migrations/<version>_<name>.sql` runs in one transaction, statement by
-  statement as the CLI splits it (backend/sql_split.py), and its row is inserted in that
+  statement as the CLI splits it (backend/cli/sql_split.py), and its row is inserted in that
   same transaction: version = the digits before the first `_`, name = the rest without
   `.sql`, statements = the split statements (an empty file records `{}`).
 - Versions already recorded are skipped. Like the CLI, it refuses a history it cannot
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import psycopg
 
-from backend.sql_split import split_statements
+from backend.cli.sql_split import split_statements
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STAND_IN = REPO_ROOT / "sql" / "local_supabase.sql"
 MIGRATION_HISTORY = REPO_ROOT / "sql" / "migration_history.sql"
 SEED_HISTORY = REPO_ROOT / "sql" / "seed_history.sql"

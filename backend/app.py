@@ -1,0 +1,88 @@
+"""The app factory: ``create_app()`` builds the Flask app and only wires the packages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from backend import api, cache, db
+from backend import logging as velro_logging
+from backend.analytics import AnalyticsRefresher
+from backend.auth import mailer
+from backend.auth import wiring as auth
+from backend.cache.listener import EXTENSION as LISTENER
+from backend.cache.listener import InvalidationListener
+from backend.config import Settings, load_settings, validate
+from backend.http import errors, headers, limits, openapi, request_id
+from backend.observability import health
+
+REFRESHER = "velro.analytics"
+
+
+def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
+    """Build the app. ``config`` overrides the environment (a dict of settings, or Settings)."""
+    if isinstance(config, Settings):
+        validate(config)
+        settings = config
+    else:
+        settings = load_settings(config)
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings, DEBUG=settings.DEBUG, MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH
+    )
+    velro_logging.configure(settings)
+    if settings.TRUSTED_PROXIES:
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES
+        )
+    request_id.init_app(app)
+    errors.init_app(app)
+    headers.init_app(app)
+    spec = openapi.init_app(app)
+    mailer.init_app(app)  # before auth: the local provider sends confirmations through it
+    auth.init_app(app, spec)
+    spec.register_blueprint(health.blp)
+    api.register(spec)
+    limits.init_app(app)  # after the routes: it sets the tight limits by endpoint
+    # last: the threads (pool, invalidation listener, refresher) start once the rest is valid
+    db.init_app(app)
+    cache.init_app(app)
+    _start_invalidation_listener(app, settings)
+    _start_analytics_refresher(app, settings)
+    return app
+
+
+def _start_invalidation_listener(app: Flask, settings: Settings) -> None:
+    """The cache is trusted only while this listener feeds it (one per process)."""
+    if settings.CACHE_ENABLED:
+        listener = InvalidationListener(
+            settings.direct_database_url,
+            app.extensions[cache.EXTENSION],
+            bound_seconds=settings.CACHE_LISTENER_TIMEOUT,
+        )
+        listener.start()
+        app.extensions[LISTENER] = listener
+
+
+def _start_analytics_refresher(app: Flask, settings: Settings) -> None:
+    if settings.ANALYTICS_REFRESH_SECONDS > 0:
+        # leadership is a session-level advisory lock: it needs a direct connection
+        refresher = AnalyticsRefresher(
+            settings.direct_database_url, settings.ANALYTICS_REFRESH_SECONDS
+        )
+        refresher.start()
+        app.extensions[REFRESHER] = refresher
+
+
+def close_app(app: Flask) -> None:
+    """Release what the app holds (pool, HTTP clients): for tests and clean shutdowns."""
+    if REFRESHER in app.extensions:
+        app.extensions[REFRESHER].stop()
+    if LISTENER in app.extensions:
+        app.extensions[LISTENER].stop()
+    cache.close(app)
+    app.extensions[db.EXTENSION].close()
+    app.extensions[auth.HTTP].close()

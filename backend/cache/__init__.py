@@ -1,0 +1,13 @@
+"""The read cache and what keeps it exact.
+
+- ``store``: the L1 (in-process) and L2 (Redis) cache, ``Cache.get_or_load``;
+- ``listener``: the thread that LISTENs for the database's invalidation notices and feeds
+  any ``InvalidationTarget`` (the cache); ``create_app`` connects the two;
+- ``authorization``: authorization answers, cached and tagged with what they depend on.
+
+May import: config, db. Nothing here knows Flask requests or HTTP errors.
+"""
+
+from backend.cache.store import EXTENSION, Cache, cache, close, init_app
+
+__all__ = ["EXTENSION", "Cache", "cache", "close", "init_app"]

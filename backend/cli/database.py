@@ -1,0 +1,51 @@
+"""velro db url | apply [--seed] | stop: where the database is, and bringing it up to date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from backend.cli import embedded, migrations
+
+
+@click.group()
+def db() -> None:
+    """The database: where it is, and bringing it up to date."""
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print $DATABASE_URL, or start the embedded Postgres and print its URL."""
+    click.echo(embedded.database_url())
+
+
+@db.command("apply")
+@click.option(
+    "--migrations-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=migrations.MIGRATIONS_DIR,
+    show_default=True,
+    help="Directory of <version>_<name>.sql files.",
+)
+@click.option("--seed/--no-seed", default=False, help="Also run supabase/seed.sql (once).")
+def db_apply(migrations_dir: Path, seed: bool) -> None:
+    """Bring the database at $DATABASE_URL (else the embedded one) up to date."""
+    url = embedded.database_url()
+    try:
+        applied = migrations.apply_database(
+            url,
+            migrations_dir=migrations_dir,
+            seed=migrations.SEED if seed else None,
+            log=click.echo,
+        )
+    except migrations.MigrationError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"Database up to date ({len(applied)} migration(s) applied).")
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded Postgres started by `velro db url` / `make run`."""
+    stopped = embedded.stop()
+    click.echo("Embedded Postgres stopped." if stopped else "Embedded Postgres was not running.")
