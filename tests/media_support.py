@@ -18,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 from api_support import Api
 from fixtures_app import app_settings
-from flask import Flask
 from psycopg.rows import dict_row
 from werkzeug.serving import make_server
 
@@ -27,25 +26,6 @@ from backend import close_app, create_app
 ADVANCE = (
     "select * from public.record_generation_progress(%s, %s::public.generation_status, %s, %s)"
 )
-
-
-def wired(app: Flask) -> Flask:
-    """Register this feature's routes and listener on an app whose factory does not yet."""
-    from backend import live
-    from backend.fal.simulated_routes import blp as simulated
-    from backend.live.routes import blp as events
-    from backend.media.routes import blp as media
-    from backend.openapi import EXTENSION as API
-    from backend.webhooks_out.routes import blp as webhooks
-
-    if "media" not in app.blueprints:
-        api = app.extensions[API]
-        for blueprint in (media, events, webhooks):
-            api.register_blueprint(blueprint)
-        app.register_blueprint(simulated)
-    if live.EXTENSION not in app.extensions:
-        live.init_app(app)
-    return app
 
 
 @dataclass
@@ -68,7 +48,7 @@ def running_world(db_url: str, media_dir: str, **overrides):
     server = make_server("127.0.0.1", 0, lambda e, s: holder["app"](e, s), threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
     settings = app_settings(db_url, MEDIA_DIR=media_dir, PUBLIC_URL=url, **overrides)
-    app = wired(create_app(settings))
+    app = create_app(settings)
     holder["app"] = app
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -78,9 +58,6 @@ def running_world(db_url: str, media_dir: str, **overrides):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-        from backend import live
-
-        live.close(app)
         close_app(app)
 
 

@@ -22,7 +22,7 @@ from flask_smorest import Blueprint
 from backend.api import schemas
 from backend.api.generations import COLUMNS
 from backend.api.outcomes import documented_errors
-from backend.auth import require_user
+from backend.auth.guard import require_user
 from backend.db import user_transaction
 from backend.errors import NotFound, Unavailable
 from backend.live import listener
@@ -57,7 +57,12 @@ def sse(event: str, data: dict, event_id: str | None = None) -> str:
 @blp.route("/<uuid:generation_id>/events")
 class GenerationEvents(MethodView):
     @require_user
-    @blp.response(200, description="text/event-stream: events `status` (a generation), `error`")
+    @blp.response(
+        200,
+        {"type": "string"},
+        content_type="text/event-stream",
+        description="Events `status` (data: the generation) and `error`; `id` is the status",
+    )
     @documented_errors(blp, 401, 404, 503)
     def get(self, generation_id: UUID):
         """Follow a generation: one `status` event now and one per change, until it ends."""

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from backend.api.outcomes import documented_errors
-from backend.auth import require_user
+from backend.auth.guard import require_user
 from backend.db import user_transaction
 from backend.errors import Forbidden, NotFound
 from backend.media import storage_for
@@ -82,7 +82,12 @@ class GenerationMedia(MethodView):
 
 @blp.route("/media/<path:name>")
 class MediaFile(MethodView):
-    @blp.response(200, description="The stored bytes, with their content type")
+    @blp.response(
+        200,
+        {"type": "string", "format": "binary"},
+        content_type="application/octet-stream",
+        description="The stored bytes; Content-Type says what they are (image/..., video/...)",
+    )
     @documented_errors(blp, 403, 404)
     def get(self, name: str):
         """A stored output by its signed URL (local storage; no token needed, only the URL)."""

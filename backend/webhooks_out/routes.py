@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from backend.api.outcomes import documented_errors
-from backend.auth import require_user
+from backend.auth.guard import require_user
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
 
