@@ -86,6 +86,11 @@ class StatusListener:
                     del self._subscribers[key]
             self._slots.release()
 
+    def subscribers(self, generation_id: str) -> int:
+        """How many of this process's requests follow the generation now."""
+        with self._lock:
+            return len(self._subscribers.get(str(generation_id), ()))
+
     def _ensure_started(self) -> None:
         # started by the first subscriber: a web worker that never streams holds no connection
         with self._lock:
