@@ -37,6 +37,9 @@ blp = Blueprint(
 )
 
 KEEPALIVE_SECONDS = 15.0
+# sent first, so the response's headers leave at once even when there is nothing new yet
+# (a reconnecting client that has seen everything); EventSource retries after this many ms
+OPENING = "retry: 3000\n\n"
 READ = f"select {COLUMNS} from public.generations where id = %s"  # noqa: S608
 
 
@@ -99,6 +102,7 @@ def _stream(generation_id, generation: dict, inbox: queue.Queue, last_seen: str 
     dump = schemas.GenerationSchema().dump
     deadline = time.monotonic() + current_app.config["SETTINGS"].SSE_MAX_SECONDS
     sent = last_seen or ""
+    yield OPENING
     if is_later(generation["status"], sent):
         yield sse("status", dump(generation), generation["status"])
         sent = generation["status"]
