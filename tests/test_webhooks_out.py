@@ -81,7 +81,7 @@ def test_events_are_signed_per_standard_webhooks(world, owner):
     try:
         generation = generation_calling(world, owner, receiver.url)
         world.advance(generation["id"], "queued", f"req-{generation['id']}")
-        assert deliver_due_webhooks(world.settings) >= 1
+        deliver_due_webhooks(world.settings)
         world.advance(generation["id"], "completed", outputs={"images": []})
         deliver_due_webhooks(world.settings)
         sent = receiver.wait_for(2)
@@ -115,9 +115,10 @@ def test_a_failed_delivery_is_retried_with_the_same_id_until_it_succeeds(world, 
             500,
         )
         assert after_first["next_attempt_at"] > after_first["created_at"]  # backing off
-        assert deliver_due_webhooks(world.settings) == 0  # not due yet
+        deliver_due_webhooks(world.settings)
+        assert deliveries(world, generation)[0]["attempts"] == 1  # not due yet: not sent
         make_due(world, generation)
-        assert deliver_due_webhooks(world.settings) == 1
+        deliver_due_webhooks(world.settings)
         sent = receiver.wait_for(2)
     finally:
         receiver.close()
@@ -240,3 +241,28 @@ def test_bad_webhook_fields_are_422_and_nothing_is_written(world, owner, field, 
     assert response.status_code == 422
     assert field in json.dumps(response.get_json()["details"])
     assert world.api.fingerprint() == before
+
+
+def test_the_completed_event_waits_for_the_media_copy_and_carries_signed_urls(world, owner):
+    receiver = receiver_answering(200)
+    try:
+        generation = generation_calling(world, owner, receiver.url, ["completed"])
+        outputs = {"images": [{"url": "https://v3.fal.media/files/a.png"}]}
+        world.advance(generation["id"], "completed", outputs=outputs)
+        deliver_due_webhooks(world.settings)
+        [waiting] = deliveries(world, generation)
+        assert (waiting["status"], waiting["attempts"]) == ("pending", 0)  # no attempt used
+        assert receiver.requests == []
+        world.api.sql(  # the copy job's record of what it stored
+            "select public.record_generation_media(%s, 0, %s, 'image/png', 3, 4, 5, %s)",
+            (generation["id"], f"{generation['id']}/0.png", outputs["images"][0]["url"]),
+        )
+        make_due(world, generation)
+        deliver_due_webhooks(world.settings)
+        [sent] = receiver.wait_for(1)
+    finally:
+        receiver.close()
+    event = Webhook(owner.secret).verify(sent["body"], sent["headers"])
+    [media] = event["data"]["media"]
+    assert (media["content_type"], media["width"], media["height"]) == ("image/png", 4, 5)
+    assert media["url"].startswith(f"{world.url}/api/v1/media/{generation['id']}/0.png?expires=")

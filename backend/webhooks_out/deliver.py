@@ -6,6 +6,10 @@ attempt of one event carries the same ``webhook-id`` (the delivery's id), as the
 so receivers drop duplicates. A 2xx ends it; anything else (an error status, a timeout, a
 refused address) schedules the next attempt with exponential backoff, until
 WEBHOOK_MAX_ATTEMPTS, when it is marked failed. Redirects are not followed.
+
+A ``completed`` event carries signed URLs to our copies of the outputs, not the provider's
+expiring ones, so it waits (without using up an attempt) while the media copy is still
+running, for at most two minutes after the event; then it goes with what is stored.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 from standardwebhooks import Webhook
+
+from backend.media.copy import output_urls
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +46,15 @@ limit %s
 """
 GENERATION = """
 select id, owner_id, project_id, model_id, prompt, parameters, title, status, error, cost,
-       created_at, updated_at, completed_at
-from public.generations where id = %s
+       created_at, updated_at, completed_at,
+       (select count(*) from public.generation_media as m where m.generation_id = g.id) as stored
+from public.generations as g where id = %s
+"""
+OUTPUTS = "select outputs from public.generations where id = %s"
+MEDIA_STILL_COPYING = """
+update public.webhook_deliveries set next_attempt_at = now() + interval '5 seconds'
+where id = %s and created_at > now() - interval '2 minutes'
+returning id
 """
 DELIVERED = """
 update public.webhook_deliveries
@@ -88,6 +101,11 @@ def deliver(database_url: str, delivery_id, policy: DeliveryPolicy, media=None) 
         if delivery is None:
             return False
         generation = conn.execute(GENERATION, (delivery["generation_id"],)).fetchone()
+        if (
+            _media_pending(conn, delivery, generation)
+            and conn.execute(MEDIA_STILL_COPYING, (delivery_id,)).fetchone()
+        ):
+            return True
         status, error = _attempt(delivery, generation, policy, media)
         if error is None:
             conn.execute(DELIVERED, (status, delivery_id))
@@ -95,6 +113,14 @@ def deliver(database_url: str, delivery_id, policy: DeliveryPolicy, media=None) 
             log.info("webhook %s attempt failed: %s", delivery_id, error)
             conn.execute(RETRY, (status, error, policy.max_attempts, delivery_id))
         return True
+
+
+def _media_pending(conn, delivery, generation) -> bool:
+    """A completed generation whose outputs are not all in our storage yet."""
+    if delivery["event"] != "completed" or not generation or generation["status"] != "completed":
+        return False
+    outputs = conn.execute(OUTPUTS, (generation["id"],)).fetchone()["outputs"]
+    return generation["stored"] < len(output_urls(outputs))
 
 
 def _attempt(delivery, generation, policy: DeliveryPolicy, media) -> tuple[int | None, str | None]:
@@ -127,7 +153,7 @@ def signed_headers(secret: str, message_id: str, body: str, now: datetime | None
 
 
 def _event(delivery, generation, media) -> dict:
-    data = dict(generation or {})
+    data = {key: value for key, value in (generation or {}).items() if key != "stored"}
     if delivery["event"] == "completed" and media is not None and generation:
         data["media"] = media(generation["id"])
     return {
