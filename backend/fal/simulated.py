@@ -128,6 +128,14 @@ def render_clip(prompt: str, width: int, height: int, seconds: int = CLIP_SECOND
 
 
 @dataclass(frozen=True)
+class RequestState:
+    """A request's queue status (IN_QUEUE, IN_PROGRESS, COMPLETED) and its error, if any."""
+
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Handle:
     """What fal-client's ``submit`` returns, as far as the worker uses it."""
 
@@ -163,17 +171,17 @@ class SimulatedFal:
         return Handle(request_id)
 
     def status(self, application: str, request_id: str, **_ignored) -> dict:
-        state = self._read(request_id)
+        state = self.request_state(request_id)
         return {"status": state["status"], "request_id": request_id}
 
     def result(self, application: str, request_id: str, **_ignored) -> dict:
-        state = self._read(request_id)
+        state = self.request_state(request_id)
         if state["status"] != "COMPLETED":
             raise RuntimeError(f"request {request_id} is {state['status']}")
         return state["payload"]
 
     def cancel(self, application: str, request_id: str, **_ignored) -> None:
-        state = self._read(request_id)
+        state = self.request_state(request_id)
         if state["status"] != "IN_QUEUE":
             raise RuntimeError("only a queued request can be cancelled")
         self._write(request_id, {**state, "status": "CANCELLED"})
@@ -228,7 +236,7 @@ class SimulatedFal:
 
     def _run(self, request_id: str, application: str, arguments: dict, webhook_url: str | None):
         try:
-            if self._read(request_id)["status"] == "CANCELLED":
+            if self.request_state(request_id)["status"] == "CANCELLED":
                 return
             self._write(request_id, {"status": "IN_PROGRESS", "application": application})
             payload = self._render(request_id, application, arguments)
@@ -322,7 +330,7 @@ class SimulatedFal:
     def _folder(self, request_id: str) -> Path:
         return self.directory / "requests" / request_id
 
-    def _read(self, request_id: str) -> dict:
+    def request_state(self, request_id: str) -> dict:
         return json.loads((self._folder(request_id) / "state.json").read_text())
 
     def _write(self, request_id: str, state: dict) -> None:
@@ -330,3 +338,26 @@ class SimulatedFal:
         partial = path.with_suffix(".partial")
         partial.write_text(json.dumps(state))
         partial.replace(path)
+
+
+class SimulatedQueue:
+    """The simulator behind the worker's queue interface: ``submit`` -> request id,
+    ``state`` -> RequestState, ``result``, ``cancel`` (as the official client's wrapper)."""
+
+    def __init__(self, simulator: SimulatedFal):
+        self.simulator = simulator
+
+    def submit(self, model_id: str, arguments: dict, webhook_url: str) -> str:
+        return self.simulator.submit(model_id, arguments, webhook_url=webhook_url).request_id
+
+    def state(self, model_id: str, request_id: str) -> RequestState:
+        state = self.simulator.request_state(request_id)
+        status = "COMPLETED" if state["status"] == "CANCELLED" else state["status"]
+        error = state.get("error") or ("cancelled" if state["status"] == "CANCELLED" else None)
+        return RequestState(status, error)
+
+    def result(self, model_id: str, request_id: str) -> dict:
+        return self.simulator.result(model_id, request_id)
+
+    def cancel(self, model_id: str, request_id: str) -> None:
+        self.simulator.cancel(model_id, request_id)

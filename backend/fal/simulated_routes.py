@@ -10,7 +10,7 @@ import psycopg
 from flask import Blueprint, abort, current_app, jsonify, send_file
 
 from backend.config import Settings
-from backend.fal.simulated import SimulatedFal
+from backend.fal.simulated import SimulatedFal, SimulatedQueue
 
 blp = Blueprint("simulated_fal", __name__, url_prefix="/simulated-fal")
 
@@ -29,6 +29,16 @@ def simulator_for(settings: Settings) -> SimulatedFal:
         return row[0] if row else "image"
 
     return SimulatedFal(Path(settings.MEDIA_DIR) / "simulated-fal", settings.PUBLIC_URL, kind_of)
+
+
+def simulated_queue(settings: Settings) -> SimulatedQueue:
+    """What the worker submits to when ``uses_simulator(settings)``."""
+    return SimulatedQueue(simulator_for(settings))
+
+
+def jwks_url(settings: Settings) -> str:
+    """Where the webhook verifier finds the simulator's key (in place of FAL's JWKS)."""
+    return f"{settings.PUBLIC_URL.rstrip('/')}/simulated-fal/.well-known/jwks.json"
 
 
 @blp.get("/.well-known/jwks.json")
