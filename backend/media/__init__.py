@@ -14,6 +14,7 @@ The worker calls ``copy_generation_outputs(settings, generation_id)``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from urllib.parse import urlsplit
@@ -35,7 +36,9 @@ def signing_key(settings: Settings) -> bytes:
     return hmac.new(settings.JWT_SECRET.encode(), b"velro media urls", hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=8)
 def storage_for(settings: Settings) -> LocalStorage | SupabaseStorage:
+    """One storage client per configuration (the Supabase one keeps an HTTP connection pool)."""
     if settings.MEDIA_STORAGE == "supabase":
         return SupabaseStorage(settings.SUPABASE_URL, settings.SUPABASE_SERVICE_ROLE_KEY)
     return LocalStorage(settings.MEDIA_DIR, settings.PUBLIC_URL, signing_key(settings))

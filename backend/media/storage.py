@@ -76,7 +76,7 @@ class SupabaseStorage:
 
     def __init__(self, supabase_url: str, service_key: str):
         self.client = SyncStorageClient(
-            f"{supabase_url.rstrip('/')}/storage/v1",
+            f"{supabase_url.rstrip('/')}/storage/v1/",
             {"apikey": service_key, "Authorization": f"Bearer {service_key}"},
         )
 
