@@ -66,7 +66,7 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
         for _hop in range(MAX_REDIRECTS + 1):
             target = httpx.URL(url)
             address = _checked_address(target, policy)
-            with client.stream("GET", _pinned(target, address), **_as_host(target)) as response:
+            with client.stream("GET", pinned(target, address), **as_host(target)) as response:
                 if response.is_redirect:
                     url = str(target.join(response.headers["location"]))
                     continue
@@ -93,22 +93,25 @@ def _checked_address(target: httpx.URL, policy: FetchPolicy) -> str:
     if not addresses:
         raise UnsafeMedia(f"{target.host} does not resolve")
     if not exempt:
-        _refuse_private(target.host, addresses)
+        refuse_private(target.host, addresses)
     return addresses[0]
 
 
-def _refuse_private(host: str, addresses: Iterable[str]) -> None:
+def refuse_private(host: str, addresses: Iterable[str]) -> None:
+    """UnsafeMedia unless every address is a public unicast one."""
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if not ip.is_global or ip.is_multicast:
             raise UnsafeMedia(f"{host} resolves to {ip}, a private or loopback address")
 
 
-def _pinned(target: httpx.URL, address: str) -> httpx.URL:
+def pinned(target: httpx.URL, address: str) -> httpx.URL:
+    """The URL with its host replaced by the address that was checked."""
     return target.copy_with(host=address)
 
 
-def _as_host(target: httpx.URL) -> dict:
+def as_host(target: httpx.URL) -> dict:
+    """Request options that still name the original host (Host header, TLS server name)."""
     host = target.netloc.decode("ascii")
     return {"headers": {"Host": host}, "extensions": {"sni_hostname": target.host}}
 

@@ -5,7 +5,9 @@ attempt; the row stays locked while its request runs (bounded by WEBHOOK_TIMEOUT
 attempt of one event carries the same ``webhook-id`` (the delivery's id), as the spec asks,
 so receivers drop duplicates. A 2xx ends it; anything else (an error status, a timeout, a
 refused address) schedules the next attempt with exponential backoff, until
-WEBHOOK_MAX_ATTEMPTS, when it is marked failed. Redirects are not followed.
+WEBHOOK_MAX_ATTEMPTS, when it is marked failed. Redirects are not followed, and the request
+goes to the address that was checked, so a DNS answer that changes in between cannot
+turn it toward our own network.
 
 A ``completed`` event carries signed URLs to our copies of the outputs, not the provider's
 expiring ones, so it waits (without using up an attempt) while the media copy is still
@@ -14,13 +16,11 @@ running, for at most two minutes after the event; then it goes with what is stor
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from standardwebhooks import Webhook
 
 from backend.media.copy import output_urls
+from backend.media.fetch import UnsafeMedia, as_host, pinned, refuse_private
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +128,17 @@ def _attempt(delivery, generation, policy: DeliveryPolicy, media) -> tuple[int |
     if not delivery["secret"]:
         return None, "no signing secret: create one with POST /api/v1/webhooks/secret"
     try:
-        _check_destination(delivery["url"], policy)
+        target, options = _destination(delivery["url"], policy)
     except Refused as refused:
         return None, str(refused)
     body = json.dumps(_event(delivery, generation, media), default=str, separators=(",", ":"))
-    headers = signed_headers(delivery["secret"], str(delivery["id"]), body)
+    headers = {
+        **options.pop("headers", {}),
+        **signed_headers(delivery["secret"], str(delivery["id"]), body),
+    }
     try:
         with httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False) as http:
-            response = http.post(delivery["url"], content=body, headers=headers)
+            response = http.post(target, content=body, headers=headers, **options)
     except httpx.HTTPError as error:
         return None, f"request failed: {error.__class__.__name__}: {error}"
     if 200 <= response.status_code < 300:
@@ -163,19 +167,21 @@ def _event(delivery, generation, media) -> dict:
     }
 
 
-def _check_destination(url: str, policy: DeliveryPolicy) -> None:
-    parts = urlsplit(url)
-    if policy.require_https and parts.scheme != "https":
+def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dict]:
+    """Where to send (the checked address) and the options that keep the host's name."""
+    target = httpx.URL(url)
+    if policy.require_https and target.scheme != "https":
         raise Refused("webhook_url must be https")
-    if not parts.hostname:
+    if not target.host:
         raise Refused("webhook_url has no host")
     if policy.allow_private:
-        return
+        return target, {}
+    port = target.port or (443 if target.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
+        addresses = sorted({info[4][0] for info in socket.getaddrinfo(target.host, port)})
+        refuse_private(target.host, addresses)
     except OSError as error:
-        raise Refused(f"{parts.hostname} does not resolve: {error}") from None
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not ip.is_global or ip.is_multicast:
-            raise Refused(f"{parts.hostname} resolves to {ip}, a private or loopback address")
+        raise Refused(f"{target.host} does not resolve: {error}") from None
+    except UnsafeMedia as unsafe:
+        raise Refused(str(unsafe)) from None
+    return pinned(target, addresses[0]), as_host(target)
