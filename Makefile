@@ -22,7 +22,7 @@ WEB_CONCURRENCY ?= 2
 TEST_PROCESSES ?= auto
 SQL_DIRS := supabase sql
 
-.PHONY: run test db lint bench clean distclean
+.PHONY: run test db lint bench load-generator clean distclean
 
 # The virtualenv, reinstalled when pyproject.toml changes. `local` is the embedded Postgres,
 # a dev tool that production installs do not need.
@@ -72,7 +72,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/sqlfluff lint --processes 0 $(SQL_DIRS) || status=1; \
 	exit $$status
 
-bench: $(VENV)/.installed-bench
+# First, before minutes of loading: the HTTP scenarios' load generator (installed as root).
+load-generator:
+	.ci/ensure-wrk
+
+bench: load-generator $(VENV)/.installed-bench
 	$(PY) -m bench
 
 clean:

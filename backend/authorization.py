@@ -38,7 +38,5 @@ def authorize_generation(generation_id: UUID) -> dict:
 
 
 def _decide(generation_id: UUID) -> tuple[dict, list[str]]:
-    with db.user_transaction() as cur:
-        cur.execute(DECISION, {"id": generation_id})
-        row = cur.fetchone()
+    (row,) = db.user_query(DECISION, {"id": generation_id})
     return row["decision"], row["tags"]

@@ -7,6 +7,14 @@
 
 The server is gunicorn with the gthread worker, as the Procfile runs it: 2 workers x 4
 threads on this 2-core machine unless told otherwise.
+
+An HTTP figure is never one run against another run made later: the machine is shared and
+its speed drifts over seconds. ``alternate`` runs the subject and its floor in short slices,
+in turn, and each round gives one paired ratio; a row reports the median of those ratios and
+their spread (min-max)::
+
+    paired = alternate(lambda: wrk(subject_url, ...), lambda: wrk(floor_url, ...), rounds=5)
+    paired.ratio("requests_per_second")  # {"median": 0.52, "min": 0.48, "max": 0.55, ...}
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,3 +183,92 @@ def parse_wrk(report: str) -> LoadResult:
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(count) for count in errors.groups()) if errors else 0,
     )
+
+
+MIN_ROUNDS = 3
+SLICE_SECONDS = 3  # one slice of one side; a round is a slice of each
+PERCENTILES = ("p50_ms", "p75_ms", "p90_ms", "p99_ms")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A subject and its floor, measured in alternating slices: one pair per round."""
+
+    subject: list[LoadResult]
+    floor: list[LoadResult]
+
+    def ratios(self, metric: str) -> list[float]:
+        """subject / floor of one metric, per round."""
+        return [
+            getattr(subject, metric) / getattr(floor, metric)
+            for subject, floor in zip(self.subject, self.floor, strict=True)
+        ]
+
+    def ratio(self, metric: str) -> dict:
+        """The median of the paired ratios, and their spread."""
+        return spread(self.ratios(metric))
+
+    def subject_spread(self, metric: str) -> dict:
+        """The subject's own figure (an absolute target): its median slice and spread."""
+        return spread([getattr(subject, metric) for subject in self.subject])
+
+    def as_dict(self) -> dict:
+        return {
+            "rounds": len(self.subject),
+            "subject": combine(self.subject),
+            "floor": combine(self.floor),
+            "subject_slices": [load.as_dict() for load in self.subject],
+            "floor_slices": [load.as_dict() for load in self.floor],
+        }
+
+
+def alternate(
+    subject: Callable[[], LoadResult], floor: Callable[[], LoadResult], rounds: int
+) -> Paired:
+    """Run subject and floor slices in turn, swapping which goes first every round.
+
+    The swap (subject-floor, floor-subject, ...) keeps a steady drift in the machine's
+    speed from favouring either side.
+    """
+    if rounds < MIN_ROUNDS:
+        raise ValueError(f"a paired figure needs at least {MIN_ROUNDS} rounds, not {rounds}")
+    subjects: list[LoadResult] = []
+    floors: list[LoadResult] = []
+    for round_number in range(rounds):
+        if round_number % 2:
+            floors.append(floor())
+            subjects.append(subject())
+        else:
+            subjects.append(subject())
+            floors.append(floor())
+    return Paired(subjects, floors)
+
+
+def rounds_and_slice(seconds: int) -> tuple[int, int]:
+    """Rounds, and seconds per slice, for ``seconds`` of load on each side (3 rounds or more)."""
+    rounds = max(MIN_ROUNDS, seconds // SLICE_SECONDS)
+    return rounds, max(2, seconds // rounds)
+
+
+def spread(values: list[float]) -> dict:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "rounds": len(values),
+    }
+
+
+def combine(loads: list[LoadResult]) -> dict:
+    """Slices as one figure: the median slice's throughput and percentiles, summed counts."""
+    combined = {
+        "requests": sum(load.requests for load in loads),
+        "requests_per_second": round(
+            statistics.median(load.requests_per_second for load in loads), 1
+        ),
+        "non_2xx": sum(load.non_2xx for load in loads),
+        "socket_errors": sum(load.socket_errors for load in loads),
+    }
+    for key in PERCENTILES:
+        combined[key] = round(statistics.median(getattr(load, key) for load in loads), 3)
+    return combined

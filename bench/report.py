@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 from bench.explain import outline
+from bench.scenarios import public_count
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TIMES = "\N{MULTIPLICATION SIGN}"
+FEEDS = {"list_page": "the default list", "public_page": "the public feed"}
 
 
 def write(results: dict) -> tuple[Path, Path]:
@@ -22,7 +24,7 @@ def write(results: dict) -> tuple[Path, Path]:
 def markdown(results: dict) -> str:
     lines = [
         f"Measured by `make bench` ({results['scale']}) on {results['machine']}, "
-        f"{results['finished_at']}.",
+        f"{results.get('finished_at', 'still running')}.",
         "Times are per request in µs (p50 / p95 / p99); ratios compare p50s taken in the same run.",
         "",
         "| scenario | measured | baseline | ratio | target | |",
@@ -44,13 +46,15 @@ def rows(results: dict) -> list[dict]:
                     f"`authorize_generation()` vs `select 1` request, {label}", figures["authorize"]
                 )
             )
-        if "list_page" in figures:
-            table.append(
-                _ratio_row(
-                    f"first page through RLS vs explicit filter as service role, {label}",
-                    figures["list_page"],
+        for feed, name in FEEDS.items():
+            if feed in figures:
+                table.append(
+                    _ratio_row(
+                        f"first page of {name} through RLS vs explicit filter as service role, "
+                        f"{label}",
+                        figures[feed],
+                    )
                 )
-            )
     for name, growth in results.get("growth", {}).items():
         table.append(
             {
@@ -62,70 +66,24 @@ def rows(results: dict) -> list[dict]:
                 "met": growth["met"],
             }
         )
-    http = results.get("http_authorize")
-    if http and "skipped" not in http:
-        table += _http_rows(http)
-    for name, module in cache_scenarios().items():
+    for name, module in scenario_modules().items():
         if name in results:
             table += module.rows(results[name])
+    if "public_count" in results:
+        table += public_count.rows(results["public_count"])
     return table
 
 
-def cache_scenarios() -> dict:
-    """Issue 4's cache scenarios, each with its own rows() and notes(), in reading order."""
-    from bench.scenarios import casbin_cost, hit_rate, http_cache, propagation
+def scenario_modules() -> dict:
+    """Scenarios that render their own rows() and notes(), in reading order."""
+    from bench.scenarios import casbin_cost, hit_rate, http_authorize, http_cache, propagation
 
     return {
+        "http_authorize": http_authorize,
         "http_cache": http_cache,
         "hit_rate": hit_rate,
         "casbin": casbin_cost,
         "propagation": propagation,
-    }
-
-
-def _http_rows(http: dict) -> list[dict]:
-    """Issue 3's uncached row, then issue 4's L1-hit rows when the app has a cache."""
-    table = [_http_row("uncached", http)]
-    l1 = http.get("l1_hit")
-    if not l1:
-        return table
-    table.append(_http_row("L1 hits", l1))
-    table.append(
-        {
-            "scenario": "HTTP authorize with L1 hits: p99 vs the floor's p99, "
-            f"{l1['connections']} connections",
-            "measured": f"{l1['authorize']['p99_ms']:.1f} ms",
-            "baseline": f"{l1['floor']['p99_ms']:.1f} ms",
-            "ratio": l1["p99_ratio"],
-            "target": l1["p99_target"],
-            "met": l1["p99_met"],
-        }
-    )
-    single = l1["single_connection"]
-    table.append(
-        {
-            "scenario": "HTTP authorize with L1 hits, 1 connection: p50",
-            "measured": _http_cell(single),
-            "baseline": "",
-            "ratio": single["p50_ms"],
-            "target": f"≤ {l1['single_p50_target_ms']} ms",
-            "met": l1["single_p50_met"],
-            "ratio_unit": " ms",
-        }
-    )
-    return table
-
-
-def _http_row(name: str, http: dict) -> dict:
-    return {
-        "scenario": f"HTTP `POST /generations/{{id}}/authorize` ({name}) vs `GET /health/live`, "
-        f"{http['connections']} connections: throughput share",
-        "measured": _http_cell(http["authorize"]),
-        "baseline": _http_cell(http["floor"]),
-        "ratio": http["throughput_share"],
-        "target": f"≥ {http['target']:.0%}",
-        "met": http["met"],
-        "ratio_is_share": True,
     }
 
 
@@ -145,25 +103,25 @@ def _row(row: dict) -> str:
     target = row["target"] if isinstance(row["target"], str) else f"≤ {row['target']}{TIMES}"
     if "ratio_text" in row:
         ratio = row["ratio_text"]
-    elif row.get("ratio_is_share"):
-        ratio = f"{row['ratio']:.0%}"
     else:
-        ratio = f"{row['ratio']:.2f}{row.get('ratio_unit', TIMES)}"
+        ratio = _ratio_text(row["ratio"], row)
+        if "spread" in row:  # a median of paired rounds: show how far the rounds ranged
+            low, high = (_ratio_text(value, row) for value in row["spread"])
+            ratio += f" ({low}\N{EN DASH}{high})"
     # met is None for a figure reported without a target
     verdict = "" if row["met"] is None else "met" if row["met"] else "**missed**"
     cells = [row["scenario"], row["measured"], row["baseline"], ratio, target, verdict]
     return "| " + " | ".join(cells) + " |"
 
 
+def _ratio_text(value: float, row: dict) -> str:
+    if row.get("ratio_is_share"):
+        return f"{value:.0%}"
+    return f"{value:.2f}{row.get('ratio_unit', TIMES)}"
+
+
 def _latency_cell(summary: dict) -> str:
     return f"{summary['p50']:.0f} / {summary['p95']:.0f} / {summary['p99']:.0f}"
-
-
-def _http_cell(load: dict) -> str:
-    return (
-        f"{load['requests_per_second']:,.0f} req/s, "
-        f"p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
-    )
 
 
 def notes(results: dict) -> list[str]:
@@ -175,18 +133,22 @@ def notes(results: dict) -> list[str]:
             f"Dataset: {last['users']:,} users ({last['suspended_users']:,} suspended), "
             f"{last['teams']:,} teams ({last['team_members']:,} memberships), "
             f"{last['projects']:,} projects ({last['team_projects']:,} team, "
-            f"{last['public_projects']:,} public; {last['project_team_links']:,} team links; "
-            f"{last['project_access_rows']:,} flattened access rows, "
-            f"drift {last['project_access_drift']}), {last['generations']:,} generations, "
-            f"{last['generation_shares']:,} shares."
+            f"{last['public_projects']:,} public; {last['project_team_links']:,} team links), "
+            f"{last['generations']:,} generations ({last['public_generations']:,} public), "
+            f"{last['generation_shares']:,} shares; access drift after loading: "
+            f"{last['access_drift']}."
+        )
+    if "access_drift" in results:
+        out.append(
+            f"- `private.check_access()` after the whole workload: {results['access_drift']} "
+            "rows of drift."
         )
     out += growth_note(results)
-    skipped = results.get("http_authorize", {}).get("skipped")
-    if skipped:
-        out.append(f"- HTTP scenario not run: {skipped.strip()}")
-    for name, module in cache_scenarios().items():
+    for name, module in scenario_modules().items():
         if name in results:
             out += module.notes(results[name])
+    if "public_count" in results:
+        out += public_count.notes(results["public_count"])
     for stage, figures in results.get("stages", {}).items():
         if "authorize" in figures:
             methods = ", ".join(
@@ -197,16 +159,16 @@ def notes(results: dict) -> list[str]:
                 f"- {int(stage):,} generations, authorize p50 by path (µs): {methods}; "
                 f"wrong answers: {figures['authorize']['wrong_answers']}."
             )
-        if "list_page" in figures:
-            page = figures["list_page"]
-            visible = page["visible_per_user"]
-            out.append(
-                f"- {int(stage):,} generations, list page: {page['users']} users seeing "
-                f"{visible['min']:,} to {visible['max']:,} generations "
-                f"(median {visible['median']:,}); "
-                f"{page['us_per_visible_row']} µs per visible generation at p50; "
-                f"pages differing between RLS and explicit: {page['pages_differing']}."
-            )
+        for feed, name in FEEDS.items():
+            if feed in figures:
+                page = figures[feed]
+                visible = page["visible_per_user"]
+                out.append(
+                    f"- {int(stage):,} generations, {name}: {page['users']} users whose default "
+                    f"list holds {visible['min']:,} to {visible['max']:,} generations "
+                    f"(median {visible['median']:,}); "
+                    f"pages differing between RLS and explicit: {page['pages_differing']}."
+                )
     return out
 
 
@@ -217,8 +179,10 @@ def plan_section(results: dict) -> list[str]:
         return []
     figures = stages[max(stages, key=int)]
     out = []
-    for name, plan in figures.get("list_page", {}).get("plans", {}).items():
-        out += [f"List page plan, {name.replace('_', ' ')}:", "```", *outline(plan), "```"]
+    for feed, title in FEEDS.items():
+        for name, plan in figures.get(feed, {}).get("plans", {}).items():
+            heading = f"First page of {title}, {name.replace('_', ' ')}:"
+            out += [heading, "```", *outline(plan), "```"]
     inner = [
         notice
         for notice in figures.get("authorize", {}).get("plans", [])
@@ -237,7 +201,7 @@ def plan_section(results: dict) -> list[str]:
 
 
 def growth_note(results: dict) -> list[str]:
-    """How much more each sampled user can see at the last stage: what list pages scale with."""
+    """How much more each sampled user's default list holds at the last stage."""
     medians = [
         figures["list_page"]["visible_per_user"]["median"]
         for figures in results.get("stages", {}).values()
@@ -246,7 +210,8 @@ def growth_note(results: dict) -> list[str]:
     if len(medians) < 2 or not medians[0]:
         return []
     return [
-        f"- The median sampled user can see {medians[0]:,} generations at the first stage and "
-        f"{medians[-1]:,} at the last ({medians[-1] / medians[0]:.0f}{TIMES}): a first page "
-        "costs what finding and sorting those rows costs."
+        f"- The median sampled user's default list holds {medians[0]:,} generations at the "
+        f"first stage and {medians[-1]:,} at the last ({medians[-1] / medians[0]:.0f}{TIMES}); "
+        "a first page reads at most one page per source (own work, each reachable project, "
+        "shares), so its cost follows the number of sources, not these counts."
     ]

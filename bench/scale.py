@@ -28,6 +28,10 @@ class Scale:
     casbin_policies: int  # team links casbin holds, about 7 per team
     casbin_decisions: int  # decisions timed through casbin (each costs milliseconds)
     propagation_trials: int  # revocations through one instance, timed on the other
+    # issue 7: a count through RLS with many public projects
+    public_projects: int  # how many projects are public for it
+    count_users: int  # users whose count is timed
+    count_iterations: int
 
     @property
     def stages(self) -> tuple[int, int]:
@@ -54,6 +58,9 @@ FULL = Scale(
     casbin_policies=7_000,
     casbin_decisions=200,
     propagation_trials=100,
+    public_projects=20_000,
+    count_users=5,
+    count_iterations=20,
 )
 
 QUICK = Scale(
@@ -76,4 +83,7 @@ QUICK = Scale(
     casbin_policies=700,
     casbin_decisions=60,
     propagation_trials=50,
+    public_projects=2_000,
+    count_users=5,
+    count_iterations=20,
 )

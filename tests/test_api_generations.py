@@ -313,6 +313,101 @@ def test_list_filters_and_pages(api, owner, stranger):
     assert api.ok("GET", "/api/v1/generations", stranger)["items"] == []
 
 
+def feed(api, user, **query) -> list[str]:
+    """Every id of a list, following next_cursor to the end."""
+    found, cursor = [], None
+    while True:
+        page = api.ok(
+            "GET",
+            "/api/v1/generations",
+            user,
+            query_string={**query, **({"cursor": cursor} if cursor else {})},
+        )
+        found += [g["id"] for g in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return found
+
+
+def test_the_default_list_holds_own_team_and_shared_work_and_public_work_is_its_own_feed(
+    api, owner
+):
+    member = api.user("member")
+    team = api.team(owner)
+    api.join(team, owner, member, "editor")
+    team_project = api.project(owner)
+    api.ok(
+        "PUT",
+        f"/api/v1/projects/{team_project['id']}/teams/{team['id']}",
+        owner,
+        json={"access_level": "editor"},
+    )
+    gallery = api.project(owner, visibility="public")
+    in_team_project = api.generation(owner, project_id=team_project["id"])["id"]
+    by_member = api.generation(member, project_id=team_project["id"])["id"]
+    shared = api.generation(owner)["id"]
+    api.ok("PUT", f"/api/v1/generations/{shared}/share", owner, json={"team_id": team["id"]})
+    public = [api.generation(owner, project_id=gallery["id"])["id"] for _ in range(3)]
+    own_private = api.generation(member)["id"]
+
+    assert feed(api, member, limit=1) == [own_private, shared, by_member, in_team_project]
+    assert feed(api, member, scope="mine") == feed(api, member)
+    everyone_public = feed(api, member, scope="public", limit=2)
+    assert set(public) <= set(everyone_public)
+    assert not {own_private, shared, by_member, in_team_project} & set(everyone_public)
+    assert feed(api, member, scope="public", project_id=gallery["id"], limit=1) == list(
+        reversed(public)
+    )
+    # the owner's default list holds her public project's work: it is hers
+    assert set(public) <= set(feed(api, owner, limit=100))
+
+
+def test_the_default_list_reads_a_busy_project_past_its_newest_rows(api, owner):
+    """A project whose newest rows all make the page is read on, down to the page's end."""
+    member = api.user("member")
+    api.grant_credits(member, 1000)
+    team = api.team(owner)
+    api.join(team, owner, member, "editor")
+    project = api.project(owner)
+    path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
+    api.ok("PUT", path, owner, json={"access_level": "viewer"})
+    older_own = [api.generation(member)["id"] for _ in range(8)]
+    newer_in_project = [api.generation(owner, project_id=project["id"])["id"] for _ in range(6)]
+
+    newest_first = [*reversed(newer_in_project), *reversed(older_own)]
+    assert feed(api, member, limit=5) == newest_first
+    page = api.ok("GET", "/api/v1/generations", member, query_string={"limit": 5})
+    assert [g["id"] for g in page["items"]] == newest_first[:5]
+
+
+def test_the_public_feed_follows_visibility_and_filters(api, owner, stranger):
+    gallery = api.project(owner, visibility="public")
+    done = api.generation(owner, project_id=gallery["id"])["id"]
+    api.ok("POST", f"/api/v1/generations/{done}/cancel", owner)
+    pending = api.generation(owner, project_id=gallery["id"])["id"]
+
+    assert feed(api, stranger, scope="public", project_id=gallery["id"]) == [pending, done]
+    assert feed(api, stranger, scope="public", status="cancelled", project_id=gallery["id"]) == [
+        done
+    ]
+    assert feed(api, stranger, project_id=gallery["id"]) == []  # not the stranger's work
+
+    api.ok("PATCH", f"/api/v1/projects/{gallery['id']}", owner, json={"visibility": "private"})
+    assert not {done, pending} & set(feed(api, stranger, scope="public", limit=100))
+    api.ok("PATCH", f"/api/v1/projects/{gallery['id']}", owner, json={"visibility": "public"})
+    assert feed(api, stranger, scope="public", project_id=gallery["id"]) == [pending, done]
+
+
+def test_a_suspended_user_lists_nothing_in_either_feed(api, owner):
+    gallery = api.project(owner, visibility="public")
+    api.generation(owner, project_id=gallery["id"])
+    reader = api.user("reader")
+    assert feed(api, reader, scope="public") != []
+    api.suspend(reader)
+    assert feed(api, reader, scope="public") == []
+    assert feed(api, reader) == []
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
@@ -320,6 +415,8 @@ def test_list_filters_and_pages(api, owner, stranger):
         ({"project_id": "p1"}, "project_id"),
         ({"limit": 101}, "limit"),
         ({"model_id": ""}, "model_id"),
+        ({"scope": "everything"}, "scope"),
+        ({"scope": ""}, "scope"),
     ],
 )
 def test_list_refuses_bad_filters(api, owner, query, field):
@@ -507,3 +604,27 @@ def test_share_only_with_own_teams(api, owner, stranger):
     body = assert_error(response, 404, "not_found")
     assert foreign["name"] not in str(body)
     assert api.fingerprint() == before
+
+
+def test_sharing_into_a_team_needs_editor_and_its_admins_take_shares_out(api, owner):
+    team_owner, admin = api.user("team-owner"), api.user("team-admin")
+    team = api.team(team_owner)
+    api.join(team, team_owner, owner, "viewer")
+    api.join(team, team_owner, admin, "admin")
+    generation = api.generation(owner)
+    share = f"/api/v1/generations/{generation['id']}/share"
+    assert_error(api.call("PUT", share, owner, json={"team_id": team["id"]}), 403, "forbidden")
+
+    api.ok(
+        "PATCH",
+        f"/api/v1/teams/{team['id']}/members/{owner.id}",
+        team_owner,
+        json={"role": "editor"},
+    )
+    api.ok("PUT", share, owner, json={"team_id": team["id"], "role": "viewer"})
+    assert (
+        api.ok("POST", f"/api/v1/generations/{generation['id']}/authorize", admin)["effective_role"]
+        == "viewer"
+    )
+    api.ok("DELETE", f"{share}/{team['id']}", admin, 204)
+    assert_error(api.call("GET", f"/api/v1/generations/{generation['id']}", admin), 404)

@@ -268,11 +268,11 @@ def test_link_refuses_a_bad_level(api, linked, level):
     assert api.fingerprint() == before
 
 
-def test_link_needs_project_admin_and_team_membership(api, linked, stranger):
+def test_link_needs_the_project_owner_and_team_membership(api, linked, stranger):
     project, team = linked["project"], linked["team"]
     path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
     api.ok("PUT", path, linked["owner"], json={"access_level": "editor"})
-    # the editor can read the project but is not its admin
+    # the editor can read the project but does not own it
     assert_error(api.call("PUT", path, linked["editor"], json={"access_level": "admin"}), 403)
     # the owner cannot link to a team they are not in; the team looks unknown
     foreign_team = api.team(stranger)
@@ -291,6 +291,82 @@ def test_unlinking_ends_access_at_once(api, linked):
     api.ok("DELETE", path, linked["owner"], 204)
     assert_error(api.call("GET", f"/api/v1/projects/{project['id']}", linked["editor"]), 404)
     assert_error(api.call("DELETE", path, linked["owner"]), 404)
+
+
+# who may change a project's shape ---------------------------------------------------------
+
+
+@pytest.fixture
+def admin_linked(api, linked):
+    """The linked world, with a team admin and the project linked to the team at admin."""
+    admin = api.user("la")
+    api.join(linked["team"], linked["owner"], admin, "admin")
+    path = f"/api/v1/projects/{linked['project']['id']}/teams/{linked['team']['id']}"
+    api.ok("PUT", path, linked["owner"], json={"access_level": "admin"})
+    return {**linked, "admin": admin, "link": path}
+
+
+def test_a_link_admin_manages_content_but_not_the_projects_shape(api, admin_linked):
+    project, admin = admin_linked["project"], admin_linked["admin"]
+    path = f"/api/v1/projects/{project['id']}"
+    assert api.ok("GET", path, admin)["access"]["effective_role"] == "admin"
+    own_team = api.team(admin)
+    before = api.fingerprint()
+    for change in ({"visibility": "public"}, {"name": "taken over"}):
+        assert_error(api.call("PATCH", path, admin, json=change), 403, "forbidden")
+    assert_error(api.call("DELETE", path, admin), 403, "forbidden")
+    assert_error(api.call("PUT", f"{path}/teams/{own_team['id']}", admin, json={}), 403)
+    assert api.fingerprint() == before
+    # content is hers to manage: she creates and deletes generations in the project
+    api.grant_credits(admin, 100)
+    generation = api.generation(admin, project_id=project["id"])
+    api.ok("DELETE", f"/api/v1/generations/{generation['id']}", admin, 204)
+    # the owner keeps the shape
+    api.ok("PATCH", path, admin_linked["owner"], json={"visibility": "public"})
+
+
+def test_linking_into_a_team_needs_editor_there(api, linked):
+    owner, project = linked["owner"], linked["project"]
+    other_owner = api.user("oo")
+    team = api.team(other_owner)
+    api.join(team, other_owner, owner, "viewer")
+    path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
+    assert_error(api.call("PUT", path, owner, json={}), 403, "forbidden")
+    api.ok(
+        "PATCH",
+        f"/api/v1/teams/{team['id']}/members/{owner.id}",
+        other_owner,
+        json={"role": "editor"},
+    )
+    api.ok("PUT", path, owner, json={})
+
+
+def test_the_teams_admin_takes_out_a_project_put_into_her_team(api, admin_linked):
+    project, admin, editor = admin_linked["project"], admin_linked["admin"], admin_linked["editor"]
+    api.ok("PUT", admin_linked["link"], admin_linked["owner"], json={"access_level": "viewer"})
+    assert_error(api.call("DELETE", admin_linked["link"], editor), 403)
+    api.ok("DELETE", admin_linked["link"], admin, 204)
+    assert_error(api.call("GET", f"/api/v1/projects/{project['id']}", editor), 404)
+
+
+def test_a_project_made_private_hides_its_link_and_usage_from_the_team(api, admin_linked):
+    owner, team, project = admin_linked["owner"], admin_linked["team"], admin_linked["project"]
+    api.grant_credits(owner, 100)
+    api.generation(owner, project_id=project["id"])
+    api.refresh_analytics()
+    stats = f"/api/v1/teams/{team['id']}/stats"
+    viewer = admin_linked["viewer"]
+    assert [d["generations"] for d in api.ok("GET", stats, viewer)["usage"]] == [1]
+
+    api.ok("PATCH", f"/api/v1/projects/{project['id']}", owner, json={"visibility": "private"})
+    assert api.ok("GET", stats, viewer)["usage"] == []
+    links = "select team_id from public.project_teams where project_id = %s"
+    assert api.sql(links, (project["id"],))  # the link is kept for when it is shared again
+    detail = api.ok("GET", f"/api/v1/projects/{project['id']}", owner)
+    assert [t["team_id"] for t in detail["teams"]] == [team["id"]]
+
+    api.ok("PATCH", f"/api/v1/projects/{project['id']}", owner, json={"visibility": "team"})
+    assert [d["generations"] for d in api.ok("GET", stats, viewer)["usage"]] == [1]
 
 
 # usage -------------------------------------------------------------------------------------

@@ -1,19 +1,23 @@
 """The benchmark package (bench/): its parsers and statistics, and one tiny end-to-end run.
 
-The tiny run loads a small dataset into a fresh migrated database and runs both SQL
-scenarios briefly. What it asserts is correctness, never speed: the trigger-maintained
-access table equals its definition, every sampled decision names the path the database's
-own rule predicts, and the RLS page equals the explicit service-role page for every user.
+The tiny run loads a small dataset into a fresh migrated database and runs the SQL
+scenarios briefly. What it asserts is correctness, never speed: the derived access state
+equals its definition, every sampled decision names the path the database's own rule
+predicts, both RLS pages equal the explicit service-role pages for every user, and with
+many public projects the count through RLS equals the explicit count.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
+from bench import __main__ as bench_main
 from bench import database, queries, report
-from bench.http import parse_wrk
+from bench.http import LoadResult, alternate, combine, parse_wrk, rounds_and_slice
 from bench.scale import QUICK
-from bench.scenarios import authorize, growth, list_page
+from bench.scenarios import authorize, growth, list_page, public_count
 from bench.stats import percentile, ratio, summarize
 
 WRK_REPORT = """\
@@ -45,6 +49,9 @@ TINY = dataclasses.replace(
     authorize_iterations=40,
     list_users=10,
     list_iterations=20,
+    public_projects=300,
+    count_users=3,
+    count_iterations=6,
 )
 
 
@@ -66,6 +73,85 @@ def test_percentiles_are_nearest_rank():
     assert ratio(summary, summarize([1000, 1000]), target=3.0).met
 
 
+def load(rate: float, p50: float = 1.0, p99: float = 10.0) -> LoadResult:
+    return LoadResult(rate, int(rate), p50, p50, p50, p99, non_2xx=0, socket_errors=0)
+
+
+def test_subject_and_floor_alternate_and_each_round_gives_one_ratio():
+    ran: list[str] = []
+    subject_rates = iter([400.0, 500.0, 900.0, 450.0, 480.0])
+    floor_rates = iter([1000.0, 1000.0, 1000.0, 900.0, 800.0])
+
+    def subject():
+        ran.append("subject")
+        return load(next(subject_rates))
+
+    def floor():
+        ran.append("floor")
+        return load(next(floor_rates))
+
+    paired = alternate(subject, floor, rounds=5)
+    # the order swaps every round, so a steady drift favours neither side
+    assert ran == ["subject", "floor", "floor", "subject"] * 2 + ["subject", "floor"]
+    assert paired.ratios("requests_per_second") == [0.4, 0.5, 0.9, 0.5, 0.6]
+    assert paired.ratio("requests_per_second") == {
+        "median": 0.5,
+        "min": 0.4,
+        "max": 0.9,
+        "rounds": 5,
+    }
+    combined = combine(paired.subject)
+    assert combined["requests_per_second"] == 480.0  # the median slice, not the mean
+    assert combined["requests"] == 2730
+
+
+def test_a_paired_figure_needs_three_rounds():
+    with pytest.raises(ValueError, match="at least 3 rounds"):
+        alternate(lambda: load(1.0), lambda: load(1.0), rounds=2)
+    assert rounds_and_slice(15) == (5, 3)
+    assert rounds_and_slice(5) == (3, 2)
+
+
+def test_a_row_shows_the_median_and_the_spread_of_its_rounds():
+    row = {
+        "scenario": "HTTP something",
+        "measured": "1 req/s",
+        "baseline": "2 req/s",
+        "ratio": 0.52,
+        "spread": (0.48, 0.55),
+        "ratio_is_share": True,
+        "target": "≥ 50%",
+        "met": True,
+    }
+    assert report._row(row) == (
+        "| HTTP something | 1 req/s | 2 req/s | 52% (48%\N{EN DASH}55%) | ≥ 50% | met |"
+    )
+    row.update(ratio=1.2, spread=(1.1, 1.31), ratio_is_share=False, target=2.0)
+    times = report.TIMES
+    assert f"| 1.20{times} (1.10{times}\N{EN DASH}1.31{times}) | ≤ 2.0{times} |" in report._row(row)
+
+
+def test_a_run_cut_short_still_reports_what_it_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    results = {"scale": "quick", "machine": "test", "dataset": {}, "stages": {}}
+    _, md_path = report.write(results)
+    assert "still running" in md_path.read_text(encoding="utf-8")
+
+
+def test_a_missing_load_generator_stops_the_run_before_any_work(monkeypatch, tmp_path):
+    refuse = tmp_path / "ensure-wrk"
+    refuse.write_text("#!/bin/sh\necho 'install wrk' >&2\nexit 1\n", encoding="utf-8")
+    refuse.chmod(0o755)
+    monkeypatch.setattr(bench_main, "ENSURE_WRK", refuse)
+    monkeypatch.setattr(bench_main.shutil, "which", lambda name: None)
+    built = []
+    monkeypatch.setattr(bench_main.database, "recreate", lambda *a: built.append(a))
+    assert bench_main.main(["--quick", "--only", "http_authorize"]) == 2
+    assert built == []
+    # a scenario that needs neither wrk nor redis-server asks for neither
+    assert bench_main.missing_tools({"authorize", "list_page"}) is None
+
+
 def test_query_files_load_without_comments():
     loaded = queries.load("list_page_explicit")
     assert loaded.startswith("select")
@@ -83,7 +169,7 @@ def test_tiny_run_is_correct(fresh_db_url):
         loaded = stage
         counts = database.check_and_count(fresh_db_url)
         assert counts["generations"] == stage
-        assert counts["project_access_drift"] == 0
+        assert counts["access_drift"] == 0
         pairs = authorize.samples(fresh_db_url, TINY.authorize_samples_per_path)
         decided = authorize.run(fresh_db_url, pairs, TINY.authorize_iterations)
         assert decided["wrong_answers"] == 0
@@ -93,14 +179,21 @@ def test_tiny_run_is_correct(fresh_db_url):
         sampled = list_page.users(fresh_db_url, TINY.list_users)
         listed = list_page.run(fresh_db_url, sampled, TINY.list_iterations)
         assert listed["pages_differing"] == 0
-        stages[str(stage)] = {"authorize": decided, "list_page": listed}
+        public = list_page.run(fresh_db_url, sampled, TINY.list_iterations, "public_page")
+        assert public["pages_differing"] == 0
+        stages[str(stage)] = {"authorize": decided, "list_page": listed, "public_page": public}
+    counted = public_count.run(fresh_db_url, TINY, verbose=False)
+    assert counted["public_projects"] == TINY.public_projects
+    assert counted["counts_differing"] == 0
+    assert database.access_drift(fresh_db_url) == 0
     results = {
         "scale": "tiny",
         "machine": "test",
         "finished_at": "now",
         "stages": stages,
         "growth": growth.compare(stages, TINY.stages),
+        "public_count": counted,
     }
     table = report.markdown(results)
     judged_rows = table.count(" | met |") + table.count(" | **missed** |")
-    assert judged_rows == 2 * len(TINY.stages) + len(growth.MEASURED)
+    assert judged_rows == 3 * len(TINY.stages) + len(growth.MEASURED) + 1

@@ -316,6 +316,30 @@ def test_analytics_refresh_brings_the_views_up_to_date(velro, fresh_db_url, ada)
     assert query(fresh_db_url, credited, (ada["id"],)) == [{"credited": 100}]
 
 
+# velro db check-access -----------------------------------------------------------------
+
+
+def test_check_access_is_quiet_when_the_state_is_exact(velro, fresh_db_url, ada, adas_generation):
+    result = velro("db", "check-access")
+    assert result.exit_code == 0, result.output
+    assert "no drift" in result.stdout
+
+
+def test_check_access_reports_drift_and_exits_1(velro, fresh_db_url, ada, adas_generation):
+    # only a write that bypasses the trigger can make the copy disagree with its project
+    with psycopg.connect(fresh_db_url) as conn:
+        conn.execute("set local session_replication_role = replica")
+        conn.execute(
+            "update public.generations set project_is_public = true where id = %s",
+            (adas_generation,),
+        )
+    result = velro("db", "check-access")
+    refused(result, 1, "1 row(s) of access state differ from their definition")
+    assert f"generation {adas_generation} (project None) holds True, should hold False" in (
+        result.stderr
+    )
+
+
 # the console script and the database it talks to ---------------------------------------
 
 

@@ -151,11 +151,11 @@ def test_create_app_refuses_production_with_the_default_secret():
 @pytest.mark.parametrize(
     ("environ", "autoconfirm"),
     [
-        ({**BASE}, True),
+        ({**BASE, "APP_ENV": "development"}, True),
         ({**BASE, "APP_ENV": "test"}, False),
         (PRODUCTION, False),
         ({**PRODUCTION, "AUTH_AUTOCONFIRM": "true"}, True),
-        ({**BASE, "AUTH_AUTOCONFIRM": "false"}, False),
+        ({**BASE, "APP_ENV": "development", "AUTH_AUTOCONFIRM": "false"}, False),
     ],
 )
 def test_sign_ups_are_confirmed_at_once_only_in_development_unless_set(environ, autoconfirm):

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import jwt
 import psycopg
 import pytest
+from api_support import Api
 
+from backend import db
 from backend.db import (
     CHECK_AFTER_IDLE_SECONDS,
     owner_transaction,
     pool,
     rpc,
     service_transaction,
+    user_query,
     user_transaction,
 )
 from backend.errors import InvalidToken
@@ -125,3 +132,174 @@ def test_dropped_connections_are_replaced(make_app, user, db_url):
     for _ in range(4):
         assert client.get("/api/v1/auth/me", headers=user.headers).status_code == 200
     assert client.get("/api/v1/health/ready").status_code == 200
+
+
+# round trips ------------------------------------------------------------------------------
+
+
+class RoundTrips:
+    """The protocol messages libpq exchanged on one connection, from its own trace.
+
+    Each line of the trace is a message, "F" sent by the client or "B" by the server; every
+    switch from sending to receiving is the client waiting for the server: a round trip.
+    """
+
+    def __init__(self, trace: str):
+        self.messages = [
+            line.split("\t")[0] + " " + line.split("\t")[2]
+            for line in trace.splitlines()
+            if line[:1] in ("F", "B")
+        ]
+
+    @property
+    def count(self) -> int:
+        directions = [message[0] for message in self.messages]
+        return sum(
+            1 for sent, answered in itertools.pairwise(directions) if (sent, answered) == ("F", "B")
+        )
+
+
+@contextmanager
+def counted_round_trips(app, monkeypatch) -> Iterator[list[RoundTrips]]:
+    """Trace the app's only pooled connection for the length of the block.
+
+    The app must have a pool of one connection. The pool's check of an idle connection
+    (itself a round trip) is pushed out of the way so that only the block's work counts.
+    """
+    monkeypatch.setattr(db, "CHECK_AFTER_IDLE_SECONDS", 3600.0)
+    counted: list[RoundTrips] = []
+    with app.app_context(), tempfile.TemporaryFile(mode="w+") as trace:
+        conn = pool().getconn()
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        pool().putconn(conn)
+        try:
+            yield counted
+        finally:
+            conn = pool().getconn()
+            conn.pgconn.untrace()
+            pool().putconn(conn)
+        trace.seek(0)
+        counted.append(RoundTrips(trace.read()))
+
+
+@pytest.fixture
+def one_connection_api(make_app):
+    app = make_app(DB_POOL_MIN_SIZE=1, DB_POOL_MAX_SIZE=1)
+    api = Api(app, app.config["SETTINGS"].DATABASE_URL)
+    owner = api.user("owner")
+    project = api.project(owner)
+    generation = api.generation(owner, project_id=project["id"])
+    return api, owner, generation
+
+
+def test_uncached_authorize_is_one_round_trip(one_connection_api, monkeypatch):
+    api, owner, generation = one_connection_api
+    path = f"/api/v1/generations/{generation['id']}/authorize"
+    api.ok("POST", path, owner)  # the first use of a connection prepares nothing yet
+    with counted_round_trips(api.app, monkeypatch) as counted:
+        answer = api.ok("POST", path, owner)
+    (trips,) = counted
+    assert answer["access_granted"] and answer["effective_role"] == "owner"
+    assert trips.count == 1, trips.messages
+
+
+def test_a_single_statement_is_one_round_trip_and_a_block_one_more_than_it_holds(
+    one_connection_api, monkeypatch
+):
+    api, owner, _ = one_connection_api
+    claims = claims_of(owner)
+    with counted_round_trips(api.app, monkeypatch) as counted:
+        (row,) = user_query("select auth.uid()::text as uid", claims=claims)
+    assert row["uid"] == owner.id
+    assert counted[0].count == 1, counted[0].messages
+    with counted_round_trips(api.app, monkeypatch) as counted, user_transaction(claims) as cur:
+        cur.execute("select auth.uid()::text as uid")
+        assert cur.fetchone()["uid"] == owner.id
+        cur.execute("select current_user as role")
+        assert cur.fetchone()["role"] == "authenticated"
+    assert counted[0].count == 3, counted[0].messages  # two statements, then the commit
+
+
+def test_user_query_runs_as_the_caller_and_commits(app, user, db_url):
+    claims = claims_of(user)
+    with app.app_context():
+        (row,) = user_query("select current_user as role, auth.uid()::text as uid", claims=claims)
+        assert row == {"role": "authenticated", "uid": user.id}
+        updated = user_query(
+            "update public.profiles set display_name = %s where id = auth.uid()",
+            ("Written",),
+            claims=claims,
+        )
+        assert updated == []
+        with pool().connection() as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert conn.execute("select current_user as role").fetchone()["role"] == "postgres"
+    assert display_name(db_url, user.id) == "Written"
+
+
+def test_user_query_refuses_an_ended_session_before_its_statement_runs(app, user, db_url):
+    with psycopg.connect(db_url) as conn:
+        conn.execute("delete from auth.sessions where user_id = %s", (user.id,))
+    with app.app_context(), pytest.raises(InvalidToken, match="session has ended"):
+        user_query(
+            "update public.profiles set display_name = 'Ghost' where id = auth.uid()",
+            claims=claims_of(user),
+        )
+    assert display_name(db_url, user.id) != "Ghost"
+
+
+def test_user_query_rolls_back_a_failed_statement(app, user, db_url):
+    claims = claims_of(user)
+    with app.app_context():
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            user_query(
+                "update public.profiles set credits = 1000000 where id = auth.uid()", claims=claims
+            )
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            user_query(
+                "with renamed as (update public.profiles set display_name = 'Halfway'"
+                " where id = auth.uid() returning 1) select 1 / (select count(*) - 1 from renamed)",
+                claims=claims,
+            )
+        (row,) = user_query(
+            "select credits from public.profiles where id = auth.uid()", claims=claims
+        )
+    assert row["credits"] == 100
+    assert display_name(db_url, user.id) != "Halfway"
+
+
+def test_a_block_that_swallows_a_failed_statement_commits_nothing(app, user, db_url):
+    claims = claims_of(user)
+    with app.app_context():
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction), user_transaction(claims) as cur:
+            cur.execute(
+                "update public.profiles set display_name = 'Swallowed' where id = auth.uid()"
+            )
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                cur.execute("select 1 / 0")
+        with pool().connection() as conn:
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert display_name(db_url, user.id) != "Swallowed"
+
+
+def test_an_empty_block_still_checks_the_session(app, user, db_url):
+    claims = claims_of(user)
+    with app.app_context():
+        with user_transaction(claims):
+            pass
+        with psycopg.connect(db_url) as conn:
+            conn.execute("delete from auth.sessions where user_id = %s", (user.id,))
+        with pytest.raises(InvalidToken), user_transaction(claims):
+            pass
+
+
+def test_a_block_that_opens_with_executemany_runs_it_as_the_caller(app, user, db_url):
+    with app.app_context(), user_transaction(claims_of(user)) as cur:
+        cur.executemany(
+            "update public.profiles set display_name = %s where id = auth.uid()",
+            [("First",), ("Second",)],
+        )
+        cur.execute("select current_user as role")
+        assert cur.fetchone()["role"] == "authenticated"
+    assert display_name(db_url, user.id) == "Second"

@@ -23,6 +23,8 @@ PRODUCTION = {
     "JWT_SECRET": "p" * 40,
     "FAL_KEY": "fal-test-key",
     "PUBLIC_URL": "https://api.velro.example",
+    "SMTP_HOST": "smtp.velro.example",
+    "SMTP_SENDER": "Velro <no-reply@velro.example>",
 }
 
 

@@ -150,12 +150,16 @@ def test_the_listen_connection_has_keepalives_and_timeouts():
     assert options["keepalives_idle"] * 1 + options["keepalives_interval"] * 3 <= 10
 
 
+# settings checks below are about the pool and listener, not the production rules
+LOCAL = {"APP_ENV": "development"}
+
+
 def test_listen_and_leadership_use_the_direct_url():
-    base = {"DATABASE_URL": "postgresql://app@pooler:6543/db", "APP_ENV": "development"}
-    settings = load_settings(base, environ={})
+    base = {"DATABASE_URL": "postgresql://app@pooler:6543/db"}
+    settings = load_settings(base, environ=LOCAL)
     assert settings.direct_database_url == base["DATABASE_URL"]
     direct = load_settings(
-        {**base, "DATABASE_DIRECT_URL": "postgresql://app@db:5432/db"}, environ={}
+        {**base, "DATABASE_DIRECT_URL": "postgresql://app@db:5432/db"}, environ=LOCAL
     )
     assert direct.direct_database_url == "postgresql://app@db:5432/db"
 
@@ -207,18 +211,18 @@ def test_a_storm_of_notices_is_applied_in_batches_while_reads_go_on(db_url):
 def test_behind_a_transaction_pooler_nothing_is_prepared_and_listen_needs_a_direct_url():
     pooled = {"DATABASE_URL": "postgresql://app@pooler:6543/db", "DATABASE_POOLER": "transaction"}
     with pytest.raises(ConfigError, match="DATABASE_DIRECT_URL"):
-        load_settings(pooled, environ={})
-    settings = load_settings({**pooled, "DATABASE_DIRECT_URL": "postgresql://app@db/db"}, {})
+        load_settings(pooled, environ=LOCAL)
+    settings = load_settings({**pooled, "DATABASE_DIRECT_URL": "postgresql://app@db/db"}, LOCAL)
     assert connection_options(settings)["prepare_threshold"] is None
-    direct = load_settings({"DATABASE_URL": "postgresql://app@db/db"}, environ={})
+    direct = load_settings({"DATABASE_URL": "postgresql://app@db/db"}, environ=LOCAL)
     assert "prepare_threshold" not in connection_options(direct)
 
 
 def test_the_pool_follows_the_request_threads_unless_sized_explicitly():
     url = {"DATABASE_URL": "postgresql://app@db/db"}
-    assert load_settings({**url, "GUNICORN_THREADS": 16}, environ={}).pool_max_size == 18
-    assert load_settings(url, environ={"GUNICORN_THREADS": "8"}).pool_max_size == 10
-    sized = load_settings({**url, "GUNICORN_THREADS": 16, "DB_POOL_MAX_SIZE": 5}, environ={})
+    assert load_settings({**url, "GUNICORN_THREADS": 16}, environ=LOCAL).pool_max_size == 18
+    assert load_settings(url, environ={**LOCAL, "GUNICORN_THREADS": "8"}).pool_max_size == 10
+    sized = load_settings({**url, "GUNICORN_THREADS": 16, "DB_POOL_MAX_SIZE": 5}, environ=LOCAL)
     assert sized.pool_max_size == 5
 
 

@@ -135,7 +135,7 @@ def test_the_folder_catch_all_writes_readable_eml_files(tmp_path):
 
 
 def test_the_settings_choose_the_mailer(tmp_path):
-    base = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x"}
+    base = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x", "APP_ENV": "development"}
     folder = from_settings(load_settings(environ={**base, "MAIL_DIR": str(tmp_path)}))
     assert isinstance(folder, FolderMailer) and folder.directory == tmp_path
     smtp = from_settings(

@@ -16,7 +16,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from psycopg.types.json import Jsonb
 
-from backend.api import schemas
+from backend.api import generation_feeds, schemas
 from backend.api.outcomes import denied_or_missing, documented_errors
 from backend.auth.guard import require_user
 from backend.authorization import authorize_generation
@@ -47,12 +47,6 @@ CREATE = (
     " from public.create_generation(p_model_id => %s, p_prompt => %s, p_idempotency_key => %s,"
     " p_project_id => %s, p_parameters => %s, p_title => %s)"
 )
-
-LIST_FILTERS = {
-    "project_id": "project_id = %s",
-    "status": "status = %s::public.generation_status",
-    "model_id": "model_id = %s",
-}
 
 
 @blp.route("")
@@ -117,17 +111,15 @@ class Generations(MethodView):
     @blp.response(200, schemas.GenerationPageSchema)
     @documented_errors(blp, 400, 401, 422)
     def get(self, args):
-        """Generations the caller can read, newest first; filter by project, status, model."""
+        """Generations newest first: the caller's own, their teams' and those shared with them.
+
+        ``scope=public`` lists instead every generation of a public project. Both filter by
+        project, status and model, and page with ``next_cursor``.
+        """
         page = Page.from_args(args, key=NEWEST_FIRST)
-        filters = [LIST_FILTERS[name] for name in LIST_FILTERS if name in args]
-        values = [args[name] for name in LIST_FILTERS if name in args]
-        where = " and ".join([page.where_sql(), *filters])
+        query, params = generation_feeds.statement(args["scope"], COLUMNS, page, args)
         with user_transaction() as cur:
-            cur.execute(
-                f"select {COLUMNS} from public.generations where {where}"  # noqa: S608
-                f" order by {page.order_sql()} limit %s",
-                (*page.where_params(), *values, page.fetch_size),
-            )
+            cur.execute(query, params)
             return page.result(cur.fetchall())
 
 
@@ -227,7 +219,7 @@ class Share(MethodView):
     @blp.response(200, schemas.ShareSchema)
     @documented_errors(blp, 401, 403, 404, 422)
     def put(self, body, generation_id: UUID):
-        """Share with one of the caller's teams at a role (share permission).
+        """Share with a team where the caller is editor or more, at a role (share permission).
 
         Sharing again with the same team changes the role.
         """
@@ -247,6 +239,6 @@ class Unshare(MethodView):
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404)
     def delete(self, generation_id: UUID, team_id: UUID):
-        """End a share (share permission); the team's access ends at once."""
+        """End a share (share permission, or the team's owner or admins); access ends at once."""
         with user_transaction() as cur:
             rpc(cur, "public.unshare_generation", p_generation_id=generation_id, p_team_id=team_id)

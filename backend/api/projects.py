@@ -93,7 +93,7 @@ class Project(MethodView):
     @blp.response(200, schemas.ProjectSchema)
     @documented_errors(blp, 401, 403, 404, 422)
     def patch(self, body, project_id: UUID):
-        """Rename, describe or change the visibility of a project (project admins)."""
+        """Rename, describe or change the visibility of a project (its owner only)."""
         statement = sql.SQL("update public.projects set {} where id = %s returning {}").format(
             sql.SQL(", ").join(
                 sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder())
@@ -112,7 +112,7 @@ class Project(MethodView):
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404, 409)
     def delete(self, project_id: UUID):
-        """Delete a project and its generations (project admins).
+        """Delete a project and its generations (its owner only).
 
         Refused (409) while a charged generation in it is pending, queued or processing.
         """
@@ -129,7 +129,7 @@ class ProjectTeam(MethodView):
     @blp.response(200, schemas.ProjectTeamSchema)
     @documented_errors(blp, 401, 403, 404, 422)
     def put(self, body, project_id: UUID, team_id: UUID):
-        """Link the project to one of the caller's teams at an access level (project admins).
+        """Link the project to a team at an access level (its owner, an editor or more there).
 
         Linking a private project makes it team-visible. Linking again changes the level.
         """
@@ -146,7 +146,10 @@ class ProjectTeam(MethodView):
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404)
     def delete(self, project_id: UUID, team_id: UUID):
-        """Remove a team link (project admins); the team's access ends at once."""
+        """Remove a team link (the project's owner, or the team's owner or admins).
+
+        The team's access ends at once.
+        """
         with user_transaction() as cur:
             rpc(cur, "public.unlink_project_team", p_project_id=project_id, p_team_id=team_id)
 

@@ -17,6 +17,7 @@ from backend.http.text import Email, JsonObject, Text
 TEAM_ROLES = ("viewer", "editor", "admin", "owner")
 SHARE_ROLES = ("viewer", "editor", "admin")  # owner is never granted through a team
 VISIBILITIES = ("private", "team", "public")
+GENERATION_SCOPES = ("mine", "public")
 GENERATION_STATUSES = ("pending", "queued", "processing", "completed", "failed", "cancelled")
 CREDIT_KINDS = ("grant", "purchase", "charge", "refund")
 MODEL_KINDS = ("image", "video")
@@ -205,6 +206,15 @@ class GenerationCreateSchema(Schema):
 
 
 class GenerationListArgs(PageArgs):
+    scope = one_of(
+        GENERATION_SCOPES,
+        load_default="mine",
+        metadata={
+            "description": "mine: what you created, what is in your projects and your teams'"
+            " projects, and what is shared with your teams; public: every generation of a"
+            " public project"
+        },
+    )
     project_id = fields.UUID()
     status = one_of(GENERATION_STATUSES)
     model_id = Text(validate=validate.Length(min=1, max=200))

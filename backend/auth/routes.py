@@ -15,7 +15,7 @@ from backend.auth.schemas import (
     SessionSchema,
     SignupSchema,
 )
-from backend.db import confirm_session, user_transaction
+from backend.db import confirm_session, user_query
 from backend.errors import ApiError, InvalidToken
 
 PROVIDER = "velro.auth_provider"
@@ -115,12 +115,10 @@ def logout(query):
 @blp.response(200, ProfileSchema)
 def me():
     """The caller's profile, read through row-level security."""
-    with user_transaction() as cur:
-        cur.execute(
-            "select id, email, display_name, status, credits, plan, created_at, updated_at"
-            " from public.profiles where id = (select auth.uid())"
-        )
-        profile = cur.fetchone()
-    if profile is None:  # the account was deleted while its token still lives
+    rows = user_query(
+        "select id, email, display_name, status, credits, plan, created_at, updated_at"
+        " from public.profiles where id = (select auth.uid())"
+    )
+    if not rows:  # the account was deleted while its token still lives
         raise InvalidToken("This account does not exist.", error="account_not_found")
-    return profile
+    return rows[0]

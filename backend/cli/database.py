@@ -1,12 +1,15 @@
-"""velro db url | apply [--seed] | stop: where the database is, and bringing it up to date."""
+"""velro db url | apply [--seed] | stop | check-access: where the database is, bringing it up to
+date, and checking its derived access state."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+from psycopg.rows import dict_row
 
 from backend.cli import embedded, migrations
+from backend.cli.operator import connection
 
 
 @click.group()
@@ -49,3 +52,24 @@ def db_stop() -> None:
     """Stop the embedded Postgres started by `velro db url` / `make run`."""
     stopped = embedded.stop()
     click.echo("Embedded Postgres stopped." if stopped else "Embedded Postgres was not running.")
+
+
+@db.command("check-access")
+def db_check_access() -> None:
+    """Compare derived access state with its definition; exit 1 and list the rows that differ.
+
+    Runs private.check_access() as the URL's own role: no API role may call it.
+    """
+    with connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from private.check_access()")
+        drift = cur.fetchall()
+    if not drift:
+        click.echo("Access state is consistent: no drift.")
+        return
+    for row in drift:
+        click.echo(
+            f"{row['problem']}: generation {row['generation_id']} (project {row['project_id']})"
+            f" holds {row['stored']}, should hold {row['expected']}",
+            err=True,
+        )
+    raise click.ClickException(f"{len(drift)} row(s) of access state differ from their definition")

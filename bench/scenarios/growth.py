@@ -10,8 +10,9 @@ TARGET = 1.5  # issue 2: at most 1.5x slower at 100x the data
 
 MEASURED = {
     "authorize_generation()": ("authorize", "subject"),
-    "first page through RLS": ("list_page", "subject"),
-    "first page, explicit filter (baseline)": ("list_page", "baseline"),
+    "first page of the default list through RLS": ("list_page", "subject"),
+    "first page of the public feed through RLS": ("public_page", "subject"),
+    "first page of the default list, explicit filter (baseline)": ("list_page", "baseline"),
 }
 
 

@@ -13,16 +13,16 @@ and the floor `GET /health/live`, each at 32 connections and at 1 connection.
   use, split in two so the 1-connection run does not repeat the 32-connection one): each
   request misses L1 and L2, asks Postgres, and writes both layers.
 
-Each measurement alternates floor and authorize slices (ROUNDS of each, back to back), so
-the machine's drift spreads over both sides; throughput is the mean of the slices, the
-percentiles those of the median slice.
+Each measurement alternates authorize and floor slices (bench.http.alternate), so the
+machine's drift spreads over both sides; each round gives one ratio, and a row shows their
+median and spread (min-max).
 
 Redis's own counters (INFO commandstats, on the private server) give, per request, how
 many L2 reads and L2 writes happened: the evidence that each variant took the path its name
 says. Both are scripts (EVALSHA): a write is the one that ends in a SET of the entry, so
 reads are the EVALSHAs less the SETs.
 
-Targets (issue 4), for L1 hits only: throughput >= 80% of the floor's and p99 <= 1.5x the
+Targets, for L1 hits only: throughput >= 80% of the floor's and p99 <= 1.5x the
 floor's at 32 connections; p50 <= 1 ms at 1 connection. L2 and miss rows are reported
 against their floor without a target.
 """
@@ -34,7 +34,16 @@ from pathlib import Path
 
 import psycopg
 
-from bench.http import LIVENESS, POST_BEARER, LoadResult, Server, wrk
+from bench.http import (
+    LIVENESS,
+    POST_BEARER,
+    LoadResult,
+    Server,
+    alternate,
+    combine,
+    rounds_and_slice,
+    wrk,
+)
 from bench.progress import say, step
 from bench.scenarios.authorize import samples
 from bench.scenarios.cache_support import RedisServer, app_env, requests_file, tokens_for
@@ -45,7 +54,6 @@ L1_SINGLE_P50_MS = 1.0
 CONNECTIONS = (32, 1)
 WARMUP_SECONDS = 3
 HOT_PAIRS = 200
-ROUNDS = 3  # alternating floor / authorize slices per measurement
 
 
 def run(url: str, scale, verbose: bool) -> dict:
@@ -103,52 +111,40 @@ def _warm(server: Server, requests: Path) -> None:
 
 
 def _variant(name: str, server: Server, store: RedisServer, files: dict, scale) -> dict:
-    """Floor and authorize in alternating slices, at each connection count.
-
-    The machine is shared and its speed drifts over seconds; alternating ROUNDS slices of
-    each spreads that drift over both sides, so their ratio means something.
-    """
+    """Authorize and floor in alternating slices, at each connection count."""
     out = {}
+    rounds, seconds = rounds_and_slice(scale.http_seconds)
     for connections in CONNECTIONS:
-        seconds = _slice_seconds(scale.http_seconds, connections)
-        label = f"HTTP {name} vs floor, {connections} connection(s), {ROUNDS} x {seconds}s each"
-        floors, loads, reads, writes = [], [], 0, 0
+        calls = {"evalsha": 0, "set": 0}
+
+        def authorize(connections=connections, calls=calls) -> LoadResult:
+            before = store.command_calls()
+            load = _load(server.url("/"), connections, seconds, files[connections])
+            after = store.command_calls()
+            for command in calls:
+                calls[command] += after.get(command, 0) - before.get(command, 0)
+            return load
+
+        def floor(connections=connections) -> LoadResult:
+            return _load(server.url(LIVENESS), connections, seconds)
+
+        label = f"HTTP {name} vs floor, {connections} connection(s), {rounds} x {seconds}s each"
         with step(label):
-            for _ in range(ROUNDS):
-                floors.append(_load(server.url(LIVENESS), connections, seconds))
-                before = store.command_calls()
-                loads.append(_load(server.url("/"), connections, seconds, files[connections]))
-                after = store.command_calls()
-                writes += _delta(before, after, "set")
-                reads += _delta(before, after, "evalsha") - _delta(before, after, "set")
-        authorize = _combine(loads)
+            paired = alternate(authorize, floor, rounds)
+        requests = max(sum(load.requests for load in paired.subject), 1)
         out[str(connections)] = {
-            "authorize": authorize,
-            "floor": _combine(floors),
-            "l2_reads_per_request": round(reads / max(authorize["requests"], 1), 2),
-            "l2_writes_per_request": round(writes / max(authorize["requests"], 1), 2),
+            "authorize": combine(paired.subject),
+            "floor": combine(paired.floor),
+            "rounds": rounds,
+            "throughput_share": paired.ratio("requests_per_second"),
+            "p50_ratio": paired.ratio("p50_ms"),
+            "p99_ratio": paired.ratio("p99_ms"),
+            "p50_ms": paired.subject_spread("p50_ms"),
+            # both are scripts: a write is the one that ends in a SET of the entry
+            "l2_reads_per_request": round((calls["evalsha"] - calls["set"]) / requests, 2),
+            "l2_writes_per_request": round(calls["set"] / requests, 2),
         }
     return out
-
-
-def _delta(before: dict, after: dict, command: str) -> int:
-    return after.get(command, 0) - before.get(command, 0)
-
-
-def _combine(loads: list[LoadResult]) -> dict:
-    """Slices as one run: throughput over all of them, the median slice's percentiles."""
-    middle = len(loads) // 2
-    combined = {
-        "requests": sum(load.requests for load in loads),
-        "requests_per_second": round(
-            sum(load.requests_per_second for load in loads) / len(loads), 1
-        ),
-        "non_2xx": sum(load.non_2xx for load in loads),
-        "socket_errors": sum(load.socket_errors for load in loads),
-    }
-    for key in ("p50_ms", "p75_ms", "p90_ms", "p99_ms"):
-        combined[key] = sorted(getattr(load, key) for load in loads)[middle]
-    return combined
 
 
 def _load(url: str, connections: int, seconds: int, requests: Path | None = None) -> LoadResult:
@@ -162,27 +158,18 @@ def _load(url: str, connections: int, seconds: int, requests: Path | None = None
     )
 
 
-def _slice_seconds(seconds: int, connections: int) -> int:
-    """Each of the ROUNDS slices: a third of the run at 32 connections, a fifth at 1."""
-    return max(1, seconds // ROUNDS if connections > 1 else seconds // 5)
-
-
 def _judge(figures: dict) -> None:
-    """Ratios to the floor measured alongside, and the L1 targets."""
-    for name in NAMES:
-        for level in figures[name].values():
-            load, base = level["authorize"], level["floor"]
-            level["throughput_share"] = round(
-                load["requests_per_second"] / base["requests_per_second"], 3
-            )
-            level["p99_ratio"] = round(load["p99_ms"] / base["p99_ms"], 2)
+    """The L1 targets, on the medians of the paired rounds."""
     l1_busy, l1_single = figures["l1"]["32"], figures["l1"]["1"]
     figures["targets"] = {
         "throughput_share": {
             "target": L1_TARGET,
-            "met": l1_busy["throughput_share"] >= L1_TARGET,
+            "met": l1_busy["throughput_share"]["median"] >= L1_TARGET,
         },
-        "p99_ratio": {"target": L1_P99_TARGET, "met": l1_busy["p99_ratio"] <= L1_P99_TARGET},
+        "p99_ratio": {
+            "target": L1_P99_TARGET,
+            "met": l1_busy["p99_ratio"]["median"] <= L1_P99_TARGET,
+        },
         "single_p50_ms": {
             "target": L1_SINGLE_P50_MS,
             "met": l1_single["authorize"]["p50_ms"] <= L1_SINGLE_P50_MS,
@@ -190,11 +177,13 @@ def _judge(figures: dict) -> None:
     }
     for name in NAMES:
         busy, single = figures[name]["32"], figures[name]["1"]
+        share = busy["throughput_share"]
         say(
             f"HTTP authorize {name}: {busy['authorize']['requests_per_second']:,.0f} req/s "
-            f"({busy['throughput_share']:.0%} of the floor), p99 {busy['authorize']['p99_ms']:.1f}"
-            f" ms at 32 connections; p50 {single['authorize']['p50_ms']:.2f} ms at 1; L2 "
-            f"reads/request {busy['l2_reads_per_request']}, writes {busy['l2_writes_per_request']}"
+            f"({share['median']:.0%} of the floor, rounds {share['min']:.0%}-{share['max']:.0%})"
+            f", p99 {busy['authorize']['p99_ms']:.1f} ms at 32 connections; p50 "
+            f"{single['authorize']['p50_ms']:.2f} ms at 1; L2 reads/request "
+            f"{busy['l2_reads_per_request']}, writes {busy['l2_writes_per_request']}"
         )
 
 
@@ -209,12 +198,11 @@ def rows(figures: dict) -> list[dict]:
     for name, label in NAMES.items():
         for connections in ("32", "1"):
             level = figures[name][connections]
-            load, base = level["authorize"], level["floor"]
             out.append(_throughput_row(name, label, connections, level, targets))
             if connections == "32":
                 out.append(_p99_row(name, label, level, targets))
             else:
-                out.append(_single_row(name, label, load, base, targets))
+                out.append(_single_row(name, label, level, targets))
     return out
 
 
@@ -225,7 +213,8 @@ def _throughput_row(name, label, connections, level, targets) -> dict:
         f"{'s' if connections != '1' else ''}: throughput vs `GET /health/live`",
         "measured": _cell(level["authorize"]),
         "baseline": _cell(level["floor"]),
-        "ratio": level["throughput_share"],
+        "ratio": level["throughput_share"]["median"],
+        "spread": (level["throughput_share"]["min"], level["throughput_share"]["max"]),
         "ratio_is_share": True,
         "target": f"≥ {L1_TARGET:.0%}" if judged else "—",
         "met": targets["throughput_share"]["met"] if judged else None,
@@ -238,19 +227,23 @@ def _p99_row(name, label, level, targets) -> dict:
         "scenario": f"HTTP authorize, {label}, with Redis, 32 connections: p99 vs the floor's",
         "measured": f"{level['authorize']['p99_ms']:.1f} ms",
         "baseline": f"{level['floor']['p99_ms']:.1f} ms",
-        "ratio": level["p99_ratio"],
+        "ratio": level["p99_ratio"]["median"],
+        "spread": (level["p99_ratio"]["min"], level["p99_ratio"]["max"]),
         "target": L1_P99_TARGET if judged else "—",
         "met": targets["p99_ratio"]["met"] if judged else None,
     }
 
 
-def _single_row(name, label, load, base, targets) -> dict:
+def _single_row(name, label, level, targets) -> dict:
     judged = name == "l1"
+    load, base, p50 = level["authorize"], level["floor"], level["p50_ms"]
     return {
         "scenario": f"HTTP authorize, {label}, with Redis, 1 connection: p50",
-        "measured": f"p50 {load['p50_ms']:.2f} ms, p99 {load['p99_ms']:.1f} ms",
+        "measured": f"p50 {load['p50_ms']:.2f} ms, p99 {load['p99_ms']:.1f} ms "
+        f"({level['p50_ratio']['median']:.2f}\N{MULTIPLICATION SIGN} the floor's p50)",
         "baseline": f"floor p50 {base['p50_ms']:.2f} ms",
-        "ratio": load["p50_ms"],
+        "ratio": p50["median"],
+        "spread": (p50["min"], p50["max"]),
         "ratio_unit": " ms",
         "target": f"≤ {L1_SINGLE_P50_MS} ms" if judged else "—",
         "met": targets["single_p50_ms"]["met"] if judged else None,

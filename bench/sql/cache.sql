@@ -76,9 +76,17 @@ as $$
         from numbered as u
         cross join lateral (
             select g.id
-            from private.project_access as pa
-            inner join public.generations as g on pa.project_id = g.project_id
-            where pa.user_id = u.id and g.owner_id <> u.id
+            from (
+                select p.id as project_id from public.projects as p where p.owner_id = u.id
+                union
+                select pt.project_id
+                from public.team_members as tm
+                inner join public.project_teams as pt on tm.team_id = pt.team_id
+                inner join public.projects as p on pt.project_id = p.id and p.visibility <> 'private'
+                where tm.user_id = u.id
+            ) as reachable
+            inner join public.generations as g on reachable.project_id = g.project_id
+            where g.owner_id <> u.id
             order by random() limit greatest(1, p_per_user * 3 / 10)
         ) as reach
         union
@@ -204,9 +212,7 @@ as $$
         and exists (select from public.profiles as pr where pr.id = tm.user_id and pr.status = 'active')
         and exists (select from public.profiles as pr where pr.id = g.owner_id and pr.status = 'active')
         and exists (select from public.profiles as pr where pr.id = owner.user_id and pr.status = 'active')
-        and not exists (
-            select from private.project_access as pa where pa.user_id = tm.user_id and pa.project_id = g.project_id
-        )
+        and not exists (select from private.project_role(g.project_id, tm.user_id))
         and not exists (
             select from public.generation_shares as other
             inner join public.team_members as also on other.team_id = also.team_id

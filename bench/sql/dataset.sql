@@ -2,8 +2,8 @@
 -- stand-in and the migrations, never to a real project.
 --
 -- Everything is set-based (generate_series, insert ... select) and goes through the real
--- tables and their triggers, so profiles, signup grants and private.project_access are
--- built exactly as production builds them. The bench.* tables number the rows so loaders
+-- tables and their triggers, so profiles, signup grants and each generation's copy of its
+-- project's publicity are built exactly as production builds them. The bench.* tables number the rows so loaders
 -- can pick "the k-th user" cheaply. setseed() makes a run reproducible.
 
 create schema bench;
@@ -47,8 +47,7 @@ $$;
 
 -- Each team gets its owner now; the other memberships are only planned here (each user
 -- joins p_teams_per_user random teams as admin 10%, editor 40% or viewer 50%) and
--- inserted after the projects and their links exist, so the member trigger flattens each
--- user's access once instead of every link re-flattening a whole project.
+-- inserted in slices by bench.load_members.
 create table bench.memberships (
     team_id uuid not null,
     user_n integer not null,
@@ -154,15 +153,23 @@ as $$
     order by p.n;
 $$;
 
--- Who may create generations in each project: its owner and its editors and admins.
+-- Who may create generations in each project: its owner and the editors and admins of its
+-- teams (through a link at editor level or more, unless the project is private).
 create function bench.find_writers()
 returns void
 language sql
 as $$
     update bench.projects as b
     set writers = (
-        select array_agg(pa.user_id order by pa.user_id) from private.project_access as pa
-        where pa.project_id = b.id and pa.role >= 'editor'
+        select array_agg(w.user_id order by w.user_id)
+        from (
+            select b.owner_id as user_id
+            union
+            select tm.user_id
+            from public.project_teams as pt
+            inner join public.team_members as tm on pt.team_id = tm.team_id
+            where pt.project_id = b.id and b.visibility <> 'private' and least(tm.role, pt.access_level) >= 'editor'
+        ) as w
     );
     insert into bench.models (n, id, credit_cost)
     select row_number() over (order by id), id, credit_cost from public.models;
@@ -224,20 +231,13 @@ $$;
 
 -- checks --------------------------------------------------------------------------------
 
--- Rows where the trigger-maintained table and its definition disagree; 0 means correct.
-create function bench.project_access_drift()
+-- Rows of derived access state that differ from their definition (private.check_access);
+-- 0 means exact.
+create function bench.access_drift()
 returns bigint
 language sql
 as $$
-    select count(*) from (
-        (select user_id, project_id, role, via from private.project_access
-         except all
-         select user_id, project_id, role, via from private.project_access_source)
-        union all
-        (select user_id, project_id, role, via from private.project_access_source
-         except all
-         select user_id, project_id, role, via from private.project_access)
-    ) as drift
+    select count(*) from private.check_access()
 $$;
 
 create function bench.counts()
@@ -253,8 +253,8 @@ as $$
         'public_projects', (select count(*) from public.projects where visibility = 'public'),
         'team_projects', (select count(*) from public.projects where visibility = 'team'),
         'project_team_links', (select count(*) from public.project_teams),
-        'project_access_rows', (select count(*) from private.project_access),
         'generations', (select count(*) from public.generations),
+        'public_generations', (select count(*) from public.generations where project_is_public),
         'generation_shares', (select count(*) from public.generation_shares)
     )
 $$;

@@ -35,8 +35,10 @@ as $$
                 order by random() limit p_per_path * 2
             ) as g
             cross join lateral (
-                select pa.user_id from private.project_access as pa
-                where pa.project_id = g.project_id and pa.via = 'project_team'
+                select tm.user_id
+                from public.project_teams as pt
+                inner join public.team_members as tm on pt.team_id = tm.team_id
+                where pt.project_id = g.project_id
                 order by random() limit 1
             ) as member
             limit p_per_path
@@ -91,8 +93,9 @@ $$;
 comment on function bench.authorize_samples(integer) is
 'About p_per_path (user, generation) pairs per access path, labelled with the path that wins.';
 
--- The list policy's rule written out over the source tables, without the flattened table:
--- what a service-role query must filter on to return what RLS returns.
+-- The default list's rule written out over the source tables: what the caller created,
+-- what is in projects they own or reach through a team (unless private), and what is
+-- shared with their teams. Public work is its own feed and not counted here.
 create function bench.visible_count(p_user_id uuid)
 returns bigint
 language sql
@@ -102,22 +105,22 @@ as $$
     from public.generations as g
     where
         g.owner_id = p_user_id
-        or g.project_id = any(array(
+        or g.project_id in (
             select p.id from public.projects as p
-            where p.owner_id = p_user_id or p.visibility = 'public'
+            where p.owner_id = p_user_id
             union all
             select pt.project_id
             from public.project_teams as pt
             inner join public.team_members as tm on pt.team_id = tm.team_id
             inner join public.projects as p on pt.project_id = p.id
             where tm.user_id = p_user_id and p.visibility <> 'private'
-        ))
-        or g.id = any(array(
+        )
+        or g.id in (
             select gs.generation_id
             from public.generation_shares as gs
             inner join public.team_members as tm on gs.team_id = tm.team_id
             where tm.user_id = p_user_id
-        ))
+        )
 $$;
 
 -- Active users for the list scenario, with how many generations each can see.

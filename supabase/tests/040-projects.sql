@@ -2,7 +2,7 @@
 -- link_project_team/unlink_project_team, authorize_project, visibility, and revocation in
 -- the next statement.
 begin;
-select plan(80);
+select plan(90);
 
 select tests.create_user('powner@velro.test') as powner \gset
 select tests.create_user('towner@velro.test') as towner \gset
@@ -13,18 +13,22 @@ select tests.create_user('other@velro.test') as other \gset
 select tests.create_user('stranger@velro.test') as stranger \gset
 select tests.create_user('sue@velro.test') as sue \gset
 
--- team Alpha: the project owner is a plain viewer in it; Beta is another team
+-- team Alpha: the project owner is an editor in it; Beta is another team; in Gamma she is
+-- only a viewer
 insert into public.teams (id, name, owner_id) values
 ('a0000000-0000-4000-8000-000000000001', 'Alpha', :'towner'),
-('b0000000-0000-4000-8000-000000000002', 'Beta', :'other');
+('b0000000-0000-4000-8000-000000000002', 'Beta', :'other'),
+('e0000000-0000-4000-8000-000000000005', 'Gamma', :'other');
 insert into public.team_members (team_id, user_id, role) values
 ('a0000000-0000-4000-8000-000000000001', :'towner', 'owner'),
 ('a0000000-0000-4000-8000-000000000001', :'tadmin', 'admin'),
 ('a0000000-0000-4000-8000-000000000001', :'teditor', 'editor'),
 ('a0000000-0000-4000-8000-000000000001', :'tviewer', 'viewer'),
-('a0000000-0000-4000-8000-000000000001', :'powner', 'viewer'),
+('a0000000-0000-4000-8000-000000000001', :'powner', 'editor'),
 ('a0000000-0000-4000-8000-000000000001', :'sue', 'admin'),
-('b0000000-0000-4000-8000-000000000002', :'other', 'owner');
+('b0000000-0000-4000-8000-000000000002', :'other', 'owner'),
+('e0000000-0000-4000-8000-000000000005', :'other', 'owner'),
+('e0000000-0000-4000-8000-000000000005', :'powner', 'viewer');
 update public.profiles set status = 'suspended' where id = :'sue';
 
 -- creating ----------------------------------------------------------------------------------
@@ -87,6 +91,10 @@ select throws_ok(
     'PT404', 'team not found', 'the owner cannot link to a team she is not in'
 );
 select throws_ok(
+    format($$select public.link_project_team(%L, 'e0000000-0000-4000-8000-000000000005', 'viewer')$$, :'project'),
+    'PT403', 'this needs the editor role or higher in the team', 'linking into a team needs at least editor there'
+);
+select throws_ok(
     format($$select public.link_project_team(%L, 'a0000000-0000-4000-8000-000000000001', 'owner')$$, :'project'),
     'PT400', 'access_level must be viewer, editor or admin', 'a link cannot grant owner'
 );
@@ -145,7 +153,7 @@ select results_eq(
 select tests.authenticate_as(:'powner');
 select is(
     public.authorize_project(:'project') ->> 'access_method', 'project_owner',
-    'the owner stays owner, not team viewer'
+    'the owner stays owner, not team editor'
 );
 select tests.authenticate_as(:'other');
 select is_empty('select id from public.projects', 'a member of another team reads nothing');
@@ -189,17 +197,25 @@ select throws_ok(
     'nor deleted directly'
 );
 select throws_ok(
-    'select user_id from private.project_access', '42501', 'permission denied for table project_access',
-    'the flattened access table is not readable by users'
+    'select * from private.check_access()', '42501', 'permission denied for function check_access',
+    'the operators'' drift check is not callable by users'
 );
 
 -- updating --------------------------------------------------------------------------------------
 
 select tests.authenticate_as(:'tadmin');
-select results_eq(
-    $$update public.projects set name = 'Launch 2' returning name$$, $$values ('Launch 2')$$,
-    'a team admin (through an admin link) renames the project'
+select is_empty(
+    $$update public.projects set name = 'Admin''s' returning id$$,
+    'a team admin (through an admin link) cannot rename the project: its shape is the owner''s'
 );
+select is_empty(
+    $$update public.projects set visibility = 'public' returning id$$, 'nor make it public'
+);
+select throws_ok(
+    format($$select public.link_project_team(%L, 'a0000000-0000-4000-8000-000000000001', 'admin')$$, :'project'),
+    'PT403', 'this needs the owner role on the project', 'nor link it to a team'
+);
+select is_empty('delete from public.projects returning id', 'nor delete it');
 select throws_ok(
     format('update public.projects set owner_id = %L', :'tadmin'), '42501', 'permission denied for table projects',
     'nobody takes over a project by updating owner_id'
@@ -208,7 +224,7 @@ select tests.authenticate_as(:'teditor');
 select is_empty($$update public.projects set name = 'Editor''s' returning id$$, 'an editor cannot update the project');
 select throws_ok(
     format($$select public.link_project_team(%L, 'a0000000-0000-4000-8000-000000000001', 'admin')$$, :'project'),
-    'PT403', 'this needs the admin role on the project', 'an editor cannot change the link (403: she can read it)'
+    'PT403', 'this needs the owner role on the project', 'an editor cannot change the link (403: she can read it)'
 );
 select tests.authenticate_as(:'tviewer');
 select is_empty($$update public.projects set name = 'Viewer''s' returning id$$, 'a viewer cannot update the project');
@@ -217,10 +233,16 @@ select is_empty($$update public.projects set name = 'Mine' returning id$$, 'a st
 select is_empty('delete from public.projects returning id', 'a stranger cannot delete the project');
 select tests.authenticate_as(:'teditor');
 select is_empty('delete from public.projects returning id', 'an editor cannot delete the project');
+select tests.authenticate_as(:'powner');
+select results_eq(
+    $$update public.projects set name = 'Launch 2' returning name$$, $$values ('Launch 2')$$,
+    'the owner renames it'
+);
 select tests.clear_authentication();
 select results_eq(
-    format('select name from public.projects where id = %L', :'project'), $$values ('Launch 2')$$,
-    'only the admin''s rename went through'
+    format('select name, visibility::text from public.projects where id = %L', :'project'),
+    $$values ('Launch 2', 'team')$$,
+    'only the owner''s rename went through'
 );
 
 -- lowering the link level takes effect at once
@@ -257,6 +279,12 @@ select lives_ok(
 select tests.authenticate_as(:'teditor');
 select is_empty('select id from public.projects', 'linked teams lose it in the next statement');
 select is(public.authorize_project(:'project') ->> 'access_granted', 'false', 'authorize_project agrees');
+select is_empty('select project_id from public.project_teams', 'and its link is hidden from the team');
+select tests.authenticate_as(:'powner');
+select results_eq(
+    'select team_id from public.project_teams', $$values ('a0000000-0000-4000-8000-000000000001'::uuid)$$,
+    'while its owner still sees the link she made'
+);
 
 select tests.authenticate_as(:'powner');
 select lives_ok(
@@ -294,7 +322,7 @@ select lives_ok(
 select tests.authenticate_as(:'teditor');
 select throws_ok(
     format($$select public.unlink_project_team(%L, 'a0000000-0000-4000-8000-000000000001')$$, :'project'),
-    'PT403', 'this needs the admin role on the project', 'an editor cannot unlink'
+    'PT403', 'this needs the owner role on the project', 'an editor of the team cannot unlink'
 );
 select tests.authenticate_as(:'stranger');
 select throws_ok(
@@ -303,7 +331,16 @@ select throws_ok(
 );
 select tests.authenticate_as(:'teditor');
 select is((select count(*) from public.projects), 1::bigint, 'the refused unlinks changed nothing');
+select tests.authenticate_as(:'tadmin');
+select lives_ok(
+    format($$select public.unlink_project_team(%L, 'a0000000-0000-4000-8000-000000000001')$$, :'project'),
+    'an admin of the team takes the project out of her team'
+);
 select tests.authenticate_as(:'powner');
+select lives_ok(
+    format($$select public.link_project_team(%L, 'a0000000-0000-4000-8000-000000000001', 'editor')$$, :'project'),
+    'the owner links it again'
+);
 select lives_ok(
     format($$select public.unlink_project_team(%L, 'a0000000-0000-4000-8000-000000000001')$$, :'project'),
     'the owner unlinks the team'
@@ -335,16 +372,21 @@ select lives_ok(
     'relinked at admin level'
 );
 select tests.authenticate_as(:'tadmin');
-select lives_ok(format('delete from public.projects where id = %L', :'project'), 'a project admin deletes it');
+select is_empty(
+    format('delete from public.projects where id = %L returning id', :'project'),
+    'a project admin through the link cannot delete it'
+);
+select tests.authenticate_as(:'powner');
+select lives_ok(format('delete from public.projects where id = %L', :'project'), 'its owner deletes it');
 select tests.clear_authentication();
 select is_empty(
     format(
         $$select 1 from public.projects where id = %1$L
-        union all select 1 from private.project_access where project_id = %1$L
+        union all select 1 from public.generations where project_id = %1$L
         union all select 1 from public.project_teams where project_id = %1$L$$,
         :'project'
     ),
-    'it is gone, and its links and flattened access rows with it'
+    'it is gone, and its links and generations with it'
 );
 
 -- suspension of the owner -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 -- Generation shares: share_generation/unshare_generation, who reads the share rows and the
 -- shared generation, least(team role, share role), and revocation in the next statement.
 begin;
-select plan(54);
+select plan(59);
 
 select tests.create_user('creator@velro.test') as creator \gset
 select tests.create_user('sowner@velro.test') as sowner \gset
@@ -12,18 +12,22 @@ select tests.create_user('other@velro.test') as other \gset
 select tests.create_user('stranger@velro.test') as stranger \gset
 select tests.create_user('sue@velro.test') as sue \gset
 
--- team Share: the creator is a viewer in it (enough to share into it); Beta is another team
+-- team Share: the creator is an editor in it (enough to share into it); Beta is another
+-- team; in Gamma she is only a viewer
 insert into public.teams (id, name, owner_id) values
 ('a0000000-0000-4000-8000-000000000001', 'Share', :'sowner'),
-('b0000000-0000-4000-8000-000000000002', 'Beta', :'other');
+('b0000000-0000-4000-8000-000000000002', 'Beta', :'other'),
+('e0000000-0000-4000-8000-000000000005', 'Gamma', :'other');
 insert into public.team_members (team_id, user_id, role) values
 ('a0000000-0000-4000-8000-000000000001', :'sowner', 'owner'),
 ('a0000000-0000-4000-8000-000000000001', :'sadmin', 'admin'),
 ('a0000000-0000-4000-8000-000000000001', :'seditor', 'editor'),
 ('a0000000-0000-4000-8000-000000000001', :'sviewer', 'viewer'),
-('a0000000-0000-4000-8000-000000000001', :'creator', 'viewer'),
+('a0000000-0000-4000-8000-000000000001', :'creator', 'editor'),
 ('a0000000-0000-4000-8000-000000000001', :'sue', 'admin'),
-('b0000000-0000-4000-8000-000000000002', :'other', 'owner');
+('b0000000-0000-4000-8000-000000000002', :'other', 'owner'),
+('e0000000-0000-4000-8000-000000000005', :'other', 'owner'),
+('e0000000-0000-4000-8000-000000000005', :'creator', 'viewer');
 update public.profiles set status = 'suspended' where id = :'sue';
 
 select tests.authenticate_as(:'creator');
@@ -39,6 +43,10 @@ select tests.authenticate_as(:'creator');
 select throws_ok(
     format($$select public.share_generation(%L, 'b0000000-0000-4000-8000-000000000002', 'viewer')$$, :'gen'),
     'PT404', 'team not found', 'the creator cannot share with a team she is not in'
+);
+select throws_ok(
+    format($$select public.share_generation(%L, 'e0000000-0000-4000-8000-000000000005', 'viewer')$$, :'gen'),
+    'PT403', 'this needs the editor role or higher in the team', 'sharing into a team needs at least editor there'
 );
 select throws_ok(
     format($$select public.share_generation(%L, 'a0000000-0000-4000-8000-000000000001', 'owner')$$, :'gen'),
@@ -214,7 +222,7 @@ select lives_ok(
 select is_empty('select id from public.generations', 'and loses it herself in the next statement');
 select throws_ok(
     format($$select public.unshare_generation(%L, 'a0000000-0000-4000-8000-000000000001')$$, :'gen'),
-    'PT404', 'generation not found', 'so unsharing again is 404 for her'
+    'PT404', 'this generation is not shared with that team', 'so unsharing again is 404 for her'
 );
 select tests.authenticate_as(:'seditor');
 select is_empty('select id from public.generations', 'the team''s editor reads it no more');
@@ -232,6 +240,22 @@ select ok(
     ),
     'the unshare is audited'
 );
+
+-- the team's owner and admins take out whatever was put into their team
+select tests.authenticate_as(:'creator');
+select lives_ok(
+    format($$select public.share_generation(%L, 'a0000000-0000-4000-8000-000000000001', 'viewer')$$, :'gen'),
+    'shared again, at viewer'
+);
+select tests.authenticate_as(:'sowner');
+select is(
+    public.authorize_generation(:'gen') ->> 'effective_role', 'viewer', 'the team owner holds only viewer through it'
+);
+select lives_ok(
+    format($$select public.unshare_generation(%L, 'a0000000-0000-4000-8000-000000000001')$$, :'gen'),
+    'yet she takes it out of her team'
+);
+select is_empty('select id from public.generations', 'and her team reads it no more');
 
 -- a deleted team takes its shares with it
 select tests.authenticate_as(:'creator');

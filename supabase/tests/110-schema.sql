@@ -54,10 +54,10 @@ select policies_are('public', 'invitations', array[
 ], 'invitations: admins read');
 select policies_are('public', 'projects', array[
     'readers can read projects', 'active users can create their own projects',
-    'admins can update projects', 'admins can delete projects'
+    'owners can update their projects', 'owners can delete their projects'
 ], 'projects: one policy per command');
 select policies_are('public', 'project_teams', array[
-    'team members and project admins can read project links'
+    'project owners and the team''s members can read links of shared projects'
 ], 'project_teams: read only');
 select policies_are('public', 'generations', array[
     'readers can read generations', 'editors can update generations', 'admins can delete generations'
@@ -228,14 +228,18 @@ select has_index('public', 'generations', 'generations_idempotency_key', 'the id
 select has_index('public', 'credit_ledger', 'credit_ledger_refund_of_key', 'a charge is refunded at most once');
 select has_index('public', 'projects', 'projects_owner_id_idx', 'projects are indexed by owner');
 select has_index(
-    'private', 'project_access', 'project_access_project_id_idx', 'flattened access is indexed by project'
+    'public', 'generations', 'generations_public_feed_idx', 'the public feed has its own index'
 );
 
 -- triggers that keep the rules -------------------------------------------------------------------------
 
 select has_trigger('auth', 'users', 'on_auth_user_created', 'every new auth user gets a profile');
-select has_trigger('public', 'team_members', 'team_members_sync_access', 'membership changes reach project_access');
-select has_trigger('public', 'project_teams', 'project_teams_sync_access', 'link changes reach project_access');
+select has_trigger(
+    'public', 'generations', 'generations_copy_project_visibility', 'a generation copies its project''s publicity'
+);
+select has_trigger(
+    'public', 'projects', 'projects_publish_visibility', 'a visibility change rewrites its generations'' copy'
+);
 
 select * from finish();
 rollback;
