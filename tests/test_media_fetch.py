@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from backend.config import ConfigError, Settings, validate
 from backend.media.fetch import FetchPolicy, UnsafeMedia, fetch
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
@@ -139,3 +140,13 @@ def test_redirect_chains_are_bounded(server):
     handler.routes["/loop"] = (302, {"Location": "/loop"}, b"")
     with pytest.raises(UnsafeMedia, match=r"more than 5 redirects"):
         fetch(f"http://127.0.0.1:{httpd.server_port}/loop", trusting(httpd))
+
+
+@pytest.mark.parametrize(
+    "override", [{"MEDIA_PRIVATE_HOSTS": "127.0.0.1:9000"}, {"WEBHOOKS_ALLOW_PRIVATE": True}]
+)
+def test_production_refuses_private_exemptions(override):
+    settings = Settings(APP_ENV="production", DATABASE_URL="postgresql://db/velro", **override)
+    with pytest.raises(ConfigError, match="production never fetches from or calls private"):
+        validate(settings)
+    validate(Settings(APP_ENV="test", DATABASE_URL="postgresql://db/velro", **override))
