@@ -17,7 +17,7 @@ from pathlib import Path
 
 from backend.api.generation_feeds import statement
 from backend.api.generations import COLUMNS
-from backend.api.pagination import NEWEST_FIRST, Page
+from backend.http.pagination import NEWEST_FIRST, Page
 
 QUERY_DIR = Path(__file__).resolve().parent / "queries"
 PAGE_SIZE = 50
