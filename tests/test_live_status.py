@@ -248,3 +248,38 @@ def test_held_requests_are_bounded_per_process(database_factory, migrated_templa
         assert response.get_json()["status"] == "pending"
         small.advance(generation["id"], "failed")
         assert stream.ended.wait(30)
+
+
+def test_a_stream_survives_the_listeners_connection_being_killed(world, owner):
+    """The listener reconnects and every follower reads the status again: what changed in
+    the gap is not lost, nothing is sent twice, and the order holds."""
+    generation = world.api.generation(owner)
+    stream = Stream(events_url(world, generation), owner.access_token)
+    stream.wait_for(1)
+    killed = world.api.sql(
+        "select pg_terminate_backend(pid) as killed from pg_stat_activity"
+        " where application_name = 'velro-live' and datname = current_database()"
+    )
+    assert [row["killed"] for row in killed] == [True]
+    world.advance(generation["id"], "queued", "req-killed")
+    world.advance(generation["id"], "processing")
+    world.advance(generation["id"], "completed")
+    assert stream.ended.wait(30)
+    statuses = [status for _, status, _ in stream.events]
+    assert statuses[0] == "pending" and statuses[-1] == "completed"
+    order = ["pending", "queued", "processing", "completed"]
+    assert [order.index(status) for status in statuses] == sorted(
+        {order.index(status) for status in statuses}
+    )
+
+
+def test_closing_the_app_ends_its_streams(database_factory, migrated_template, tmp_path):
+    with running_world(database_factory(migrated_template), str(tmp_path)) as short:
+        owner = short.api.user("closing")
+        short.api.grant_credits(owner, 100)
+        generation = short.api.generation(owner)
+        stream = Stream(events_url(short, generation), owner.access_token)
+        stream.wait_for(1)
+        short.api.app.extensions[LIVE].stop()
+        assert stream.ended.wait(30)
+        assert [status for _, status, _ in stream.events] == ["pending"]

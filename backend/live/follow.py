@@ -7,7 +7,7 @@ import re
 import time
 from collections.abc import Callable
 
-from backend.live.listener import RESYNC, Busy, Notice, NotListening, StatusListener
+from backend.live.listener import CLOSED, RESYNC, Busy, Notice, NotListening, StatusListener
 
 # a status only moves forward: a notice at or behind what the follower saw is old news
 ORDER = {"pending": 0, "queued": 1, "processing": 2, "completed": 3, "failed": 3, "cancelled": 3}
@@ -56,6 +56,8 @@ def wait_until_finished(
                 try:
                     notice = inbox.get(timeout=remaining)
                 except queue.Empty:
+                    break
+                if notice == CLOSED:
                     break
                 if notice == RESYNC or (isinstance(notice, Notice) and notice.status in FINISHED):
                     generation = read()

@@ -7,7 +7,10 @@ one generation it follows; one thread holds the process's only connection on cha
 A subscription is returned only once the connection is listening, so a caller that
 subscribes and then reads the generation's current status misses nothing in between. If
 the connection drops, every subscriber gets ``RESYNC`` when it is back: notices sent in
-the gap are lost, so they read the current status again. Subscriptions are bounded
+the gap are lost, so they read the current status again. A connection that stops answering
+without closing (a dropped route, a dead pooler) is found by a round trip every few seconds
+under a TCP user timeout, and replaced. When the app closes, subscribers get ``CLOSED`` and
+their streams end instead of holding the shutdown. Subscriptions are bounded
 (``LIVE_MAX_WAITERS`` per process): each holds a request thread of the web server, and
 the rest of the threads must stay free for ordinary requests.
 """
@@ -18,6 +21,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +32,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "generation_status"
 RESYNC = "resync"
+CLOSED = "closed"
+ROUND_TRIP_SECONDS = 5.0
 READY_TIMEOUT = 5.0
 RECONNECT_DELAY = 1.0
 CONNECT_OPTIONS = {
@@ -37,6 +43,7 @@ CONNECT_OPTIONS = {
     "keepalives_idle": 10,
     "keepalives_interval": 5,
     "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms: unacknowledged data this long means the peer is gone
     "application_name": "velro-live",
 }
 
@@ -100,6 +107,7 @@ class StatusListener:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._broadcast(CLOSED)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -115,11 +123,15 @@ class StatusListener:
     def _listen(self) -> None:
         with psycopg.connect(self._url, **CONNECT_OPTIONS) as conn:
             conn.execute(f"listen {CHANNEL}")
-            self._broadcast_resync()
+            self._broadcast(RESYNC)
             self._listening.set()
+            checked = time.monotonic()
             while not self._stopped.is_set():
-                for notify in conn.notifies(timeout=1.0):
+                for notify in conn.notifies(timeout=1.0):  # wakes each second to see stop()
                     self._deliver(notify.payload)
+                if time.monotonic() - checked >= ROUND_TRIP_SECONDS:
+                    conn.execute("select 1")  # a silent connection fails here, not never
+                    checked = time.monotonic()
 
     def _deliver(self, payload: str) -> None:
         try:
@@ -133,8 +145,8 @@ class StatusListener:
         for inbox in inboxes:
             inbox.put(notice)
 
-    def _broadcast_resync(self) -> None:
+    def _broadcast(self, message: str) -> None:
         with self._lock:
             inboxes = [inbox for group in self._subscribers.values() for inbox in group]
         for inbox in inboxes:
-            inbox.put(RESYNC)
+            inbox.put(message)

@@ -2,9 +2,9 @@
 
 The stream opens with the generation as it is now (event ``status``), then sends one event
 per later status, each exactly once and in order, and ends after a final status
-(completed, failed, cancelled) or after ``SSE_MAX_SECONDS`` (the client reconnects, as
-EventSource does). Each event's ``id`` is the status, so a reconnecting client's
-``Last-Event-ID`` skips what it already has. Every event is read again as the caller: a
+(completed, failed, cancelled), after ``SSE_MAX_SECONDS``, or when the server shuts down
+(the client reconnects, as EventSource does). Each event's ``id`` is the status, so a
+reconnecting client's ``Last-Event-ID`` skips what it already has. Every event is read again as the caller: a
 caller who loses access mid-stream gets an ``error`` event and the stream ends.
 """
 
@@ -27,7 +27,7 @@ from backend.db import user_transaction
 from backend.errors import NotFound, Unavailable
 from backend.live import listener
 from backend.live.follow import FINISHED, is_later
-from backend.live.listener import RESYNC, Busy, Notice, NotListening
+from backend.live.listener import CLOSED, RESYNC, Busy, Notice, NotListening
 
 blp = Blueprint(
     "generation_events",
@@ -115,6 +115,8 @@ def _stream(generation_id, generation: dict, inbox: queue.Queue, last_seen: str 
         except queue.Empty:
             yield ": keepalive\n\n"
             continue
+        if notice == CLOSED:
+            return  # the server is shutting down; the client reconnects elsewhere
         if isinstance(notice, Notice) and not is_later(notice.status, sent):
             continue
         current = read_generation(generation_id)
