@@ -4,8 +4,9 @@ The stream opens with the generation as it is now (event ``status``), then sends
 per later status, each exactly once and in order, and ends after a final status
 (completed, failed, cancelled), after ``SSE_MAX_SECONDS``, or when the server shuts down
 (the client reconnects, as EventSource does). Each event's ``id`` is the status, so a
-reconnecting client's ``Last-Event-ID`` skips what it already has. Every event is read again as the caller: a
-caller who loses access mid-stream gets an ``error`` event and the stream ends.
+reconnecting client's ``Last-Event-ID`` skips what it already has. Every event is read again
+as the caller: a caller who loses access mid-stream gets an ``error`` event and the stream
+ends.
 """
 
 from __future__ import annotations
