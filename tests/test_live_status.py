@@ -283,3 +283,25 @@ def test_closing_the_app_ends_its_streams(database_factory, migrated_template, t
         short.api.app.extensions[LIVE].stop()
         assert stream.ended.wait(30)
         assert [status for _, status, _ in stream.events] == ["pending"]
+
+
+def test_a_follower_who_loses_access_gets_an_error_and_the_stream_ends(world, owner):
+    viewer = world.api.user("viewer")
+    team = world.api.team(owner)
+    world.api.join(team, owner, viewer, "viewer")
+    generation = world.api.generation(owner)
+    world.api.ok(
+        "PUT",
+        f"/api/v1/generations/{generation['id']}/share",
+        owner,
+        json={"team_id": team["id"], "role": "viewer"},
+    )
+    stream = Stream(events_url(world, generation), viewer.access_token)
+    stream.wait_for(1)
+    world.api.ok("DELETE", f"/api/v1/generations/{generation['id']}/share/{team['id']}", owner, 204)
+    world.advance(generation["id"], "queued", "req-revoked")
+    assert stream.ended.wait(30)
+    assert [(event, data.get("error")) for event, _, data in stream.events] == [
+        ("status", None),
+        ("error", "not_found"),
+    ]
