@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from backend import api, cache, db
+from backend import api, cache, db, live
 from backend import logging as velro_logging
 from backend.auth import mailer
 from backend.auth import wiring as auth
@@ -16,8 +16,12 @@ from backend.auth.guard import RequestCaller
 from backend.cache.listener import EXTENSION as LISTENER
 from backend.cache.listener import InvalidationListener
 from backend.config import Settings, load_settings, validate
+from backend.fal import simulated_routes
 from backend.http import errors, headers, limits, openapi, request_id
+from backend.live import routes as live_routes
+from backend.media import routes as media_routes
 from backend.observability import health
+from backend.webhooks_out import routes as webhooks_out_routes
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
@@ -44,11 +48,17 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     auth.init_app(app, spec)
     spec.register_blueprint(health.blp)
     api.register(spec)
+    for blueprint in (media_routes.blp, live_routes.blp, webhooks_out_routes.blp):
+        spec.register_blueprint(blueprint)
+    if simulated_routes.uses_simulator(settings):
+        # the simulated provider's keys and files; not an API of ours, so not in the document
+        app.register_blueprint(simulated_routes.blp)
     limits.init_app(app)  # after the routes: it sets the tight limits by endpoint
     # last: the threads (pool, invalidation listener) start once the rest is valid;
     # background work (analytics refresh, the FAL pipeline) runs in the worker process
     db.init_app(app, caller=RequestCaller())
     cache.init_app(app)
+    live.init_app(app)  # its one connection opens when the first client follows a generation
     _start_invalidation_listener(app, settings)
     return app
 
@@ -69,6 +79,7 @@ def close_app(app: Flask) -> None:
     """Release what the app holds (pool, HTTP clients): for tests and clean shutdowns."""
     if LISTENER in app.extensions:
         app.extensions[LISTENER].stop()
+    live.close(app)
     cache.close(app)
     app.extensions[db.EXTENSION].close()
     app.extensions[auth.HTTP].close()

@@ -34,6 +34,7 @@ APP_ENVS = ("development", "test", "production")
 AUTH_MODES = ("local", "supabase")
 POOLERS = ("none", "session", "transaction")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MEDIA_STORAGES = ("local", "supabase")
 
 
 class ConfigError(RuntimeError):
@@ -114,6 +115,26 @@ class Settings:
 
     METRICS_TOKEN: str | None = None  # bearer token for health details and metrics (operators)
 
+    MEDIA_STORAGE: str = "local"  # where outputs are kept: local (MEDIA_DIR) or supabase (Storage)
+    MEDIA_DIR: str = ".media"  # the local storage's directory
+    MEDIA_ALLOWED_HOSTS: str = "fal.media,*.fal.media"  # hosts outputs are copied from (globs)
+    # host:port pairs exempt from the public-address rule (the simulated provider, test fakes);
+    # refused in production
+    MEDIA_PRIVATE_HOSTS: str = ""
+    MEDIA_MAX_BYTES: int = 200_000_000  # largest output copied, in bytes
+    MEDIA_URL_SECONDS: int = 3600  # lifetime of a signed media URL
+    # HMAC key of local media URLs; default derived from JWT_SECRET
+    MEDIA_SIGNING_KEY: str | None = None
+    # Storage uploads and signed URLs (MEDIA_STORAGE=supabase)
+    SUPABASE_SERVICE_ROLE_KEY: str | None = None
+    # deliver user webhooks to private and loopback addresses (tests); refused in production
+    WEBHOOKS_ALLOW_PRIVATE: bool = False
+    WEBHOOK_MAX_ATTEMPTS: int = 8  # attempts per event before the delivery is marked failed
+    WEBHOOK_TIMEOUT: float = 10.0  # seconds a user's endpoint has to answer
+    SSE_MAX_SECONDS: float = 300.0  # an event stream closes after this; clients reconnect
+    # concurrent event streams and Prefer: wait requests per process; 0: half the threads
+    LIVE_MAX_WAITERS: int = 0
+
     def __post_init__(self):
         if self.PUBLIC_URL is None:
             object.__setattr__(self, "PUBLIC_URL", f"http://localhost:{self.PORT}")
@@ -143,6 +164,11 @@ class Settings:
     @property
     def pool_max_size(self) -> int:
         return self.DB_POOL_MAX_SIZE or self.GUNICORN_THREADS + 2
+
+    @property
+    def live_max_waiters(self) -> int:
+        """Held requests each hold a thread: at most half of them, so others still answer."""
+        return self.LIVE_MAX_WAITERS or max(1, self.GUNICORN_THREADS // 2)
 
     @property
     def autoconfirm(self) -> bool:
@@ -284,6 +310,18 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append("TRUSTED_PROXIES and ANALYTICS_REFRESH_SECONDS cannot be negative")
     if s.METRICS_TOKEN is not None and len(s.METRICS_TOKEN) < 32:
         problems.append("METRICS_TOKEN must be at least 32 characters (`openssl rand -hex 32`)")
+    if s.MEDIA_STORAGE not in MEDIA_STORAGES:
+        problems.append(
+            f"MEDIA_STORAGE={s.MEDIA_STORAGE!r}: use one of {', '.join(MEDIA_STORAGES)}"
+        )
+    elif s.MEDIA_STORAGE == "supabase" and not (s.SUPABASE_URL and s.SUPABASE_SERVICE_ROLE_KEY):
+        problems.append("MEDIA_STORAGE=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
+    if s.MEDIA_MAX_BYTES < 1 or s.MEDIA_URL_SECONDS < 1 or s.SSE_MAX_SECONDS <= 0:
+        problems.append("MEDIA_MAX_BYTES, MEDIA_URL_SECONDS and SSE_MAX_SECONDS must be positive")
+    if s.WEBHOOK_MAX_ATTEMPTS < 1 or s.WEBHOOK_TIMEOUT <= 0 or s.LIVE_MAX_WAITERS < 0:
+        problems.append(
+            "WEBHOOK_MAX_ATTEMPTS >= 1, WEBHOOK_TIMEOUT > 0 and LIVE_MAX_WAITERS >= 0 are required"
+        )
     if s.JWT_EXPIRY < 60 or s.JWT_LEEWAY < 0 or s.MAX_CONTENT_LENGTH < 1024:
         problems.append(
             "JWT_EXPIRY >= 60, JWT_LEEWAY >= 0 and MAX_CONTENT_LENGTH >= 1024 are required"
@@ -300,6 +338,11 @@ def _production_problems(s: Settings) -> list[str]:
         )
     if s.DEBUG:
         problems.append("DEBUG is on: debug mode must be off in production")
+    if s.MEDIA_PRIVATE_HOSTS or s.WEBHOOKS_ALLOW_PRIVATE:
+        problems.append(
+            "MEDIA_PRIVATE_HOSTS and WEBHOOKS_ALLOW_PRIVATE are for local work: production never"
+            " fetches from or calls private or loopback addresses"
+        )
     if not s.FAL_KEY:
         problems.append("FAL_KEY is not set: production refuses the simulated FAL provider")
     if not s.PUBLIC_URL.startswith("https://"):

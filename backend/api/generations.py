@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from psycopg.types.json import Jsonb
@@ -25,6 +26,8 @@ from backend.fal.provider import queue_for
 from backend.fal.queue import FalRejected, FalUnavailable
 from backend.http.pagination import NEWEST_FIRST, Page
 from backend.jobs.settings import load_pipeline_settings
+from backend.live import listener
+from backend.live.follow import BadPreference, requested_wait, wait_until_finished
 
 blp = Blueprint(
     "generations",
@@ -52,7 +55,7 @@ CREATE = (
 @blp.route("")
 class Generations(MethodView):
     @require_user
-    @blp.arguments(schemas.IdempotencyKeyHeader, location="headers")
+    @blp.arguments(schemas.GenerationCreateHeaders, location="headers")
     @blp.arguments(schemas.GenerationCreateSchema)
     @blp.response(201, schemas.GenerationSchema, description="Created and charged")
     @blp.alt_response(
@@ -65,12 +68,17 @@ class Generations(MethodView):
     def post(self, headers, body):
         """Start a generation: validates model and parameters, charges its credits.
 
-        It stays ``pending`` until it is submitted to FAL.ai. Creating it in a project needs
+        The worker submits it to FAL.ai. Follow it with ``GET .../events`` (Server-Sent
+        Events), ``Prefer: wait=N`` (the answer waits up to N seconds for the end;
+        ``Preference-Applied`` says it did), or a ``webhook_url`` we call with signed events
+        (``webhook_events_filter``: start, completed). Creating it in a project needs
         write (editor) access there. The price is the model's ``credit_cost`` per
         ``price_unit``: per generation, per image (``num_images``) or per second of video
         (``duration``). The optional ``Idempotency-Key`` header makes retries safe; the same
         key with a different request is a 409.
         """
+        wait = _requested_wait(headers["prefer"])
+        _check_webhook_url(body.get("webhook_url"))
         with user_transaction() as cur:
             cur.execute(
                 CREATE,
@@ -84,7 +92,22 @@ class Generations(MethodView):
                 ),
             )
             generation = cur.fetchone()
-        return generation, 201 if generation["created"] else 200
+            if generation["created"] and body.get("webhook_url"):
+                rpc(
+                    cur,
+                    "public.set_generation_webhook",
+                    p_generation_id=generation["id"],
+                    p_url=body["webhook_url"],
+                    p_events=body.get("webhook_events_filter") or list(schemas.WEBHOOK_EVENTS),
+                )
+        status = 201 if generation["created"] else 200
+        if wait is None:
+            return generation, status
+        finished, waited = wait_until_finished(
+            listener(), generation["id"], wait, lambda: _read(generation["id"])
+        )
+        applied = {"Preference-Applied": f"wait={wait}"} if waited else {}
+        return finished or generation, status, applied
 
     @require_user
     @blp.arguments(schemas.GenerationListArgs, location="query")
@@ -101,6 +124,25 @@ class Generations(MethodView):
         with user_transaction() as cur:
             cur.execute(query, params)
             return page.result(cur.fetchall())
+
+
+def _requested_wait(prefer: str | None) -> int | None:
+    try:
+        return requested_wait(prefer)
+    except BadPreference as error:
+        raise ApiError(str(error), status=400) from None
+
+
+def _check_webhook_url(url: str | None) -> None:
+    if url and current_app.config["SETTINGS"].is_production and not url.startswith("https://"):
+        raise ApiError("webhook_url must be an https:// URL", status=400)
+
+
+def _read(generation_id) -> dict | None:
+    """The generation as the caller sees it now (Prefer: wait reads it again when it ends)."""
+    with user_transaction() as cur:
+        cur.execute(f"select {COLUMNS} from public.generations where id = %s", (generation_id,))  # noqa: S608
+        return cur.fetchone()
 
 
 @blp.route("/<uuid:generation_id>")

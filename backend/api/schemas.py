@@ -168,6 +168,21 @@ class IdempotencyKeyHeader(Schema):
     )
 
 
+class GenerationCreateHeaders(IdempotencyKeyHeader):
+    prefer = Text(
+        data_key="Prefer",
+        load_default=None,
+        validate=validate.Length(max=200),
+        metadata={
+            "description": "`wait=N` (1 to 60): hold the answer up to N seconds until the"
+            " generation ends; `Preference-Applied` says whether it waited"
+        },
+    )
+
+
+WEBHOOK_EVENTS = ("start", "completed")
+
+
 class GenerationCreateSchema(Schema):
     model_id = Text(required=True, validate=validate.Length(min=1, max=200))
     prompt = text(4000, required=True)
@@ -177,6 +192,18 @@ class GenerationCreateSchema(Schema):
         metadata={"description": "model parameters; GET /api/v1/models lists each model's schema"},
     )
     title = Text(validate=validate.Length(max=200), allow_none=True)
+    webhook_url = Text(
+        validate=[validate.Length(max=2048), validate.URL(schemes={"http", "https"})],
+        metadata={
+            "description": "called with Standard Webhooks-signed events of this generation (https"
+            " in production); sign-ups make their secret with POST /api/v1/webhooks/secret"
+        },
+    )
+    webhook_events_filter = fields.List(
+        one_of(WEBHOOK_EVENTS),
+        validate=validate.Length(min=1, max=2),
+        metadata={"description": "which events to send: start, completed (default: both)"},
+    )
 
 
 class GenerationListArgs(PageArgs):

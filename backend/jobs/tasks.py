@@ -150,6 +150,16 @@ def copy_outputs(generation_id: str) -> None:
     copy_generation_outputs(load_settings(), generation_id)
 
 
+@app.periodic(cron=every(5))
+@app.task(name="velro.deliver_webhooks", queue=QUEUE, queueing_lock="velro.deliver_webhooks")
+def deliver_webhooks(timestamp: int) -> None:
+    """Send users' due webhook events: signed, retried with backoff, one sender per event."""
+    from backend.config import load_settings
+    from backend.webhooks_out import deliver_due_webhooks
+
+    deliver_due_webhooks(load_settings())
+
+
 @app.periodic(cron=every(int(load_pipeline_settings().ANALYTICS_REFRESH_SECONDS) or 300))
 @app.task(name="velro.refresh_analytics", queue=QUEUE, queueing_lock="velro.refresh_analytics")
 def refresh_analytics(timestamp: int) -> None:

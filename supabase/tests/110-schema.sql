@@ -9,8 +9,9 @@ select plan(48);
 select tables_are(
     'public',
     array[
-        'credit_ledger', 'generation_shares', 'generations', 'invitations', 'models', 'profiles',
-        'project_teams', 'projects', 'team_members', 'teams'
+        'credit_ledger', 'generation_media', 'generation_shares', 'generation_webhooks', 'generations',
+        'invitations', 'models', 'profiles', 'project_teams', 'projects', 'team_members', 'teams',
+        'webhook_deliveries'
     ],
     'public holds exactly the domain tables'
 );
@@ -80,7 +81,8 @@ select set_eq(
     $$values
     ('profiles', 'SELECT'), ('credit_ledger', 'SELECT'), ('teams', 'SELECT'), ('team_members', 'SELECT'),
     ('projects', 'SELECT'), ('projects', 'DELETE'), ('project_teams', 'SELECT'), ('models', 'SELECT'),
-    ('generations', 'SELECT'), ('generations', 'DELETE'), ('generation_shares', 'SELECT')$$,
+    ('generations', 'SELECT'), ('generations', 'DELETE'), ('generation_shares', 'SELECT'),
+    ('generation_media', 'SELECT'), ('generation_webhooks', 'SELECT'), ('webhook_deliveries', 'SELECT')$$,
     'authenticated holds exactly these whole-table privileges'
 );
 select set_eq(
@@ -150,10 +152,10 @@ select functions_are('public', array[
     'accept_invitation', 'authorize_generation', 'authorize_project', 'cancel_generation', 'change_member_role',
     'create_generation', 'create_team', 'fal_circuit_allows', 'generations_awaiting_fal', 'grant_credits',
     'invite_member', 'leave_team', 'link_project_team', 'list_pending_invitations', 'list_team_members',
-    'model_stats', 'my_credit_summary', 'project_usage', 'record_fal_outcome', 'record_generation_progress',
-    'refresh_analytics', 'refund_generation', 'remove_member', 'revoke_invitation',
-    'share_generation', 'team_permissions', 'team_usage', 'transfer_team_ownership', 'unlink_project_team',
-    'unshare_generation'
+    'model_stats', 'my_credit_summary', 'project_usage', 'record_fal_outcome', 'record_generation_media',
+    'record_generation_progress', 'refresh_analytics', 'refund_generation', 'remove_member', 'revoke_invitation',
+    'rotate_webhook_secret', 'set_generation_webhook', 'share_generation', 'team_permissions', 'team_usage',
+    'transfer_team_ownership', 'unlink_project_team', 'unshare_generation', 'webhook_secret_info'
 ], 'public holds exactly the API functions');
 select is_empty(
     $$select p.oid::regprocedure::text from pg_catalog.pg_proc as p
@@ -180,14 +182,16 @@ select set_eq(
     ('change_member_role'), ('create_generation'), ('create_team'), ('invite_member'), ('leave_team'),
     ('link_project_team'), ('list_pending_invitations'), ('list_team_members'), ('my_credit_summary'),
     ('project_usage'), ('remove_member'), ('revoke_invitation'), ('share_generation'), ('team_permissions'),
-    ('team_usage'), ('transfer_team_ownership'), ('unlink_project_team'), ('unshare_generation')$$,
+    ('team_usage'), ('transfer_team_ownership'), ('unlink_project_team'), ('unshare_generation'),
+    ('rotate_webhook_secret'), ('set_generation_webhook'), ('webhook_secret_info')$$,
     'authenticated executes exactly the user RPCs'
 );
 select set_eq(
     $$select p.proname::text from pg_catalog.pg_proc as p
     where p.pronamespace = 'public'::regnamespace and has_function_privilege('service_role', p.oid, 'execute')$$,
     $$values ('fal_circuit_allows'), ('generations_awaiting_fal'), ('grant_credits'), ('model_stats'),
-    ('record_fal_outcome'), ('record_generation_progress'), ('refresh_analytics'), ('refund_generation')$$,
+    ('record_fal_outcome'), ('record_generation_progress'), ('refresh_analytics'), ('refund_generation'),
+    ('record_generation_media')$$,
     'service_role executes exactly the system RPCs'
 );
 select set_eq(

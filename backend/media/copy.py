@@ -1,0 +1,82 @@
+"""The media-copy job's work: every output URL of a completed generation into our storage.
+
+Run by the worker once a generation completes. It is safe to run again (a retried job):
+objects and rows are replaced, never added twice. A URL we refuse (host, address, type,
+size) stops the copy with ``UnsafeMedia``, which the job records; nothing half-stored is
+shown, since a row is written only after its object is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+
+from backend.media.fetch import FetchPolicy, fetch
+from backend.media.probe import dimensions, extension_for
+
+READ_OUTPUTS = "select status, outputs from public.generations where id = %s"
+RECORD = (
+    "select * from public.record_generation_media(p_generation_id => %s, p_position => %s,"
+    " p_storage_path => %s, p_content_type => %s, p_size_bytes => %s, p_width => %s,"
+    " p_height => %s, p_source_url => %s)"
+)
+AS_SERVICE = "select set_config('role', 'service_role', true)"
+
+
+def output_urls(outputs: Any) -> list[str]:
+    """Every ``url`` in a provider's result, in document order.
+
+    FAL's results hold them as ``{"images": [{"url": ...}]}`` or ``{"video": {"url": ...}}``;
+    walking the document keeps one rule for every model.
+    """
+    return list(_urls(outputs))
+
+
+def _urls(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("url"), str):
+            yield node["url"]
+            return
+        for value in node.values():
+            yield from _urls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _urls(value)
+
+
+def copy_outputs(
+    database_url: str, generation_id: UUID | str, storage, policy: FetchPolicy
+) -> list[dict]:
+    """Copy a completed generation's outputs; returns the rows recorded (none if not completed)."""
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        row = conn.execute(READ_OUTPUTS, (generation_id,)).fetchone()
+    if row is None or row["status"] != "completed":
+        return []
+    stored = [
+        _store_one(generation_id, position, url, storage, policy)
+        for position, url in enumerate(output_urls(row["outputs"]))
+    ]
+    with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
+        conn.execute(AS_SERVICE)
+        return [conn.execute(RECORD, item).fetchone() for item in stored]
+
+
+def _store_one(generation_id, position: int, url: str, storage, policy: FetchPolicy) -> tuple:
+    fetched = fetch(url, policy)
+    width, height = dimensions(fetched.body, fetched.content_type)
+    name = f"{generation_id}/{position}.{extension_for(fetched.content_type)}"
+    storage.put(name, fetched.body, fetched.content_type)
+    return (
+        str(generation_id),
+        position,
+        name,
+        fetched.content_type,
+        len(fetched.body),
+        width,
+        height,
+        url,
+    )

@@ -1,0 +1,140 @@
+"""Fetching a provider's output safely: only from allowed hosts, never into our own network.
+
+A provider's output URL is data from outside. Before each hop (the first request and
+every redirect) the host must be on the allow-list and every address it resolves to must
+be a public one; the request then goes to the address that was checked (the host travels
+in ``Host`` and in TLS's server name), so a DNS answer that changes between the check and
+the connection cannot point it at loopback or the cloud's metadata service. The body is
+read in chunks and refused as soon as it passes the size limit; its declared content type
+must be one we store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+
+import httpx
+
+MAX_REDIRECTS = 5
+CHUNK = 64 * 1024
+
+
+class UnsafeMedia(Exception):
+    """An output URL we refuse to fetch or a body we refuse to keep; the message says why."""
+
+
+def system_resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({info[4][0] for info in infos})
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What may be fetched: hosts (``fal.media``, ``*.fal.media``), size, content types.
+
+    ``private_hosts`` are ``host:port`` pairs exempt from the public-address rule: the
+    simulated provider in development and the fakes in tests, never in production.
+    """
+
+    allowed_hosts: tuple[str, ...]
+    max_bytes: int
+    content_types: tuple[str, ...] = ("image/", "video/")
+    private_hosts: frozenset[str] = frozenset()
+    timeout: float = 30.0
+    resolve: Callable[[str, int], list[str]] = field(default=system_resolve, compare=False)
+
+    def host_allowed(self, host: str, port: int) -> bool:
+        if f"{host}:{port}" in self.private_hosts:
+            return True
+        return any(fnmatch(host.lower(), pattern.lower()) for pattern in self.allowed_hosts)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str
+    content_type: str
+    body: bytes
+
+
+def fetch(url: str, policy: FetchPolicy) -> Fetched:
+    """GET ``url`` under ``policy``, following at most MAX_REDIRECTS checked redirects."""
+    with httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False) as client:
+        for _hop in range(MAX_REDIRECTS + 1):
+            target = httpx.URL(url)
+            address = _checked_address(target, policy)
+            with client.stream("GET", pinned(target, address), **as_host(target)) as response:
+                if response.is_redirect:
+                    url = str(target.join(response.headers["location"]))
+                    continue
+                if response.status_code != 200:
+                    raise UnsafeMedia(f"{_shown(target)} answered {response.status_code}")
+                content_type = _checked_type(response, policy)
+                return Fetched(str(target), content_type, _bounded_body(response, policy))
+    raise UnsafeMedia(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _checked_address(target: httpx.URL, policy: FetchPolicy) -> str:
+    if target.scheme not in ("https", "http") or not target.host:
+        raise UnsafeMedia(f"{_shown(target)}: only http(s) URLs are fetched")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    if not policy.host_allowed(target.host, port):
+        raise UnsafeMedia(f"{target.host} is not an allowed media host")
+    exempt = f"{target.host}:{port}" in policy.private_hosts
+    if target.scheme == "http" and not exempt:
+        raise UnsafeMedia(f"{_shown(target)}: media is fetched over https only")
+    try:
+        addresses = policy.resolve(target.host, port)
+    except OSError as error:
+        raise UnsafeMedia(f"{target.host} does not resolve: {error}") from None
+    if not addresses:
+        raise UnsafeMedia(f"{target.host} does not resolve")
+    if not exempt:
+        refuse_private(target.host, addresses)
+    return addresses[0]
+
+
+def refuse_private(host: str, addresses: Iterable[str]) -> None:
+    """UnsafeMedia unless every address is a public unicast one."""
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if not ip.is_global or ip.is_multicast:
+            raise UnsafeMedia(f"{host} resolves to {ip}, a private or loopback address")
+
+
+def pinned(target: httpx.URL, address: str) -> httpx.URL:
+    """The URL with its host replaced by the address that was checked."""
+    return target.copy_with(host=address)
+
+
+def as_host(target: httpx.URL) -> dict:
+    """Request options that still name the original host (Host header, TLS server name)."""
+    host = target.netloc.decode("ascii")
+    return {"headers": {"Host": host}, "extensions": {"sni_hostname": target.host}}
+
+
+def _checked_type(response: httpx.Response, policy: FetchPolicy) -> str:
+    content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not content_type.startswith(policy.content_types):
+        raise UnsafeMedia(f"content type {content_type or 'none'!r} is not stored")
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > policy.max_bytes:
+        raise UnsafeMedia(f"{declared} bytes is more than the {policy.max_bytes} allowed")
+    return content_type
+
+
+def _bounded_body(response: httpx.Response, policy: FetchPolicy) -> bytes:
+    body = bytearray()
+    for chunk in response.iter_bytes(CHUNK):
+        body += chunk
+        if len(body) > policy.max_bytes:
+            raise UnsafeMedia(f"the body is larger than the {policy.max_bytes} bytes allowed")
+    return bytes(body)
+
+
+def _shown(target: httpx.URL) -> str:
+    """A URL for messages and logs, without its query (signed URLs carry tokens there)."""
+    return str(target.copy_with(query=None, fragment=None))

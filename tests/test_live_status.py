@@ -1,0 +1,307 @@
+"""Live status: Server-Sent Events driven by Postgres notifications, and Prefer: wait.
+
+A real HTTP server serves the app; the worker's status changes are made with the service
+role's RPC, as the worker makes them, on their own connections."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import psycopg
+import pytest
+import requests
+from media_support import running_world
+
+from backend.live import EXTENSION as LIVE
+
+
+@pytest.fixture(scope="module")
+def world(database_factory, migrated_template, tmp_path_factory):
+    with running_world(
+        database_factory(migrated_template), str(tmp_path_factory.mktemp("media"))
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def owner(world):
+    user = world.api.user("live")
+    world.api.grant_credits(user, 1000)
+    return user
+
+
+class Stream:
+    """Reads an event stream in a thread; ``events`` are (event, id, data) tuples."""
+
+    def __init__(self, url: str, token: str, last_event_id: str | None = None):
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        self.response = requests.get(url, headers=headers, stream=True, timeout=30)
+        self.events: list[tuple] = []
+        self.arrived = threading.Condition()
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        event = {}
+        for line in self.response.iter_lines(decode_unicode=True):
+            if line == "":
+                if "event" in event:
+                    with self.arrived:
+                        self.events.append(
+                            (event["event"], event.get("id"), json.loads(event["data"]))
+                        )
+                        self.arrived.notify_all()
+                event = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                event[name] = value
+        self.ended.set()
+
+    def wait_for(self, count: int) -> list[tuple]:
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.events) >= count, 30), self.events
+        return self.events[:count]
+
+
+def events_url(world, generation) -> str:
+    return f"{world.url}/api/v1/generations/{generation['id']}/events"
+
+
+def test_every_transition_arrives_once_in_order_and_the_stream_ends(world, owner):
+    generation = world.api.generation(owner)
+    stream = Stream(events_url(world, generation), owner.access_token)
+    assert stream.wait_for(1)[0][:2] == ("status", "pending")
+    # back to back, as webhooks may come; then late and duplicate ones that change nothing
+    world.advance(generation["id"], "queued", "req-live-1")
+    world.advance(generation["id"], "processing")
+    world.advance(generation["id"], "completed", outputs={"images": []})
+    world.advance(generation["id"], "completed")
+    world.advance(generation["id"], "failed")
+    assert stream.ended.wait(30), "the stream did not end after the final status"
+    assert [(event, status) for event, status, _ in stream.events] == [
+        ("status", "pending"),
+        ("status", "queued"),
+        ("status", "processing"),
+        ("status", "completed"),
+    ]
+    assert [data["status"] for _, _, data in stream.events] == [
+        "pending",
+        "queued",
+        "processing",
+        "completed",
+    ]
+    assert stream.events[-1][2]["id"] == generation["id"]
+
+
+def test_concurrent_writers_and_streams_each_see_every_transition_once(world, owner):
+    """Several streams on one generation, and writers on their own connections racing to
+    move it forward (each transition attempted by two writers at once)."""
+    generation = world.api.generation(owner)
+    streams = [Stream(events_url(world, generation), owner.access_token) for _ in range(2)]
+    for stream in streams:
+        stream.wait_for(1)
+
+    def write(status):
+        with psycopg.connect(world.db_url) as conn:
+            conn.execute("select set_config('role', 'service_role', true)")
+            conn.execute(
+                "select public.record_generation_progress(%s, %s::public.generation_status)",
+                (generation["id"], status),
+            )
+
+    for status in ("queued", "processing", "completed"):
+        writers = [threading.Thread(target=write, args=(status,)) for _ in range(2)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+    for stream in streams:
+        assert stream.ended.wait(30)
+        assert [status for _, status, _ in stream.events] == [
+            "pending",
+            "queued",
+            "processing",
+            "completed",
+        ]
+
+
+def test_a_reconnecting_client_gets_only_what_it_has_not_seen(world, owner):
+    generation = world.api.generation(owner)
+    world.advance(generation["id"], "queued", "req-live-2")
+    stream = Stream(events_url(world, generation), owner.access_token, last_event_id="queued")
+    world.advance(generation["id"], "processing")
+    world.advance(generation["id"], "completed")
+    assert stream.ended.wait(30)
+    assert [status for _, status, _ in stream.events] == ["processing", "completed"]
+
+
+def test_a_finished_generation_streams_its_state_and_ends(world, owner):
+    generation = world.api.generation(owner)
+    world.advance(generation["id"], "failed")
+    stream = Stream(events_url(world, generation), owner.access_token)
+    assert stream.ended.wait(30)
+    assert [status for _, status, _ in stream.events] == ["failed"]
+
+
+def test_only_readers_may_follow(world, owner):
+    generation = world.api.generation(owner)
+    stranger = world.api.user("stranger")
+    response = requests.get(
+        events_url(world, generation),
+        headers={"Authorization": f"Bearer {stranger.access_token}"},
+        timeout=10,
+    )
+    assert (response.status_code, response.json()["error"]) == (404, "not_found")
+    assert requests.get(events_url(world, generation), timeout=10).status_code == 401
+
+
+# Prefer: wait ------------------------------------------------------------------------------
+
+
+def created_with(world, owner, prefer: str, key: str):
+    return world.api.call(
+        "POST",
+        "/api/v1/generations",
+        owner,
+        json={"model_id": "fal-ai/flux-pro/v1.1-ultra", "prompt": "a waiting fox"},
+        headers={"Prefer": prefer, "Idempotency-Key": key},
+    )
+
+
+def finish_once_followed(world, key: str, status: str = "completed"):
+    """Completes the generation made with ``key`` once a request of the app follows it."""
+    listener = world.api.app.extensions[LIVE]
+
+    def run():
+        for _ in range(3000):
+            rows = world.api.sql(
+                "select id from public.generations where idempotency_key = %s", (key,)
+            )
+            if rows and listener.subscribers(rows[0]["id"]):
+                world.advance(rows[0]["id"], "queued", f"req-{key}")
+                world.advance(rows[0]["id"], status, outputs={"images": []})
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_prefer_wait_answers_with_the_finished_generation(world, owner):
+    key = f"wait-{time.monotonic_ns()}"
+    finisher = finish_once_followed(world, key)
+    response = created_with(world, owner, "wait=30", key)
+    finisher.join()
+    assert response.status_code == 201
+    assert response.headers["Preference-Applied"] == "wait=30"
+    assert response.get_json()["status"] == "completed"
+
+
+def test_prefer_wait_answers_with_the_pending_generation_when_time_runs_out(world, owner):
+    response = created_with(world, owner, "wait=1", f"late-{time.monotonic_ns()}")
+    assert response.status_code == 201
+    assert response.headers["Preference-Applied"] == "wait=1"
+    assert response.get_json()["status"] == "pending"
+
+
+@pytest.mark.parametrize("prefer", ["wait=0", "wait=61", "wait=abc", "wait=", "wait=1.5"])
+def test_a_bad_wait_is_a_400_and_nothing_is_written(world, owner, prefer):
+    before = world.api.fingerprint()
+    response = created_with(world, owner, prefer, f"bad-{time.monotonic_ns()}")
+    assert response.status_code == 400
+    assert "from 1 to 60" in response.get_json()["message"]
+    assert world.api.fingerprint() == before
+
+
+def test_other_preferences_are_ignored(world, owner):
+    response = created_with(world, owner, "return=minimal", f"other-{time.monotonic_ns()}")
+    assert response.status_code == 201
+    assert "Preference-Applied" not in response.headers
+
+
+def test_held_requests_are_bounded_per_process(database_factory, migrated_template, tmp_path):
+    """With one live slot taken by a stream, another stream is a 503 and a Prefer: wait
+    answers at once, without Preference-Applied: threads stay free for other requests."""
+    with running_world(
+        database_factory(migrated_template), str(tmp_path), LIVE_MAX_WAITERS=1
+    ) as small:
+        owner = small.api.user("bounded")
+        small.api.grant_credits(owner, 1000)
+        generation = small.api.generation(owner)
+        stream = Stream(events_url(small, generation), owner.access_token)
+        stream.wait_for(1)
+        second = requests.get(
+            events_url(small, generation),
+            headers={"Authorization": f"Bearer {owner.access_token}"},
+            timeout=10,
+        )
+        assert (second.status_code, second.json()["error"]) == (503, "unavailable")
+        response = created_with(small, owner, "wait=30", f"full-{time.monotonic_ns()}")
+        assert response.status_code == 201
+        assert "Preference-Applied" not in response.headers
+        assert response.get_json()["status"] == "pending"
+        small.advance(generation["id"], "failed")
+        assert stream.ended.wait(30)
+
+
+def test_a_stream_survives_the_listeners_connection_being_killed(world, owner):
+    """The listener reconnects and every follower reads the status again: what changed in
+    the gap is not lost, nothing is sent twice, and the order holds."""
+    generation = world.api.generation(owner)
+    stream = Stream(events_url(world, generation), owner.access_token)
+    stream.wait_for(1)
+    killed = world.api.sql(
+        "select pg_terminate_backend(pid) as killed from pg_stat_activity"
+        " where application_name = 'velro-live' and datname = current_database()"
+    )
+    assert [row["killed"] for row in killed] == [True]
+    world.advance(generation["id"], "queued", "req-killed")
+    world.advance(generation["id"], "processing")
+    world.advance(generation["id"], "completed")
+    assert stream.ended.wait(30)
+    statuses = [status for _, status, _ in stream.events]
+    assert statuses[0] == "pending" and statuses[-1] == "completed"
+    order = ["pending", "queued", "processing", "completed"]
+    assert [order.index(status) for status in statuses] == sorted(
+        {order.index(status) for status in statuses}
+    )
+
+
+def test_closing_the_app_ends_its_streams(database_factory, migrated_template, tmp_path):
+    with running_world(database_factory(migrated_template), str(tmp_path)) as short:
+        owner = short.api.user("closing")
+        short.api.grant_credits(owner, 100)
+        generation = short.api.generation(owner)
+        stream = Stream(events_url(short, generation), owner.access_token)
+        stream.wait_for(1)
+        short.api.app.extensions[LIVE].stop()
+        assert stream.ended.wait(30)
+        assert [status for _, status, _ in stream.events] == ["pending"]
+
+
+def test_a_follower_who_loses_access_gets_an_error_and_the_stream_ends(world, owner):
+    viewer = world.api.user("viewer")
+    team = world.api.team(owner)
+    world.api.join(team, owner, viewer, "viewer")
+    generation = world.api.generation(owner)
+    world.api.ok(
+        "PUT",
+        f"/api/v1/generations/{generation['id']}/share",
+        owner,
+        json={"team_id": team["id"], "role": "viewer"},
+    )
+    stream = Stream(events_url(world, generation), viewer.access_token)
+    stream.wait_for(1)
+    world.api.ok("DELETE", f"/api/v1/generations/{generation['id']}/share/{team['id']}", owner, 204)
+    world.advance(generation["id"], "queued", "req-revoked")
+    assert stream.ended.wait(30)
+    assert [(event, data.get("error")) for event, _, data in stream.events] == [
+        ("status", None),
+        ("error", "not_found"),
+    ]

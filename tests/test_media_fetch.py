@@ -1,0 +1,152 @@
+"""Fetching providers' outputs: allowed hosts only, no private or loopback address at any
+hop, size and content-type limits. Real HTTP servers on loopback stand in for the provider;
+the policy exempts exactly the one host:port a test means to trust."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from backend.config import ConfigError, Settings, validate
+from backend.media.fetch import FetchPolicy, UnsafeMedia, fetch
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
+
+
+class Handler(BaseHTTPRequestHandler):
+    # each test's server gets a subclass with its own routes and hits (the fixture)
+    routes: dict
+    hits: list
+
+    def do_GET(self):
+        self.hits.append(self.path)
+        status, headers, body = self.routes[self.path]
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if "Connection" not in headers:  # "Connection: close" sends a body of no stated length
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    """A server on 127.0.0.1 whose routes the test sets: path -> (status, headers, body)."""
+    handler = type("TestHandler", (Handler,), {"routes": {}, "hits": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd, handler
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def trusting(httpd, **overrides) -> FetchPolicy:
+    """A policy that trusts only this server's own host:port (as tests trust their fakes)."""
+    options = {
+        "allowed_hosts": ("fal.media", "*.fal.media"),
+        "max_bytes": 1000,
+        "private_hosts": frozenset({f"127.0.0.1:{httpd.server_port}"}),
+    }
+    return FetchPolicy(**{**options, **overrides})
+
+
+def test_an_allowed_host_is_fetched_with_its_type(server):
+    httpd, handler = server
+    handler.routes["/out.png"] = (200, {"Content-Type": "image/png"}, PNG)
+    fetched = fetch(f"http://127.0.0.1:{httpd.server_port}/out.png", trusting(httpd))
+    assert (fetched.content_type, fetched.body) == ("image/png", PNG)
+
+
+def test_a_host_outside_the_allow_list_is_refused_before_any_request(server):
+    httpd, handler = server
+    handler.routes["/out.png"] = (200, {"Content-Type": "image/png"}, PNG)
+    policy = trusting(httpd, private_hosts=frozenset())
+    with pytest.raises(UnsafeMedia, match=r"127\.0\.0\.1 is not an allowed media host"):
+        fetch(f"http://127.0.0.1:{httpd.server_port}/out.png", policy)
+    with pytest.raises(UnsafeMedia, match=r"evil\.example is not an allowed media host"):
+        fetch("https://evil.example/out.png", policy)
+    assert handler.hits == []
+
+
+def test_a_redirect_to_loopback_is_refused(server):
+    """The trusted server redirects to 127.0.0.1 on another port: an allowed name there
+    (localhost, on the list for this test) still resolves to loopback, so it is refused."""
+    httpd, handler = server
+    handler.routes["/out.png"] = (302, {"Location": "https://localhost:9/secret"}, b"")
+    policy = trusting(httpd, allowed_hosts=("localhost",))
+    with pytest.raises(UnsafeMedia, match=r"localhost resolves to .*private or loopback"):
+        fetch(f"http://127.0.0.1:{httpd.server_port}/out.png", policy)
+    assert handler.hits == ["/out.png"]
+
+
+def test_a_redirect_outside_the_allow_list_is_refused(server):
+    httpd, handler = server
+    handler.routes["/out.png"] = (307, {"Location": "http://169.254.169.254/latest/meta-data"}, b"")
+    with pytest.raises(UnsafeMedia, match=r"169\.254\.169\.254 is not an allowed media host"):
+        fetch(f"http://127.0.0.1:{httpd.server_port}/out.png", trusting(httpd))
+
+
+@pytest.mark.parametrize(
+    "address", ["10.0.0.7", "192.168.1.1", "127.0.0.1", "169.254.169.254", "::1", "fc00::1"]
+)
+def test_an_allowed_name_that_resolves_to_a_private_address_is_refused(address):
+    policy = FetchPolicy(
+        allowed_hosts=("*.fal.media",), max_bytes=1000, resolve=lambda host, port: [address]
+    )
+    with pytest.raises(UnsafeMedia, match=r"private or loopback"):
+        fetch("https://v3.fal.media/files/out.png", policy)
+
+
+def test_plain_http_is_refused_for_untrusted_hosts():
+    policy = FetchPolicy(allowed_hosts=("fal.media",), max_bytes=1000)
+    with pytest.raises(UnsafeMedia, match=r"https only"):
+        fetch("http://fal.media/files/out.png", policy)
+
+
+def test_a_content_type_we_do_not_store_is_refused(server):
+    httpd, handler = server
+    handler.routes["/page"] = (200, {"Content-Type": "text/html"}, b"<html>")
+    with pytest.raises(UnsafeMedia, match=r"content type 'text/html' is not stored"):
+        fetch(f"http://127.0.0.1:{httpd.server_port}/page", trusting(httpd))
+
+
+def test_a_body_over_the_size_limit_is_refused(server):
+    httpd, handler = server
+    handler.routes["/big.png"] = (200, {"Content-Type": "image/png"}, b"x" * 1001)
+    with pytest.raises(UnsafeMedia, match=r"more than the 1000 allowed"):
+        fetch(f"http://127.0.0.1:{httpd.server_port}/big.png", trusting(httpd))
+
+
+def test_a_body_of_no_stated_length_is_cut_off_at_the_limit(server):
+    """No Content-Length to check: the reader counts what actually arrives."""
+    httpd, handler = server
+    headers = {"Content-Type": "image/png", "Connection": "close"}
+    handler.routes["/big.png"] = (200, headers, b"x" * 200_000)
+    policy = trusting(httpd, max_bytes=100_000)
+    with pytest.raises(UnsafeMedia, match=r"the body is larger than the 100000 bytes allowed"):
+        fetch(f"http://127.0.0.1:{httpd.server_port}/big.png", policy)
+
+
+def test_redirect_chains_are_bounded(server):
+    httpd, handler = server
+    handler.routes["/loop"] = (302, {"Location": "/loop"}, b"")
+    with pytest.raises(UnsafeMedia, match=r"more than 5 redirects"):
+        fetch(f"http://127.0.0.1:{httpd.server_port}/loop", trusting(httpd))
+
+
+@pytest.mark.parametrize(
+    "override", [{"MEDIA_PRIVATE_HOSTS": "127.0.0.1:9000"}, {"WEBHOOKS_ALLOW_PRIVATE": True}]
+)
+def test_production_refuses_private_exemptions(override):
+    settings = Settings(APP_ENV="production", DATABASE_URL="postgresql://db/velro", **override)
+    with pytest.raises(ConfigError, match="production never fetches from or calls private"):
+        validate(settings)
+    validate(Settings(APP_ENV="test", DATABASE_URL="postgresql://db/velro", **override))

@@ -1,0 +1,151 @@
+"""Media end to end on the simulated provider: create -> queued -> completed -> copied ->
+signed URL serves the bytes, for an image and a video model. The submit and webhook steps
+are driven here as the worker drives them; the simulator's webhook is checked against its
+own published JWKS (ED25519 over request id, user id, timestamp and the body's SHA-256)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import time
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from media_support import Receiver, running_world
+from PIL import Image
+
+from backend.fal.simulated_routes import simulator_for
+from backend.media import copy_generation_outputs, storage_for
+from backend.media.probe import dimensions
+
+IMAGE_MODEL = "fal-ai/flux-pro/v1.1-ultra"
+VIDEO_MODEL = "fal-ai/veo3"
+
+
+@pytest.fixture(scope="module")
+def world(database_factory, migrated_template, tmp_path_factory):
+    media_dir = str(tmp_path_factory.mktemp("media"))
+    with running_world(database_factory(migrated_template), media_dir) as running:
+        yield running
+
+
+@pytest.fixture
+def receiver():
+    endpoint = Receiver()
+    yield endpoint
+    endpoint.close()
+
+
+def verify_fal_signature(world, request: dict) -> dict:
+    headers = {name.lower(): value for name, value in request["headers"].items()}
+    jwks = requests.get(f"{world.url}/simulated-fal/.well-known/jwks.json", timeout=10).json()
+    raw = base64.urlsafe_b64decode(jwks["keys"][0]["x"] + "==")
+    message = "\n".join(
+        [
+            headers["x-fal-webhook-request-id"],
+            headers["x-fal-webhook-user-id"],
+            headers["x-fal-webhook-timestamp"],
+            hashlib.sha256(request["body"]).hexdigest(),
+        ]
+    ).encode()
+    Ed25519PublicKey.from_public_bytes(raw).verify(
+        bytes.fromhex(headers["x-fal-webhook-signature"]), message
+    )  # raises InvalidSignature on a forgery
+    assert abs(int(headers["x-fal-webhook-timestamp"]) - time.time()) < 300
+    return json.loads(request["body"])
+
+
+def run_generation(world, receiver, model: str, parameters: dict):
+    owner = world.api.user("media")
+    world.api.grant_credits(owner, 5000)
+    generation = world.api.ok(
+        "POST",
+        "/api/v1/generations",
+        owner,
+        201,
+        json={
+            "model_id": model,
+            "prompt": "a paper boat on a rainy street",
+            "parameters": parameters,
+        },
+    )
+    simulator = simulator_for(world.settings)
+    handle = simulator.submit(
+        model, {"prompt": generation["prompt"], **parameters}, webhook_url=receiver.url
+    )
+    assert world.advance(generation["id"], "queued", handle.request_id)["status"] == "queued"
+    webhook = verify_fal_signature(world, receiver.wait_for(1)[0])
+    assert (webhook["request_id"], webhook["status"]) == (handle.request_id, "OK")
+    assert simulator.result(model, handle.request_id) == webhook["payload"]
+    world.advance(generation["id"], "completed", outputs=webhook["payload"])
+    stored = copy_generation_outputs(world.settings, generation["id"])
+    return owner, generation, stored
+
+
+def test_an_image_goes_from_prompt_to_a_signed_url(world, receiver):
+    owner, generation, stored = run_generation(
+        world, receiver, IMAGE_MODEL, {"aspect_ratio": "16:9"}
+    )
+    assert [(row["content_type"], row["width"], row["height"]) for row in stored] == [
+        ("image/png", 1024, 576)
+    ]
+    media = world.api.ok("GET", f"/api/v1/generations/{generation['id']}/media", owner)["items"]
+    assert len(media) == 1 and media[0]["size_bytes"] == stored[0]["size_bytes"]
+    response = requests.get(media[0]["url"], timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/png"
+    assert len(response.content) == media[0]["size_bytes"]
+    assert Image.open(io.BytesIO(response.content)).size == (1024, 576)
+
+
+def test_a_video_goes_from_prompt_to_a_playable_clip(world, receiver):
+    owner, generation, stored = run_generation(
+        world, receiver, VIDEO_MODEL, {"aspect_ratio": "9:16"}
+    )
+    assert [(row["content_type"], row["width"], row["height"]) for row in stored] == [
+        ("video/webm", 360, 640)
+    ]
+    media = world.api.ok("GET", f"/api/v1/generations/{generation['id']}/media", owner)["items"]
+    body = requests.get(media[0]["url"], timeout=10).content
+    assert body[:4] == b"\x1a\x45\xdf\xa3"  # EBML: a WebM container
+    assert dimensions(body, "video/webm") == (360, 640)
+
+
+def test_copying_again_replaces_instead_of_adding(world, receiver):
+    _owner, generation, stored = run_generation(world, receiver, IMAGE_MODEL, {"num_images": 2})
+    again = copy_generation_outputs(world.settings, generation["id"])
+    assert [row["position"] for row in again] == [row["position"] for row in stored] == [0, 1]
+    rows = world.api.sql(
+        "select count(*) as n from public.generation_media where generation_id = %s",
+        (generation["id"],),
+    )
+    assert rows[0]["n"] == 2
+
+
+def test_only_readers_get_urls_and_urls_only_work_as_signed(world, receiver):
+    _owner, generation, stored = run_generation(world, receiver, IMAGE_MODEL, {})
+    stranger = world.api.user("stranger")
+    response = world.api.call("GET", f"/api/v1/generations/{generation['id']}/media", stranger)
+    assert response.status_code == 404
+    assert world.api.call("GET", f"/api/v1/generations/{generation['id']}/media").status_code == 401
+
+    storage = storage_for(world.settings)
+    name = stored[0]["storage_path"]
+    good = storage.signed_url(name, 60)
+    assert requests.get(good, timeout=10).status_code == 200
+    tampered = good[:-4] + ("0000" if not good.endswith("0000") else "1111")
+    assert requests.get(tampered, timeout=10).status_code == 403
+    expired = storage.signed_url(name, -1)
+    assert requests.get(expired, timeout=10).json()["error"] == "forbidden"
+    other = good.replace("/0.png", "/1.png")  # a signature is for one object only
+    assert requests.get(other, timeout=10).status_code == 403
+
+
+def test_a_generation_that_is_not_completed_copies_nothing(world):
+    owner = world.api.user("pending")
+    world.api.grant_credits(owner, 100)
+    generation = world.api.generation(owner)
+    assert copy_generation_outputs(world.settings, generation["id"]) == []
