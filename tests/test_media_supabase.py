@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 
 from backend.cli import migrations
 from backend.fal.simulated_routes import simulator_for
+from backend.jobs.engine import install_schema
 from backend.media import copy_generation_outputs
 from backend.media.storage import BUCKET, SupabaseStorage
 
@@ -109,6 +110,7 @@ def test_the_bucket_and_its_policy_follow_the_generation(database_factory):
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(STORAGE_STAND_IN)
     migrations.apply_database(url, log=lambda _message: None)
+    install_schema(url, lambda _message: None)  # a generation commits only with its job
     with psycopg.connect(url, row_factory=dict_row, autocommit=True) as conn:
         assert conn.execute("select * from storage.buckets").fetchall() == [
             {"id": BUCKET, "name": BUCKET, "public": False}
