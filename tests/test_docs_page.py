@@ -137,8 +137,9 @@ def served(database_factory, migrated_template, tmp_path_factory):
         yield server
 
 
-def browse(chromium: str, url: str, *, screenshot: Path | None = None) -> str:
-    """The page's DOM after its scripts ran (a virtual-time budget, so no wall-clock wait)."""
+def browse(chromium: str, url: str, *, screenshot: Path | None = None) -> tuple[str, str]:
+    """The page's DOM after its scripts ran (a virtual-time budget, so no wall-clock wait)
+    and the browser's log."""
     with tempfile.TemporaryDirectory() as profile:
         command = [
             chromium,
@@ -148,18 +149,24 @@ def browse(chromium: str, url: str, *, screenshot: Path | None = None) -> str:
             f"--user-data-dir={profile}",
             "--virtual-time-budget=15000",
             "--window-size=1280,2400",
+            "--enable-logging=stderr",  # the page's console, CSP refusals included
+            # offline: no name resolves, so nothing but the local server can be reached
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         ]
         command += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
         done = subprocess.run(
             [*command, url], capture_output=True, text=True, timeout=180, check=False
         )
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return done.stdout, done.stderr
 
 
 def test_every_operation_renders_in_a_real_browser(chromium, served):
     document = served_document(served)
-    dom = browse(chromium, served.url("/api/v1/docs"))
+    dom, log = browse(chromium, served.url("/api/v1/docs"))
+    console = [line for line in log.splitlines() if ":CONSOLE" in line]
+    # a load from another origin, or an inline script or style, would be refused and logged
+    assert not [line for line in console if "Content Security Policy" in line], console
     assert 'class="swagger-ui"' in dom, dom[-2000:]
     assert document["info"]["title"] in dom
     rendered = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom))
