@@ -12,6 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fixtures_app import PASSWORD, unique_email
 
 from backend.http.headers import SECURITY_HEADERS
 from harness.servers import REPO_ROOT, Server
@@ -91,6 +94,40 @@ def test_the_document_covers_the_gotrue_routes(client):
     schemas = document["components"]["schemas"]
     assert {"email", "password"} == set(schemas["GoTrueSignup"]["required"])
     assert {"access_token", "refresh_token", "user"} <= set(schemas["GoTrueSession"]["properties"])
+
+
+def test_the_gotrue_answers_have_the_documented_fields(client):
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    email = unique_email("docs")
+    signup = client.post("/auth/v1/signup", json={"email": email, "password": PASSWORD})
+    session = signup.get_json()
+    assert signup.status_code == 200, session
+    assert set(session) == set(schemas["GoTrueSession"]["properties"])
+    assert set(session["user"]) == set(schemas["GoTrueUser"]["properties"])
+    bearer = {"Authorization": f"Bearer {session['access_token']}"}
+    user = client.get("/auth/v1/user", headers=bearer).get_json()
+    assert set(user) == set(schemas["GoTrueUser"]["properties"])
+    wrong = client.post(
+        "/auth/v1/token?grant_type=password", json={"email": email, "password": "wrong"}
+    )
+    assert wrong.status_code == 400
+    assert set(wrong.get_json()) == set(schemas["GoTrueError"]["properties"])
+
+
+def test_a_served_public_key_has_the_documented_fields(make_app):
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    client = make_app(JWT_PRIVATE_KEY=pem).test_client()
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    (key,) = client.get("/auth/v1/.well-known/jwks.json").get_json()["keys"]
+    assert set(key) <= set(schemas["JsonWebKey"]["properties"])
 
 
 def test_the_document_describes_what_fal_posts(client):

@@ -21,6 +21,7 @@ from backend.fal.signatures import (
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     HEADER_USER_ID,
+    TOLERANCE_SECONDS,
     KeysUnavailable,
     SignatureRejected,
     WebhookVerifier,
@@ -63,7 +64,7 @@ SIGNATURE_HEADERS = [
     for name, d in (
         (HEADER_REQUEST_ID, "FAL's request id, signed"),
         (HEADER_USER_ID, "FAL's user id, signed"),
-        (HEADER_TIMESTAMP, "Unix seconds, signed; refused if more than 5 minutes off"),
+        (HEADER_TIMESTAMP, f"Unix seconds, signed; refused if over {TOLERANCE_SECONDS}s off"),
         (HEADER_SIGNATURE, "hex ED25519 signature of id, user, timestamp and the body's SHA-256"),
     )
 ]

@@ -82,14 +82,25 @@ class GoTrueRefreshGrantSchema(Schema):
 
 
 class JsonWebKeySchema(Schema):
-    kty = fields.String()
+    """A public key: EC P-256 (crv, x, y) or RSA (n, e)."""
+
+    kty = fields.String(metadata={"example": "EC"})
     kid = fields.String()
-    alg = fields.String()
-    use = fields.String()
+    alg = fields.String(metadata={"example": "ES256"})
+    use = fields.String(metadata={"example": "sig"})
+    key_ops = fields.List(fields.String())
+    crv = fields.String()
+    x = fields.String()
+    y = fields.String()
+    n = fields.String()
+    e = fields.String()
 
 
 class JsonWebKeySetSchema(Schema):
-    keys = fields.List(fields.Nested(JsonWebKeySchema))
+    keys = fields.List(
+        fields.Nested(JsonWebKeySchema),
+        metadata={"description": "empty when tokens are signed with a shared secret (HS256)"},
+    )
 
 
 class EmptySchema(Schema):
@@ -107,6 +118,7 @@ def _errors(*statuses: int) -> dict:
         403: "The token is invalid, expired or its session ended",
         422: "A field is invalid, or the email is taken",
         429: "Too many attempts; Retry-After says when to try again",
+        503: "The confirmation email could not be sent; nothing was kept",
     }
     return {str(s): {"description": reasons[s], **_json(GoTrueErrorSchema)} for s in statuses}
 
@@ -131,9 +143,9 @@ def _operations() -> dict[str, dict]:
                     "200": {
                         "description": "A session, or the user alone while the email waits"
                         " for confirmation",
-                        **_json({"oneOf": [GoTrueSessionSchema, GoTrueUserSchema]}),
+                        **_json({"anyOf": [GoTrueSessionSchema, GoTrueUserSchema]}),
                     },
-                    **_errors(400, 422, 429),
+                    **_errors(400, 422, 429, 503),
                 },
             }
         },
@@ -152,7 +164,7 @@ def _operations() -> dict[str, dict]:
                 "requestBody": _body(GoTrueResendSchema, "Where to send it"),
                 "responses": {
                     "200": {"description": "Sent if the account exists", **_json(EmptySchema)},
-                    **_errors(400, 422, 429),
+                    **_errors(400, 422, 429, 503),
                 },
             }
         },
@@ -169,7 +181,7 @@ def _operations() -> dict[str, dict]:
                     }
                 ],
                 "requestBody": _body(
-                    {"oneOf": [GoTruePasswordGrantSchema, GoTrueRefreshGrantSchema]},
+                    {"anyOf": [GoTruePasswordGrantSchema, GoTrueRefreshGrantSchema]},
                     "Credentials for password, the refresh token for refresh_token",
                 ),
                 "responses": {"200": SESSION, **_errors(400, 422, 429)},
