@@ -59,6 +59,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev node_modules/.package-lock.json
 	.ci/ensure-pgtap
+	.ci/ensure-chromium
 	$(PY) -m pytest -n $(TEST_PROCESSES)
 
 db: $(VENV)/.installed
@@ -81,7 +82,7 @@ bench: load-generator $(VENV)/.installed-bench
 
 clean:
 	if [ -x $(VELRO) ]; then $(VELRO) db stop; fi
-	rm -rf .pgdata .pytest_cache .ruff_cache velro_backend.egg-info
+	rm -rf .pgdata .pytest_cache .ruff_cache velro_backend.egg-info test-artifacts
 	find . -path ./.venv -prune -o -path ./node_modules -prune -o \
 		-name __pycache__ -type d -exec rm -rf {} +
 

@@ -17,7 +17,7 @@ from backend.cache.listener import EXTENSION as LISTENER
 from backend.cache.listener import InvalidationListener
 from backend.config import Settings, load_settings, validate
 from backend.fal import simulated_routes
-from backend.http import errors, headers, limits, openapi, request_id
+from backend.http import docs, errors, headers, limits, openapi, request_id
 from backend.live import routes as live_routes
 from backend.media import routes as media_routes
 from backend.observability import health
@@ -44,6 +44,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     errors.init_app(app)
     headers.init_app(app)
     spec = openapi.init_app(app)
+    docs.init_app(app)
     mailer.init_app(app)  # before auth: the local provider sends confirmations through it
     auth.init_app(app, spec)
     spec.register_blueprint(health.blp)

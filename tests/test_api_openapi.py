@@ -72,6 +72,7 @@ WITH_BODY = {
     ("post", "/api/v1/invitations/accept"),
     ("post", "/api/v1/teams/{team_id}/transfer"),
     ("patch", "/api/v1/teams/{team_id}/members/{user_id}"),
+    ("post", "/api/v1/webhooks/fal"),  # documented: FAL's delivery, read raw to verify it
 }
 
 
@@ -102,7 +103,7 @@ def test_no_resource_route_is_missing_from_the_list_above(document):
         for path, item in document["paths"].items()
         for method in item
         if method != "parameters"
-        if not path.startswith(("/api/v1/auth", "/api/v1/health"))
+        if not path.startswith(("/api/v1/auth", "/api/v1/health", "/auth/v1"))
     }
     assert documented == set(ROUTES)
 

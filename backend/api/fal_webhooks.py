@@ -10,13 +10,22 @@ from __future__ import annotations
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from backend.api.outcomes import documented_errors
 from backend.db import service_transaction
 from backend.errors import ApiError, NotFound, Unavailable
 from backend.fal.provider import jwks_url_for
-from backend.fal.signatures import KeysUnavailable, SignatureRejected, WebhookVerifier
+from backend.fal.signatures import (
+    HEADER_REQUEST_ID,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    HEADER_USER_ID,
+    TOLERANCE_SECONDS,
+    KeysUnavailable,
+    SignatureRejected,
+    WebhookVerifier,
+)
 from backend.fal.webhooks import BadDelivery, apply_delivery, parse_delivery
 from backend.jobs.settings import load_pipeline_settings
 
@@ -35,6 +44,32 @@ class WebhookReceiptSchema(Schema):
     status = fields.String(required=True, metadata={"description": "the generation's status now"})
 
 
+class FalDeliverySchema(Schema):
+    """What FAL posts (documentation only: the raw body is verified before it is parsed)."""
+
+    request_id = fields.String(
+        required=True, metadata={"description": f"the same as {HEADER_REQUEST_ID}"}
+    )
+    gateway_request_id = fields.String()
+    status = fields.String(required=True, validate=validate.OneOf(["OK", "ERROR"]))
+    payload = fields.Dict(
+        allow_none=True, metadata={"description": "the model's output (images, video) when OK"}
+    )
+    error = fields.String(allow_none=True, metadata={"description": "why it failed, on ERROR"})
+    payload_error = fields.String(allow_none=True)
+
+
+SIGNATURE_HEADERS = [
+    {"in": "header", "name": name, "required": True, "schema": {"type": "string"}, "description": d}
+    for name, d in (
+        (HEADER_REQUEST_ID, "FAL's request id, signed"),
+        (HEADER_USER_ID, "FAL's user id, signed"),
+        (HEADER_TIMESTAMP, f"Unix seconds, signed; refused if over {TOLERANCE_SECONDS}s off"),
+        (HEADER_SIGNATURE, "hex ED25519 signature of id, user, timestamp and the body's SHA-256"),
+    )
+]
+
+
 def verifier() -> WebhookVerifier:
     if VERIFIER not in current_app.extensions:
         jwks_url = jwks_url_for(load_pipeline_settings())
@@ -46,6 +81,13 @@ def verifier() -> WebhookVerifier:
 class FalWebhook(MethodView):
     @blp.response(200, WebhookReceiptSchema)
     @documented_errors(blp, 400, 401, 404, 503)
+    @blp.doc(
+        parameters=SIGNATURE_HEADERS,
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": FalDeliverySchema}},
+        },
+    )
     def post(self):
         """A FAL request finished: record its outputs, or its failure (refunded once)."""
         body = request.get_data(cache=True)

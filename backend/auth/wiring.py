@@ -6,7 +6,7 @@ import httpx
 from flask import Flask
 from flask_smorest import Api
 
-from backend.auth import gotrue, routes
+from backend.auth import gotrue, gotrue_docs, routes
 from backend.auth.guard import VERIFIER
 from backend.auth.mailer import EXTENSION as MAILER
 from backend.auth.providers.local import LocalProvider
@@ -36,6 +36,7 @@ def init_app(app: Flask, api: Api) -> None:
         app.extensions[routes.PROVIDER] = LocalProvider(settings, signer, app.extensions[MAILER])
         app.extensions[gotrue.SIGNER] = signer
         app.register_blueprint(gotrue.blp)
+        gotrue_docs.document(app, api.spec)
     else:
         app.extensions[routes.PROVIDER] = SupabaseProvider(settings, http)
     api.register_blueprint(routes.blp)
