@@ -17,7 +17,7 @@ from backend.cache.listener import EXTENSION as LISTENER
 from backend.cache.listener import InvalidationListener
 from backend.config import Settings, load_settings, validate
 from backend.http import errors, headers, limits, openapi, request_id
-from backend.observability import health
+from backend.observability import health, metrics
 
 
 def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
@@ -37,12 +37,14 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
             app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES
         )
     request_id.init_app(app)
+    metrics.init_app(app)  # early: its timer starts before any other hook can refuse
     errors.init_app(app)
     headers.init_app(app)
     spec = openapi.init_app(app)
     mailer.init_app(app)  # before auth: the local provider sends confirmations through it
     auth.init_app(app, spec)
     spec.register_blueprint(health.blp)
+    spec.register_blueprint(health.prometheus_blp)
     api.register(spec)
     limits.init_app(app)  # after the routes: it sets the tight limits by endpoint
     # last: the threads (pool, invalidation listener) start once the rest is valid;
@@ -70,5 +72,6 @@ def close_app(app: Flask) -> None:
     if LISTENER in app.extensions:
         app.extensions[LISTENER].stop()
     cache.close(app)
+    health.close(app)
     app.extensions[db.EXTENSION].close()
     app.extensions[auth.HTTP].close()

@@ -9,7 +9,10 @@ def test_live_and_ready(client):
     assert client.get("/api/v1/health/live").get_json() == {"status": "ok"}
     ready = client.get("/api/v1/health/ready")
     assert ready.status_code == 200, ready.get_json()
-    assert ready.get_json() == {"status": "ready", "checks": {"database": "ok", "fal": "ok"}}
+    assert ready.get_json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "jobs": "ok", "fal": "ok"},
+    }
 
 
 def test_not_ready_without_a_database_but_still_live():
