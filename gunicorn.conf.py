@@ -7,7 +7,7 @@ directory must be known before a worker first imports prometheus_client, so it i
 here, in the master, before any worker forks:
 
 - given (``make run`` gives one, shared with ``velro worker``), it is used as it is;
-- not given, a fresh directory is made for this master.
+- not given, a fresh directory is made for this master (and deleted when it stops).
 
 At start, files left by processes that no longer run are deleted (a restart begins from
 zero, while a running ``velro worker`` keeps its counts); when a worker exits, its live
@@ -19,10 +19,14 @@ Command-line flags (the Procfile's workers, threads, bind) still win over these.
 import glob
 import os
 import re
+import shutil
 import tempfile
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 PROCESS_FILE = re.compile(r"_(\d+)\.db$")
+
+
+MADE_HERE: list[str] = []
 
 
 def _settle_metrics_directory() -> str:
@@ -30,6 +34,7 @@ def _settle_metrics_directory() -> str:
     if not directory:
         directory = tempfile.mkdtemp(prefix="velro-metrics-")
         os.environ[MULTIPROCESS_DIR] = directory
+        MADE_HERE.append(directory)
     os.makedirs(directory, exist_ok=True)
     return directory
 
@@ -60,3 +65,9 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """The master stops: a directory made for it alone goes with it."""
+    for directory in MADE_HERE:
+        shutil.rmtree(directory, ignore_errors=True)
