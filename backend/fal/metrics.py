@@ -15,3 +15,9 @@ WEBHOOKS = Counter(
     " keys_unavailable).",
     ["outcome"],
 )
+
+# every outcome exported from the start (at 0), so a dashboard's series exist before traffic
+for _outcome in ("queued", "rejected", "unavailable"):
+    SUBMISSIONS.labels(_outcome)
+for _outcome in ("applied", "unknown_request", "bad_signature", "bad_body", "keys_unavailable"):
+    WEBHOOKS.labels(_outcome)

@@ -84,6 +84,9 @@ JOB_SECONDS = Histogram(
 def counted_job(function):
     """Count a task's runs by outcome and time them, under its name (sync or async)."""
     kind = function.__name__
+    for outcome in ("succeeded", "failed"):
+        JOBS.labels(kind, outcome)  # exported at 0 from the worker's start
+    JOB_SECONDS.labels(kind)
 
     def finish(started: float, outcome: str) -> None:
         JOBS.labels(kind, outcome).inc()
