@@ -44,7 +44,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     mailer.init_app(app)  # before auth: the local provider sends confirmations through it
     auth.init_app(app, spec)
     spec.register_blueprint(health.blp)
-    spec.register_blueprint(health.prometheus_blp)
+    app.register_blueprint(health.prometheus_blp)
     api.register(spec)
     limits.init_app(app)  # after the routes: it sets the tight limits by endpoint
     # last: the threads (pool, invalidation listener) start once the rest is valid;

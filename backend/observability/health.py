@@ -18,6 +18,7 @@ import importlib.metadata
 import logging
 import time
 
+import flask
 import psycopg
 import redis
 from flask import Response, current_app
@@ -386,16 +387,13 @@ def velro_version() -> str:
         return "unknown"
 
 
-prometheus_blp = Blueprint(
-    "prometheus", __name__, url_prefix="", description="Prometheus metrics (text format)"
-)
+# Prometheus's text format is for scrapers, not API clients: a plain Flask blueprint, so it
+# stays out of the OpenAPI document
+prometheus_blp = flask.Blueprint("prometheus", __name__)
 
 
 @prometheus_blp.get("/metrics")
 @require_operator
-@prometheus_blp.doc(
-    responses={"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}
-)
 def prometheus_metrics():
     """Every process's metrics in Prometheus's text format, and the queue and refunds.
 

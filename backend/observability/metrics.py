@@ -119,7 +119,7 @@ def counted_job(function):
     return run
 
 
-FAILED_LOGIN_ENDPOINTS = frozenset({"auth.login", "gotrue.token"})
+STATE_REFRESH_SECONDS = 1.0
 
 
 def multiprocess() -> bool:
@@ -159,14 +159,29 @@ def _record_request(response: Response) -> Response:
     )
     if status == 429:
         RATE_LIMITED.labels(route).inc()
-    if request.endpoint in FAILED_LOGIN_ENDPOINTS and 400 <= status < 500 and status != 429:
+    if status in (400, 401) and is_password_sign_in():
         FAILED_LOGINS.inc()
     _record_process_state_now()
     return response
 
 
+def is_password_sign_in() -> bool:
+    if request.endpoint == "auth.login":
+        return True
+    return request.endpoint == "gotrue.token" and request.args.get("grant_type") == "password"
+
+
+_state_recorded_at = 0.0
+
+
 def _record_process_state_now() -> None:
-    """Refreshed as requests end, so a scrape served by another process sees this one's."""
+    """Refreshed as requests end (at most once a second), so that a scrape served by another
+    process sees this one's pool and listener."""
+    global _state_recorded_at
+    now = time.monotonic()
+    if now - _state_recorded_at < STATE_REFRESH_SECONDS:
+        return
+    _state_recorded_at = now
     extensions = current_app.extensions
     database = extensions.get("velro.db")
     record_process_state(
@@ -233,24 +248,11 @@ def refund_count(conn) -> int:
     return row["refunds"] if isinstance(row, dict) else row[0]
 
 
-def exposition(connect: Callable | None = None) -> bytes:
-    scraped = registry()
-    if connect is not None:
-        scraped_with_db = CollectorRegistry()
-        scraped_with_db.register(_Merged(scraped))
-        scraped_with_db.register(DatabaseFigures(connect))
-        scraped = scraped_with_db
-    return generate_latest(scraped)
-
-
-class _Merged:
-    """Another registry's metrics as one collector (the default registry cannot take two)."""
-
-    def __init__(self, source: CollectorRegistry):
-        self.source = source
-
-    def collect(self):
-        return self.source.collect()
+def exposition(connect: Callable) -> bytes:
+    """The text format: what the processes counted, then the database's figures."""
+    from_database = CollectorRegistry(auto_describe=True)
+    from_database.register(DatabaseFigures(connect))
+    return generate_latest(registry()) + generate_latest(from_database)
 
 
 # percentiles --------------------------------------------------------------------------------
