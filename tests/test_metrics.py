@@ -14,6 +14,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
@@ -169,3 +170,47 @@ def test_a_replaced_worker_keeps_its_counts_but_not_its_live_gauges(db_url, tmp_
         total = sample_value(text, "velro_http_request_duration_seconds_count", route=LIVE)
         assert total >= 4, "the dead worker's requests still count"
         assert sum(live_requests_by_process(directory).values()) == total
+
+
+# in one process ---------------------------------------------------------------------------
+
+
+def counter(name: str, **labels) -> float:
+    from backend.observability.metrics import counter_total
+
+    return counter_total(name, **labels)
+
+
+def test_jobs_are_counted_by_kind_and_outcome():
+    import asyncio
+
+    from backend.observability.metrics import counted_job
+
+    @counted_job
+    def sample_job(fail: bool) -> str:
+        if fail:
+            raise RuntimeError("this attempt fails")
+        return "done"
+
+    @counted_job
+    async def sample_async_job() -> str:
+        return "done"
+
+    assert sample_job(False) == "done"
+    with pytest.raises(RuntimeError):
+        sample_job(True)
+    assert asyncio.run(sample_async_job()) == "done"
+    assert counter("velro_jobs", kind="sample_job", outcome="succeeded") == 1
+    assert counter("velro_jobs", kind="sample_job", outcome="failed") == 1
+    assert counter("velro_jobs", kind="sample_async_job", outcome="succeeded") == 1
+    assert counter("velro_jobs", kind="sample_async_job", outcome="failed") == 0
+
+
+def test_forged_fal_webhooks_are_counted(make_app):
+    client = make_app().test_client()
+    before = counter("velro_fal_webhooks", outcome="bad_signature")
+    body = json.dumps({"request_id": str(uuid.uuid4()), "status": "OK", "payload": {}}).encode()
+    unsigned = {"X-Fal-Webhook-Request-Id": "x"}
+    response = client.post("/api/v1/webhooks/fal", data=body, headers=unsigned)
+    assert response.status_code == 401, response.get_json()
+    assert counter("velro_fal_webhooks", outcome="bad_signature") - before == 1
