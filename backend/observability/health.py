@@ -1,13 +1,20 @@
-"""Liveness and readiness: /api/v1/health/live answers while the process runs;
-/api/v1/health/ready answers 200 only when the database does; /api/v1/health/cache
-reports this process's cache layers.
+"""Liveness, readiness and, for operators, the details.
 
-Live and ready are for load balancers and open to all. Detail endpoints (cache today,
-status and metrics later) describe the running system, so they are for operators
-(``require_operator``): the ``METRICS_TOKEN`` bearer, or a signed-in user whose
-``app_metadata.role`` is ``admin`` (app_metadata is set only by the service role, never
-by the user). Started for local work (development, test) without a METRICS_TOKEN they are
-open, so ``make run`` can show them.
+- ``/api/v1/health/live`` answers while the process runs;
+- ``/api/v1/health/ready`` answers 200 only when the database, Redis (when configured), the
+  cache's invalidation listener (when the cache is on), the job engine and FAL's circuit
+  breaker are all fine, else 503 naming each failing part;
+- ``/api/v1/health/status``: version, uptime, each dependency's state and latency, request
+  latency percentiles, request, error and failed-login counts, cache hit rates, queue depth;
+- ``/api/v1/health/metrics``: per route, count, p50/p95/p99 and error rate;
+- ``/api/v1/health/cache``: this process's cache layers;
+- ``/metrics``: Prometheus's text format.
+
+Live and ready are for load balancers and open to all. The others describe the running
+system, so they are for operators (``require_operator``): the ``METRICS_TOKEN`` bearer, or
+a signed-in user whose ``app_metadata.role`` is ``admin`` (app_metadata is set only by the
+service role, never by the user). Started for local work (development, test) without a
+METRICS_TOKEN they are open, so ``make run`` can show them.
 """
 
 from __future__ import annotations
@@ -57,17 +64,15 @@ def live():
 def ready():
     """The app can serve: database, Redis, the cache's listener, the job engine, FAL's circuit.
 
-    503 names every failing part (``checks`` says which, ``message`` why).
+    Otherwise 503 (``not_ready``) whose message names every failing part and why, as
+    ``part: why`` joined by ``; ``.
     """
     checks = dependency_checks()
     failing = {name: check for name, check in checks.items() if check["state"] != "ok"}
     if failing:
         reasons = "; ".join(f"{name}: {check['detail']}" for name, check in failing.items())
         log.warning("not ready: %s", reasons)
-        raise Unavailable(
-            reasons,
-            error="not_ready",
-        )
+        raise Unavailable(reasons, error="not_ready")
     return {"status": "ready", "checks": {name: "ok" for name in checks}}
 
 
