@@ -49,9 +49,13 @@ node_modules/.package-lock.json: package.json package-lock.json
 # With no DATABASE_URL, `velro db url` starts the embedded Postgres and prints its URL.
 # The app defaults to production and refuses to start without its secrets: this is local
 # development, so it says so (APP_ENV=development allows the well-known local JWT secret).
+# Web workers and the job worker count into one Prometheus directory, emptied at each start.
 run: $(VENV)/.installed
 	url="$${DATABASE_URL:-$$($(VELRO) db url)}"; \
 	DATABASE_URL="$$url" $(VELRO) db apply --seed; \
+	metrics="$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.metrics}"; \
+	rm -rf "$$metrics" && mkdir -p "$$metrics"; \
+	PROMETHEUS_MULTIPROC_DIR="$$metrics" \
 	APP_ENV="$${APP_ENV:-development}" HOST=$(HOST) DATABASE_URL="$$url" \
 		PUBLIC_URL="$${PUBLIC_URL:-http://localhost:$(PORT)}" \
 		WEB_CONCURRENCY=$(WEB_CONCURRENCY) PATH="$(CURDIR)/$(BIN):$$PATH" \
@@ -82,7 +86,7 @@ bench: load-generator $(VENV)/.installed-bench
 
 clean:
 	if [ -x $(VELRO) ]; then $(VELRO) db stop; fi
-	rm -rf .pgdata .pytest_cache .ruff_cache velro_backend.egg-info test-artifacts
+	rm -rf .pgdata .metrics .pytest_cache .ruff_cache velro_backend.egg-info test-artifacts
 	find . -path ./.venv -prune -o -path ./node_modules -prune -o \
 		-name __pycache__ -type d -exec rm -rf {} +
 

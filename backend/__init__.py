@@ -10,7 +10,7 @@ One package per concern, lower layers first; each may import only the ones befor
   pagination, text refused at the boundary;
 - ``auth``: tokens, JWKS, the guard, routes (ours and GoTrue-compatible), providers, mailer;
 - ``api``: one blueprint per resource, schemas beside them;
-- ``observability``: health;
+- ``observability``: health checks and Prometheus metrics;
 - ``fal``: FAL's queue client, webhook signatures, the circuit breaker;
 - ``jobs``: the worker process's jobs on the job engine (procrastinate);
 - ``app``: ``create_app``, which only wires the above;

@@ -20,7 +20,7 @@ from backend.fal import simulated_routes
 from backend.http import docs, errors, headers, limits, openapi, request_id
 from backend.live import routes as live_routes
 from backend.media import routes as media_routes
-from backend.observability import health
+from backend.observability import health, metrics
 from backend.webhooks_out import routes as webhooks_out_routes
 
 
@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
             app.wsgi_app, x_for=settings.TRUSTED_PROXIES, x_proto=settings.TRUSTED_PROXIES
         )
     request_id.init_app(app)
+    metrics.init_app(app)  # early: its timer starts before any other hook can refuse
     errors.init_app(app)
     headers.init_app(app)
     spec = openapi.init_app(app)
@@ -48,6 +49,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     mailer.init_app(app)  # before auth: the local provider sends confirmations through it
     auth.init_app(app, spec)
     spec.register_blueprint(health.blp)
+    app.register_blueprint(health.prometheus_blp)
     api.register(spec)
     for blueprint in (media_routes.blp, live_routes.blp, webhooks_out_routes.blp):
         spec.register_blueprint(blueprint)
@@ -82,5 +84,6 @@ def close_app(app: Flask) -> None:
         app.extensions[LISTENER].stop()
     live.close(app)
     cache.close(app)
+    health.close(app)
     app.extensions[db.EXTENSION].close()
     app.extensions[auth.HTTP].close()

@@ -15,6 +15,7 @@ from marshmallow import Schema, fields, validate
 from backend.api.outcomes import documented_errors
 from backend.db import service_transaction
 from backend.errors import ApiError, NotFound, Unavailable
+from backend.fal.metrics import WEBHOOKS
 from backend.fal.provider import jwks_url_for
 from backend.fal.signatures import (
     HEADER_REQUEST_ID,
@@ -94,15 +95,20 @@ class FalWebhook(MethodView):
         try:
             request_id = verifier().verify(request.headers, body)
         except SignatureRejected as error:
+            WEBHOOKS.labels("bad_signature").inc()
             raise ApiError(str(error), status=401, error="invalid_signature") from None
         except KeysUnavailable as error:
+            WEBHOOKS.labels("keys_unavailable").inc()
             raise Unavailable(str(error)) from None
         try:
             delivery = parse_delivery(body, request_id)
         except BadDelivery as error:
+            WEBHOOKS.labels("bad_body").inc()
             raise ApiError(str(error), status=400, error="bad_request") from None
         with service_transaction() as cur:
             generation = apply_delivery(cur, request_id, delivery)
         if generation is None:
+            WEBHOOKS.labels("unknown_request").inc()
             raise NotFound(f"no generation has FAL request id {request_id} (yet)")
+        WEBHOOKS.labels("applied").inc()
         return {"generation_id": generation["id"], "status": generation["status"]}

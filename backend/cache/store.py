@@ -52,10 +52,22 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app
+from prometheus_client import Counter as MetricCounter
 
 log = logging.getLogger(__name__)
 
 EXTENSION = "velro.cache"
+
+# Prometheus's view of every process's cache (the stats below are this process's only)
+LOOKUPS = MetricCounter(
+    "velro_cache_lookups", "Cache lookups by layer (l1, l2) and result (hit, miss).",
+    ["layer", "result"],
+)  # fmt: skip
+L1_HITS, L1_MISSES = LOOKUPS.labels("l1", "hit"), LOOKUPS.labels("l1", "miss")
+L2_HITS, L2_MISSES = LOOKUPS.labels("l2", "hit"), LOOKUPS.labels("l2", "miss")
+INVALIDATIONS = MetricCounter(
+    "velro_cache_invalidations", "Tags invalidated (the database's notifications, mostly)."
+)
 
 L2_RETRY_SECONDS = 5.0
 POLICY_RECHECK_SECONDS = 60.0
@@ -275,8 +287,10 @@ class Cache:
                     self._loading[flight.started] += 1
         if entry is not None:
             self.l1_stats.hits += 1
+            L1_HITS.inc()
             return entry.value, "l1"
         self.l1_stats.misses += 1
+        L1_MISSES.inc()
         if leader is None:
             return self._follow(flight, key, load)
         try:
@@ -380,6 +394,7 @@ class Cache:
         one Redis round trip for the batch."""
         tags = list(dict.fromkeys(tags))
         self.invalidations_received += len(tags)
+        INVALIDATIONS.inc(len(tags))
         for start in range(0, len(tags), NOTICES_PER_LOCK):
             with self._lock:
                 self._changes += 1
@@ -470,8 +485,10 @@ class Cache:
         ticket = _Ticket(int(reply[0]), reply[1].decode(), began)
         if len(reply) < 3:
             self.l2_stats.misses += 1
+            L2_MISSES.inc()
             return None, ticket
         self.l2_stats.hits += 1
+        L2_HITS.inc()
         entry = json.loads(reply[2])
         return (entry["v"], entry["t"], max(int(reply[3]), 0) / 1000), None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -16,6 +18,9 @@ def worker(name: str | None, until_empty: bool) -> None:
     Start as many as you like, on as many machines: each job goes to one worker, and the
     jobs of a worker that dies are retried by the others.
     """
+    metrics_directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_directory:  # shared with the web workers; whichever starts first makes it
+        os.makedirs(metrics_directory, exist_ok=True)
     from backend import logging as velro_logging
     from backend.config import ConfigError, load_settings
     from backend.jobs import worker as job_worker

@@ -14,12 +14,14 @@ import psycopg
 from procrastinate import RetryStrategy
 
 from backend.fal import breaker, progress
+from backend.fal.metrics import SUBMISSIONS
 from backend.fal.provider import queue_for
 from backend.fal.queue import FalQueue, FalRejected, FalUnavailable
 from backend.jobs.analytics import pg_cron_schedules_it, refresh_once
 from backend.jobs.database import service_transaction
 from backend.jobs.engine import QUEUE, Backoff, app
 from backend.jobs.settings import PipelineSettings, load_pipeline_settings
+from backend.observability.metrics import counted_job
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ def record_outcome(cur, settings: PipelineSettings, *, succeeded: bool) -> None:
 
 
 @app.task(name="velro.submit_generation", queue=QUEUE, retry=Backoff())
+@counted_job
 def submit_generation(generation_id: str) -> None:
     """Send a pending generation to FAL's queue; it becomes ``queued`` with its request id."""
     settings = load_pipeline_settings()
@@ -64,13 +67,16 @@ def submit_generation(generation_id: str) -> None:
             generation["model_id"], arguments, settings.webhook_url
         )
     except FalRejected as error:
+        SUBMISSIONS.labels("rejected").inc()
         record_breaker(settings, succeeded=True)  # FAL answered: it is up
         with service_transaction(settings.worker_database_url) as cur:
             progress.fail(cur, generation_id, str(error))
         return
     except FalUnavailable:
+        SUBMISSIONS.labels("unavailable").inc()
         record_breaker(settings, succeeded=False)
         raise
+    SUBMISSIONS.labels("queued").inc()
     with service_transaction(settings.worker_database_url) as cur:
         progress.record(cur, generation_id, "queued", request_id=request_id)
         record_outcome(cur, settings, succeeded=True)
@@ -131,6 +137,7 @@ def poll_once(settings: PipelineSettings, limit: int = 100) -> dict[str, int]:
 
 @app.periodic(cron=every(15))
 @app.task(name="velro.poll_fal", queue=QUEUE, queueing_lock="velro.poll_fal")
+@counted_job
 def poll_fal(timestamp: int) -> None:
     outcomes = poll_once(load_pipeline_settings())
     if outcomes:
@@ -142,6 +149,7 @@ def poll_fal(timestamp: int) -> None:
     queue=QUEUE,
     retry=RetryStrategy(max_attempts=8, exponential_wait=2),
 )
+@counted_job
 def copy_outputs(generation_id: str) -> None:
     """Copy a completed generation's outputs from FAL's expiring URLs into our storage."""
     from backend.config import load_settings
@@ -162,6 +170,7 @@ def deliver_webhooks(timestamp: int) -> None:
 
 @app.periodic(cron=every(int(load_pipeline_settings().ANALYTICS_REFRESH_SECONDS) or 300))
 @app.task(name="velro.refresh_analytics", queue=QUEUE, queueing_lock="velro.refresh_analytics")
+@counted_job
 def refresh_analytics(timestamp: int) -> None:
     """Refresh the analytics views unless pg_cron does (or another refresh is running)."""
     settings = load_pipeline_settings()
@@ -174,6 +183,7 @@ def refresh_analytics(timestamp: int) -> None:
 
 @app.periodic(cron=every(10))
 @app.task(name="velro.retry_stalled_jobs", queue=QUEUE, queueing_lock="velro.retry_stalled")
+@counted_job
 async def retry_stalled_jobs(timestamp: int) -> None:
     """Jobs whose worker stopped beating (killed, machine lost) go back to the queue."""
     await retry_jobs_of_stopped_workers(load_pipeline_settings().WORKER_STALLED_SECONDS)

@@ -1,32 +1,48 @@
-"""Liveness and readiness: /api/v1/health/live answers while the process runs;
-/api/v1/health/ready answers 200 only when the database does; /api/v1/health/cache
-reports this process's cache layers.
+"""Liveness, readiness and, for operators, the details.
 
-Live and ready are for load balancers and open to all. Detail endpoints (cache today,
-status and metrics later) describe the running system, so they are for operators
-(``require_operator``): the ``METRICS_TOKEN`` bearer, or a signed-in user whose
-``app_metadata.role`` is ``admin`` (app_metadata is set only by the service role, never
-by the user). Started for local work (development, test) without a METRICS_TOKEN they are
-open, so ``make run`` can show them.
+- ``/api/v1/health/live`` answers while the process runs;
+- ``/api/v1/health/ready`` answers 200 only when the database, Redis (when configured), the
+  cache's invalidation listener (when the cache is on), the job engine and FAL's circuit
+  breaker are all fine, else 503 naming each failing part;
+- ``/api/v1/health/status``: version, uptime, each dependency's state and latency, request
+  latency percentiles, request, error and failed-login counts, cache hit rates, queue depth;
+- ``/api/v1/health/metrics``: per route, count, p50/p95/p99 and error rate;
+- ``/api/v1/health/cache``: this process's cache layers;
+- ``/metrics``: Prometheus's text format.
+
+Live and ready are for load balancers and open to all. The others describe the running
+system, so they are for operators (``require_operator``): the ``METRICS_TOKEN`` bearer, or
+a signed-in user whose ``app_metadata.role`` is ``admin`` (app_metadata is set only by the
+service role, never by the user). Started for local work (development, test) without a
+METRICS_TOKEN they are open, so ``make run`` can show them.
 """
 
 from __future__ import annotations
 
 import functools
 import hmac
+import importlib.metadata
 import logging
+import time
 
+import flask
 import psycopg
-from flask import current_app
+import redis
+from flask import Response, current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from backend.auth.guard import BEARER_SCHEME, bearer_token, session_is_live, verify_token
 from backend.cache import cache
+from backend.cache.store import EXTENSION as CACHE_EXTENSION
 from backend.db import pool
 from backend.errors import Forbidden, InvalidToken, Unavailable
+from backend.observability import metrics
 
 log = logging.getLogger(__name__)
+
+REDIS_PROBE = "velro.health_redis"
 
 blp = Blueprint("health", __name__, url_prefix="/api/v1/health", description="Health checks")
 
@@ -46,20 +62,97 @@ def live():
 @blp.get("/ready")
 @blp.response(200, HealthSchema)
 def ready():
-    """The app can serve: the database answers and FAL's circuit breaker is closed."""
+    """The app can serve: database, Redis, the cache's listener, the job engine, FAL's circuit.
+
+    Otherwise 503 (``not_ready``) whose message names every failing part and why, as
+    ``part: why`` joined by ``; ``.
+    """
+    checks = dependency_checks()
+    failing = {name: check for name, check in checks.items() if check["state"] != "ok"}
+    if failing:
+        reasons = "; ".join(f"{name}: {check['detail']}" for name, check in failing.items())
+        log.warning("not ready: %s", reasons)
+        raise Unavailable(reasons, error="not_ready")
+    return {"status": "ready", "checks": {name: "ok" for name in checks}}
+
+
+def dependency_checks() -> dict[str, dict]:
+    """Each dependency's state (ok, failing, disabled), why, and how long it took to answer."""
+    checks: dict[str, dict] = {}
+    checks.update(_timed("database", _check_database_and_friends))
+    settings = current_app.config["SETTINGS"]
+    if settings.REDIS_URL:
+        checks.update(_timed("redis", _check_redis))
+    if settings.CACHE_ENABLED:
+        checks["listener"] = _check_listener()
+    return checks
+
+
+def _timed(name: str, check) -> dict[str, dict]:
+    started = time.perf_counter()
+    found = check()
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+    found.setdefault(name, {}).setdefault("latency_ms", elapsed_ms)
+    return found
+
+
+def _check_database_and_friends() -> dict[str, dict]:
+    """One connection answers for the database, the job engine and FAL's circuit."""
     try:
         with pool().connection() as conn:
-            fal = conn.execute("select public.fal_circuit_allows() as closed").fetchone()
+            started = time.perf_counter()
+            row = conn.execute(
+                "select public.fal_circuit_allows() as closed,"
+                " pg_catalog.to_regclass('procrastinate.procrastinate_jobs') is not null"
+                " as engine"
+            ).fetchone()
+            latency = round((time.perf_counter() - started) * 1000, 2)
     except psycopg.Error as error:
-        log.warning("not ready: the database does not answer: %s", error)
-        raise Unavailable("The database is not reachable yet.", error="not_ready") from None
-    if not fal["closed"]:
-        raise Unavailable(
-            "fal: the circuit breaker is open (FAL has been failing); new generations wait "
-            "in the job queue until it closes",
-            error="not_ready",
-        )
-    return {"status": "ready", "checks": {"database": "ok", "fal": "ok"}}
+        detail = f"the database does not answer ({type(error).__name__})"
+        log.warning("health: %s: %s", detail, error)
+        return {
+            "database": {"state": "failing", "detail": detail},
+            "jobs": {"state": "failing", "detail": "the job engine lives in the database"},
+            "fal": {"state": "failing", "detail": "the circuit's state is in the database"},
+        }
+    jobs_ok, fal_ok = row["engine"], row["closed"]
+    return {
+        "database": {"state": "ok", "detail": "answers", "latency_ms": latency},
+        "jobs": {
+            "state": "ok" if jobs_ok else "failing",
+            "detail": "installed" if jobs_ok else "the job engine's schema is missing",
+        },
+        "fal": {
+            "state": "ok" if fal_ok else "failing",
+            "detail": "circuit closed"
+            if fal_ok
+            else "the circuit breaker is open (FAL has been failing); new generations wait"
+            " in the job queue until it closes",
+        },
+    }
+
+
+def _check_redis() -> dict[str, dict]:
+    client = current_app.extensions.get(REDIS_PROBE)
+    if client is None:
+        url = current_app.config["SETTINGS"].REDIS_URL
+        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        current_app.extensions[REDIS_PROBE] = client
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        return {"redis": {"state": "failing", "detail": f"no answer ({type(error).__name__})"}}
+    return {"redis": {"state": "ok", "detail": "answers"}}
+
+
+def _check_listener() -> dict:
+    if cache().trusted:
+        return {"state": "ok", "detail": "trusted"}
+    return {
+        "state": "failing",
+        "detail": "the invalidation listener is not trusted (down, or no round trip within"
+        " its bound): the cache is bypassed",
+    }
 
 
 class CacheLayerSchema(Schema):
@@ -135,3 +228,194 @@ def cache_stats():
     Operators only in production: the METRICS_TOKEN bearer or an admin's token.
     """
     return cache().stats()
+
+
+STARTED = time.time()  # this process's start; uptime is the oldest answering process's
+
+
+class DependencySchema(Schema):
+    state = fields.String(metadata={"description": "ok, or failing"})
+    detail = fields.String()
+    latency_ms = fields.Float(allow_none=True)
+
+
+class LatencySchema(Schema):
+    count = fields.Integer()
+    p50_ms = fields.Float(allow_none=True)
+    p95_ms = fields.Float(allow_none=True)
+    p99_ms = fields.Float(allow_none=True)
+    mean_ms = fields.Float(allow_none=True)
+
+
+class StatusSchema(Schema):
+    status = fields.String(metadata={"description": "ok, or degraded when a dependency fails"})
+    version = fields.String()
+    environment = fields.String()
+    uptime_seconds = fields.Float(metadata={"description": "this process's"})
+    dependencies = fields.Dict(keys=fields.String(), values=fields.Nested(DependencySchema))
+    requests = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(),
+        metadata={
+            "description": "total, errors (5xx), client_errors (4xx), failed_logins"
+            " and rate_limited, over every process sharing the metrics directory"
+        },
+    )
+    latency = fields.Nested(LatencySchema, metadata={"description": "every request"})
+    cache = fields.Dict(keys=fields.String(), values=fields.Raw())
+    jobs = fields.Dict(keys=fields.String(), values=fields.Raw())
+    percentiles_from = fields.String()
+
+
+class RouteMetricsSchema(LatencySchema):
+    route = fields.String()
+    method = fields.String()
+    errors = fields.Integer(metadata={"description": "5xx answers"})
+    client_errors = fields.Integer(metadata={"description": "4xx answers"})
+    error_rate = fields.Float(allow_none=True, metadata={"description": "5xx / count"})
+
+
+class RoutesMetricsSchema(Schema):
+    routes = fields.List(fields.Nested(RouteMetricsSchema))
+    percentiles_from = fields.String()
+
+
+PERCENTILES_FROM = (
+    "the request histogram (velro_http_request_duration_seconds), interpolated inside"
+    " buckets as histogram_quantile does; over every process since the metrics were reset"
+)
+
+
+@blp.get("/status")
+@require_operator
+@blp.response(200, StatusSchema)
+def status():
+    """Version, uptime, dependencies, request latency and counts, cache hit rate, queue depth.
+
+    Operators only in production: the METRICS_TOKEN bearer or an admin's token.
+    """
+    checks = dependency_checks()
+    series = metrics.histogram_samples()
+    everything = metrics.merge(series.values())
+    settings = current_app.config["SETTINGS"]
+    return {
+        "status": "ok" if all(c["state"] == "ok" for c in checks.values()) else "degraded",
+        "version": velro_version(),
+        "environment": settings.APP_ENV,
+        "uptime_seconds": round(time.time() - STARTED, 1),
+        "dependencies": checks,
+        "requests": request_counts(series),
+        "latency": metrics.latency_summary(everything),
+        "cache": cache_figures(settings.CACHE_ENABLED),
+        "jobs": job_figures(),
+        "percentiles_from": PERCENTILES_FROM,
+    }
+
+
+@blp.get("/metrics")
+@require_operator
+@blp.response(200, RoutesMetricsSchema)
+def route_metrics():
+    """Per route and method: count, p50/p95/p99, errors and error rate.
+
+    Operators only in production: the METRICS_TOKEN bearer or an admin's token.
+    """
+    by_route: dict[tuple, list] = {}
+    for (route, method, status_code), entry in metrics.histogram_samples().items():
+        by_route.setdefault((route, method), []).append((status_code, entry))
+    routes = []
+    for (route, method), entries in sorted(by_route.items()):
+        summary = metrics.latency_summary(metrics.merge(entry for _, entry in entries))
+        errors = sum(int(e["count"]) for code, e in entries if code.startswith("5"))
+        client_errors = sum(int(e["count"]) for code, e in entries if code.startswith("4"))
+        count = summary["count"]
+        routes.append(
+            {
+                "route": route,
+                "method": method,
+                **summary,
+                "errors": errors,
+                "client_errors": client_errors,
+                "error_rate": round(errors / count, 4) if count else None,
+            }
+        )
+    return {"routes": routes, "percentiles_from": PERCENTILES_FROM}
+
+
+def request_counts(series: dict) -> dict:
+    counts = {"total": 0, "errors": 0, "client_errors": 0}
+    for (_route, _method, status_code), entry in series.items():
+        counts["total"] += int(entry["count"])
+        if status_code.startswith("5"):
+            counts["errors"] += int(entry["count"])
+        elif status_code.startswith("4"):
+            counts["client_errors"] += int(entry["count"])
+    counts["failed_logins"] = int(metrics.counter_total("velro_auth_failed_logins"))
+    counts["rate_limited"] = int(metrics.counter_total("velro_rate_limit_refusals"))
+    return counts
+
+
+def cache_figures(enabled: bool) -> dict:
+    figures: dict = {"enabled": enabled}
+    for layer in ("l1", "l2"):
+        hits = metrics.counter_total("velro_cache_lookups", layer=layer, result="hit")
+        misses = metrics.counter_total("velro_cache_lookups", layer=layer, result="miss")
+        figures[layer] = {
+            "hits": int(hits),
+            "misses": int(misses),
+            "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        }
+    figures["invalidations"] = int(metrics.counter_total("velro_cache_invalidations"))
+    return figures
+
+
+def job_figures() -> dict:
+    try:
+        with pool().connection() as conn:
+            depth = metrics.queue_depth(conn)
+            refunds = metrics.refund_count(conn)
+    except psycopg.Error as error:
+        log.warning("health: job figures unavailable: %s", error)
+        return {"queue_depth": None, "running": None, "refunds": None}
+    return {
+        "queue_depth": depth["todo"],
+        "running": depth["doing"],
+        "refunds": refunds,
+        "run": int(metrics.counter_total("velro_jobs")),
+    }
+
+
+def velro_version() -> str:
+    try:
+        return importlib.metadata.version("velro-backend")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# Prometheus's text format is for scrapers, not API clients: a plain Flask blueprint, so it
+# stays out of the OpenAPI document
+prometheus_blp = flask.Blueprint("prometheus", __name__)
+
+
+@prometheus_blp.get("/metrics")
+@require_operator
+def prometheus_metrics():
+    """Every process's metrics in Prometheus's text format, and the queue and refunds.
+
+    Operators only in production: the METRICS_TOKEN bearer or an admin's token.
+    """
+    record_process_state()
+    body = metrics.exposition(connect=pool().connection)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def record_process_state() -> None:
+    cache_extension = current_app.extensions.get(CACHE_EXTENSION)
+    metrics.record_process_state(pool(), cache_extension)
+
+
+def close(app) -> None:
+    """Release the readiness probe's Redis client."""
+    client = app.extensions.pop(REDIS_PROBE, None)
+    if client is not None:
+        client.close()
