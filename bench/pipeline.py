@@ -78,9 +78,19 @@ def start_fake() -> FakeFal:
     bundle.write(ca.cert_pem.bytes())
     bundle.close()
     fake = FakeFal(ca, PORT).start()
+    point_fal_client_at_fake()
     os.environ.update(SSL_CERT_FILE=bundle.name, FAL_KEY="bench:key")
     os.environ["FAL_JWKS_URL"] = fake.jwks_url
     return fake
+
+
+def point_fal_client_at_fake() -> None:
+    """fal-client reads its hosts once, when imported; `make bench` may have imported it
+    (through the app) before this module chose the fake's port, so set them again here."""
+    import fal_client.client
+
+    fal_client.client.QUEUE_URL_FORMAT = f"https://127.0.0.1:{PORT}/"
+    fal_client.client.RUN_URL_FORMAT = f"https://127.0.0.1:{PORT}/"
 
 
 def make_user(url: str, credits: int) -> str:
