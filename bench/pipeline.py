@@ -1,4 +1,4 @@
-"""`python -m bench.pipeline [--generations N]`: the FAL pipeline's own costs, on the fake FAL.
+"""`python -m bench.pipeline [options]`: the FAL pipeline's own costs, on the fake FAL.
 
 `make bench` runs the same code as its scenarios ``pipeline`` and ``live_events``
 (bench/scenarios/pipeline.py, bench/scenarios/live_events.py).
@@ -15,8 +15,8 @@ Four figures, each against a floor measured in the same run:
    ``status`` event it causes reaches a client following ``GET .../events`` on that server,
    against the webhook POST's own response time.
 
-It builds its own database (``velro_bench_pipeline``) on $DATABASE_URL's server and drops
-it at the end.
+It builds its own database (``velro_bench_pipeline_<pid>``: runs in parallel, such as the
+test suite's, do not collide) on $DATABASE_URL's server and drops it at the end.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from backend.cli.migrations import apply_database  # noqa: E402
 from backend.jobs.engine import install_schema  # noqa: E402
 from bench.stats import summarize  # noqa: E402
 
-DATABASE = "velro_bench_pipeline"
+DATABASE = f"velro_bench_pipeline_{os.getpid()}"
 SERVER = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
 MODEL = "fal-ai/flux-pro/v1.1-ultra"
 
@@ -501,13 +501,19 @@ def micros(summary: dict) -> str:
     return f"p50 {summary['p50'] / 1000:.2f} ms, p99 {summary['p99'] / 1000:.2f} ms"
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=200)
     parser.add_argument("--trials", type=int, default=100, help="webhook -> SSE event trials")
-    args = parser.parse_args()
-    for line in text_lines(measure(args.generations, args.trials)):
-        print(line)
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="measure only this (repeatable)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    figures = measure(args.generations, args.trials, tuple(args.only or SECTIONS))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print("\n".join(text_lines(figures)))
 
 
 if __name__ == "__main__":
