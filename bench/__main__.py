@@ -23,6 +23,7 @@ from bench.scenarios import (
     http_authorize,
     http_cache,
     list_page,
+    pipeline,
     propagation,
     public_count,
 )
@@ -35,8 +36,15 @@ CACHE_SCENARIOS = {
     "hit_rate": hit_rate,
     "propagation": propagation,
 }
-# it makes 20,000 projects public, so it runs after every other scenario
-SCENARIOS = (*SQL_SCENARIOS, "http_authorize", *CACHE_SCENARIOS, "public_count")
+# it makes 20,000 projects public, so it runs after every other scenario on the dataset;
+# the pipeline's scenarios build a database of their own
+SCENARIOS = (
+    *SQL_SCENARIOS,
+    "http_authorize",
+    *CACHE_SCENARIOS,
+    "public_count",
+    *pipeline.SCENARIOS,
+)
 LOAD_GENERATED = {"http_authorize", "http_cache"}  # driven by wrk
 OWN_REDIS = {"http_cache", "hit_rate", "propagation"}  # each starts its own redis-server
 ENSURE_WRK = Path(__file__).resolve().parent.parent / ".ci" / "ensure-wrk"
@@ -67,13 +75,29 @@ def main(argv=None) -> int:
     if missing:
         say(missing)
         return 2
-    server = database.server_url()
     results = {
         "scale": scale.name,
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "dataset": {},
         "stages": {},
     }
+    if chosen - set(pipeline.SCENARIOS):
+        run_dataset_scenarios(scale, chosen, args.verbose, results)
+    if chosen & set(pipeline.SCENARIOS):
+        results.update(pipeline.run(scale, chosen))
+        save(results)
+
+    results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    json_path, md_path = report.write(results)
+    print()
+    print(md_path.read_text(encoding="utf-8"))
+    say(f"results written to {md_path} and {json_path}")
+    return 0
+
+
+def run_dataset_scenarios(scale, chosen: set[str], verbose: bool, results: dict) -> None:
+    """The scenarios on the loaded dataset (users, teams, projects, generations)."""
+    server = database.server_url()
     with step(f"building {database.BENCH_DATABASE} ({scale.name} scale)"):
         url = database.recreate(server)
         database.build_schema(url)
@@ -86,28 +110,21 @@ def main(argv=None) -> int:
         database.grow_generations(url, loaded + 1, stage, scale.share_fraction)
         loaded = stage
         results["dataset"][str(stage)] = database.check_and_count(url)
-        results["stages"][str(stage)] = run_sql_scenarios(url, scale, chosen, args.verbose)
+        results["stages"][str(stage)] = run_sql_scenarios(url, scale, chosen, verbose)
         save(results)
 
     results["growth"] = growth.compare(results["stages"], scale.stages)
     if "http_authorize" in chosen:
-        results["http_authorize"] = http_authorize.run(url, scale, args.verbose)
+        results["http_authorize"] = http_authorize.run(url, scale, verbose)
         save(results)
-    run_cache_scenarios(url, scale, chosen, args.verbose, results)
+    run_cache_scenarios(url, scale, chosen, verbose, results)
     if "public_count" in chosen:
         with step("count through RLS with many public projects"):
-            results["public_count"] = public_count.run(url, scale, args.verbose)
+            results["public_count"] = public_count.run(url, scale, verbose)
         say(_ratio_line("count with public projects", results["public_count"]))
         save(results)
     results["access_drift"] = database.access_drift(url)
     say(f"private.check_access() after the workload: {results['access_drift']} rows of drift")
-
-    results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    json_path, md_path = report.write(results)
-    print()
-    print(md_path.read_text(encoding="utf-8"))
-    say(f"results written to {md_path} and {json_path}")
-    return 0
 
 
 def missing_tools(chosen: set[str]) -> str | None:

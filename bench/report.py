@@ -76,7 +76,15 @@ def rows(results: dict) -> list[dict]:
 
 def scenario_modules() -> dict:
     """Scenarios that render their own rows() and notes(), in reading order."""
-    from bench.scenarios import casbin_cost, hit_rate, http_authorize, http_cache, propagation
+    from bench.scenarios import (
+        casbin_cost,
+        hit_rate,
+        http_authorize,
+        http_cache,
+        live_events,
+        pipeline,
+        propagation,
+    )
 
     return {
         "http_authorize": http_authorize,
@@ -84,6 +92,8 @@ def scenario_modules() -> dict:
         "hit_rate": hit_rate,
         "casbin": casbin_cost,
         "propagation": propagation,
+        "pipeline": pipeline,
+        "live_events": live_events,
     }
 
 

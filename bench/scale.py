@@ -32,6 +32,9 @@ class Scale:
     public_projects: int  # how many projects are public for it
     count_users: int  # users whose count is timed
     count_iterations: int
+    # the FAL pipeline on the fake FAL, on a database of its own
+    pipeline_generations: int  # submits, webhooks, and generations drained per worker count
+    live_event_trials: int  # webhooks timed until their SSE event
 
     @property
     def stages(self) -> tuple[int, int]:
@@ -61,6 +64,8 @@ FULL = Scale(
     public_projects=20_000,
     count_users=5,
     count_iterations=20,
+    pipeline_generations=500,
+    live_event_trials=200,
 )
 
 QUICK = Scale(
@@ -86,4 +91,6 @@ QUICK = Scale(
     public_projects=2_000,
     count_users=5,
     count_iterations=20,
+    pipeline_generations=50,
+    live_event_trials=30,
 )

@@ -10,6 +10,12 @@ many public projects the count through RLS equals the explicit count.
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +24,7 @@ from bench import database, queries, report
 from bench.http import LoadResult, alternate, combine, parse_wrk, rounds_and_slice
 from bench.scale import QUICK
 from bench.scenarios import authorize, growth, list_page, public_count
+from bench.scenarios import pipeline as pipeline_scenarios
 from bench.stats import percentile, ratio, summarize
 
 WRK_REPORT = """\
@@ -197,3 +204,105 @@ def test_tiny_run_is_correct(fresh_db_url):
     table = report.markdown(results)
     judged_rows = table.count(" | met |") + table.count(" | **missed** |")
     assert judged_rows == 3 * len(TINY.stages) + len(growth.MEASURED) + 1
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def latency(p50: float) -> dict:
+    return {"n": 3, "mean": p50, "p50": p50, "p95": p50 * 2, "p99": p50 * 3}
+
+
+PIPELINE_FIGURES = {
+    "pipeline": {
+        "submission": {
+            "subject": latency(8000.0),
+            "baseline": latency(2000.0),
+            "overhead_p50_us": 6000.0,
+        },
+        "webhooks": {
+            "subject_per_second": 200.0,
+            "baseline_per_second": 2000.0,
+            "ratio": 0.1,
+            "count": 50,
+        },
+        "engine": {
+            "1": {"submits_per_second": 50.0, "count": 50, "seconds": 1.0},
+            "2": {"submits_per_second": 100.0, "count": 50, "seconds": 0.5},
+        },
+    },
+    "live_events": {
+        "subject": latency(3000.0),
+        "baseline": latency(2000.0),
+        "ratio_p50": 1.5,
+        "trials": 3,
+    },
+}
+
+
+def test_server_sent_events_are_read_whole_and_comments_skipped():
+    from bench.pipeline import parse_events
+
+    stream = io.BytesIO(
+        b"retry: 3000\n\n"
+        b"event: status\nid: queued\ndata: {}\n\n"
+        b": keepalive\n\n"
+        b"event: status\r\nid: completed\r\ndata: {}\r\n\r\n"
+        b"event: status\nid: cut-off"
+    )
+    assert list(parse_events(stream)) == [("status", "queued"), ("status", "completed")]
+
+
+def test_pipeline_rows_compare_each_figure_with_its_floor():
+    figures, times = PIPELINE_FIGURES["pipeline"], report.TIMES
+    submit, hooks, engine = (report._row(row) for row in pipeline_scenarios.rows(figures))
+    assert f"| 4.00{times} (+6.00 ms p50) | none set |" in submit
+    assert "| 200 req/s | 2,000 req/s | 10% |" in hooks
+    assert f"| 100 submits/s | 50 submits/s | 2.00{times} |" in engine
+    live = report._row(pipeline_scenarios.live_rows(PIPELINE_FIGURES["live_events"])[0])
+    assert f"| 3000 / 6000 / 9000 | 2000 / 4000 / 6000 | 1.50{times} | none set |" in live
+
+
+def test_pipeline_scenarios_alone_build_no_dataset(monkeypatch, tmp_path):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    built, asked = [], []
+    monkeypatch.setattr(bench_main.database, "recreate", lambda *a: built.append(a))
+
+    def measured(scale, chosen):
+        asked.append(pipeline_scenarios.sections_for(chosen))
+        return {name: PIPELINE_FIGURES[name] for name in chosen}
+
+    monkeypatch.setattr(bench_main.pipeline, "run", measured)
+    assert bench_main.main(["--quick", "--only", "live_events"]) == 0
+    assert built == []
+    assert asked == [("live_events",)]
+    table = (tmp_path / "latest.md").read_text(encoding="utf-8")
+    assert "SSE `status` event" in table
+    assert "submits/s" not in table
+
+
+def test_pipeline_command_measures_every_figure(admin_url, tmp_path):
+    """The real thing at a tiny size: fake FAL, worker processes, gunicorn, a live stream.
+    A separate process, so it picks its own port for the fake FAL."""
+    out = tmp_path / "pipeline.json"
+    command = [sys.executable, "-m", "bench.pipeline", "--generations", "3", "--trials", "3"]
+    finished = subprocess.run(
+        [*command, "--json", str(out)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATABASE_URL": admin_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr[-4000:]
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert figures["submission"]["subject"]["n"] == 3
+    assert figures["webhooks"]["count"] == 3
+    assert {workers: run["count"] for workers, run in figures["engine"].items()} == {
+        "1": 3,
+        "2": 3,
+    }
+    live = figures["live_events"]
+    assert (live["trials"], live["subject"]["n"], live["baseline"]["n"]) == (3, 3, 3)
+    assert "SSE status event at the client" in finished.stdout

@@ -14,7 +14,6 @@ import secrets
 import shutil
 import subprocess
 import time
-import uuid
 from dataclasses import fields
 from pathlib import Path
 
@@ -94,16 +93,21 @@ def app_env(redis_url: str | None, **overrides: str) -> dict:
 
 def tokens_for(url: str, users: list[str]) -> dict[str, str]:
     """A signed access token of a fresh live session for each user."""
-    from backend.auth.tokens import TokenSigner
-    from backend.config import load_settings
-
-    settings = load_settings({"DATABASE_URL": url}, environ=app_env(None))
-    signer = TokenSigner(settings)
     unique = sorted(set(users))
     with psycopg.connect(url) as conn:
         sessions = dict(
             conn.execute("select * from bench.open_sessions(%s::uuid[])", (unique,)).fetchall()
         )
+    return sign_tokens(url, {str(user): session for user, session in sessions.items()})
+
+
+def sign_tokens(url: str, sessions: dict) -> dict[str, str]:
+    """A signed access token for each user id of ``{user id: session id}``."""
+    from backend.auth.tokens import TokenSigner
+    from backend.config import load_settings
+
+    settings = load_settings({"DATABASE_URL": url}, environ=app_env(None))
+    signer = TokenSigner(settings)
     now = int(time.time())
     return {
         user: signer.sign(
@@ -114,11 +118,11 @@ def tokens_for(url: str, users: list[str]) -> dict[str, str]:
                 "iss": settings.issuer,
                 "iat": now,
                 "exp": now + 3 * 3600,
-                "session_id": str(sessions[uuid.UUID(user)]),
+                "session_id": str(session),
                 "aal": "aal1",
             }
         )
-        for user in unique
+        for user, session in sessions.items()
     }
 
 
