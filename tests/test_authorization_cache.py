@@ -28,7 +28,9 @@ from backend import close_app, create_app
 from backend.cache import EXTENSION
 from harness.servers import free_port
 
-FLIP_BOUND_SECONDS = 2.0
+# how long a change may take to reach the cache before the test calls it lost: generous,
+# since the machine may be loaded; how fast it really is, is measured by `make bench`
+FLIP_BOUND_SECONDS = 10.0
 POLL_SECONDS = 0.002
 OWNER_PERMISSIONS = ["read", "write", "share", "delete"]
 

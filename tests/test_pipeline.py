@@ -522,7 +522,9 @@ def test_a_worker_killed_mid_job_has_its_job_retried_and_nothing_charged_twice(a
             return await tasks.retry_jobs_of_stopped_workers(1)
 
     with on_database(api.db_url):
-        assert asyncio.run(recover()) == 1
+        # the dead worker may also have been running a periodic job: those come back too
+        assert asyncio.run(recover()) >= 1
+    assert [job["status"] for job in jobs(api, created["id"])] == ["todo"]
     worker.run(api.db_url, wait=False)
     assert generation(api, created["id"])["status"] == "queued"
     assert ledger(api, created["id"]) == ["charge"]
