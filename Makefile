@@ -59,6 +59,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev node_modules/.package-lock.json
 	.ci/ensure-pgtap
+	.ci/ensure-plpgsql-check
 	$(PY) -m pytest -n $(TEST_PROCESSES)
 
 db: $(VENV)/.installed
