@@ -119,15 +119,26 @@ begin
         $sql$;
     end if;
 
-    -- the audit log: every credit movement, share and invitation the schema holds left its event
+    -- the audit log: every credit movement, share and invitation the schema holds left its event.
+    -- Ledger ids changed from integers to uuids after lines were written: an event written
+    -- before names the old id, so a line also matches its user's event of the same kind,
+    -- amount and resulting balance.
     return query
     select 'every credit movement is audited', 'credit_ledger', cl.id::text,
         jsonb_build_object('kind', cl.kind, 'user_id', cl.user_id)
     from public.credit_ledger as cl
     where not exists (
         select 1 from private.audit_events as e
-        where e.subject_type = 'credit_ledger' and e.subject_id = cl.id::text
-            and e.event = 'credits.' || cl.kind::text
+        where e.subject_type = 'credit_ledger' and e.event = 'credits.' || cl.kind::text
+            and (
+                e.subject_id = cl.id::text
+                or (
+                    e.subject_id !~ '-'
+                    and e.actor_id = cl.user_id
+                    and e.details ->> 'amount' = cl.amount::text
+                    and e.details ->> 'balance_after' = cl.balance_after::text
+                )
+            )
     );
 
     return query

@@ -2,7 +2,7 @@
 -- is caught when a breach is planted (as the superuser, inside this rolled-back transaction).
 -- No API role may run it.
 begin;
-select plan(18);
+select plan(19);
 
 select tests.create_user('ann@velro.test') as ann \gset
 select tests.create_user('bob@velro.test') as bob \gset
@@ -147,6 +147,19 @@ returning id as silent_grant \gset
 select ok(
     pg_temp.flagged('every credit movement is audited', :'silent_grant'),
     'a credit movement without its audit event is caught'
+);
+
+-- a line written before ledger ids were uuids: its event names the old integer id
+insert into public.credit_ledger (user_id, kind, amount, balance_after, note)
+values (:'bob', 'purchase', 7, 117, 'legacy')
+returning id as legacy_line \gset
+select private.audit(
+    'credits.purchase', :'bob'::uuid, 'credit_ledger', '42', null,
+    '{"amount": 7, "balance_after": 117}'::jsonb
+);
+select ok(
+    not pg_temp.flagged('every credit movement is audited', :'legacy_line'),
+    'a line whose event names its former integer id counts as audited'
 );
 
 select id as team2 from public.teams where owner_id = :'ann' \gset
