@@ -64,6 +64,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev node_modules/.package-lock.json
 	.ci/ensure-pgtap
 	.ci/ensure-chromium
+	.ci/ensure-plpgsql-check
 	$(PY) -m pytest -n $(TEST_PROCESSES)
 
 db: $(VENV)/.installed

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+from integrity import assert_sound
 from psycopg.rows import dict_row
 
 MODEL = "fal-ai/flux-pro/v1.1-ultra"
@@ -425,3 +426,5 @@ def test_stress_inserts_racing_visibility_flips(url):
         creator.join(LOCK_WAIT_SECONDS)
     assert errors == []
     public_copy_matches(url, world, expected=False)
+    # the world's shares are inserted directly, so they have no audit event
+    assert_sound(url, world.owner, setup_wrote_around=("every share is audited",))

@@ -340,6 +340,24 @@ def test_check_access_reports_drift_and_exits_1(velro, fresh_db_url, ada, adas_g
     )
 
 
+# velro db audit ------------------------------------------------------------------------
+
+
+def test_db_audit_exits_0_when_every_invariant_holds(velro, fresh_db_url, ada, adas_generation):
+    result = velro("db", "audit")
+    assert result.exit_code == 0, result.output
+    assert "every invariant holds" in result.stdout
+
+
+def test_db_audit_lists_each_violation_and_exits_1(velro, fresh_db_url, ada, adas_generation):
+    # a balance written around move_credits: the ledger no longer sums to it
+    with psycopg.connect(fresh_db_url) as conn:
+        conn.execute("update public.profiles set credits = credits + 7 where id = %s", (ada["id"],))
+    result = velro("db", "audit")
+    refused(result, 1, "1 invariant violation(s)")
+    assert f"ledger sums to the balance: profile {ada['id']}" in result.stderr
+
+
 # the console script and the database it talks to ---------------------------------------
 
 

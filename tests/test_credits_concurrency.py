@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from api_support import MODEL, MODEL_COST
+from integrity import assert_sound
 
 REQUESTS = 50
 AFFORDABLE = 10
@@ -79,3 +80,4 @@ def test_parallel_charges_never_overdraw_and_the_ledger_adds_up(db_url):
     assert balance == 0
     assert ledger_sum == balance
     assert charges == generations == submit_jobs == AFFORDABLE  # each with its job, no more
+    assert_sound(db_url, user_id)

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from api_support import MODEL, MODEL_COST, assert_error, running_api
 from fakes.fal import sign
+from integrity import assert_sound
 from psycopg.rows import dict_row
 from werkzeug.serving import make_server
 
@@ -529,6 +530,7 @@ def test_a_worker_killed_mid_job_has_its_job_retried_and_nothing_charged_twice(a
     assert generation(api, created["id"])["status"] == "queued"
     assert ledger(api, created["id"]) == ["charge"]
     assert balance(api, user) == start - MODEL_COST
+    assert_sound(api.db_url, user)
 
 
 def wait_for(condition, what: str, attempts: int = 600) -> None:
@@ -570,6 +572,7 @@ def test_racing_outcomes_on_real_connections_end_in_one_final_state_and_one_refu
         assert refunds == (1 if final == "failed" else 0)
         copies = len(jobs(api, created["id"], "velro.copy_outputs"))
         assert copies == (1 if final == "completed" else 0)
+    assert_sound(api.db_url, user)
 
 
 def test_a_storm_of_concurrent_duplicate_webhooks_refunds_once(api, fake_fal):
@@ -594,6 +597,7 @@ def test_a_storm_of_concurrent_duplicate_webhooks_refunds_once(api, fake_fal):
     assert [webhook.answers for webhook in held] == [[200]] * 10
     assert ledger(api, created["id"]) == ["charge", "refund"]
     assert balance(api, user) == start
+    assert_sound(api.db_url, user)
 
 
 def test_webhook_for_an_unknown_request_is_404(api, fake_fal):

@@ -1,5 +1,5 @@
-"""velro db url | apply [--seed] | stop | check-access: where the database is, bringing it up
-to date, and checking its derived state."""
+"""velro db url | apply [--seed] | stop | check-access | audit: where the database is, bringing
+it up to date, and checking its derived state and invariants."""
 
 from __future__ import annotations
 
@@ -76,3 +76,23 @@ def db_check_access() -> None:
             err=True,
         )
     raise click.ClickException(f"{len(drift)} row(s) of access state differ from their definition")
+
+
+@db.command("audit")
+def db_audit() -> None:
+    """Check the data's invariants; exit 1 and list every violation, 0 when all hold.
+
+    Runs private.integrity_audit() as the URL's own role: no API role may call it.
+    """
+    with connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("select * from private.integrity_audit()")
+        violations = cur.fetchall()
+    if not violations:
+        click.echo("Integrity audit: every invariant holds.")
+        return
+    for row in violations:
+        click.echo(
+            f"{row['invariant']}: {row['subject_type']} {row['subject_id']} {row['details']}",
+            err=True,
+        )
+    raise click.ClickException(f"{len(violations)} invariant violation(s)")
