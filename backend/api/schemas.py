@@ -9,6 +9,8 @@ field name rather than a generic constraint error. Authorization is never decide
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from backend.auth.accounts import MAX_EMAIL_LENGTH
@@ -111,6 +113,7 @@ class ProjectCreateSchema(Schema):
 
 
 class ProjectUpdateSchema(Schema):
+    OPENAPI_RULES: ClassVar[dict] = {"minProperties": 1}  # see _something_to_change
     name = text(200)
     description = Text(validate=validate.Length(max=2000), allow_none=True)
     visibility = one_of(VISIBILITIES)
@@ -195,8 +198,10 @@ class GenerationCreateSchema(Schema):
     webhook_url = Text(
         validate=[validate.Length(max=2048), validate.URL(schemes={"http", "https"})],
         metadata={
+            "format": "uri",
+            "pattern": "^https?://",
             "description": "called with Standard Webhooks-signed events of this generation (https"
-            " in production); sign-ups make their secret with POST /api/v1/webhooks/secret"
+            " in production); sign-ups make their secret with POST /api/v1/webhooks/secret",
         },
     )
     webhook_events_filter = fields.List(

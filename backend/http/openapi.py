@@ -8,6 +8,7 @@ it in ``backend.create_app`` (``api.register_blueprint(blp)``); guard views with
 
 from __future__ import annotations
 
+from apispec import BasePlugin
 from flask import Flask
 from flask_smorest import Api
 from marshmallow import Schema, fields
@@ -25,10 +26,49 @@ class ErrorSchema(Schema):
     details = fields.Dict(metadata={"description": "per-field problems (validation errors)"})
 
 
+# answers any operation can give besides its own: the rate limits (429), an overloaded or
+# unreachable database (503) and our own fault (500). Nothing else hides under `default`,
+# so a client (or a fuzzer) can check every status code against the document.
+COMMON_ERRORS = {429: "Too Many Requests", 500: "Internal Server Error", 503: "Unavailable"}
+# and those of any operation that reads a body: not JSON (400), larger than the limit (413)
+BODY_ERRORS = {400: "Bad Request", 413: "Content Too Large"}
+
+
+class DocumentedRules(BasePlugin):
+    """Puts in the document the rules a schema enforces in code, and the common errors.
+
+    A schema states a rule JSON Schema can express but marshmallow cannot derive (e.g. "at
+    least one field") as ``OPENAPI_RULES = {"minProperties": 1}``.
+    """
+
+    def schema_helper(self, name, definition, schema=None, **kwargs):
+        return dict(getattr(schema, "OPENAPI_RULES", None) or {})
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            errors = dict(COMMON_ERRORS)
+            if "requestBody" in operation:
+                errors.update(BODY_ERRORS)
+            for status, phrase in errors.items():
+                responses.setdefault(
+                    str(status),
+                    {
+                        "description": phrase,
+                        "content": {"application/json": {"schema": {"$ref": ERROR_REF}}},
+                    },
+                )
+
+
+ERROR_REF = "#/components/schemas/Error"
+
+
 class VelroApi(Api):
     """smorest's Api with our error shape (documented and produced by backend.http.errors)."""
 
     ERROR_SCHEMA = ErrorSchema
+    # every answer is listed per operation (see COMMON_ERRORS): no catch-all `default`
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def _register_error_handlers(self):
         pass  # backend.http.errors registers the one handler for every error
@@ -45,7 +85,7 @@ def init_app(app: Flask) -> Api:
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
     )
-    api = VelroApi(app)
+    api = VelroApi(app, spec_kwargs={"extra_plugins": [DocumentedRules()]})
     api.spec.components.security_scheme(
         BEARER_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
