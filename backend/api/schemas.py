@@ -34,6 +34,8 @@ def not_blank(value: str) -> None:
 
 def text(max_length: int, **kwargs) -> Text:
     """A string of 1..max_length characters that is not only whitespace."""
+    # the document says "not blank" as JSON Schema can: some character that is not a space
+    kwargs["metadata"] = {"pattern": r"\S", **kwargs.get("metadata", {})}
     return Text(validate=[validate.Length(min=1, max=max_length), not_blank], **kwargs)
 
 
