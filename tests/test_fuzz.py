@@ -55,6 +55,7 @@ def test_the_api_survives_fuzzing_and_answers_as_documented(served_api):
         check=False,
     )
     generated = re.search(r"(\d+) generated", run.stdout)
-    print(f"schemathesis: {generated.group(0) if generated else 'no count'}")
+    summary = run.stdout[run.stdout.find("API Operations:") :]
+    print(f"schemathesis: {generated.group(0) if generated else 'no count'}\n{summary}")
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-2000:]
     assert generated and int(generated.group(1)) > 0, run.stdout[-5000:]
