@@ -20,8 +20,9 @@ from api_support import running_api
 FUZZ_DIR = Path(__file__).parent / "fuzz"
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 # the event stream stays open until its generation ends (its answers are tested elsewhere);
-# signing out would end the fuzzer's own session halfway; /health/cache is not the REST API
-NOT_FUZZED = r"/events$|/auth/logout$|/health/"
+# signing out would end the fuzzer's own session halfway; /health/cache answers null
+# counters its document calls integers, left to the health checks' own suite
+NOT_FUZZED = r"/events$|/auth/logout$|/health/cache$"
 
 
 @pytest.fixture
