@@ -136,3 +136,55 @@ def test_every_route_has_schemas_and_security(document, method, path):
     for parameter in document["paths"][path].get("parameters", []):
         if parameter["name"].endswith("_id"):
             assert parameter["schema"]["format"] == "uuid"
+
+
+def every_operation(document):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield method, path, operation
+
+
+def test_no_status_code_hides_under_default(document):
+    for method, path, operation in every_operation(document):
+        responses = operation["responses"]
+        assert "default" not in responses, (method, path)
+        assert {"429", "500", "503"} <= set(responses), (method, path)
+        if "requestBody" in operation:
+            assert {"400", "413"} <= set(responses), (method, path)
+
+
+def test_the_auth_routes_list_their_refusals(document):
+    login = document["paths"]["/api/v1/auth/login"]["post"]["responses"]
+    signup = document["paths"]["/api/v1/auth/signup"]["post"]["responses"]
+    me = document["paths"]["/api/v1/auth/me"]["get"]["responses"]
+    assert {"400", "401", "422"} <= set(login)
+    assert {"400", "409", "422"} <= set(signup)
+    assert "401" in me
+
+
+def test_the_document_states_the_rules_the_code_enforces(document):
+    schemas = document["components"]["schemas"]
+    password = schemas["Credentials"]["properties"]["password"]
+    assert (password["minLength"], password["maxLength"]) == (8, 72)
+    assert schemas["ProjectUpdate"]["minProperties"] == 1
+    for schema, field in [("GenerationCreate", "prompt"), ("ProjectCreate", "name")]:
+        assert schemas[schema]["properties"][field]["pattern"] == r"\S", (schema, field)
+    assert schemas["GenerationCreate"]["properties"]["webhook_url"]["pattern"] == "^https?://"
+
+
+@pytest.mark.parametrize(
+    ("collection", "item", "parameter"),
+    [
+        ("/api/v1/projects", "/api/v1/projects/{project_id}", "project_id"),
+        ("/api/v1/teams", "/api/v1/teams/{team_id}/members", "team_id"),
+        ("/api/v1/generations", "/api/v1/generations/{generation_id}/cancel", "generation_id"),
+    ],
+)
+def test_a_create_links_to_what_it_made(document, collection, item, parameter):
+    links = document["paths"][collection]["post"]["responses"]["201"]["links"].values()
+    targets = {link["operationRef"]: link["parameters"] for link in links}
+    pointer = item.replace("/", "~1").replace("{", "%7B").replace("}", "%7D")
+    methods = [m for m in document["paths"][item] if m != "parameters"]
+    for method in methods:
+        assert targets[f"#/paths/{pointer}/{method}"] == {parameter: "$response.body#/id"}

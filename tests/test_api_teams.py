@@ -282,6 +282,15 @@ def test_a_new_sign_up_confirms_by_the_emailed_code_and_then_accepts(api, crew, 
         close_app(app)
 
 
+def test_a_team_name_with_line_breaks_is_mailed_on_one_subject_line(api, stranger):
+    team = api.team(stranger, name="Night\r\nBcc: eve@example.com")
+    invitee = unique_email("invitee")
+    api.ok("POST", f"/api/v1/teams/{team['id']}/invite", stranger, 201, json={"email": invitee})
+    message = mail_to(invitee)
+    assert message["Subject"] == "Join Night Bcc: eve@example.com on Velro"
+    assert message["Bcc"] is None
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -128,6 +128,14 @@ def test_the_folder_catch_all_writes_readable_eml_files(tmp_path):
     assert "654321" in message.get_content()
 
 
+def test_a_subject_with_line_breaks_is_sent_on_one_line(tmp_path):
+    mailer = FolderMailer(tmp_path / "mail")
+    path = mailer.send("ada@example.com", "Join Crew\r\nBcc: eve@example.com on Velro", "Hi.")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert message["Subject"] == "Join Crew Bcc: eve@example.com on Velro"
+    assert message["Bcc"] is None
+
+
 def test_the_settings_choose_the_mailer(tmp_path):
     base = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x", "APP_ENV": "development"}
     folder = from_settings(load_settings(environ={**base, "MAIL_DIR": str(tmp_path)}))

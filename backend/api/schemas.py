@@ -9,6 +9,8 @@ field name rather than a generic constraint error. Authorization is never decide
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from backend.auth.accounts import MAX_EMAIL_LENGTH
@@ -32,6 +34,8 @@ def not_blank(value: str) -> None:
 
 def text(max_length: int, **kwargs) -> Text:
     """A string of 1..max_length characters that is not only whitespace."""
+    # the document says "not blank" as JSON Schema can: some character that is not a space
+    kwargs["metadata"] = {"pattern": r"\S", **kwargs.get("metadata", {})}
     return Text(validate=[validate.Length(min=1, max=max_length), not_blank], **kwargs)
 
 
@@ -111,6 +115,7 @@ class ProjectCreateSchema(Schema):
 
 
 class ProjectUpdateSchema(Schema):
+    OPENAPI_RULES: ClassVar[dict] = {"minProperties": 1}  # see _something_to_change
     name = text(200)
     description = Text(validate=validate.Length(max=2000), allow_none=True)
     visibility = one_of(VISIBILITIES)
@@ -195,8 +200,10 @@ class GenerationCreateSchema(Schema):
     webhook_url = Text(
         validate=[validate.Length(max=2048), validate.URL(schemes={"http", "https"})],
         metadata={
+            "format": "uri",
+            "pattern": "^https?://",
             "description": "called with Standard Webhooks-signed events of this generation (https"
-            " in production); sign-ups make their secret with POST /api/v1/webhooks/secret"
+            " in production); sign-ups make their secret with POST /api/v1/webhooks/secret",
         },
     )
     webhook_events_filter = fields.List(

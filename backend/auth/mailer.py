@@ -48,11 +48,17 @@ class Mailer(Protocol):
     def send(self, to: str, subject: str, text: str) -> None: ...
 
 
+def one_line(value: str) -> str:
+    """A header value on one line: names users chose (a team's) may hold line breaks, which
+    a header refuses (and which would let them add headers of their own)."""
+    return " ".join(value.split())
+
+
 def compose(sender: str, to: str, subject: str, text: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
-    message["Subject"] = subject
+    message["Subject"] = one_line(subject)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1].rstrip(">"))
     message.set_content(text)

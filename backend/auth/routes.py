@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 from flask_smorest import Blueprint
 
+from backend.api.outcomes import documented_errors
 from backend.auth.guard import confirm_session, current_user, require_user
 from backend.auth.providers.base import AuthFailure, Client
 from backend.auth.schemas import (
@@ -55,6 +56,7 @@ def _ours(failure: AuthFailure) -> ApiError:
 @blp.post("/signup")
 @blp.arguments(SignupSchema)
 @blp.response(201, SessionSchema)
+@documented_errors(blp, 400, 403, 409, 422)
 def signup(body):
     """Create an account: signed in at once, or (tokens null) once the emailed code is verified.
 
@@ -76,6 +78,7 @@ def signup(body):
 @blp.post("/login")
 @blp.arguments(CredentialsSchema)
 @blp.response(200, SessionSchema)
+@documented_errors(blp, 400, 401, 403, 422)
 def login(body):
     """Sign in with email and password."""
     try:
@@ -89,6 +92,7 @@ def login(body):
 @blp.post("/refresh")
 @blp.arguments(RefreshSchema)
 @blp.response(200, SessionSchema)
+@documented_errors(blp, 400, 401, 403, 422)
 def refresh(body):
     """Trade a refresh token (single use) for a new session."""
     try:
@@ -101,6 +105,7 @@ def refresh(body):
 @require_user
 @blp.arguments(LogoutSchema, location="query")
 @blp.response(204)
+@documented_errors(blp, 400, 401, 422)
 def logout(query):
     """End this session (or all, or all others): its tokens stop working at once."""
     confirm_session()  # before the provider deletes it, so a live session gets its 204
@@ -113,6 +118,7 @@ def logout(query):
 @blp.get("/me")
 @require_user
 @blp.response(200, ProfileSchema)
+@documented_errors(blp, 401)
 def me():
     """The caller's profile, read through row-level security."""
     rows = user_query(

@@ -7,12 +7,23 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from backend.auth.accounts import MAX_EMAIL_LENGTH, MAX_PASSWORD_BYTES
 from backend.auth.providers.base import SIGN_OUT_SCOPES
+from backend.config import Settings
 from backend.http.text import Email, Text
 
 
 class CredentialsSchema(Schema):
     email = Email(required=True, validate=validate.Length(max=MAX_EMAIL_LENGTH))
-    password = Text(required=True, load_only=True)
+    password = Text(
+        required=True,
+        load_only=True,
+        metadata={
+            # the default of PASSWORD_MIN_LENGTH; bcrypt reads at most MAX_PASSWORD_BYTES
+            "minLength": Settings.PASSWORD_MIN_LENGTH,
+            "maxLength": MAX_PASSWORD_BYTES,
+            "description": f"{Settings.PASSWORD_MIN_LENGTH} characters or more (the"
+            f" PASSWORD_MIN_LENGTH setting), at most {MAX_PASSWORD_BYTES} bytes in UTF-8",
+        },
+    )
 
     # the same rules as accounts.validate_credentials, in this API's words
     @validates("password")

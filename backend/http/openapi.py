@@ -8,6 +8,9 @@ it in ``backend.create_app`` (``api.register_blueprint(blp)``); guard views with
 
 from __future__ import annotations
 
+import re
+
+from apispec import BasePlugin
 from flask import Flask
 from flask_smorest import Api
 from marshmallow import Schema, fields
@@ -25,10 +28,86 @@ class ErrorSchema(Schema):
     details = fields.Dict(metadata={"description": "per-field problems (validation errors)"})
 
 
+# answers any operation can give besides its own: the rate limits (429), an overloaded or
+# unreachable database (503) and our own fault (500). Nothing else hides under `default`,
+# so a client (or a fuzzer) can check every status code against the document.
+COMMON_ERRORS = {429: "Too Many Requests", 500: "Internal Server Error", 503: "Unavailable"}
+# and those of any operation that reads a body: not JSON (400), larger than the limit (413)
+BODY_ERRORS = {400: "Bad Request", 413: "Content Too Large"}
+
+
+class DocumentedRules(BasePlugin):
+    """Puts in the document the rules a schema enforces in code, the common errors, and links.
+
+    A schema states a rule JSON Schema can express but marshmallow cannot derive (e.g. "at
+    least one field") as ``OPENAPI_RULES = {"minProperties": 1}``.
+
+    Links follow from the route table: a POST to a collection that answers 201 links to
+    every operation under ``<collection>/{<name>_id}``, with the new item's ``id`` as that
+    parameter and the collection's own path parameters passed on. Clients (and stateful
+    fuzzers) go from "create" to get, patch, delete and the rest of that item.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._paths: dict[str, dict] = {}
+
+    def schema_helper(self, name, definition, schema=None, **kwargs):
+        return dict(getattr(schema, "OPENAPI_RULES", None) or {})
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        self._document_common_errors(operations or {})
+        self._paths[path] = operations or {}
+        for collection, collection_operations in self._paths.items():
+            for item_path, item_operations in self._paths.items():
+                _link_creation(collection, collection_operations, item_path, item_operations)
+
+    @staticmethod
+    def _document_common_errors(operations: dict) -> None:
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            errors = dict(COMMON_ERRORS)
+            if "requestBody" in operation:
+                errors.update(BODY_ERRORS)
+            for status, phrase in errors.items():
+                responses.setdefault(
+                    str(status),
+                    {
+                        "description": phrase,
+                        "content": {"application/json": {"schema": {"$ref": ERROR_REF}}},
+                    },
+                )
+
+
+ERROR_REF = "#/components/schemas/Error"
+ITEM_ID = re.compile(r"^/\{(\w+_id)\}(/|$)")
+HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
+PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+
+
+def _link_creation(collection: str, collection_ops: dict, item_path: str, item_ops: dict):
+    """Link a collection's POST (201) to the operations on the item it creates."""
+    created = collection_ops.get("post", {}).get("responses", {}).get("201")
+    match = ITEM_ID.match(item_path.removeprefix(collection))
+    if not isinstance(created, dict) or not item_path.startswith(collection) or not match:
+        return
+    parameters = {name: f"$request.path.{name}" for name in PATH_PARAMETER.findall(collection)}
+    parameters[match.group(1)] = "$response.body#/id"
+    pointer = item_path.replace("~", "~0").replace("/", "~1")
+    pointer = pointer.replace("{", "%7B").replace("}", "%7D")
+    links = created.setdefault("links", {})
+    for method in item_ops.keys() & HTTP_METHODS:
+        name = f"{method}{item_path.removeprefix(collection)}"
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+        links[name] = {"operationRef": f"#/paths/{pointer}/{method}", "parameters": parameters}
+
+
 class VelroApi(Api):
     """smorest's Api with our error shape (documented and produced by backend.http.errors)."""
 
     ERROR_SCHEMA = ErrorSchema
+    # every answer is listed per operation (see COMMON_ERRORS): no catch-all `default`
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def _register_error_handlers(self):
         pass  # backend.http.errors registers the one handler for every error
@@ -45,7 +124,7 @@ def init_app(app: Flask) -> Api:
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
     )
-    api = VelroApi(app)
+    api = VelroApi(app, spec_kwargs={"extra_plugins": [DocumentedRules()]})
     api.spec.components.security_scheme(
         BEARER_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
