@@ -160,9 +160,9 @@ class CacheLayerSchema(Schema):
     misses = fields.Integer()
     hit_rate = fields.Float(allow_none=True)
     errors = fields.Integer()
-    size = fields.Integer()
+    size = fields.Integer(allow_none=True, metadata={"description": "null when unknown"})
     max_size = fields.Integer()
-    evictions = fields.Integer()
+    evictions = fields.Integer(allow_none=True, metadata={"description": "null when unknown"})
     enabled = fields.Boolean()
     available = fields.Boolean()
     tags_indexed = fields.Integer(
