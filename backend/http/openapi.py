@@ -56,30 +56,30 @@ class DocumentedRules(BasePlugin):
         return dict(getattr(schema, "OPENAPI_RULES", None) or {})
 
     def operation_helper(self, path=None, operations=None, **kwargs):
-        self._document_common_errors(operations or {})
+        self._document_common_errors(path or "", operations or {})
         self._paths[path] = operations or {}
         for collection, collection_operations in self._paths.items():
             for item_path, item_operations in self._paths.items():
                 _link_creation(collection, collection_operations, item_path, item_operations)
 
     @staticmethod
-    def _document_common_errors(operations: dict) -> None:
+    def _document_common_errors(path: str, operations: dict) -> None:
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             errors = dict(COMMON_ERRORS)
             if "requestBody" in operation:
                 errors.update(BODY_ERRORS)
+            # the Supabase-Auth-compatible routes answer every error in GoTrue's shape
+            shape = {"$ref": GOTRUE_ERROR_REF if path.startswith("/auth/v1/") else ERROR_REF}
             for status, phrase in errors.items():
                 responses.setdefault(
                     str(status),
-                    {
-                        "description": phrase,
-                        "content": {"application/json": {"schema": {"$ref": ERROR_REF}}},
-                    },
+                    {"description": phrase, "content": {"application/json": {"schema": shape}}},
                 )
 
 
 ERROR_REF = "#/components/schemas/Error"
+GOTRUE_ERROR_REF = "#/components/schemas/GoTrueError"
 ITEM_ID = re.compile(r"^/\{(\w+_id)\}(/|$)")
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 PATH_PARAMETER = re.compile(r"\{(\w+)\}")
