@@ -23,6 +23,7 @@ from bench.scenarios import (
     http_authorize,
     http_cache,
     list_page,
+    memory,
     pipeline,
     propagation,
     public_count,
@@ -32,6 +33,7 @@ from bench.scenarios.cache_support import load_sql
 # the cache scenarios, in running order: the last two change permissions in the data
 CACHE_SCENARIOS = {
     "http_cache": http_cache,
+    "memory": memory,
     "casbin": casbin_cost,
     "hit_rate": hit_rate,
     "propagation": propagation,
@@ -45,7 +47,7 @@ SCENARIOS = (
     "public_count",
     *pipeline.SCENARIOS,
 )
-LOAD_GENERATED = {"http_authorize", "http_cache"}  # driven by wrk
+LOAD_GENERATED = {"http_authorize", "http_cache", "memory"}  # driven by wrk
 OWN_REDIS = {"http_cache", "hit_rate", "propagation"}  # each starts its own redis-server
 ENSURE_WRK = Path(__file__).resolve().parent.parent / ".ci" / "ensure-wrk"
 

@@ -82,6 +82,7 @@ def scenario_modules() -> dict:
         http_authorize,
         http_cache,
         live_events,
+        memory,
         pipeline,
         propagation,
     )
@@ -89,6 +90,7 @@ def scenario_modules() -> dict:
     return {
         "http_authorize": http_authorize,
         "http_cache": http_cache,
+        "memory": memory,
         "hit_rate": hit_rate,
         "casbin": casbin_cost,
         "propagation": propagation,

@@ -23,7 +23,7 @@ from bench import __main__ as bench_main
 from bench import database, queries, report
 from bench.http import LoadResult, alternate, combine, parse_wrk, rounds_and_slice
 from bench.scale import QUICK
-from bench.scenarios import authorize, growth, list_page, public_count
+from bench.scenarios import authorize, growth, list_page, memory, public_count
 from bench.scenarios import pipeline as pipeline_scenarios
 from bench.stats import percentile, ratio, summarize
 
@@ -306,3 +306,37 @@ def test_pipeline_command_measures_every_figure(admin_url, tmp_path):
     live = figures["live_events"]
     assert (live["trials"], live["subject"]["n"], live["baseline"]["n"]) == (3, 3, 3)
     assert "SSE status event at the client" in finished.stdout
+
+
+STATUS = """\
+Name:\tgunicorn
+VmPeak:\t  312340 kB
+VmHWM:\t  130112 kB
+VmRSS:\t  125044 kB
+RssAnon:\t   98000 kB
+"""
+
+
+def test_a_workers_resident_set_is_read_from_its_status():
+    assert memory.vmrss_kb(STATUS) == 125044  # VmRSS, not the high-water mark above it
+    with pytest.raises(ValueError, match="no VmRSS"):
+        memory.vmrss_kb("Name:\tkthreadd\nState:\tS (sleeping)\n")
+
+
+def test_a_workers_master_is_read_past_a_name_with_spaces_and_parens():
+    assert memory.parent_pid("4242 (gunicorn: worker (x) ) S 4100 4100 4100 0 -1") == 4100
+
+
+def test_the_memory_row_judges_the_largest_worker():
+    figures = {
+        "fill": 10_000,
+        "pairs": 10_000,
+        "baseline_mb": [100.0, 101.0],
+        "full_mb": [120.0, 151.0],
+        "l1_sizes_sampled": [10_000] * 20,
+        "fill_seconds": 15.0,
+        "target_mb": 150,
+    }
+    row = report._row(memory.rows(figures)[0])
+    assert "151 MB max RSS" in row and "101 MB before filling" in row
+    assert row.endswith("| ≤ 150 MB | **missed** |")
