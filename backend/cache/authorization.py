@@ -9,17 +9,15 @@ listener can forget them the moment one of those rows changes.
 
 from __future__ import annotations
 
+import json
 import time
 from uuid import UUID
 
 from backend import db
 from backend.cache import cache
 
-# One statement: the decision and its cache tags, both computed by the database.
-DECISION = (
-    "select public.authorize_generation(%(id)s) as decision,"
-    " private.generation_answer_tags(%(id)s) as tags"
-)
+# one statement: the session check, the caller's role and claims, the decision, its tags
+DECISION = "select decision, tags from private.authorize_generation_for(%s, %s)"
 
 
 def authorize_generation(claims: dict, generation_id: UUID) -> dict:
@@ -37,5 +35,5 @@ def authorize_generation(claims: dict, generation_id: UUID) -> dict:
 
 
 def _decide(claims: dict, generation_id: UUID) -> tuple[dict, list[str]]:
-    (row,) = db.user_query(DECISION, {"id": generation_id}, claims)
+    (row,) = db.caller_function_query(DECISION, (json.dumps(claims), generation_id))
     return row["decision"], row["tags"]

@@ -31,6 +31,8 @@ Round trips (psycopg's pipeline mode queues statements without waiting for their
 one; a ``user_transaction`` block sends its opening (begin, preamble) with its first
 statement, so N statements cost N + 1 with the commit. Inside a block, use the cursor it
 yields, not the cursor's connection: the connection itself is in autocommit mode.
+``caller_function_query`` runs one statement calling a SQL function that does the preamble's
+work itself (``private.authorize_generation_for``): the cheapest form of the hottest miss.
 ``owner_transaction`` runs as the URL's own role and is for the local auth provider's writes
 to ``auth.*`` and for operator tasks.
 
@@ -58,6 +60,7 @@ from backend.db.errors import SessionEnded
 from backend.db.rpc import rpc
 from backend.db.transactions import (
     anon_transaction,
+    caller_function_query,
     owner_transaction,
     service_transaction,
     user_query,
@@ -72,6 +75,7 @@ __all__ = [
     "NoCaller",
     "SessionEnded",
     "anon_transaction",
+    "caller_function_query",
     "connection_options",
     "database",
     "init_app",

@@ -44,6 +44,22 @@ def user_query(
     return rows
 
 
+def caller_function_query(query: Query, params: Params | None = None) -> list[dict]:
+    """One statement calling a SQL function that opens as the caller itself, in one round
+    trip; its rows.
+
+    Such a function (``private.authorize_generation_for``) is given the verified claims,
+    checks their session (an ended one raises 401) and takes the role authenticated with
+    them for its own body, like the preamble. It saves the preamble's statement and the
+    pipeline: the hottest miss's cheapest form. It runs as the connection's role, which
+    alone may call these functions.
+    """
+    with pool().connection() as conn, session_end_as_domain_error():
+        rows = conn.execute(query, params).fetchall()
+    _note_session_confirmed()
+    return rows
+
+
 @contextmanager
 def user_transaction(claims: dict | None = None) -> Iterator[psycopg.Cursor]:
     """A transaction as the caller (role authenticated, their JWT claims), like PostgREST.
