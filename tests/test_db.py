@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +18,7 @@ from api_support import Api
 from backend import db
 from backend.db import (
     CHECK_AFTER_IDLE_SECONDS,
+    caller_function_query,
     owner_transaction,
     pool,
     rpc,
@@ -202,6 +205,8 @@ def test_uncached_authorize_is_one_round_trip(one_connection_api, monkeypatch):
     (trips,) = counted
     assert answer["access_granted"] and answer["effective_role"] == "owner"
     assert trips.count == 1, trips.messages
+    # and one statement: the session check, the role and the decision are one function call
+    assert trips.messages.count("F Execute") == 1, trips.messages
 
 
 def test_a_single_statement_is_one_round_trip_and_a_block_one_more_than_it_holds(
@@ -247,6 +252,21 @@ def test_user_query_refuses_an_ended_session_before_its_statement_runs(app, user
             claims=claims_of(user),
         )
     assert display_name(db_url, user.id) != "Ghost"
+
+
+def test_caller_function_query_refuses_an_ended_session_and_leaves_no_role(app, user, db_url):
+    claims = claims_of(user)
+    query = "select decision from private.authorize_generation_for(%s, %s)"
+    params = (json.dumps(claims), uuid.uuid4())
+    with app.app_context():
+        (row,) = caller_function_query(query, params)
+        assert row["decision"]["access_granted"] is False  # an unknown generation
+        with pool().connection() as conn:
+            assert conn.execute("select current_user as role").fetchone()["role"] == "postgres"
+        with psycopg.connect(db_url) as conn:
+            conn.execute("delete from auth.sessions where user_id = %s", (user.id,))
+        with pytest.raises(InvalidToken, match="session has ended"):
+            caller_function_query(query, params)
 
 
 def test_user_query_rolls_back_a_failed_statement(app, user, db_url):
