@@ -25,7 +25,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, get_args, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 # The Supabase CLI's well-known local secret: fine on a laptop, refused outside development/test.
 DEFAULT_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
@@ -35,6 +35,8 @@ AUTH_MODES = ("local", "supabase")
 POOLERS = ("none", "session", "transaction")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MEDIA_STORAGES = ("local", "supabase")
+REDIS_CLUSTER_SCHEME = "redis+cluster"  # limits' name for it; the cache reads it too
+REDIS_SCHEMES = ("redis", "rediss", "unix", REDIS_CLUSTER_SCHEME)
 
 
 class ConfigError(RuntimeError):
@@ -62,7 +64,9 @@ class Settings:
     DB_POOL_TIMEOUT: float = 5.0  # seconds to wait for a free connection before a 503
     DB_STATEMENT_TIMEOUT_MS: int = 5000  # a longer query is cancelled and answers 503
 
-    REDIS_URL: str | None = None  # shared cache and rate limits; none means in-process only
+    # shared cache and rate limits; none means in-process only; redis+cluster://host:port,...
+    # is a Redis Cluster, named by some of its nodes
+    REDIS_URL: str | None = None
     FAL_KEY: str | None = None  # FAL.ai API key; none means the simulated provider
 
     AUTH_MODE: str = "local"  # local (embedded auth in auth.users) or supabase (Supabase Auth)
@@ -171,6 +175,10 @@ class Settings:
         return self.LIVE_MAX_WAITERS or max(1, self.GUNICORN_THREADS // 2)
 
     @property
+    def redis_is_cluster(self) -> bool:
+        return bool(self.REDIS_URL) and urlsplit(self.REDIS_URL).scheme == REDIS_CLUSTER_SCHEME
+
+    @property
     def autoconfirm(self) -> bool:
         if self.AUTH_AUTOCONFIRM is None:
             return self.APP_ENV == "development"
@@ -191,6 +199,21 @@ class Settings:
 
 
 SECRET_SUFFIXES = ("_SECRET", "_KEY", "_TOKEN", "_PASSWORD")
+
+
+def redis_cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The (host, port) of every node a ``redis+cluster://`` URL names; ValueError if one
+    lacks its port or the URL names a database (a cluster has only database 0)."""
+    parts = urlsplit(url)
+    if parts.path not in ("", "/", "/0") or parts.query:
+        raise ValueError("a cluster URL names no database and takes no options")
+    nodes = []
+    for location in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = location.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{location!r} is not host:port")
+        nodes.append((unquote(host.strip("[]")), int(port)))
+    return nodes
 
 
 def _masked(name: str, value: Any) -> Any:
@@ -296,6 +319,8 @@ def _general_problems(s: Settings) -> list[str]:
             "DATABASE_POOLER=transaction needs DATABASE_DIRECT_URL (a direct or session-mode"
             " connection): the cache's LISTEN and the analytics leader's lock need a session"
         )
+    if s.REDIS_URL:
+        problems += _redis_url_problems(s.REDIS_URL)
     if s.CACHE_LISTENER_TIMEOUT < 1 or s.CACHE_SESSION_TTL < 0:
         problems.append("CACHE_LISTENER_TIMEOUT >= 1 and CACHE_SESSION_TTL >= 0 are required")
     if len(s.JWT_SECRET) < 32:
@@ -327,6 +352,25 @@ def _general_problems(s: Settings) -> list[str]:
             "JWT_EXPIRY >= 60, JWT_LEEWAY >= 0 and MAX_CONTENT_LENGTH >= 1024 are required"
         )
     return problems
+
+
+def _redis_url_problems(url: str) -> list[str]:
+    scheme = urlsplit(url).scheme
+    if scheme not in REDIS_SCHEMES:
+        return [
+            f"REDIS_URL={_masked('REDIS_URL', url)!r}: use redis://, rediss:// or unix:// for"
+            f" one server, {REDIS_CLUSTER_SCHEME}://host:port[,host:port...] for a Redis Cluster"
+        ]
+    if scheme != REDIS_CLUSTER_SCHEME:
+        return []
+    try:
+        redis_cluster_nodes(url)
+    except ValueError as error:
+        return [
+            f"REDIS_URL={_masked('REDIS_URL', url)!r}: {error}; write"
+            f" {REDIS_CLUSTER_SCHEME}://[user:password@]host:port[,host:port...]"
+        ]
+    return []
 
 
 def _production_problems(s: Settings) -> list[str]:

@@ -20,6 +20,8 @@ accept):
 - ``fresh_db_url`` (function): a migrated database of the test's own, dropped afterwards
   (a clone of the template, made with `create database ... template`).
 - ``redis_url`` (session): $REDIS_URL, else redis://127.0.0.1:6379/0, checked reachable.
+- ``redis_cluster`` (session): a Redis Cluster of this process's own (three primaries on
+  free ports, ``tests/redis_cluster.py``), started when a test first asks for it.
 
 `make test` runs pytest in several processes (pytest-xdist): every name above carries the
 process id, so the processes never share a database.
@@ -36,6 +38,7 @@ import pytest
 import redis
 from fakes.fal import reserve_queue_host
 from psycopg import sql
+from redis_cluster import LocalCluster
 
 # fal_client reads its queue host when first imported: point it at this run's fake FAL
 # before anything imports it
@@ -168,6 +171,12 @@ def redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> LocalCluster:
+    with LocalCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
 
 
 pytest_plugins = ["fixtures_app"]

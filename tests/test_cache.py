@@ -19,12 +19,18 @@ import redis
 from backend.cache import Cache
 from backend.cache import store as cache_module
 from backend.cache.listener import CHANNEL, InvalidationListener
+from backend.cache.redis_client import connect
 from harness.servers import free_port
 
 
-@pytest.fixture
-def redis_client(redis_url):
-    client = redis.Redis.from_url(redis_url)
+@pytest.fixture(params=["server", "cluster"])
+def redis_client(request, redis_url):
+    """A client of the shared Redis, or of this run's Redis Cluster: every L2 test runs on
+    both."""
+    if request.param == "cluster":
+        client = connect(request.getfixturevalue("redis_cluster").url)
+    else:
+        client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from backend import create_app
-from backend.config import DEFAULT_JWT_SECRET, ConfigError, load_settings, read_setting
+from backend.config import (
+    DEFAULT_JWT_SECRET,
+    ConfigError,
+    load_settings,
+    read_setting,
+    redis_cluster_nodes,
+)
 
 BASE = {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/x"}
 PRODUCTION = {
@@ -110,11 +116,30 @@ def test_arguments_override_the_environment():
         ({**BASE, "JWT_SECRET": "short"}, "at least 32 characters"),
         ({**BASE, "AUTH_MODE": "supabase"}, "needs SUPABASE_URL and SUPABASE_ANON_KEY"),
         ({**BASE, "DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"}, "DB_POOL_MIN_SIZE"),
+        ({**BASE, "REDIS_URL": "memcached://cache:11211"}, "REDIS_URL=.*for a Redis Cluster"),
+        ({**BASE, "REDIS_URL": "redis+cluster://a:7000,b"}, "'b' is not host:port"),
+        ({**BASE, "REDIS_URL": "redis+cluster://a:7000/2"}, "a cluster URL names no database"),
     ],
 )
 def test_bad_settings_say_what_to_fix(environ, words):
     with pytest.raises(ConfigError, match=words):
         load_settings(environ=environ)
+
+
+def test_a_redis_cluster_is_named_by_some_of_its_nodes():
+    url = "redis+cluster://user:pass%40word@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002"
+    settings = load_settings(environ={**LOCAL, "REDIS_URL": url})
+    assert settings.redis_is_cluster
+    assert redis_cluster_nodes(url) == [("10.0.0.1", 7000), ("10.0.0.2", 7001), ("::1", 7002)]
+    assert "pass%40word" not in repr(settings)
+    assert not load_settings(environ={**LOCAL, "REDIS_URL": "redis://r:6379/0"}).redis_is_cluster
+
+
+def test_a_refused_redis_url_does_not_echo_its_password():
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={**LOCAL, "REDIS_URL": "redis+cluster://:hunter2-secret@a:1,b"})
+    assert "hunter2-secret" not in str(refused.value)
+    assert "REDIS_URL='redis+cluster://:***@a:1,b'" in str(refused.value)
 
 
 def test_unknown_overrides_are_refused():

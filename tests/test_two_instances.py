@@ -1,4 +1,6 @@
-"""Two real gunicorn servers on one Postgres and one Redis, as production scales out.
+"""Two real gunicorn servers on one Postgres and one Redis, as production scales out; every
+test runs twice: on one Redis server, and on a Redis Cluster of three primaries
+(``REDIS_URL=redis+cluster://...``).
 
 Proves what only a second process can show:
 
@@ -124,12 +126,15 @@ class Pair:
     database_url: str
 
 
-@pytest.fixture(scope="module")
-def pair(database_factory, migrated_template, redis_url, tmp_path_factory) -> Iterator[Pair]:
+@pytest.fixture(scope="module", params=["server", "cluster"])
+def pair(request, database_factory, migrated_template, tmp_path_factory) -> Iterator[Pair]:
     database_url = database_factory(migrated_template)
     logs = tmp_path_factory.mktemp("two-instances")
     with ExitStack() as stack:
-        shared_redis = stack.enter_context(claim_database(redis_url))
+        if request.param == "cluster":
+            shared_redis = request.getfixturevalue("redis_cluster").url
+        else:
+            shared_redis = stack.enter_context(claim_database(request.getfixturevalue("redis_url")))
         port_a, port_b = free_port(), free_port()
         env = server_env(database_url, shared_redis, public_url=f"http://127.0.0.1:{port_a}")
         a = stack.enter_context(gunicorn("A", port_a, env, logs / "a.log"))

@@ -1,6 +1,8 @@
 """The read cache and what keeps it exact.
 
 - ``store``: the L1 (in-process) and L2 (Redis) cache, ``Cache.get_or_load``;
+- ``redis_client``: the client for ``REDIS_URL``, one server or a Redis Cluster (the
+  health checks use it too);
 - ``listener``: the thread that LISTENs for the database's invalidation notices and feeds
   any ``InvalidationTarget`` (the cache); ``create_app`` connects the two;
 - ``authorization``: authorization answers, cached and tagged with what they depend on.

@@ -26,10 +26,13 @@ A version that Redis evicts would make a stale entry look fresh, so L2 is used o
 the server's ``maxmemory-policy`` is ``noeviction`` (checked at start and every minute;
 ``CACHE_L2_ASSUME_NOEVICTION`` vouches for it where ``CONFIG GET`` is refused).
 
-In Redis Cluster the scripts touch an entry, the counter, the epoch and the entry's tag
-versions: every cache key carries the hash tag ``{<namespace>}`` so they share one slot,
-which puts the whole L2 on one shard. The tag versions are read from inside the scripts
-without being declared as keys; that works because they share the slot.
+On Redis Cluster (``backend.cache.redis_client``) every cache key carries the hash tag
+``{<namespace>}``, so an entry, the counter, the epoch and every tag version share one
+slot, and so one shard: each script runs where all its keys are, and nothing ever needs a
+scan or a flush across shards (the epoch drops every entry at once). The store and bump
+scripts declare every key they touch; the read script learns an entry's tags only from
+the entry, so it reads their versions by name, which Redis allows for keys of the slot the
+script runs in. The eviction policy is asked of every primary, since a slot can move.
 
 Concurrent misses of one key in a process load once (single flight). While the listener
 is down, or has completed no round trip within its bound, the cache is not trusted: every
@@ -54,6 +57,8 @@ import redis
 from flask import Flask, current_app
 from prometheus_client import Counter as MetricCounter
 
+from backend.cache.redis_client import ERRORS, Client, connect, primaries
+
 log = logging.getLogger(__name__)
 
 EXTENSION = "velro.cache"
@@ -70,6 +75,8 @@ INVALIDATIONS = MetricCounter(
 )
 
 L2_RETRY_SECONDS = 5.0
+# a cluster's client leaves health_check_interval out (redis-py keeps only what it supports)
+REDIS_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "health_check_interval": 30}
 POLICY_RECHECK_SECONDS = 60.0
 SAFE_EVICTION_POLICIES = ("noeviction",)
 # a load slower than this is not written to L2: a tag version outlives every entry that
@@ -100,23 +107,23 @@ end
 return {clock, epoch, raw, redis.call('PTTL', KEYS[1])}
 """
 
-# KEYS: entry, epoch. ARGV: entry, seconds to live, tag version prefix, epoch, count, tags...
+# KEYS: entry, epoch, the version of each tag. ARGV: entry, seconds to live, epoch, count.
 _L2_STORE = """
-if redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
-local at = tonumber(ARGV[5])
-for i = 6, #ARGV do
-    local changed = tonumber(redis.call('GET', ARGV[3] .. ARGV[i]))
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+local at = tonumber(ARGV[4])
+for i = 3, #KEYS do
+    local changed = tonumber(redis.call('GET', KEYS[i]))
     if changed and changed > at then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# KEYS: clock. ARGV: seconds a version lives, tag version prefix, tags...
+# KEYS: clock, the version of each tag. ARGV: seconds a version lives.
 _L2_BUMP = """
 local clock = redis.call('INCR', KEYS[1])
-for i = 3, #ARGV do
-    redis.call('SET', ARGV[2] .. ARGV[i], clock, 'EX', ARGV[1])
+for i = 2, #KEYS do
+    redis.call('SET', KEYS[i], clock, 'EX', ARGV[1])
 end
 return clock
 """
@@ -174,10 +181,14 @@ class Cache:
         l1_size: int = 10_000,
         l1_ttl: float = 300.0,
         l2_ttl: int = 300,
-        redis_client: redis.Redis | None = None,
+        redis_client: Client | None = None,
+        redis_connect: Callable[[], Client] | None = None,
         namespace: str = "velro",
         assume_noeviction: bool = False,
     ) -> None:
+        """``redis_client`` is a client to use; ``redis_connect`` builds one when L2 is
+        first used, and again after a failed attempt (a cluster's client connects when
+        built, and a Redis down at start must not stop the app)."""
         self._lock = threading.Lock()
         self._l1: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._tagged: dict[str, set[str]] = {}  # tag -> L1 keys whose answer depends on it
@@ -196,6 +207,9 @@ class Cache:
         self._last_round_trip = math.nan
 
         self._redis = redis_client
+        self._connect = redis_connect
+        self._connecting = threading.Lock()
+        self._scripts: dict[str, Any] = {}  # registered with the client when L2 is first used
         self._l2_ttl = l2_ttl
         self._l2_down_until = 0.0
         self._l2_needs_new_epoch = False
@@ -210,14 +224,6 @@ class Cache:
             "epoch": f"{base}:epoch",
             "version": f"{base}:v:",
         }
-        self._scripts = (
-            {
-                name: redis_client.register_script(source)
-                for name, source in (("read", _L2_READ), ("store", _L2_STORE), ("bump", _L2_BUMP))
-            }
-            if redis_client
-            else {}
-        )
         self.l1_stats = LayerStats()
         self.l2_stats = LayerStats()
         self.invalidations_received = 0
@@ -262,7 +268,11 @@ class Cache:
 
     def check_l2(self) -> bool:
         """Whether L2 can be used now (Redis reachable, its eviction policy safe)."""
-        return self._redis is not None and self._l2_usable()
+        return self._l2_configured and self._l2_usable()
+
+    @property
+    def _l2_configured(self) -> bool:
+        return self._redis is not None or self._connect is not None
 
     # reading ---------------------------------------------------------------------------
 
@@ -418,21 +428,42 @@ class Cache:
     # L2 --------------------------------------------------------------------------------
 
     def _l2_usable(self) -> bool:
-        if self._redis is None or time.monotonic() < self._l2_down_until:
+        if not self._l2_configured or time.monotonic() < self._l2_down_until:
+            return False
+        if not self._l2_connected():
             return False
         if time.monotonic() - self._policy_checked_at >= POLICY_RECHECK_SECONDS:
             self._check_eviction_policy()
         return self._l2_trusted
+
+    def _l2_connected(self) -> bool:
+        """Whether there is a client with its scripts, building them if there are none yet."""
+        if self._scripts:
+            return True
+        with self._connecting:
+            if self._scripts:
+                return True
+            client = self._redis
+            if client is None:
+                try:
+                    client = self._connect()
+                except ERRORS as error:
+                    self._l2_failed(error)
+                    return False
+            self._redis = client  # before the scripts, which say that it is there
+            self._scripts = {
+                name: client.register_script(source)
+                for name, source in (("read", _L2_READ), ("store", _L2_STORE), ("bump", _L2_BUMP))
+            }
+        return True
 
     def _check_eviction_policy(self) -> None:
         """Use L2 only if Redis evicts no version: an evicted one could make a stale entry
         look fresh."""
         self._policy_checked_at = time.monotonic()
         try:
-            policy = self._redis.config_get("maxmemory-policy").get("maxmemory-policy")
-        except redis.ResponseError:
-            policy = None  # CONFIG is refused on many managed services
-        except redis.RedisError as error:
+            policy = self._eviction_policy()
+        except ERRORS as error:
             self._policy_checked_at = -math.inf  # ask again when Redis is tried again
             self._l2_failed(error)
             return
@@ -451,6 +482,20 @@ class Cache:
             self._l2_needs_new_epoch = True  # versions may have been evicted meanwhile
         self._policy, self._l2_trusted = policy, safe
 
+    def _eviction_policy(self) -> str | None:
+        """The policy of every primary (a cluster's slots can move between them): the
+        first unsafe one, else None if one refuses CONFIG, else the one they share."""
+        policies = []
+        for server in primaries(self._redis).values():
+            try:
+                policies.append(server.config_get("maxmemory-policy").get("maxmemory-policy"))
+            except redis.ResponseError:
+                policies.append(None)  # CONFIG is refused on many managed services
+        unsafe = [p for p in policies if p is not None and p not in SAFE_EVICTION_POLICIES]
+        if unsafe:
+            return unsafe[0]
+        return None if None in policies else policies[0]
+
     def _l2_failed(self, error: Exception) -> None:
         self.l2_stats.errors += 1
         self._l2_down_until = time.monotonic() + L2_RETRY_SECONDS
@@ -463,7 +508,7 @@ class Cache:
             return True
         try:
             self._redis.set(self._keys["epoch"], secrets.token_hex(8))
-        except redis.RedisError as error:
+        except ERRORS as error:
             self._l2_failed(error)
             return False
         self._l2_needs_new_epoch = False
@@ -479,7 +524,7 @@ class Cache:
                 keys=[self._keys["entry"] + key, self._keys["clock"], self._keys["epoch"]],
                 args=[self._keys["version"], secrets.token_hex(8)],
             )
-        except redis.RedisError as error:
+        except ERRORS as error:
             self._l2_failed(error)
             return None, None
         ticket = _Ticket(int(reply[0]), reply[1].decode(), began)
@@ -505,26 +550,29 @@ class Cache:
         )
         try:
             self._scripts["store"](
-                keys=[self._keys["entry"] + key, self._keys["epoch"]],
-                args=[entry, lifetime, self._keys["version"], ticket.epoch, ticket.clock, *tags],
+                keys=[self._keys["entry"] + key, self._keys["epoch"], *self._versions(tags)],
+                args=[entry, lifetime, ticket.epoch, ticket.clock],
             )
-        except redis.RedisError as error:
+        except ERRORS as error:
             self._l2_failed(error)
 
+    def _versions(self, tags: Iterable[str]) -> list[str]:
+        return [self._keys["version"] + tag for tag in tags]
+
     def _l2_bump(self, tags: list[str]) -> None:
-        if self._redis is None or not tags:
+        if not self._l2_configured or not tags:
             return
-        if time.monotonic() < self._l2_down_until:
+        if time.monotonic() < self._l2_down_until or not self._l2_connected():
             # no waiting on a Redis known to be down: the listener must keep up
             self._l2_needs_new_epoch = True
             return
         try:
             for start in range(0, len(tags), 1000):
                 self._scripts["bump"](
-                    keys=[self._keys["clock"]],
-                    args=[self._version_ttl(), self._keys["version"], *tags[start : start + 1000]],
+                    keys=[self._keys["clock"], *self._versions(tags[start : start + 1000])],
+                    args=[self._version_ttl()],
                 )
-        except redis.RedisError as error:
+        except ERRORS as error:
             self._l2_needs_new_epoch = True
             self._l2_failed(error)
 
@@ -560,24 +608,26 @@ class Cache:
             "l2": {
                 **self.l2_stats.as_dict(),
                 **self._l2_server_stats(),
-                "enabled": self._redis is not None,
-                "available": self._redis is not None and self._l2_usable(),
+                "enabled": self._l2_configured,
+                "available": self._l2_configured and self._l2_usable(),
                 "trusted": self._l2_trusted,
                 "maxmemory_policy": self._policy,
             },
         }
 
     def _l2_server_stats(self) -> dict[str, int | None]:
-        """Redis's own figures: keys in its database (entries, versions and anything else
-        sharing it) and keys it evicted under its memory limit; None when unknown."""
+        """Redis's own figures, summed over a cluster's primaries: keys in its database
+        (entries, versions and anything else sharing it) and keys it evicted under its
+        memory limit; None when unknown."""
         if self._redis is None or time.monotonic() < self._l2_down_until:
             return {"size": None, "evictions": None}
         try:
+            servers = primaries(self._redis).values()
             return {
-                "size": self._redis.dbsize(),
-                "evictions": self._redis.info("stats")["evicted_keys"],
+                "size": sum(server.dbsize() for server in servers),
+                "evictions": sum(server.info("stats")["evicted_keys"] for server in servers),
             }
-        except redis.RedisError as error:
+        except ERRORS as error:
             self._l2_failed(error)
             return {"size": None, "evictions": None}
 
@@ -586,19 +636,12 @@ def init_app(app: Flask) -> None:
     """One cache per process. It starts distrusted when enabled: ``create_app`` connects the
     invalidation listener that feeds it, and the listener trusts it once connected."""
     settings = app.config["SETTINGS"]
-    client = None
-    if settings.REDIS_URL:
-        client = redis.Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
-            health_check_interval=30,
-        )
+    url = settings.REDIS_URL
     cache = Cache(
         l1_size=settings.CACHE_L1_SIZE,
         l1_ttl=settings.CACHE_L1_TTL,
         l2_ttl=settings.CACHE_L2_TTL,
-        redis_client=client,
+        redis_connect=(lambda: connect(url, **REDIS_OPTIONS)) if url else None,
         assume_noeviction=settings.CACHE_L2_ASSUME_NOEVICTION,
     )
     app.extensions[EXTENSION] = cache

@@ -17,8 +17,9 @@ the per-IP limit. Each app builds its own Limiter: a module-level one is shared 
 app in the process, and the last app built would decide whether limits are on, where
 counters live, and would add its route limits again on each build.
 
-Counters live in Redis under one prefix, shared by every instance; when Redis fails,
-flask-limiter counts in memory and tries Redis again after 1, 2, 4 ... 32 seconds.
+Counters live in Redis under one prefix, shared by every instance, or on a Redis Cluster
+(``limit_storage``); when Redis fails, flask-limiter counts in memory and tries Redis again
+after 1, 2, 4 ... 32 seconds.
 Responses carry ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``
 (seconds until a request is allowed again) for the tightest limit that applied; a 429
 adds ``Retry-After`` and has the common error shape (GoTrue's shape under /auth/v1).
@@ -36,11 +37,13 @@ from flask import Flask, Response, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded, RequestLimit
 from limits import parse_many
 from limits.errors import StorageError
+from redis.exceptions import RedisClusterException
 
 from backend.auth.guard import bearer_token, verify_token
 from backend.config import ConfigError, Settings
 from backend.errors import ApiError
 from backend.http.errors import error_response, gotrue_error_response
+from backend.http.limit_storage import storage_uri
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +159,7 @@ def init_app(app: Flask) -> None:
         key_func=client_ip,
         application_limits=application_limits(settings),
         strategy="sliding-window-counter",
-        storage_uri=settings.REDIS_URL or "memory://",
+        storage_uri=storage_uri(settings),
         storage_options=REDIS_TIMEOUTS if settings.REDIS_URL else {},
         in_memory_fallback_enabled=True,
         swallow_errors=True,
@@ -221,7 +224,7 @@ def _seconds_until_reset(current: RequestLimit | None) -> int | None:
         return None
     try:
         reset_at = current.window[0]  # read once per request, then kept on ``current``
-    except (redis.RedisError, StorageError, OSError) as error:
+    except (redis.RedisError, RedisClusterException, StorageError, OSError) as error:
         log.warning("rate limit headers left out, the store failed: %s", error)
         return None
     return max(0, math.ceil(reset_at - time.time()))

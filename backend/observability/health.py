@@ -27,14 +27,18 @@ import time
 
 import flask
 import psycopg
-import redis
 from flask import Response, current_app
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from prometheus_client import CONTENT_TYPE_LATEST
+from redis.cluster import RedisCluster
 
 from backend.auth.guard import BEARER_SCHEME, bearer_token, session_is_live, verify_token
 from backend.cache import cache
+from backend.cache.redis_client import ERRORS as REDIS_ERRORS
+from backend.cache.redis_client import Client as RedisClient
+from backend.cache.redis_client import connect as connect_redis
+from backend.cache.redis_client import primaries
 from backend.cache.store import EXTENSION as CACHE_EXTENSION
 from backend.db import pool
 from backend.errors import Forbidden, InvalidToken, Unavailable
@@ -133,16 +137,33 @@ def _check_database_and_friends() -> dict[str, dict]:
 
 
 def _check_redis() -> dict[str, dict]:
+    """Every server that holds data answers: the one Redis, or each primary of a cluster
+    and the cluster serving all its slots."""
+    try:
+        client = _redis_probe()
+        for server in primaries(client).values():
+            server.ping()  # raises unless it answers; no address in a public message
+        if isinstance(client, RedisCluster):
+            state = client.cluster_info()["cluster_state"]
+            if state != "ok":
+                return _redis_failing(f"cluster_state is {state}")
+    except REDIS_ERRORS as error:
+        return _redis_failing(f"no answer ({type(error).__name__})")
+    return {"redis": {"state": "ok", "detail": "answers"}}
+
+
+def _redis_probe() -> RedisClient:
+    """The probe's own client, built on first use (a cluster's connects when built)."""
     client = current_app.extensions.get(REDIS_PROBE)
     if client is None:
         url = current_app.config["SETTINGS"].REDIS_URL
-        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        client = connect_redis(url, socket_timeout=1, socket_connect_timeout=1)
         current_app.extensions[REDIS_PROBE] = client
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        return {"redis": {"state": "failing", "detail": f"no answer ({type(error).__name__})"}}
-    return {"redis": {"state": "ok", "detail": "answers"}}
+    return client
+
+
+def _redis_failing(detail: str) -> dict[str, dict]:
+    return {"redis": {"state": "failing", "detail": detail}}
 
 
 def _check_listener() -> dict:
