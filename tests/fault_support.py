@@ -238,13 +238,16 @@ def markdown_table(path: Path = ARTIFACT) -> str:
     """The README's table of faults, from the artifact."""
     entries = json.loads(path.read_text())
     lines = [
-        "| fault | injected | requests (during) | lost | 5xx | clean 503 | audit rows | checked |",
-        "|---|---|---|---|---|---|---|---|",
+        "| fault | injected | requests (during) | p50 / p99 during | lost | 5xx | clean 503"
+        " | audit rows | checked |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in sorted(entries.values(), key=lambda e: e.get("order", 99)):
+        latency = entry["latency_ms_during_fault"]
         lines.append(
             f"| {entry['fault']} | {entry['injected']} | "
-            f"{entry['requests']:,} ({entry['requests_during_fault']:,}) | {entry['lost']} | "
+            f"{entry['requests']:,} ({entry['requests_during_fault']:,}) | "
+            f"{latency['p50']:.0f} / {latency['p99']:.0f} ms | {entry['lost']} | "
             f"{entry['server_errors']} | {entry['clean_503']} | {entry['audit_rows']} | "
             f"{entry['invariants']} |"
         )

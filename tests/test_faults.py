@@ -635,7 +635,11 @@ def test_a_worker_killed_mid_job_under_traffic_charges_once(pipeline, fake_fal):
         fake_fal.submit_delay = submit_delay  # the worker is inside FAL calls when it dies
         process = worker_process(WORKER_HEARTBEAT_SECONDS="0.2", WORKER_CONCURRENCY="4")
         try:
-            wait_for(lambda: fake_fal.submits >= 2, "the worker to call FAL")
+            wait_for(
+                lambda: worker_alive(process) and fake_fal.submits >= 2,
+                "the worker to call FAL",
+                timeout=120,  # a loaded machine takes its time to start a process
+            )
             killed_at = time.monotonic()
             in_flight = site.sql(
                 "select count(*) as n from procrastinate.procrastinate_jobs where status = 'doing'"
@@ -686,6 +690,11 @@ def test_a_worker_killed_mid_job_under_traffic_charges_once(pipeline, fake_fal):
     assert requests_recorded == len(final)
     assert balance(site, space.owner) == granted(site, space.owner) - MODEL_COST * len(final)
     assert rows == []
+
+
+def worker_alive(process: subprocess.Popen) -> bool:
+    assert process.poll() is None, f"the worker exited with {process.returncode}"
+    return True
 
 
 def retry_jobs_of_stopped_workers(database_url: str) -> int:
