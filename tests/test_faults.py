@@ -850,8 +850,9 @@ def test_a_webhook_storm_under_traffic_moves_money_once(pipeline, fake_fal):
         "webhook_storm",
         order=7,
         fault="Webhook storm",
-        injected=f"{len(genuine)} signed deliveries (each 3 times, some with both outcomes,"
-        f" reordered) and {len(forgeries)} forged ones, 8 at a time",
+        injected=f"{len(genuine)} signed deliveries for {len(created)} generations (each sent"
+        f" 3 times, a third with both outcomes), reversed, mixed with {len(forgeries)} forged"
+        " ones, 8 at a time",
         invariants="forged 401; one final state each; a refund iff failed, once; one media"
         " copy iff completed",
         **figures,
