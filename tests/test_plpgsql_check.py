@@ -2,8 +2,9 @@
 does. Errors and warnings fail the test, each listed with its function and line.
 
 Trigger functions are checked against each table they are attached to (their NEW and OLD
-have that table's row type). The job engine's own functions (schema procrastinate) are its
-maintainers' to check; everything in the schemas our migrations write is ours.
+have that table's row type; a statement trigger's transition tables are named). The job
+engine's own functions (schema procrastinate) are its maintainers' to check; everything in
+the schemas our migrations write is ours.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ INSTALL = (
 CHECK_TARGETS = """
 select p.oid as function_oid, p.oid::regprocedure::text as function_name,
     p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype as is_trigger,
-    coalesce(t.relid, 0) as relid, t.relid::regclass::text as relation
+    coalesce(t.relid, 0) as relid, t.relid::regclass::text as relation,
+    t.oldtable, t.newtable
 from pg_catalog.pg_proc as p
 join pg_catalog.pg_namespace as n on p.pronamespace = n.oid
 join pg_catalog.pg_language as l on p.prolang = l.oid
 left join lateral (
-    select distinct tg.tgrelid as relid from pg_catalog.pg_trigger as tg
+    select distinct tg.tgrelid as relid, tg.tgoldtable as oldtable, tg.tgnewtable as newtable
+    from pg_catalog.pg_trigger as tg
     where tg.tgfoid = p.oid and not tg.tgisinternal
 ) as t on p.prorettype = 'pg_catalog.trigger'::pg_catalog.regtype
 where l.lanname = 'plpgsql' and n.nspname = any(%s)
@@ -39,7 +42,9 @@ order by 2, 4
 
 FINDINGS = """
 select level, lineno, statement, sqlstate, message, detail, hint, query
-from public.plpgsql_check_function_tb(%s, %s, fatal_errors => false)
+from public.plpgsql_check_function_tb(
+    %s, %s, fatal_errors => false, oldtable => %s, newtable => %s
+)
 """
 
 
@@ -67,10 +72,15 @@ def findings(url: str) -> tuple[list[dict], list[str]]:
             if target["is_trigger"] and target["relid"] == 0:
                 unattached.append(target["function_name"])
                 continue
-            for row in cur.execute(FINDINGS, (target["function_oid"], target["relid"])).fetchall():
+            for row in cur.execute(FINDINGS, target_arguments(target)).fetchall():
                 if row["level"] in FAILING_LEVELS:
                     failing.append({"function": target["function_name"], **target, **row})
     return failing, unattached
+
+
+def target_arguments(target: dict) -> tuple:
+    relation = (target["function_oid"], target["relid"])
+    return (*relation, target["oldtable"], target["newtable"])
 
 
 def describe(finding: dict) -> str:
@@ -125,7 +135,7 @@ def test_the_lint_catches_a_broken_function(lint_url, breach):
             for target in cur.fetchall():
                 if "breach" not in target["function_name"]:
                     continue
-                rows = cur.execute(FINDINGS, (target["function_oid"], target["relid"])).fetchall()
+                rows = cur.execute(FINDINGS, target_arguments(target)).fetchall()
                 failing += [row for row in rows if row["level"] in FAILING_LEVELS]
         conn.rollback()
     assert failing, f"plpgsql_check missed {breach}"

@@ -16,7 +16,9 @@ Routes, as FAL's queue has them:
 Webhooks are signed as FAL signs them and posted to the request's ``fal_webhook`` URL when
 the test says so (``complete``/``fail``), or at once after submit with ``auto_complete``.
 Behaviours to set: ``submit_failures`` (answer the next N submits with 500),
-``submit_status`` (answer every submit with this status), ``submit_delay`` (hold the submit
+``submit_status`` (answer every submit with this status), ``submit_fault`` (answer every
+submit with a fault: ``"500"`` an outage, ``"timeout"`` FAL's 504 for a request that timed
+out, ``"malformed"`` a 200 whose body is not FAL's answer), ``submit_delay`` (hold the submit
 answer this long), ``duplicate`` (send each webhook twice), ``hold_webhooks`` (keep them
 until ``release(reverse=True)`` sends them, reordered).
 """
@@ -108,6 +110,7 @@ class FakeFal:
         self.submits = 0
         self.submit_failures = 0
         self.submit_status: int | None = None
+        self.submit_fault: str | None = None
         self.submit_delay = 0.0
         self.auto_complete = False
         self.duplicate = False
@@ -146,6 +149,7 @@ class FakeFal:
             self.sent.clear()
         self.submits = self.submit_failures = 0
         self.submit_status = None
+        self.submit_fault = None
         self.submit_delay = 0.0
         self.auto_complete = self.duplicate = self.hold_webhooks = False
 
@@ -220,6 +224,28 @@ class FakeFal:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _fault(self, fault: str) -> None:
+                if fault == "malformed":
+                    data = b"<html>upstream sent garbage</html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return None
+                if fault == "timeout":
+                    # FAL's own answer for a request that ran out of time (not retried by
+                    # fal-client, unlike a gateway's 504)
+                    data = json.dumps({"detail": "Request timed out"}).encode()
+                    self.send_response(504)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("X-Fal-Request-Timeout-Type", "user")
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return None
+                return self._answer(500, {"detail": "fake outage"})
+
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 if path == "/.well-known/jwks.json":
@@ -262,6 +288,8 @@ class FakeFal:
                     time.sleep(fake.submit_delay)
                 if fake.submit_status:
                     return self._answer(fake.submit_status, {"detail": "refused by the fake"})
+                if fake.submit_fault:
+                    return self._fault(fake.submit_fault)
                 if fake.submit_failures > 0:
                     fake.submit_failures -= 1
                     return self._answer(500, {"detail": "fake outage"})
