@@ -533,6 +533,48 @@ def test_a_worker_killed_mid_job_has_its_job_retried_and_nothing_charged_twice(a
     assert_sound(api.db_url, user)
 
 
+def test_a_stalled_periodic_job_whose_next_run_is_queued_does_not_stop_the_retries(api):
+    # A dead worker held a periodic job (queueing lock) whose next run is already queued:
+    # putting it back would break the lock's uniqueness. It ends as failed, and the
+    # stalled jobs after it are still retried.
+    with psycopg.connect(api.db_url, autocommit=True) as conn:
+        conn.execute("set search_path = procrastinate")
+        (dead,) = conn.execute(
+            "insert into procrastinate_workers (last_heartbeat)"
+            " values (now() - interval '1 hour') returning id"
+        ).fetchone()
+        periodic, submit = (
+            conn.execute(
+                "insert into procrastinate_jobs (queue_name, task_name, queueing_lock, status,"
+                " worker_id) values ('velro', %s, %s, 'doing', %s) returning id",
+                (task, lock, dead),
+            ).fetchone()[0]
+            for task, lock in (("velro.deliver_webhooks", "periodic-lock"), ("velro.x", None))
+        )
+        conn.execute(
+            "insert into procrastinate_jobs (queue_name, task_name, queueing_lock)"
+            " values ('velro', 'velro.deliver_webhooks', 'periodic-lock')"
+        )
+    import asyncio
+
+    from backend.jobs.engine import app
+
+    async def recover() -> int:
+        async with app.open_async():
+            return await tasks.retry_jobs_of_stopped_workers(1)
+
+    with on_database(api.db_url):
+        assert asyncio.run(recover()) == 2
+    with psycopg.connect(api.db_url) as conn:
+        statuses = dict(
+            conn.execute(
+                "select id, status::text from procrastinate.procrastinate_jobs where id = any(%s)",
+                ([periodic, submit],),
+            ).fetchall()
+        )
+    assert statuses == {periodic: "failed", submit: "todo"}
+
+
 def wait_for(condition, what: str, attempts: int = 600) -> None:
     for _ in range(attempts):
         if condition():

@@ -11,7 +11,8 @@ import contextlib
 import logging
 
 import psycopg
-from procrastinate import RetryStrategy
+from procrastinate import RetryStrategy, exceptions
+from procrastinate.jobs import Status
 
 from backend.fal import breaker, progress
 from backend.fal.metrics import SUBMISSIONS
@@ -194,5 +195,10 @@ async def retry_jobs_of_stopped_workers(seconds_since_heartbeat: float) -> int:
     stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat)
     for job in stalled:
         log.warning("job %s (%s): its worker stopped; retrying it", job.id, job.task_name)
-        await manager.retry_job(job)
+        try:
+            await manager.retry_job(job)
+        except exceptions.UniqueViolation:
+            # a periodic job whose next run is already queued under the same queueing lock:
+            # that run does its work, so this one ends here instead of stopping the retries
+            await manager.finish_job(job, status=Status.FAILED, delete_job=False)
     return len(stalled)
