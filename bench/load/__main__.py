@@ -84,6 +84,7 @@ def run(config: Config, scenarios: list[Scenario]) -> dict:
                 f"scenario {scenario.name}: {scenario.users} users for {scenario.seconds:g} s"
             ):
                 figures = run_scenario(scenario, local.url, config.request_timeout)
+            figures["settle_seconds"] = round(stack.settle(local.url, DRAIN_SECONDS), 1)
             left = stack.drain(local.database_url, DRAIN_SECONDS)
             figures["jobs_left_after_drain"] = left
             figures["load_average_before"] = round(load_before, 2)
@@ -94,6 +95,8 @@ def run(config: Config, scenarios: list[Scenario]) -> dict:
                 )
             results["scenarios"][scenario.name] = figures
             say(summary_line(scenario.name, figures))
+            if figures["unexpected_errors"]:
+                say("the web log's tail:\n" + local.log_tail("web.log"))
     return results
 
 

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from backend.cli.migrations import apply_database
 from backend.jobs.engine import install_schema
 from bench.progress import say, step
 from bench.scenarios.cache_support import RedisServer
-from harness.servers import REPO_ROOT, Server, free_port
+from harness.servers import LIVENESS, REPO_ROOT, Server, free_port
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 SIGNUP_CREDITS = 1_000_000  # enough for every generation a run can submit
@@ -38,6 +40,10 @@ STARTUP_SECONDS = 120.0  # gunicorn's start on a busy shared machine can take ha
 class Stack:
     url: str  # the app's base URL, e.g. http://127.0.0.1:40123
     database_url: str
+    logs: Path  # web.log (gunicorn) and job.log (the worker)
+
+    def log_tail(self, name: str, characters: int = 4000) -> str:
+        return (self.logs / name).read_text(errors="replace")[-characters:]
 
 
 def server_url() -> str:
@@ -146,11 +152,29 @@ def running(workers: int, threads: int, overrides: dict) -> Iterator[Stack]:
             worker = stack.enter_context(Worker({**env, "DATABASE_URL": url}, folder / "job.log"))
         say(f"serving {server.url()} on database {url.rsplit('/', 1)[-1]}")
         try:
-            yield Stack(server.url(), url)
+            yield Stack(server.url(), url, folder)
             worker.check_alive()
         except BaseException:
             say("web log tail:\n" + server.log_tail())
             raise
+
+
+def settle(url: str, seconds: float, quick: float = 0.2) -> float:
+    """Wait (at most ``seconds``) until the liveness route answers within ``quick`` seconds:
+    requests whose clients gave up are still served, and would weigh on the next scenario.
+    The seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        sent = time.monotonic()
+        try:
+            with urllib.request.urlopen(url + LIVENESS, timeout=seconds) as response:  # noqa: S310
+                response.read()
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() - sent < quick:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
 
 
 def drain(database_url: str, seconds: float) -> int:

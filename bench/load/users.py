@@ -65,6 +65,7 @@ class Scenario(FastHttpUser):
             self.went_round = True
             for name in self.first_round:
                 getattr(self, name)()
+            self.prepare()  # a task of the round may have undone the setup (a sign-out)
 
     def setup(self) -> None:
         pass
