@@ -6,7 +6,8 @@ worker on the simulated FAL provider, then runs each scenario of the YAML config
 (locust patches the standard library with gevent on import, so only that child imports
 it). The results are written as JSON and can be compared with a stored baseline.
 
-Modules: ``config`` (the YAML), ``stack`` (the servers), ``swarm`` (the child process),
-``api`` (one request and how its outcome counts), ``users`` (the scenarios), ``results``
-(samples to figures), ``compare`` (the regression check).
+Modules: ``config`` (the YAML), ``names`` (scenarios and their tasks), ``stack`` (the
+servers), ``swarm`` (the child process), ``api`` (one request and how its outcome counts),
+``users`` (the scenarios), ``results`` (samples to figures), ``compare`` (the regression
+check). Only ``swarm``, ``users`` and ``api`` import locust.
 """
