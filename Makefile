@@ -4,6 +4,7 @@
 #   make db     stand-in (unless Supabase), migrations and seed to $DATABASE_URL
 #   make lint   ruff and sqlfluff
 #   make bench  the benchmark (bench/)
+#   make load   the load scenarios (bench/load/), checked against the stored baseline
 #   make clean  stop the embedded Postgres, delete local data and caches
 
 SHELL := bash
@@ -22,7 +23,7 @@ WEB_CONCURRENCY ?= 2
 TEST_PROCESSES ?= auto
 SQL_DIRS := supabase sql
 
-.PHONY: run test db lint bench load-generator clean distclean
+.PHONY: run test db lint bench load load-generator clean distclean
 
 # The virtualenv, reinstalled when pyproject.toml changes. `local` is the embedded Postgres,
 # a dev tool that production installs do not need.
@@ -84,6 +85,11 @@ load-generator:
 
 bench: load-generator $(VENV)/.installed-bench
 	$(PY) -m bench
+
+# LOAD_ARGS adds options, e.g. LOAD_ARGS="--scenario journey"
+LOAD_ARGS ?=
+load: $(VENV)/.installed-bench
+	$(PY) -m bench.load --compare bench/load/baseline.json $(LOAD_ARGS)
 
 clean:
 	if [ -x $(VELRO) ]; then $(VELRO) db stop; fi

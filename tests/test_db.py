@@ -323,3 +323,28 @@ def test_a_block_that_opens_with_executemany_runs_it_as_the_caller(app, user, db
         cur.execute("select current_user as role")
         assert cur.fetchone()["role"] == "authenticated"
     assert display_name(db_url, user.id) == "Second"
+
+
+@pytest.mark.parametrize("through", ["user_query", "user_transaction"])
+def test_an_ended_session_leaves_no_stale_prepared_statement_behind(one_connection_api, through):
+    """psycopg prepares a statement on its fifth run; when that run is skipped because the
+    preamble refused an ended session, the connection must not believe it prepared it (the
+    next caller on that connection got `prepared statement "_pg3_N" does not exist`)."""
+    api, owner, _ = one_connection_api
+    ended = api.user("ended")
+    with psycopg.connect(api.db_url) as conn:
+        conn.execute("delete from auth.sessions where user_id = %s", (ended.id,))
+    query = "select auth.uid()::text as uid, %s::int as n"
+
+    def run(user, n):
+        if through == "user_query":
+            return user_query(query, (n,), claims=claims_of(user))
+        with user_transaction(claims_of(user)) as cur:
+            cur.execute(query, (n,))
+            return cur.fetchall()
+
+    with api.app.app_context():
+        for n in range(6):
+            assert run(owner, n) == [{"uid": owner.id, "n": n}]
+            with pytest.raises(InvalidToken, match="session has ended"):
+                run(ended, n)

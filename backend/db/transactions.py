@@ -120,10 +120,14 @@ def _role_query(
     # Pipeline mode queues both statements and one Sync: one round trip. Postgres runs what
     # comes before a Sync as one implicit transaction (the local settings hold for the
     # statement), commits it at the Sync, and after an error skips the rest and rolls back.
+    # prepare=True: left to itself psycopg prepares a statement on its fifth run, and when
+    # that run is skipped (the preamble refused an ended session) it still counts the
+    # statement as prepared, so the connection's next run of it fails. Prepared from its
+    # first run, a statement's result is checked and a skipped one is forgotten.
     cur = conn.cursor()
     with session_end_as_domain_error(), conn.pipeline():
-        cur.execute(*preamble)
-        cur.execute(query, params)
+        cur.execute(*preamble, prepare=True)
+        cur.execute(query, params, prepare=True)
     return cur.fetchall() if cur.description is not None else []
 
 
