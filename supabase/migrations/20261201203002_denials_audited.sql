@@ -9,8 +9,10 @@
 -- Written by public.authorize_generation itself (so a direct Supabase SDK call is recorded
 -- as the API's is) and, for the API's refused requests (403 and 404 on a resource), by the
 -- app after the refused transaction rolled back (a refusal raised in SQL undoes every write
--- of its transaction, its record included). PostgREST runs GET calls read-only: a denial
--- answered to a GET of /rpc/authorize_generation cannot be written and is not recorded.
+-- of its transaction, its record included). The app also counts the denials it answers
+-- from its cache (no SQL ran for them) and writes them in batches with a count.
+-- PostgREST runs GET calls read-only: a denial answered to a GET of
+-- /rpc/authorize_generation cannot be written and is not recorded.
 
 -- tables --------------------------------------------------------------------------------
 
