@@ -10,6 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend import api, cache, db, live
 from backend import logging as velro_logging
+from backend.api import refusals
 from backend.auth import mailer
 from backend.auth import wiring as auth
 from backend.auth.guard import RequestCaller
@@ -51,6 +52,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     spec.register_blueprint(health.blp)
     app.register_blueprint(health.prometheus_blp)
     api.register(spec)
+    refusals.init_app(app)
     for blueprint in (media_routes.blp, live_routes.blp, webhooks_out_routes.blp):
         spec.register_blueprint(blueprint)
     if simulated_routes.uses_simulator(settings):

@@ -132,8 +132,8 @@ class Api:
 
 
 @contextmanager
-def running_api(db_url: str):
-    app = create_app(app_settings(db_url))
+def running_api(db_url: str, **settings):
+    app = create_app(app_settings(db_url, **settings))
     try:
         yield Api(app, db_url)
     finally:

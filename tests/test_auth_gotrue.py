@@ -115,6 +115,21 @@ def test_user_and_logout_need_a_valid_bearer(client, user):
     gotrue_error(client.post("/auth/v1/logout", headers=user.headers), 403, "session_not_found")
 
 
+def test_a_wrong_method_or_path_under_auth_v1_answers_in_gotrue_shape(client):
+    # routing fails before the blueprint is known: these once came in the common shape,
+    # and the 405 without the Allow header HTTP requires (found by the fuzzer)
+    response = client.get("/auth/v1/signup")
+    gotrue_error(response, 405, "method_not_allowed")
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"POST"}
+    gotrue_error(client.delete("/auth/v1/user"), 405, "method_not_allowed")
+    gotrue_error(client.get("/auth/v1/nothing-here"), 404, "not_found")
+    # elsewhere the common shape still answers
+    elsewhere = client.get("/api/v1/nothing-here")
+    assert elsewhere.status_code == 404
+    assert set(elsewhere.get_json()) == {"error", "message", "request_id"}
+    assert client.delete("/api/v1/models").headers["Allow"]
+
+
 def test_jwks_is_empty_with_hs256(client):
     assert client.get("/auth/v1/.well-known/jwks.json").get_json() == {"keys": []}
 

@@ -20,7 +20,8 @@ How every resource answers (Postgres decides; these modules only translate):
   ``?cursor=`` for the next page (``limit`` 1..100, default 20); null on the last page.
 
 Here: one module per resource (its blueprint and views), ``schemas`` (the request and
-response schemas beside them) and ``outcomes`` (the documented error answers). May import:
+response schemas beside them), ``outcomes`` (the documented error answers) and ``refusals``
+(403 and 404 on a resource counted in the audit's denials). May import:
 config, db, cache, http, ``auth.guard`` and ``auth.mailer``; nothing imports it but
 ``backend.app``.
 """

@@ -14,13 +14,13 @@ import logging
 import psycopg
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from backend.auth.guard import VERIFIER, AuthContext, bearer_token, session_is_live
 from backend.auth.providers.base import AuthFailure
 from backend.auth.routes import calling_client, provider
 from backend.errors import ApiError, InvalidToken
-from backend.http.errors import UNSTORABLE_TEXT, gotrue_error_response
+from backend.http.errors import UNSTORABLE_TEXT, gotrue_error_response, http_error_response
 from backend.http.request_id import request_id
 from backend.http.text import PROBLEM, JsonObject, problem_with
 
@@ -112,8 +112,25 @@ def gotrue_error(error: HTTPException):
     elif isinstance(error, ApiError):  # e.g. the mailer's 503
         status, code, message, extra = error.code, error.error, error.description, {}
     else:
-        status, code, message, extra = error.code, _code_for(error), error.description, {}
+        # what werkzeug's error says besides its body, e.g. a 405's Allow
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        return gotrue_error_response(
+            error.code, _code_for(error), error.description, headers=headers
+        )
     return gotrue_error_response(status, code, message, extra)
+
+
+@blp.app_errorhandler(NotFound)
+@blp.app_errorhandler(MethodNotAllowed)
+def gotrue_routing_error(error: HTTPException):
+    """A wrong method or an unknown path under /auth/v1 also answers in GoTrue's shape.
+
+    Routing fails before Flask knows the blueprint, so the blueprint's handler above never
+    sees these: they reach the app, which answers in the common shape outside /auth/v1.
+    """
+    if request.path == blp.url_prefix or request.path.startswith(f"{blp.url_prefix}/"):
+        return gotrue_error(error)
+    return http_error_response(error)
 
 
 @blp.errorhandler(psycopg.Error)

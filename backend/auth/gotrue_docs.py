@@ -9,12 +9,16 @@ as paths of their own.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from apispec import APISpec
 from flask import Flask
-from marshmallow import Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, validate
 
+from backend.auth.accounts import MAX_EMAIL_LENGTH, MAX_PASSWORD_BYTES
 from backend.auth.guard import BEARER_SCHEME
 from backend.auth.providers.base import SIGN_OUT_SCOPES
+from backend.config import Settings
 
 TAG = "gotrue"
 BLUEPRINT = "gotrue"  # the name of backend.auth.gotrue.blp
@@ -22,9 +26,21 @@ CONFIRMATION_TYPES = ("signup", "email")
 
 
 class GoTrueErrorSchema(Schema):
-    code = fields.Integer(metadata={"description": "the HTTP status again"})
-    error_code = fields.String(metadata={"description": "e.g. invalid_credentials"})
-    msg = fields.String(metadata={"description": "what went wrong"})
+    """GoTrue's own error shape (not error/message/request_id): its clients parse it."""
+
+    code = fields.Integer(required=True, metadata={"description": "the HTTP status again"})
+    error_code = fields.String(required=True, metadata={"description": "e.g. invalid_credentials"})
+    msg = fields.String(required=True, metadata={"description": "what went wrong"})
+
+
+class WeakPasswordSchema(Schema):
+    reasons = fields.List(fields.String(), required=True, metadata={"example": ["length"]})
+
+
+class GoTrueSignupErrorSchema(GoTrueErrorSchema):
+    """GoTrue's error shape; a refused password (error_code weak_password) also says why."""
+
+    weak_password = fields.Nested(WeakPasswordSchema)
 
 
 class GoTrueUserSchema(Schema):
@@ -54,30 +70,79 @@ class GoTrueSessionSchema(Schema):
     user = fields.Nested(GoTrueUserSchema)
 
 
-class GoTrueSignupSchema(Schema):
-    email = fields.Email(required=True)
-    password = fields.String(required=True)
-    data = fields.Dict(metadata={"description": "user metadata, kept as user_metadata"})
+class GoTrueRequest(Schema):
+    """A request body: GoTrue reads the fields it knows and ignores any others.
+
+    A field sent as null counts as not sent.
+    """
+
+    class Meta:
+        unknown = INCLUDE
 
 
-class GoTrueVerifySchema(Schema):
+class GoTrueSignupSchema(GoTrueRequest):
+    email = fields.Email(
+        required=True,
+        validate=validate.Length(max=MAX_EMAIL_LENGTH),
+        metadata={"description": "anything else answers 400 validation_failed"},
+    )
+    password = fields.String(
+        required=True,
+        metadata={
+            # the default of PASSWORD_MIN_LENGTH; bcrypt reads at most MAX_PASSWORD_BYTES
+            "minLength": Settings.PASSWORD_MIN_LENGTH,
+            "maxLength": MAX_PASSWORD_BYTES,
+            "description": f"{Settings.PASSWORD_MIN_LENGTH} characters or more (the"
+            f" PASSWORD_MIN_LENGTH setting), at most {MAX_PASSWORD_BYTES} bytes in UTF-8;"
+            " otherwise 422 weak_password",
+        },
+    )
+    data = fields.Raw(
+        metadata={
+            "description": "user metadata, kept as user_metadata when it is an object;"
+            " any other value is ignored"
+        }
+    )
+
+
+class GoTrueVerifySchema(GoTrueRequest):
+    # either the link's token_hash, or the emailed code with its address
+    OPENAPI_RULES: ClassVar[dict] = {
+        "anyOf": [{"required": ["token_hash"]}, {"required": ["token", "email"]}]
+    }
+
     type = fields.String(required=True, validate=validate.OneOf(CONFIRMATION_TYPES))
-    token_hash = fields.String(metadata={"description": "from the confirmation link"})
-    token = fields.String(metadata={"description": "the emailed code, sent with email"})
-    email = fields.Email()
+    token_hash = fields.String(
+        allow_none=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "from the confirmation link"},
+    )
+    token = fields.String(
+        allow_none=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "the emailed code, sent with email"},
+    )
+    email = fields.String(
+        allow_none=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "the address the code was sent to (compared, not validated)"},
+    )
 
 
-class GoTrueResendSchema(Schema):
+class GoTrueResendSchema(GoTrueRequest):
     type = fields.String(required=True, validate=validate.OneOf(CONFIRMATION_TYPES))
-    email = fields.Email(required=True)
+    email = fields.String(
+        allow_none=True,
+        metadata={"description": "compared with pending sign-ups; any other value is a no-op"},
+    )
 
 
-class GoTruePasswordGrantSchema(Schema):
-    email = fields.Email(required=True)
+class GoTruePasswordGrantSchema(GoTrueRequest):
+    email = fields.String(required=True, metadata={"description": "compared, not validated"})
     password = fields.String(required=True)
 
 
-class GoTrueRefreshGrantSchema(Schema):
+class GoTrueRefreshGrantSchema(GoTrueRequest):
     refresh_token = fields.String(required=True)
 
 
@@ -111,16 +176,21 @@ def _json(schema) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict:
-    reasons = {
-        400: "Bad input, wrong credentials, or an unconfirmed or banned account",
-        401: "No bearer token",
-        403: "The token is invalid, expired or its session ended",
-        422: "A field is invalid, or the email is taken",
-        429: "Too many attempts; Retry-After says when to try again",
-        503: "The confirmation email could not be sent; nothing was kept",
+GOTRUE_SHAPE = "GoTrue's error shape (code, error_code, msg), not this API's: "
+BAD_JSON = "the body is not a JSON object or a field is not a string (bad_json)"
+UNSTORABLE = "a text field holds a NUL or an unpaired surrogate (validation_failed)"
+TOO_MANY = (
+    "over_request_rate_limit: too many attempts from this address or for this email;"
+    " Retry-After says when to try again"
+)
+
+
+def _errors(reasons: dict[int, str], schema=GoTrueErrorSchema) -> dict:
+    """Each error answer of an operation, and why; every one in GoTrue's shape."""
+    return {
+        str(status): {"description": GOTRUE_SHAPE + why, **_json(schema)}
+        for status, why in reasons.items()
     }
-    return {str(s): {"description": reasons[s], **_json(GoTrueErrorSchema)} for s in statuses}
 
 
 def _body(schema, description: str) -> dict:
@@ -145,7 +215,22 @@ def _operations() -> dict[str, dict]:
                         " for confirmation",
                         **_json({"anyOf": [GoTrueSessionSchema, GoTrueUserSchema]}),
                     },
-                    **_errors(400, 422, 429, 503),
+                    **_errors(
+                        {
+                            400: f"{BAD_JSON}, or the email is not an address (validation_failed)",
+                            429: TOO_MANY,
+                            503: "the confirmation email could not be sent; nothing was kept"
+                            " (unexpected_failure)",
+                        }
+                    ),
+                    **_errors(
+                        {
+                            422: "the password is too short or over 72 bytes (weak_password,"
+                            " with weak_password.reasons), the email is already signed up"
+                            f" (user_already_exists), or {UNSTORABLE}"
+                        },
+                        GoTrueSignupErrorSchema,
+                    ),
                 },
             }
         },
@@ -154,7 +239,20 @@ def _operations() -> dict[str, dict]:
                 "operationId": "gotrue_verify",
                 "summary": "Confirm an email: token_hash, or token and email",
                 "requestBody": _body(GoTrueVerifySchema, "The confirmation"),
-                "responses": {"200": SESSION, **_errors(400, 403, 422, 429)},
+                "responses": {
+                    "200": SESSION,
+                    **_errors(
+                        {
+                            400: f"{BAD_JSON}; type is not signup or email, or neither"
+                            " token_hash nor token with email was sent (validation_failed)",
+                            403: "otp_expired: the code or token_hash is wrong, used, or over"
+                            " an hour old",
+                            422: UNSTORABLE,
+                            429: f"{TOO_MANY}; or five wrong codes for this email within the"
+                            " hour (then only its token_hash works)",
+                        }
+                    ),
+                },
             }
         },
         "resend": {
@@ -164,7 +262,14 @@ def _operations() -> dict[str, dict]:
                 "requestBody": _body(GoTrueResendSchema, "Where to send it"),
                 "responses": {
                     "200": {"description": "Sent if the account exists", **_json(EmptySchema)},
-                    **_errors(400, 422, 429, 503),
+                    **_errors(
+                        {
+                            400: f"{BAD_JSON}, or type is not signup or email (validation_failed)",
+                            422: UNSTORABLE,
+                            429: TOO_MANY,
+                            503: "the confirmation email could not be sent (unexpected_failure)",
+                        }
+                    ),
                 },
             }
         },
@@ -184,7 +289,22 @@ def _operations() -> dict[str, dict]:
                     {"anyOf": [GoTruePasswordGrantSchema, GoTrueRefreshGrantSchema]},
                     "Credentials for password, the refresh token for refresh_token",
                 ),
-                "responses": {"200": SESSION, **_errors(400, 422, 429)},
+                "responses": {
+                    "200": SESSION,
+                    **_errors(
+                        {
+                            400: f"{BAD_JSON}; grant_type missing or another value"
+                            " (validation_failed); a wrong email or password"
+                            " (invalid_credentials), an unconfirmed email (email_not_confirmed)"
+                            " or a banned user (user_banned); a refresh token unknown"
+                            " (refresh_token_not_found) or already used"
+                            " (refresh_token_already_used, which also ends its session), or"
+                            " its account gone (user_not_found)",
+                            422: UNSTORABLE,
+                            429: f"{TOO_MANY} (password sign-ins only)",
+                        }
+                    ),
+                },
             }
         },
         "logout": {
@@ -205,7 +325,17 @@ def _operations() -> dict[str, dict]:
                         " but this one",
                     }
                 ],
-                "responses": {"204": {"description": "Signed out"}, **_errors(400, 401, 403)},
+                "responses": {
+                    "204": {"description": "Signed out"},
+                    **_errors(
+                        {
+                            400: "scope is not global, local or others (validation_failed)",
+                            401: "no bearer token (no_authorization)",
+                            403: "the token is invalid or expired (bad_jwt), or its session"
+                            " ended (session_not_found)",
+                        }
+                    ),
+                },
             }
         },
         "user": {
@@ -215,7 +345,13 @@ def _operations() -> dict[str, dict]:
                 "security": BEARER,
                 "responses": {
                     "200": {"description": "The user", **_json(GoTrueUserSchema)},
-                    **_errors(401, 403),
+                    **_errors(
+                        {
+                            401: "no bearer token (no_authorization)",
+                            403: "the token is invalid or expired (bad_jwt), its session ended"
+                            " (session_not_found), or its user is gone (user_not_found)",
+                        }
+                    ),
                 },
             }
         },

@@ -5,7 +5,8 @@
   health checks use it too);
 - ``listener``: the thread that LISTENs for the database's invalidation notices and feeds
   any ``InvalidationTarget`` (the cache); ``create_app`` connects the two;
-- ``authorization``: authorization answers, cached and tagged with what they depend on.
+- ``authorization``: authorization answers, cached and tagged with what they depend on;
+- ``denials``: denials served from the cache, counted and written to the audit in batches.
 
 May import: config, db. Nothing here knows Flask requests or HTTP errors.
 """

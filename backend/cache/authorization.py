@@ -15,6 +15,7 @@ from uuid import UUID
 
 from backend import db
 from backend.cache import cache
+from backend.cache.denials import cached_denials
 
 # one statement: the session check, the caller's role and claims, the decision, its tags
 DECISION = "select decision, tags from private.authorize_generation_for(%s, %s)"
@@ -27,6 +28,9 @@ def authorize_generation(claims: dict, generation_id: UUID) -> dict:
     key = f"authz:generation:{claims['sub']}:{generation_id}"
     # on a cache hit no transaction ran: require_user then checks the session, also cached
     decision, layer = cache().get_or_load(key, lambda: _decide(claims, generation_id))
+    if layer != "db" and not decision["access_granted"]:
+        # the database recorded this denial when it decided; a cached one is counted here
+        cached_denials().add(claims["sub"], generation_id)
     return {
         **decision,
         "response_time_ms": round((time.perf_counter() - started) * 1000, 3),

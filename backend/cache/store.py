@@ -57,6 +57,7 @@ import redis
 from flask import Flask, current_app
 from prometheus_client import Counter as MetricCounter
 
+from backend.cache import denials
 from backend.cache.redis_client import ERRORS, Client, connect, primaries
 
 log = logging.getLogger(__name__)
@@ -645,11 +646,13 @@ def init_app(app: Flask) -> None:
         assume_noeviction=settings.CACHE_L2_ASSUME_NOEVICTION,
     )
     app.extensions[EXTENSION] = cache
+    denials.init_app(app)
     if settings.CACHE_ENABLED:
         cache.check_l2()  # the eviction policy, now, so that the log says it at start
 
 
 def close(app: Flask) -> None:
+    denials.close(app)  # while the pool is open
     app.extensions[EXTENSION].close()
 
 

@@ -80,10 +80,13 @@ def error_response(
     return response
 
 
-def gotrue_error_response(status: int, code: str, message: str, extra=None) -> Response:
+def gotrue_error_response(
+    status: int, code: str, message: str, extra=None, *, headers=None
+) -> Response:
     """The error shape of Supabase Auth (GoTrue), which its clients parse: for /auth/v1."""
     response = jsonify({"code": status, "error_code": code, "msg": message, **(extra or {})})
     response.status_code = status
+    response.headers.update(headers or {})
     return response
 
 

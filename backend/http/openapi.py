@@ -70,8 +70,11 @@ class DocumentedRules(BasePlugin):
             if "requestBody" in operation:
                 errors.update(BODY_ERRORS)
             # the Supabase-Auth-compatible routes answer every error in GoTrue's shape
-            shape = {"$ref": GOTRUE_ERROR_REF if path.startswith("/auth/v1/") else ERROR_REF}
+            gotrue = path.startswith("/auth/v1/")
+            shape = {"$ref": GOTRUE_ERROR_REF if gotrue else ERROR_REF}
             for status, phrase in errors.items():
+                if gotrue:
+                    phrase = f"{phrase}, in GoTrue's error shape (code, error_code, msg)"
                 responses.setdefault(
                     str(status),
                     {"description": phrase, "content": {"application/json": {"schema": shape}}},

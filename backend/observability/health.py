@@ -42,6 +42,7 @@ from backend.cache.redis_client import primaries
 from backend.cache.store import EXTENSION as CACHE_EXTENSION
 from backend.db import pool
 from backend.errors import Forbidden, InvalidToken, Unavailable
+from backend.http.openapi import ErrorSchema
 from backend.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -240,9 +241,20 @@ def require_operator(view):
     return Blueprint.doc(security=[{BEARER_SCHEME: []}])(wrapper)
 
 
+def operator_errors(view):
+    """Document what require_operator answers to anyone else, in the common error shape."""
+    view = blp.alt_response(
+        401, schema=ErrorSchema, description="No bearer token, or an invalid or ended one"
+    )(view)
+    return blp.alt_response(
+        403, schema=ErrorSchema, description="A signed-in user who is not an operator"
+    )(view)
+
+
 @blp.get("/cache")
 @require_operator
 @blp.response(200, CacheStatsSchema)
+@operator_errors
 def cache_stats():
     """This process's cache: hits, misses, hit rate, size, evictions, invalidations.
 
@@ -310,6 +322,7 @@ PERCENTILES_FROM = (
 @blp.get("/status")
 @require_operator
 @blp.response(200, StatusSchema)
+@operator_errors
 def status():
     """Version, uptime, dependencies, request latency and counts, cache hit rate, queue depth.
 
@@ -336,6 +349,7 @@ def status():
 @blp.get("/metrics")
 @require_operator
 @blp.response(200, RoutesMetricsSchema)
+@operator_errors
 def route_metrics():
     """Per route and method: count, p50/p95/p99, errors and error rate.
 
