@@ -16,6 +16,7 @@ from flask_smorest import Api
 from marshmallow import Schema, fields
 
 from backend.auth.guard import BEARER_SCHEME
+from backend.http.access import declare
 from backend.http.errors import http_error_response
 
 EXTENSION = "velro.api"
@@ -128,5 +129,7 @@ def init_app(app: Flask) -> Api:
     api.spec.components.security_scheme(
         BEARER_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
+    # the document itself is public; its route is flask-smorest's
+    declare(app, "api-docs.openapi_json", "public")
     app.extensions[EXTENSION] = api
     return api

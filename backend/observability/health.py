@@ -38,6 +38,7 @@ from backend.cache import cache
 from backend.cache.store import EXTENSION as CACHE_EXTENSION
 from backend.db import pool
 from backend.errors import Forbidden, InvalidToken, Unavailable
+from backend.http.access import access
 from backend.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class HealthSchema(Schema):
 
 
 @blp.get("/live")
+@access("public")
 @blp.response(200, HealthSchema)
 def live():
     """The process is up."""
@@ -60,6 +62,7 @@ def live():
 
 
 @blp.get("/ready")
+@access("public")
 @blp.response(200, HealthSchema)
 def ready():
     """The app can serve: database, Redis, the cache's listener, the job engine, FAL's circuit.
@@ -221,6 +224,7 @@ def require_operator(view):
 
 @blp.get("/cache")
 @require_operator
+@access("operator")
 @blp.response(200, CacheStatsSchema)
 def cache_stats():
     """This process's cache: hits, misses, hit rate, size, evictions, invalidations.
@@ -288,6 +292,7 @@ PERCENTILES_FROM = (
 
 @blp.get("/status")
 @require_operator
+@access("operator")
 @blp.response(200, StatusSchema)
 def status():
     """Version, uptime, dependencies, request latency and counts, cache hit rate, queue depth.
@@ -314,6 +319,7 @@ def status():
 
 @blp.get("/metrics")
 @require_operator
+@access("operator")
 @blp.response(200, RoutesMetricsSchema)
 def route_metrics():
     """Per route and method: count, p50/p95/p99, errors and error rate.
@@ -399,6 +405,7 @@ prometheus_blp = flask.Blueprint("prometheus", __name__)
 
 @prometheus_blp.get("/metrics")
 @require_operator
+@access("operator")
 def prometheus_metrics():
     """Every process's metrics in Prometheus's text format, and the queue and refunds.
 
