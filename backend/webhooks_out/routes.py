@@ -61,7 +61,7 @@ class DeliveryListSchema(Schema):
 @blp.route("/webhooks/secret")
 class WebhookSecret(MethodView):
     @require_user
-    @access("account", "write")
+    @access("account", "read")
     @blp.response(200, SecretInfoSchema)
     @documented_errors(blp, 401, 403)
     def get(self):
@@ -86,7 +86,7 @@ class WebhookSecret(MethodView):
 @blp.route("/generations/<uuid:generation_id>/webhook-deliveries")
 class Deliveries(MethodView):
     @require_user
-    @access("generation", "owner")
+    @access("generation", "read")
     @blp.response(200, DeliveryListSchema)
     @documented_errors(blp, 401, 404)
     def get(self, generation_id: UUID):
