@@ -2,18 +2,18 @@
 
 The world: an owner with a team ("Cobalt Guild") of an admin, an editor and a viewer; a
 team-visible project ("Project Nightingale") linked to the team at admin level with a
-finished generation in it; a loose finished generation shared with the team at admin
-level. Beside it, another tenant: a user who owns a team, a project and a generation of
-their own ("Quartz Works"). Around it: a stranger, a team admin who was suspended, one who
-was deleted, one who signed out, and tokens that must be refused (expired, signed by an
-unknown key, ``alg: none``, a forged ``role: service_role`` signed and unsigned, none).
+finished generation in it; a loose finished generation shared with the team at admin level;
+a viewer the member-management routes aim at. Beside it, another tenant: a user who owns a
+team, a project and a generation of their own ("Quartz Works"). Around it: a stranger, a
+team admin who was suspended, one who was deleted, one who signed out, and tokens that must
+be refused (expired, signed by an unknown key, ``alg: none``, a forged ``role:
+service_role`` signed and unsigned, none).
 
-``build_world(api, warm=...)`` reaches the same final state either directly or, with
-``warm``, from a state where every actor could read the world (demoted members were
-admins, the other tenant's team was linked and shared with, the stranger was a member of a
-public project's team, the suspended, deleted and signed-out users were active admins): the
-caller warms the cache in between (``world.warm`` runs the read routes), then
-``world.revoke()`` makes the changes.
+``World(api, warm=...)`` reaches the same final state either directly or, with ``warm``,
+from a state where the actors who end outside could read the world (the demoted members
+were admins, the other tenant's team was linked and shared with, the stranger was a member
+and the project public, the suspended, deleted and signed-out users were active admins):
+the caller warms the cache in between, then ``world.revoke()`` makes the changes.
 
 Expected outcomes come from the database's own rule table: the ranks of
 ``public.team_role`` and ``private.permissions_for(role)``.
@@ -25,11 +25,14 @@ import base64
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import jwt
 from api_support import Api
 from fixtures_app import TestUser
 
+# where each run of the matrix writes how many cases it tried
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 UNKNOWN_KEY = "an-attacker-secret-of-at-least-32-bytes!"
 TEAM_ROLES = ("admin", "editor", "viewer")
 # actors whose token is refused before anything is read: 401 on every guarded route
@@ -303,7 +306,3 @@ class World:
             self.other_generation["id"],
             self.other_generation["prompt"],
         ]
-
-
-def build_world(api: Api, warm: bool = False) -> World:
-    return World(api, warm)

@@ -30,21 +30,19 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 import pytest
 from api_support import MODEL, Api
 from fixtures_app import app_settings, unique_email
 from isolated_redis import claim_database
-from matrix_world import ACTORS, OUTSIDERS, REFUSED_TOKENS, World
+from matrix_world import ACTORS, ARTIFACTS, OUTSIDERS, REFUSED_TOKENS, World
 from psycopg import sql
 
 from backend import close_app, create_app
 from backend.cache import EXTENSION as CACHE
 from backend.http.access import access_of
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 METRICS_TOKEN = "matrix-operator-token-of-at-least-32-characters"
 BARRIER_SECONDS = 10.0
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

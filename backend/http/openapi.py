@@ -3,7 +3,9 @@
 Served at /api/v1/openapi.json. To add a resource, write a ``flask_smorest.Blueprint``
 with ``@blp.arguments(Schema)`` / ``@blp.response(status, Schema)`` on its views and list
 it in ``backend.create_app`` (``api.register_blueprint(blp)``); guard views with
-``backend.auth.require_user``, which also marks them with the bearer scheme.
+``backend.auth.require_user``, which also marks them with the bearer scheme, and declare
+what each touches with ``backend.http.access.access`` (``x-velro-access``), which the
+cross-tenant matrix reads.
 """
 
 from __future__ import annotations
