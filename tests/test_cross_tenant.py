@@ -483,6 +483,9 @@ def warm(world: World) -> None:
     """Every read route as every actor that will lose access: their grants are now cached."""
     app = world.api.app
     reads = [op for op in operations(app) if op.method == "GET" or op.key.endswith("/authorize")]
+    caller = Caller(world)
+    caller.snapshot.close()  # only its values are needed here
+    values = caller.values(Recipe(), succeeds=False)
     granted = 0
     for actor in (
         "editor",
@@ -495,7 +498,6 @@ def warm(world: World) -> None:
     ):
         for op in reads:
             if op.access and op.access["resource"] in ("project", "generation", "team"):
-                values = Caller(world).values(Recipe(), succeeds=False)
                 response = world.api.call(op.method, fill(op.path, values), world.token(actor))
                 granted += response.status_code == 200
     # the warm state really granted: what the matrix then refuses was cached as allowed
