@@ -32,7 +32,7 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
         settings = config
     else:
         settings = load_settings(config)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no static files: no route to serve them
     app.config.update(
         SETTINGS=settings, DEBUG=settings.DEBUG, MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH
     )

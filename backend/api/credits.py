@@ -10,6 +10,7 @@ from backend.api.outcomes import documented_errors
 from backend.auth.guard import require_user
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
+from backend.http.access import access
 from backend.http.pagination import NEWEST_FIRST, Page
 
 blp = Blueprint(
@@ -26,6 +27,7 @@ LEDGER_COLUMNS = "id, kind::text, amount, balance_after, generation_id, refund_o
 @blp.route("/balance")
 class Balance(MethodView):
     @require_user
+    @access("account", "read")
     @blp.response(200, schemas.BalanceSchema)
     @documented_errors(blp, 401, 404)
     def get(self):
@@ -42,6 +44,7 @@ class Balance(MethodView):
 @blp.route("/transactions")
 class Transactions(MethodView):
     @require_user
+    @access("account", "read")
     @blp.arguments(schemas.TransactionListArgs, location="query")
     @blp.response(200, schemas.TransactionPageSchema)
     @documented_errors(blp, 400, 401, 422)

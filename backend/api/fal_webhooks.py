@@ -28,6 +28,7 @@ from backend.fal.signatures import (
     WebhookVerifier,
 )
 from backend.fal.webhooks import BadDelivery, apply_delivery, parse_delivery
+from backend.http.access import access
 from backend.jobs.settings import load_pipeline_settings
 
 VERIFIER = "velro.fal_webhook_verifier"
@@ -81,6 +82,7 @@ def verifier() -> WebhookVerifier:
 @blp.route("/fal")
 class FalWebhook(MethodView):
     @blp.response(200, WebhookReceiptSchema)
+    @access("fal")
     @documented_errors(blp, 400, 401, 404, 503)
     @blp.doc(
         parameters=SIGNATURE_HEADERS,

@@ -24,6 +24,7 @@ from backend.db import rpc, user_transaction
 from backend.errors import ApiError, NotFound, Unavailable
 from backend.fal.provider import queue_for
 from backend.fal.queue import FalRejected, FalUnavailable
+from backend.http.access import access
 from backend.http.pagination import NEWEST_FIRST, Page
 from backend.jobs.settings import load_pipeline_settings
 from backend.live import listener
@@ -55,6 +56,7 @@ CREATE = (
 @blp.route("")
 class Generations(MethodView):
     @require_user
+    @access("project", "write")
     @blp.arguments(schemas.GenerationCreateHeaders, location="headers")
     @blp.arguments(schemas.GenerationCreateSchema)
     @blp.response(201, schemas.GenerationSchema, description="Created and charged")
@@ -110,6 +112,7 @@ class Generations(MethodView):
         return finished or generation, status, applied
 
     @require_user
+    @access("account", "read")
     @blp.arguments(schemas.GenerationListArgs, location="query")
     @blp.response(200, schemas.GenerationPageSchema)
     @documented_errors(blp, 400, 401, 422)
@@ -148,6 +151,7 @@ def _read(generation_id) -> dict | None:
 @blp.route("/<uuid:generation_id>")
 class Generation(MethodView):
     @require_user
+    @access("generation", "read")
     @blp.response(200, schemas.GenerationSchema)
     @documented_errors(blp, 401, 404)
     def get(self, generation_id: UUID):
@@ -160,6 +164,7 @@ class Generation(MethodView):
         return generation
 
     @require_user
+    @access("generation", "write")
     @blp.arguments(schemas.GenerationUpdateSchema)
     @blp.response(200, schemas.GenerationSchema)
     @documented_errors(blp, 401, 403, 404, 422)
@@ -176,6 +181,7 @@ class Generation(MethodView):
             return generation
 
     @require_user
+    @access("generation", "delete")
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404, 409)
     def delete(self, generation_id: UUID):
@@ -193,6 +199,7 @@ class Generation(MethodView):
 @blp.route("/<uuid:generation_id>/cancel")
 class Cancel(MethodView):
     @require_user
+    @access("generation", "write")
     @blp.response(200, schemas.GenerationSchema)
     @documented_errors(blp, 401, 403, 404, 409)
     def post(self, generation_id: UUID):
@@ -227,6 +234,7 @@ def cancel_at_fal(generation: dict) -> None:
 @blp.route("/<uuid:generation_id>/authorize")
 class Authorize(MethodView):
     @require_user
+    @access("generation")
     @blp.response(200, schemas.AuthorizationSchema)
     @documented_errors(blp, 401, 404)
     def post(self, generation_id: UUID):
@@ -241,6 +249,7 @@ class Authorize(MethodView):
 @blp.route("/<uuid:generation_id>/share")
 class Share(MethodView):
     @require_user
+    @access("generation", "share")
     @blp.arguments(schemas.ShareCreateSchema)
     @blp.response(200, schemas.ShareSchema)
     @documented_errors(blp, 401, 403, 404, 422)
@@ -262,6 +271,7 @@ class Share(MethodView):
 @blp.route("/<uuid:generation_id>/share/<uuid:team_id>")
 class Unshare(MethodView):
     @require_user
+    @access("generation", "share")
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404)
     def delete(self, generation_id: UUID, team_id: UUID):

@@ -10,6 +10,7 @@ from backend.api import schemas
 from backend.api.outcomes import documented_errors
 from backend.cache import cache
 from backend.db import anon_transaction
+from backend.http.access import access
 
 # the catalog trigger announces every change to public.models under this tag
 TAG = "models:catalog"
@@ -32,6 +33,7 @@ blp = Blueprint(
 @blp.route("")
 class Models(MethodView):
     @blp.arguments(schemas.ModelListArgs, location="query")
+    @access("public")
     @blp.response(200, schemas.ModelListSchema)
     @documented_errors(blp, 422)
     def get(self, args):

@@ -18,6 +18,7 @@ from backend.api.outcomes import denied_or_missing, documented_errors
 from backend.auth.guard import require_user
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
+from backend.http.access import access
 from backend.http.pagination import NEWEST_FIRST, Page
 
 blp = Blueprint(
@@ -34,6 +35,7 @@ EXISTS = "select 1 from public.projects where id = %s"
 @blp.route("")
 class Projects(MethodView):
     @require_user
+    @access("account", "read")
     @blp.arguments(schemas.PageArgs, location="query")
     @blp.response(200, schemas.ProjectPageSchema)
     @documented_errors(blp, 400, 401)
@@ -49,6 +51,7 @@ class Projects(MethodView):
             return page.result(cur.fetchall())
 
     @require_user
+    @access("account", "write")
     @blp.arguments(schemas.ProjectCreateSchema)
     @blp.response(201, schemas.ProjectSchema)
     @documented_errors(blp, 401, 403, 422)
@@ -68,6 +71,7 @@ class Projects(MethodView):
 @blp.route("/<uuid:project_id>")
 class Project(MethodView):
     @require_user
+    @access("project", "read")
     @blp.response(200, schemas.ProjectDetailSchema)
     @documented_errors(blp, 401, 404)
     def get(self, project_id: UUID):
@@ -89,6 +93,7 @@ class Project(MethodView):
             return project
 
     @require_user
+    @access("project", "owner")
     @blp.arguments(schemas.ProjectUpdateSchema)
     @blp.response(200, schemas.ProjectSchema)
     @documented_errors(blp, 401, 403, 404, 422)
@@ -109,6 +114,7 @@ class Project(MethodView):
             return project
 
     @require_user
+    @access("project", "owner")
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404, 409)
     def delete(self, project_id: UUID):
@@ -125,6 +131,7 @@ class Project(MethodView):
 @blp.route("/<uuid:project_id>/teams/<uuid:team_id>")
 class ProjectTeam(MethodView):
     @require_user
+    @access("project", "owner")
     @blp.arguments(schemas.ProjectTeamLinkSchema)
     @blp.response(200, schemas.ProjectTeamSchema)
     @documented_errors(blp, 401, 403, 404, 422)
@@ -143,6 +150,7 @@ class ProjectTeam(MethodView):
             )[0]
 
     @require_user
+    @access("team", "admin")
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404)
     def delete(self, project_id: UUID, team_id: UUID):
@@ -157,6 +165,7 @@ class ProjectTeam(MethodView):
 @blp.route("/<uuid:project_id>/stats")
 class ProjectStats(MethodView):
     @require_user
+    @access("project", "read")
     @blp.arguments(schemas.UsageArgs, location="query")
     @blp.response(200, schemas.UsageSchema)
     @documented_errors(blp, 401, 403, 404, 422)

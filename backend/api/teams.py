@@ -25,6 +25,7 @@ from backend.auth.guard import current_user, require_user
 from backend.auth.mailer import mailer
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
+from backend.http.access import access
 from backend.http.pagination import NEWEST_FIRST, BadCursor, Key, Page
 
 blp = Blueprint(
@@ -64,6 +65,7 @@ ROLE_RANKS = schemas.TEAM_ROLES  # lowest to highest, as the team_role enum orde
 @blp.route("")
 class Teams(MethodView):
     @require_user
+    @access("account", "read")
     @blp.arguments(schemas.PageArgs, location="query")
     @blp.response(200, schemas.TeamPageSchema)
     @documented_errors(blp, 400, 401, 422)
@@ -78,6 +80,7 @@ class Teams(MethodView):
             return page.result(cur.fetchall())
 
     @require_user
+    @access("account", "write")
     @blp.arguments(schemas.TeamCreateSchema)
     @blp.response(201, schemas.TeamSchema)
     @documented_errors(blp, 401, 403, 422)
@@ -91,6 +94,7 @@ class Teams(MethodView):
 @blp.route("/<uuid:team_id>")
 class Team(MethodView):
     @require_user
+    @access("team", "read")
     @blp.response(200, schemas.TeamDetailSchema)
     @documented_errors(blp, 401, 404)
     def get(self, team_id: UUID):
@@ -106,6 +110,7 @@ class Team(MethodView):
 @blp.route("/<uuid:team_id>/members")
 class Members(MethodView):
     @require_user
+    @access("team", "read")
     @blp.arguments(schemas.PageArgs, location="query")
     @blp.response(200, schemas.MemberPageSchema)
     @documented_errors(blp, 400, 401, 403, 404, 422)
@@ -140,6 +145,7 @@ def _member_cursor(page: Page) -> tuple:
 @blp.route("/<uuid:team_id>/permissions")
 class Permissions(MethodView):
     @require_user
+    @access("team", "read")
     @blp.response(200, schemas.TeamPermissionsSchema)
     @documented_errors(blp, 401, 404)
     def get(self, team_id: UUID):
@@ -151,6 +157,7 @@ class Permissions(MethodView):
 @blp.route("/<uuid:team_id>/stats")
 class Stats(MethodView):
     @require_user
+    @access("team", "read")
     @blp.arguments(schemas.UsageArgs, location="query")
     @blp.response(200, schemas.UsageSchema)
     @documented_errors(blp, 401, 403, 404, 422)
@@ -164,6 +171,7 @@ class Stats(MethodView):
 @blp.route("/<uuid:team_id>/invite")
 class Invite(MethodView):
     @require_user
+    @access("team", "admin")
     @blp.arguments(schemas.InviteSchema)
     @blp.response(201, schemas.InvitationSchema)
     @documented_errors(blp, 401, 403, 404, 409, 422)
@@ -214,6 +222,7 @@ def _mail_invitation(cur, invitation: dict) -> None:
 @blp.route("/<uuid:team_id>/invitations")
 class Invitations(MethodView):
     @require_user
+    @access("team", "admin")
     @blp.arguments(schemas.PageArgs, location="query")
     @blp.response(200, schemas.PendingInvitationPageSchema)
     @documented_errors(blp, 400, 401, 403, 404, 422)
@@ -237,6 +246,7 @@ class Invitations(MethodView):
 @blp.route("/<uuid:team_id>/invitations/<uuid:invitation_id>")
 class PendingInvitation(MethodView):
     @require_user
+    @access("team", "admin")
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404, 409)
     def delete(self, team_id: UUID, invitation_id: UUID):
@@ -248,6 +258,7 @@ class PendingInvitation(MethodView):
 @blp.route("/<uuid:team_id>/transfer")
 class Transfer(MethodView):
     @require_user
+    @access("team", "owner")
     @blp.arguments(schemas.TransferSchema)
     @blp.response(200, schemas.TeamSchema)
     @documented_errors(blp, 401, 403, 404, 409, 422)
@@ -263,6 +274,7 @@ class Transfer(MethodView):
 @blp.route("/<uuid:team_id>/members/<uuid:user_id>")
 class Member(MethodView):
     @require_user
+    @access("team", "admin")
     @blp.arguments(schemas.MemberRoleSchema)
     @blp.response(200, schemas.MembershipSchema)
     @documented_errors(blp, 401, 403, 404, 409, 422)
@@ -278,6 +290,7 @@ class Member(MethodView):
             )[0]
 
     @require_user
+    @access("team", "admin")
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404, 409)
     def delete(self, team_id: UUID, user_id: UUID):
@@ -292,6 +305,7 @@ class Member(MethodView):
 @invitations.route("/accept")
 class Accept(MethodView):
     @require_user
+    @access("invitation")
     @invitations.arguments(schemas.AcceptInvitationSchema)
     @invitations.response(200, schemas.MembershipSchema)
     @documented_errors(invitations, 401, 403, 404, 409, 410, 422)

@@ -20,6 +20,7 @@ from backend.auth.guard import VERIFIER, AuthContext, bearer_token, session_is_l
 from backend.auth.providers.base import AuthFailure
 from backend.auth.routes import calling_client, provider
 from backend.errors import ApiError, InvalidToken
+from backend.http.access import access
 from backend.http.errors import UNSTORABLE_TEXT, gotrue_error_response, http_error_response
 from backend.http.request_id import request_id
 from backend.http.text import PROBLEM, JsonObject, problem_with
@@ -31,6 +32,7 @@ blp = Blueprint("gotrue", __name__, url_prefix="/auth/v1")
 
 
 @blp.post("/signup")
+@access("credentials")
 def signup():
     body = _json_body()
     session = _local().sign_up(
@@ -41,6 +43,7 @@ def signup():
 
 
 @blp.post("/verify")
+@access("credentials")
 def verify():
     """Confirm a sign-up's email (type signup or email) by token_hash, or token and email."""
     body = _json_body()
@@ -55,6 +58,7 @@ def verify():
 
 
 @blp.post("/resend")
+@access("credentials")
 def resend():
     """Mail a new confirmation code; the same answer whether or not the address signed up."""
     body = _json_body()
@@ -65,6 +69,7 @@ def resend():
 
 
 @blp.post("/token")
+@access("credentials")
 def token():
     grant_type = request.args.get("grant_type")
     body = _json_body()
@@ -80,6 +85,7 @@ def token():
 
 
 @blp.post("/logout")
+@access("account", "read")
 def logout():
     auth = _authenticated()
     _local().sign_out(auth, request.args.get("scope", "global"), client=calling_client())
@@ -87,6 +93,7 @@ def logout():
 
 
 @blp.get("/user")
+@access("account", "read")
 def user():
     auth = _authenticated()
     found = _local().get_user(auth.user_id)
@@ -96,6 +103,7 @@ def user():
 
 
 @blp.get("/.well-known/jwks.json")
+@access("public")
 def jwks():
     response = jsonify(current_app.extensions[SIGNER].public_jwks())
     response.headers["Cache-Control"] = "public, max-age=600"

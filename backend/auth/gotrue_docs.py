@@ -19,6 +19,7 @@ from backend.auth.accounts import MAX_EMAIL_LENGTH, MAX_PASSWORD_BYTES
 from backend.auth.guard import BEARER_SCHEME
 from backend.auth.providers.base import SIGN_OUT_SCOPES
 from backend.config import Settings
+from backend.http.access import EXTENSION_KEY, access_of
 
 TAG = "gotrue"
 BLUEPRINT = "gotrue"  # the name of backend.auth.gotrue.blp
@@ -384,6 +385,9 @@ def document(app: Flask, spec: APISpec) -> None:
         if blueprint != BLUEPRINT:
             continue
         operations = described[view]
+        declared = access_of(app, rule.endpoint, "get")  # one view per rule here
         for operation in operations.values():
             operation["tags"] = [TAG]
+            if declared is not None:
+                operation[EXTENSION_KEY] = declared
         spec.path(rule=rule, operations=operations)

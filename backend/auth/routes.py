@@ -18,6 +18,7 @@ from backend.auth.schemas import (
 )
 from backend.db import user_query
 from backend.errors import ApiError, InvalidToken
+from backend.http.access import access
 
 PROVIDER = "velro.auth_provider"
 
@@ -54,6 +55,7 @@ def _ours(failure: AuthFailure) -> ApiError:
 
 
 @blp.post("/signup")
+@access("credentials")
 @blp.arguments(SignupSchema)
 @blp.response(201, SessionSchema)
 @documented_errors(blp, 400, 403, 409, 422)
@@ -76,6 +78,7 @@ def signup(body):
 
 
 @blp.post("/login")
+@access("credentials")
 @blp.arguments(CredentialsSchema)
 @blp.response(200, SessionSchema)
 @documented_errors(blp, 400, 401, 403, 422)
@@ -90,6 +93,7 @@ def login(body):
 
 
 @blp.post("/refresh")
+@access("credentials")
 @blp.arguments(RefreshSchema)
 @blp.response(200, SessionSchema)
 @documented_errors(blp, 400, 401, 403, 422)
@@ -103,6 +107,7 @@ def refresh(body):
 
 @blp.post("/logout")
 @require_user
+@access("account", "read")
 @blp.arguments(LogoutSchema, location="query")
 @blp.response(204)
 @documented_errors(blp, 400, 401, 422)
@@ -117,6 +122,7 @@ def logout(query):
 
 @blp.get("/me")
 @require_user
+@access("account", "read")
 @blp.response(200, ProfileSchema)
 @documented_errors(blp, 401)
 def me():

@@ -11,6 +11,7 @@ from flask import Blueprint, abort, current_app, jsonify, send_file
 
 from backend.config import Settings
 from backend.fal.simulated import SimulatedFal, SimulatedQueue
+from backend.http.access import access
 
 blp = Blueprint("simulated_fal", __name__, url_prefix="/simulated-fal")
 
@@ -42,11 +43,13 @@ def jwks_url(settings: Settings) -> str:
 
 
 @blp.get("/.well-known/jwks.json")
+@access("public")
 def jwks():
     return jsonify(simulator_for(current_app.config["SETTINGS"]).jwks())
 
 
 @blp.get("/files/<request_id>/<name>")
+@access("public")
 def output_file(request_id: str, name: str):
     path = simulator_for(current_app.config["SETTINGS"]).file_path(request_id, name)
     if path is None:

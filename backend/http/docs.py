@@ -13,6 +13,8 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, abort, send_from_directory, url_for
 from swagger_ui_bundle import swagger_ui_path
 
+from backend.http.access import access
+
 # the files the page loads; the package's others (its own index.html, source maps) stay out
 ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"})
 ASSET_MAX_AGE = 24 * 3600  # they change only with the package's version
@@ -59,6 +61,7 @@ blp = Blueprint("docs", __name__, url_prefix="/api/v1/docs")
 
 
 @blp.get("")
+@access("public")
 def page() -> Response:
     html = PAGE.format(
         css=url_for("docs.asset", filename="swagger-ui.css"),
@@ -73,11 +76,13 @@ def page() -> Response:
 
 
 @blp.get("/start.js")
+@access("public")
 def start_script() -> Response:
     return Response(START, mimetype="text/javascript")
 
 
 @blp.get("/assets/<filename>")
+@access("public")
 def asset(filename: str) -> Response:
     if filename not in ASSETS:
         abort(404)

@@ -3,7 +3,9 @@
 Served at /api/v1/openapi.json. To add a resource, write a ``flask_smorest.Blueprint``
 with ``@blp.arguments(Schema)`` / ``@blp.response(status, Schema)`` on its views and list
 it in ``backend.create_app`` (``api.register_blueprint(blp)``); guard views with
-``backend.auth.require_user``, which also marks them with the bearer scheme.
+``backend.auth.require_user``, which also marks them with the bearer scheme, and declare
+what each touches with ``backend.http.access.access`` (``x-velro-access``), which the
+cross-tenant matrix reads.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from flask_smorest import Api
 from marshmallow import Schema, fields
 
 from backend.auth.guard import BEARER_SCHEME
+from backend.http.access import declare
 from backend.http.errors import http_error_response
 
 EXTENSION = "velro.api"
@@ -131,5 +134,7 @@ def init_app(app: Flask) -> Api:
     api.spec.components.security_scheme(
         BEARER_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
+    # the document itself is public; its route is flask-smorest's
+    declare(app, "api-docs.openapi_json", "public")
     app.extensions[EXTENSION] = api
     return api

@@ -26,6 +26,7 @@ from backend.api.outcomes import documented_errors
 from backend.auth.guard import require_user
 from backend.db import user_transaction
 from backend.errors import NotFound, Unavailable
+from backend.http.access import access
 from backend.live import listener
 from backend.live.follow import FINISHED, is_later
 from backend.live.listener import CLOSED, RESYNC, Busy, Notice, NotListening
@@ -61,6 +62,7 @@ def sse(event: str, data: dict, event_id: str | None = None) -> str:
 @blp.route("/<uuid:generation_id>/events")
 class GenerationEvents(MethodView):
     @require_user
+    @access("generation", "read")
     @blp.response(
         200,
         {"type": "string"},

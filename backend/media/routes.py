@@ -14,6 +14,7 @@ from backend.api.outcomes import documented_errors
 from backend.auth.guard import require_user
 from backend.db import user_transaction
 from backend.errors import Forbidden, NotFound
+from backend.http.access import access
 from backend.media import storage_for
 from backend.media.storage import BadMediaName, LocalStorage
 
@@ -64,6 +65,7 @@ def signed_media(rows: list[dict]) -> list[dict]:
 @blp.route("/generations/<uuid:generation_id>/media")
 class GenerationMedia(MethodView):
     @require_user
+    @access("generation", "read")
     @blp.response(200, MediaListSchema)
     @documented_errors(blp, 401, 404)
     def get(self, generation_id: UUID):
@@ -82,6 +84,7 @@ class GenerationMedia(MethodView):
 
 @blp.route("/media/<path:name>")
 class MediaFile(MethodView):
+    @access("public")
     @blp.response(
         200,
         {"type": "string", "format": "binary"},

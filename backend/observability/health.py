@@ -42,6 +42,7 @@ from backend.cache.redis_client import primaries
 from backend.cache.store import EXTENSION as CACHE_EXTENSION
 from backend.db import pool
 from backend.errors import Forbidden, InvalidToken, Unavailable
+from backend.http.access import access
 from backend.http.openapi import ErrorSchema
 from backend.observability import metrics
 
@@ -58,6 +59,7 @@ class HealthSchema(Schema):
 
 
 @blp.get("/live")
+@access("public")
 @blp.response(200, HealthSchema)
 def live():
     """The process is up."""
@@ -65,6 +67,7 @@ def live():
 
 
 @blp.get("/ready")
+@access("public")
 @blp.response(200, HealthSchema)
 def ready():
     """The app can serve: database, Redis, the cache's listener, the job engine, FAL's circuit.
@@ -253,6 +256,7 @@ def operator_errors(view):
 
 @blp.get("/cache")
 @require_operator
+@access("operator")
 @blp.response(200, CacheStatsSchema)
 @operator_errors
 def cache_stats():
@@ -321,6 +325,7 @@ PERCENTILES_FROM = (
 
 @blp.get("/status")
 @require_operator
+@access("operator")
 @blp.response(200, StatusSchema)
 @operator_errors
 def status():
@@ -348,6 +353,7 @@ def status():
 
 @blp.get("/metrics")
 @require_operator
+@access("operator")
 @blp.response(200, RoutesMetricsSchema)
 @operator_errors
 def route_metrics():
@@ -434,6 +440,7 @@ prometheus_blp = flask.Blueprint("prometheus", __name__)
 
 @prometheus_blp.get("/metrics")
 @require_operator
+@access("operator")
 def prometheus_metrics():
     """Every process's metrics in Prometheus's text format, and the queue and refunds.
 

@@ -12,6 +12,7 @@ from backend.api.outcomes import documented_errors
 from backend.auth.guard import require_user
 from backend.db import rpc, user_transaction
 from backend.errors import NotFound
+from backend.http.access import access
 
 blp = Blueprint(
     "webhooks_out",
@@ -60,6 +61,7 @@ class DeliveryListSchema(Schema):
 @blp.route("/webhooks/secret")
 class WebhookSecret(MethodView):
     @require_user
+    @access("account", "read")
     @blp.response(200, SecretInfoSchema)
     @documented_errors(blp, 401, 403)
     def get(self):
@@ -68,6 +70,7 @@ class WebhookSecret(MethodView):
             return rpc(cur, "public.webhook_secret_info")[0]
 
     @require_user
+    @access("account", "write")
     @blp.response(201, SecretSchema)
     @documented_errors(blp, 401, 403)
     def post(self):
@@ -83,6 +86,7 @@ class WebhookSecret(MethodView):
 @blp.route("/generations/<uuid:generation_id>/webhook-deliveries")
 class Deliveries(MethodView):
     @require_user
+    @access("generation", "read")
     @blp.response(200, DeliveryListSchema)
     @documented_errors(blp, 401, 404)
     def get(self, generation_id: UUID):
