@@ -1,8 +1,9 @@
 """The read cache and what keeps it exact.
 
 - ``store``: the L1 (in-process) and L2 (Redis) cache, ``Cache.get_or_load``;
-- ``listener``: the thread that LISTENs for the database's invalidation notices and feeds
-  any ``InvalidationTarget`` (the cache); ``create_app`` connects the two;
+- ``listener``: the process's one LISTEN connection: it feeds the database's invalidation
+  notices to any ``InvalidationTarget`` (the cache), and other channels to their consumers
+  (live status); ``create_app`` connects them;
 - ``authorization``: authorization answers, cached and tagged with what they depend on.
 
 May import: config, db. Nothing here knows Flask requests or HTTP errors.
