@@ -63,21 +63,25 @@ def create_app(config: Mapping[str, Any] | Settings | None = None) -> Flask:
     # background work (analytics refresh, the FAL pipeline) runs in the worker process
     db.init_app(app, caller=RequestCaller())
     cache.init_app(app)
-    live.init_app(app)  # its one connection opens when the first client follows a generation
-    _start_invalidation_listener(app, settings)
+    _start_listener(app, settings)
     return app
 
 
-def _start_invalidation_listener(app: Flask, settings: Settings) -> None:
-    """The cache is trusted only while this listener feeds it (one per process)."""
+def _start_listener(app: Flask, settings: Settings) -> None:
+    """The process's one LISTEN connection: the cache's invalidations and live status.
+
+    The cache is trusted only while this listener feeds it, so with the cache on it starts
+    now; with it off, the first client that follows a generation starts it.
+    """
+    listener = InvalidationListener(
+        settings.direct_database_url,
+        app.extensions[cache.EXTENSION] if settings.CACHE_ENABLED else None,
+        bound_seconds=settings.CACHE_LISTENER_TIMEOUT,
+    )
+    app.extensions[LISTENER] = listener
+    live.init_app(app, listener)
     if settings.CACHE_ENABLED:
-        listener = InvalidationListener(
-            settings.direct_database_url,
-            app.extensions[cache.EXTENSION],
-            bound_seconds=settings.CACHE_LISTENER_TIMEOUT,
-        )
         listener.start()
-        app.extensions[LISTENER] = listener
 
 
 def close_app(app: Flask) -> None:

@@ -110,9 +110,27 @@ class Settings:
     CACHE_LISTENER_TIMEOUT: float = 5.0  # seconds without a listener round trip: distrust
     # seconds a session's liveness is cached where auth.sessions announces no deletions
     CACHE_SESSION_TTL: float = 5.0
-    ANALYTICS_REFRESH_SECONDS: float = (
-        300.0  # the worker's refresh of the views; 0: never (pg_cron)
-    )
+
+    # the FAL pipeline (the worker, the cancel route, the webhook verifier)
+    FAL_WEBHOOK_URL: str | None = None  # where FAL posts; default <PUBLIC_URL>/api/v1/webhooks/fal
+    FAL_JWKS_URL: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"  # FAL's signing keys
+    # a submission that has not reached FAL this long after creation fails and is refunded
+    FAL_SUBMIT_DEADLINE_SECONDS: int = 600
+    # first wait between submit attempts; it doubles up to FAL_SUBMIT_RETRY_MAX_SECONDS
+    FAL_SUBMIT_RETRY_SECONDS: int = 2
+    FAL_SUBMIT_RETRY_MAX_SECONDS: int = 60
+    FAL_POLL_AFTER_SECONDS: int = 120  # the poller asks FAL about a webhook this late
+    # a request unfinished this long after creation is cancelled at FAL, failed and refunded
+    FAL_DEADLINE_SECONDS: int = 3600
+    # consecutive FAL failures that open the breaker, and how long it stays open
+    FAL_BREAKER_THRESHOLD: int = 5
+    FAL_BREAKER_OPEN_SECONDS: int = 30
+    WORKER_CONCURRENCY: int = 4  # jobs one worker process runs at once
+    WORKER_HEARTBEAT_SECONDS: float = 10.0
+    # a worker that has not beaten its heartbeat this long is gone: its jobs are retried
+    WORKER_STALLED_SECONDS: float = 30.0
+    # how often the worker refreshes the analytics views; 0: never (pg_cron does, where installed)
+    ANALYTICS_REFRESH_SECONDS: float = 300.0
 
     SUPABASE_URL: str | None = None  # https://<project>.supabase.co (AUTH_MODE=supabase)
     SUPABASE_ANON_KEY: str | None = None  # the project's anon (publishable) key
@@ -164,6 +182,10 @@ class Settings:
     def direct_database_url(self) -> str | None:
         """Where LISTEN and session-level advisory locks go: never a transaction pooler."""
         return self.DATABASE_DIRECT_URL or self.DATABASE_URL
+
+    @property
+    def fal_webhook_url(self) -> str:
+        return self.FAL_WEBHOOK_URL or f"{self.PUBLIC_URL.rstrip('/')}/api/v1/webhooks/fal"
 
     @property
     def pool_max_size(self) -> int:
@@ -333,6 +355,7 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append("CACHE_L1_SIZE >= 1, CACHE_L1_TTL > 0 and CACHE_L2_TTL >= 1 are required")
     if s.TRUSTED_PROXIES < 0 or s.ANALYTICS_REFRESH_SECONDS < 0:
         problems.append("TRUSTED_PROXIES and ANALYTICS_REFRESH_SECONDS cannot be negative")
+    problems += _pipeline_problems(s)
     if s.METRICS_TOKEN is not None and len(s.METRICS_TOKEN) < 32:
         problems.append("METRICS_TOKEN must be at least 32 characters (`openssl rand -hex 32`)")
     if s.MEDIA_STORAGE not in MEDIA_STORAGES:
@@ -371,6 +394,26 @@ def _redis_url_problems(url: str) -> list[str]:
             f" {REDIS_CLUSTER_SCHEME}://[user:password@]host:port[,host:port...]"
         ]
     return []
+
+
+def _pipeline_problems(s: Settings) -> list[str]:
+    problems = []
+    waits = (
+        "FAL_SUBMIT_DEADLINE_SECONDS",
+        "FAL_SUBMIT_RETRY_SECONDS",
+        "FAL_SUBMIT_RETRY_MAX_SECONDS",
+        "FAL_POLL_AFTER_SECONDS",
+        "FAL_DEADLINE_SECONDS",
+        "FAL_BREAKER_OPEN_SECONDS",
+    )
+    negative = [name for name in waits if getattr(s, name) < 0]
+    if negative:
+        problems.append(f"{', '.join(negative)} cannot be negative")
+    if s.FAL_BREAKER_THRESHOLD < 1 or s.WORKER_CONCURRENCY < 1:
+        problems.append("FAL_BREAKER_THRESHOLD >= 1 and WORKER_CONCURRENCY >= 1 are required")
+    if s.WORKER_HEARTBEAT_SECONDS <= 0 or s.WORKER_STALLED_SECONDS <= 0:
+        problems.append("WORKER_HEARTBEAT_SECONDS and WORKER_STALLED_SECONDS must be positive")
+    return problems
 
 
 def _production_problems(s: Settings) -> list[str]:

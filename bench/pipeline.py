@@ -434,6 +434,7 @@ def pipeline_world() -> Iterator[tuple[str, FakeFal]]:
     environment (which the app and fal-client read) is put back afterwards."""
     saved = dict(os.environ)
     url = recreate_database()
+    os.environ["APP_ENV"] = "test"  # the jobs run here validate their settings as the app does
     os.environ["DATABASE_URL"] = url
     os.environ["FAL_WEBHOOK_URL"] = "http://127.0.0.1:1/api/v1/webhooks/fal"
     fake = start_fake()

@@ -83,6 +83,7 @@ def test_a_concurrent_holder_of_the_lock_makes_the_refresh_skip(api, linked):
 
 
 def test_the_worker_job_refreshes(api, linked, monkeypatch):
+    monkeypatch.setenv("APP_ENV", "test")  # the job validates its settings as the app does
     monkeypatch.setenv("DATABASE_URL", api.db_url)
     generate(api, linked)
     tasks.refresh_analytics(timestamp=0)
@@ -90,6 +91,7 @@ def test_the_worker_job_refreshes(api, linked, monkeypatch):
 
 
 def test_the_worker_job_does_nothing_when_turned_off(api, linked, monkeypatch):
+    monkeypatch.setenv("APP_ENV", "test")  # the job validates its settings as the app does
     monkeypatch.setenv("DATABASE_URL", api.db_url)
     monkeypatch.setenv("ANALYTICS_REFRESH_SECONDS", "0")
     generate(api, linked)

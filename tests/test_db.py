@@ -269,6 +269,22 @@ def test_caller_function_query_refuses_an_ended_session_and_leaves_no_role(app, 
             caller_function_query(query, params)
 
 
+def test_user_query_refuses_a_session_past_its_not_after(app, user, db_url):
+    """The preamble and the cached check read one rule (private.live_sessions): a session
+    whose not_after has passed is ended for both."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "update auth.sessions set not_after = now() - interval '1 second' where user_id = %s",
+            (user.id,),
+        )
+    with app.app_context(), pytest.raises(InvalidToken, match="session has ended"):
+        user_query(
+            "update public.profiles set display_name = 'Expired' where id = auth.uid()",
+            claims=claims_of(user),
+        )
+    assert display_name(db_url, user.id) != "Expired"
+
+
 def test_user_query_rolls_back_a_failed_statement(app, user, db_url):
     claims = claims_of(user)
     with app.app_context():

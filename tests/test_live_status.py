@@ -14,6 +14,9 @@ import pytest
 import requests
 from media_support import running_world
 
+from backend.cache import EXTENSION as CACHE
+from backend.cache.listener import CHANNEL as INVALIDATION_CHANNEL
+from backend.cache.listener import EXTENSION as LISTENER
 from backend.live import EXTENSION as LIVE
 
 
@@ -258,7 +261,7 @@ def test_a_stream_survives_the_listeners_connection_being_killed(world, owner):
     stream.wait_for(1)
     killed = world.api.sql(
         "select pg_terminate_backend(pid) as killed from pg_stat_activity"
-        " where application_name = 'velro-live' and datname = current_database()"
+        " where application_name = 'velro-listener' and datname = current_database()"
     )
     assert [row["killed"] for row in killed] == [True]
     world.advance(generation["id"], "queued", "req-killed")
@@ -305,3 +308,66 @@ def test_a_follower_who_loses_access_gets_an_error_and_the_stream_ends(world, ow
         ("status", None),
         ("error", "not_found"),
     ]
+
+
+def listen_connections(db_url: str) -> list[tuple[str, int]]:
+    """The app's connections to its database outside its pool ('velro'): (name, pid)."""
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "select application_name, pid from pg_stat_activity"
+            " where datname = current_database() and application_name like 'velro-%'"
+        ).fetchall()
+
+
+def wait_until(condition, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_one_connection_per_process_carries_the_cache_and_live_status(
+    database_factory, migrated_template, tmp_path
+):
+    """The cache's invalidations and the live streams' status notices share one LISTEN
+    connection: one backend per process, both channels on it, both back after it is cut."""
+    with running_world(
+        database_factory(migrated_template), str(tmp_path), CACHE_ENABLED=True
+    ) as world:
+        app = world.api.app
+        cache = app.extensions[CACHE]
+        assert app.extensions[LISTENER].connected.wait(10), "the listener never connected"
+        owner = world.api.user("shared")
+        world.api.grant_credits(owner, 100)
+        generation = world.api.generation(owner)
+        stream = Stream(events_url(world, generation), owner.access_token)
+        stream.wait_for(1)
+        [(name, first_pid)] = listen_connections(world.db_url)
+        assert name == "velro-listener"
+
+        # the cache's channel
+        assert cache.get_or_load("shared", lambda: ("cached", ["team:t-shared"]))[1] == "db"
+        received = cache.stats()["invalidations_received"]
+        with psycopg.connect(world.db_url, autocommit=True) as conn:
+            conn.execute(
+                "select pg_notify(%s, json_build_object('scope', 'team', 'id', 't-shared')::text)",
+                (INVALIDATION_CHANNEL,),
+            )
+        assert wait_until(lambda: cache.stats()["invalidations_received"] > received)
+        assert cache.get_or_load("shared", lambda: ("again", ["team:t-shared"])) == ("again", "db")
+        # live status's channel, on the same connection
+        world.advance(generation["id"], "queued", "req-shared")
+        assert stream.wait_for(2)[1][:2] == ("status", "queued")
+
+        # cut it: the cache distrusts itself and comes back, the stream reads again
+        with psycopg.connect(world.db_url, autocommit=True) as conn:
+            conn.execute("select pg_terminate_backend(%s)", (first_pid,))
+        world.advance(generation["id"], "processing")
+        assert stream.wait_for(3)[2][:2] == ("status", "processing")
+        assert wait_until(lambda: cache.trusted), "the cache was not trusted again"
+        [(name, second_pid)] = listen_connections(world.db_url)
+        assert (name, second_pid != first_pid) == ("velro-listener", True)
+        world.advance(generation["id"], "completed")
+        assert stream.ended.wait(30)

@@ -25,11 +25,11 @@ from integrity import assert_sound
 from psycopg.rows import dict_row
 from werkzeug.serving import make_server
 
+from backend.config import load_settings
 from backend.fal.breaker import CircuitOpen
 from backend.fal.queue import FalUnavailable
 from backend.jobs import tasks, worker
 from backend.jobs.engine import on_database
-from backend.jobs.settings import load_pipeline_settings
 
 pytest_plugins = ["fixtures_fal"]
 
@@ -49,6 +49,7 @@ def api(database_factory, migrated_template):
 @pytest.fixture(autouse=True)
 def pipeline_env(api, fake_fal, monkeypatch):
     """The worker's settings for this test: the module's database, the app's webhook URL."""
+    monkeypatch.setenv("APP_ENV", "test")  # the worker validates its settings as the app does
     monkeypatch.setenv("DATABASE_URL", api.db_url)
     monkeypatch.setenv("FAL_WEBHOOK_URL", f"{api.base_url}/api/v1/webhooks/fal")
     monkeypatch.setenv("FAL_SUBMIT_RETRY_SECONDS", "0")
@@ -313,8 +314,8 @@ def fake_fal_submit(api, fake_fal, created) -> str:
     """FAL has the request, but our record of its id has not committed yet."""
     from backend.fal.queue import FalQueue
 
-    settings = load_pipeline_settings()
-    return FalQueue(settings.FAL_KEY).submit(MODEL, {"prompt": "x"}, settings.webhook_url)
+    settings = load_settings()
+    return FalQueue(settings.FAL_KEY).submit(MODEL, {"prompt": "x"}, settings.fal_webhook_url)
 
 
 @pytest.mark.parametrize("forgery", ["forged_signature", "unknown_key", "stale", "body_altered"])
@@ -424,10 +425,10 @@ def test_the_poller_completes_a_generation_whose_webhook_never_came(api, fake_fa
     user = api.user()
     created, request_id = submitted(api, user, fake_fal)
     fake_fal.start_processing(request_id)
-    tasks.poll_once(load_pipeline_settings())
+    tasks.poll_once(load_settings())
     assert generation(api, created["id"])["status"] == "processing"
     fake_fal.complete(request_id, send=False)
-    tasks.poll_once(load_pipeline_settings())
+    tasks.poll_once(load_settings())
     row = generation(api, created["id"])
     assert row["status"] == "completed"
     assert row["outputs"][0]["content_type"] == "image/png"
@@ -438,7 +439,7 @@ def test_the_poller_records_a_failure_reported_by_fal(api, fake_fal, monkeypatch
     user = api.user()
     created, request_id = submitted(api, user, fake_fal)
     fake_fal.fail(request_id, "nsfw content", send=False)
-    tasks.poll_once(load_pipeline_settings())
+    tasks.poll_once(load_settings())
     assert generation(api, created["id"])["status"] == "failed"
     assert ledger(api, created["id"]) == ["charge", "refund"]
 
@@ -449,8 +450,8 @@ def test_the_poller_gives_up_at_the_deadline_and_refunds_once(api, fake_fal, mon
     created, request_id = submitted(api, user, fake_fal)
     monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "0")
     monkeypatch.setenv("FAL_DEADLINE_SECONDS", "0")
-    tasks.poll_once(load_pipeline_settings())
-    tasks.poll_once(load_pipeline_settings())
+    tasks.poll_once(load_settings())
+    tasks.poll_once(load_settings())
     row = generation(api, created["id"])
     assert row["status"] == "failed"
     assert "deadline" in row["error"]
@@ -464,7 +465,7 @@ def test_the_poller_leaves_recent_generations_alone(api, fake_fal, monkeypatch):
     user = api.user()
     created, request_id = submitted(api, user, fake_fal)
     fake_fal.complete(request_id, send=False)
-    tasks.poll_once(load_pipeline_settings())
+    tasks.poll_once(load_settings())
     assert generation(api, created["id"])["status"] == "queued"
 
 

@@ -29,7 +29,6 @@ from backend.fal.signatures import (
 )
 from backend.fal.webhooks import BadDelivery, apply_delivery, parse_delivery
 from backend.http.access import access
-from backend.jobs.settings import load_pipeline_settings
 
 VERIFIER = "velro.fal_webhook_verifier"
 
@@ -74,7 +73,7 @@ SIGNATURE_HEADERS = [
 
 def verifier() -> WebhookVerifier:
     if VERIFIER not in current_app.extensions:
-        jwks_url = jwks_url_for(load_pipeline_settings())
+        jwks_url = jwks_url_for(current_app.config["SETTINGS"])
         current_app.extensions[VERIFIER] = WebhookVerifier(jwks_url)
     return current_app.extensions[VERIFIER]
 

@@ -26,7 +26,6 @@ from backend.fal.provider import queue_for
 from backend.fal.queue import FalRejected, FalUnavailable
 from backend.http.access import access
 from backend.http.pagination import NEWEST_FIRST, Page
-from backend.jobs.settings import load_pipeline_settings
 from backend.live import listener
 from backend.live.follow import BadPreference, requested_wait, wait_until_finished
 
@@ -218,7 +217,7 @@ def cancel_at_fal(generation: dict) -> None:
     if not generation["fal_request_id"]:
         return  # not submitted yet: its submit job finds it cancelled and stops
     try:
-        queue = queue_for(load_pipeline_settings())
+        queue = queue_for(current_app.config["SETTINGS"])
         queue.cancel(generation["model_id"], generation["fal_request_id"])
     except FalRejected:
         raise ApiError(

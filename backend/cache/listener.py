@@ -1,11 +1,15 @@
-"""Listens for the database's invalidation notices and evicts cached answers.
+"""The process's one LISTEN connection: the cache's invalidation notices, and every other
+channel a consumer registers (live status, ``backend.live``).
 
 Triggers (the cache invalidation migrations) and the auth providers send
 ``NOTIFY velro_invalidate`` with ``{"scope": ..., "id": ...}`` when a change that an answer
 depends on commits. One daemon thread per process holds a dedicated connection that
 LISTENs; every notice becomes the tag ``"<scope>:<id>"``, and notices that arrive together
 are applied as one batch (``cache.invalidate_many``), so a storm of them (deleting a
-project with thousands of generations) costs one Redis round trip per thousand.
+project with thousands of generations) costs one Redis round trip per thousand. Notices on
+the other channels go to their consumer as they come; each consumer hears when the
+connection is up (``connected``: notices may have been missed, read again) and when it is
+lost (``disconnected``).
 
 The connection can go silently stale: a NAT or a pooler that drops it without a reset
 leaves a socket that never delivers another notice. So the connection has TCP keepalives,
@@ -14,10 +18,11 @@ leaves a socket that never delivers another notice. So the connection has TCP ke
 cache distrusts itself when none completed within ``bound`` (``CACHE_LISTENER_TIMEOUT``).
 A watchdog thread then shuts the socket down, which ends the stuck read; the thread
 reconnects with backoff, and once LISTEN is back the cache drops what it holds and is
-trusted again.
+trusted again, and every consumer is told to read again.
 
 LISTEN needs a session of its own: it connects to ``DATABASE_DIRECT_URL`` (falling back to
-``DATABASE_URL``), never through a transaction-mode pooler, which would drop it.
+``DATABASE_URL``), never through a transaction-mode pooler, which would drop it. One per
+process, whatever listens on it: each web process holds one such connection.
 """
 
 from __future__ import annotations
@@ -72,12 +77,49 @@ class InvalidationTarget(Protocol):
     def trust_again(self) -> None: ...
 
 
+class ChannelConsumer(Protocol):
+    """What another channel's notices are handed to (the live status fan-out)."""
+
+    def connected(self) -> None:
+        """LISTEN is (back) in place: anything sent while it was not is lost, read again."""
+
+    def disconnected(self) -> None:
+        """The connection is gone; ``connected`` follows once it is back."""
+
+    def deliver(self, payload: str) -> None:
+        """One notice's payload, in the order the notices were committed."""
+
+
+class _NoCache:
+    """The target when the cache is off: the connection then serves other channels only."""
+
+    def expect_heartbeats(self, bound_seconds: float) -> None:
+        pass
+
+    def heartbeat(self) -> None:
+        pass
+
+    def invalidate_many(self, tags: Iterable[str]) -> None:
+        pass
+
+    def distrust(self) -> None:
+        pass
+
+    def trust_again(self) -> None:
+        pass
+
+
 class InvalidationListener:
+    """The LISTEN connection of a process. ``cache`` is None when the cache is off; other
+    channels join with ``add_channel`` before ``start``."""
+
     def __init__(
-        self, database_url: str, cache: InvalidationTarget, *, bound_seconds: float = 5.0
+        self, database_url: str, cache: InvalidationTarget | None, *, bound_seconds: float = 5.0
     ) -> None:
         self._url = database_url
-        self._cache = cache
+        self._cache = _NoCache() if cache is None else cache
+        # None: the cache's own channel, applied in batches
+        self._channels: dict[str, ChannelConsumer | None] = {} if cache is None else {CHANNEL: None}
         self._bound = bound_seconds
         self._poll_seconds = bound_seconds / 4
         self._stop = threading.Event()
@@ -88,20 +130,36 @@ class InvalidationListener:
         self._socket_lock = threading.Lock()
         self._socket_fd: int | None = None
         self._last_round_trip = time.monotonic()
+        self._start_lock = threading.Lock()
+        self._started = False
         self.connected = threading.Event()
         self.stalls = 0
-        cache.expect_heartbeats(bound_seconds)
-        cache.distrust()
+        self._cache.expect_heartbeats(bound_seconds)
+        self._cache.distrust()
+
+    def add_channel(self, channel: str, consumer: ChannelConsumer) -> None:
+        """LISTEN on ``channel`` too and hand its notices to ``consumer`` (before ``start``)."""
+        if channel in self._channels:
+            raise ValueError(f"channel {channel} already has a consumer")
+        self._channels[channel] = consumer
 
     def start(self) -> None:
+        """Start the threads, once: later calls (a lazy consumer's) do nothing."""
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
         self._thread.start()
         self._watchdog.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._break_connection()
-        self._thread.join(timeout=5)
-        self._watchdog.join(timeout=5)
+        with self._start_lock:
+            started = self._started
+        if started:
+            self._thread.join(timeout=5)
+            self._watchdog.join(timeout=5)
 
     def _run(self) -> None:
         backoff = 0.1
@@ -118,6 +176,8 @@ class InvalidationListener:
                 log.exception("invalidation listener failed, cache distrusted")
             self._cache.distrust()
             self.connected.clear()
+            for consumer in self._consumers():
+                consumer.disconnected()
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 5.0)
 
@@ -128,14 +188,16 @@ class InvalidationListener:
             with self._socket_lock:
                 self._socket_fd = conn.fileno()
             try:
-                conn.execute(f"listen {CHANNEL}")
+                conn.execute("; ".join(f"listen {channel}" for channel in self._channels))
                 self._round_trip_done()
                 self._cache.trust_again()
+                for consumer in self._consumers():
+                    consumer.connected()
                 self.connected.set()
                 while not self._stop.is_set():
-                    self._apply(list(conn.notifies(timeout=self._poll_seconds, stop_after=1)))
+                    self._dispatch(list(conn.notifies(timeout=self._poll_seconds, stop_after=1)))
                     # drain what else is there without waiting, as one batch
-                    self._apply(list(conn.notifies(timeout=0, stop_after=NOTICES_PER_BATCH)))
+                    self._dispatch(list(conn.notifies(timeout=0, stop_after=NOTICES_PER_BATCH)))
                     # a quiet channel still proves the connection is alive
                     conn.execute("select 1")
                     self._round_trip_done()
@@ -151,6 +213,24 @@ class InvalidationListener:
             raise ListenerStalled(f"a round trip took {now - self._last_round_trip:.1f} s")
         self._last_round_trip = now
         self._cache.heartbeat()
+
+    def _consumers(self) -> list[ChannelConsumer]:
+        return [consumer for consumer in self._channels.values() if consumer is not None]
+
+    def _dispatch(self, notices: list) -> None:
+        """The cache's notices in batches, every other channel's to its consumer, in the
+        order they were committed: evictions a commit caused are done before a consumer
+        hears of a later commit (and may read through the cache)."""
+        invalidations = []
+        for notice in notices:
+            consumer = self._channels.get(notice.channel)
+            if consumer is None:
+                invalidations.append(notice)
+                continue
+            self._apply(invalidations)
+            invalidations = []
+            consumer.deliver(notice.payload)
+        self._apply(invalidations)
 
     def _apply(self, notices: list) -> None:
         tags = []

@@ -16,12 +16,15 @@ from backend.db.errors import session_end_as_domain_error
 
 # PostgREST's preamble for a signed-in caller, in one statement that also checks the token's
 # session: an ended one raises PT401 here, so nothing sent after it in the same round trip
-# runs. The statement itself runs as the connection's role (set_config takes effect for the
-# statements after it), which owns the schema: it may read auth.sessions and call
-# private.raise_error.
+# runs. What "live" means is written once, in the view private.live_sessions, which
+# private.session_liveness() (the cached check) reads too; the rewriter expands the view into
+# this statement, so the check costs what the bare probe costs. The statement itself runs as
+# the connection's role (set_config takes effect for the statements after it), which owns
+# the schema: it may read the view and call private.raise_error, while no API role is
+# granted either.
 USER_PREAMBLE = (
-    "select set_config('role', case when exists (select 1 from auth.sessions"
-    " where id = %s and user_id = %s and (not_after is null or not_after > now()))"
+    "select set_config('role', case when exists (select 1 from private.live_sessions"
+    " where id = %s and user_id = %s)"
     " then 'authenticated'"
     " else private.raise_error(401, 'This session has ended; sign in again.')::text end, true),"
     " set_config('request.jwt.claims', %s, true)"

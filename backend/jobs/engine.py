@@ -15,7 +15,7 @@ import procrastinate
 import psycopg
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from backend.jobs.settings import load_pipeline_settings
+from backend.config import load_settings, read_setting
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ SEARCH_PATH_OPTION = f"-c search_path={SCHEMA}"
 
 def make_connector(database_url: str | None = None) -> procrastinate.PsycopgConnector:
     """A connector whose sessions find the engine's unqualified tables in their schema."""
-    url = database_url or load_pipeline_settings().DATABASE_URL
+    url = database_url or read_setting("DATABASE_URL") or ""
     return procrastinate.PsycopgConnector(conninfo=url, kwargs={"options": SEARCH_PATH_OPTION})
 
 
@@ -48,7 +48,7 @@ class Backoff(BaseRetryStrategy):
     """
 
     def get_retry_decision(self, *, exception: BaseException, job) -> RetryDecision | None:
-        settings = load_pipeline_settings()
+        settings = load_settings()
         first = settings.FAL_SUBMIT_RETRY_SECONDS
         wait = min(settings.FAL_SUBMIT_RETRY_MAX_SECONDS, first * 2 ** min(job.attempts, 16))
         return RetryDecision(retry_in={"seconds": wait})

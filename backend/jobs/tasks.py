@@ -2,7 +2,8 @@
 
 Every write goes through SQL functions that are safe to repeat (status only moves forward,
 a refund happens once), so a job retried after its worker died, or run by two workers on
-two machines, changes nothing twice.
+two machines, changes nothing twice. Each job reads the settings as it starts
+(``load_settings``: the app's names, parsing and checks).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import psycopg
 from procrastinate import RetryStrategy, exceptions
 from procrastinate.jobs import Status
 
+from backend.config import Settings, load_settings, read_setting
 from backend.fal import breaker, progress
 from backend.fal.metrics import SUBMISSIONS
 from backend.fal.provider import queue_for
@@ -21,7 +23,6 @@ from backend.fal.queue import FalQueue, FalRejected, FalUnavailable
 from backend.jobs.analytics import pg_cron_schedules_it, refresh_once
 from backend.jobs.database import service_transaction
 from backend.jobs.engine import QUEUE, Backoff, app
-from backend.jobs.settings import PipelineSettings, load_pipeline_settings
 from backend.observability.metrics import counted_job
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,12 @@ def every(seconds: int) -> str:
     return f"0 */{max(seconds // 60, 1)} * * * *"
 
 
-def record_breaker(settings: PipelineSettings, *, succeeded: bool) -> None:
-    with service_transaction(settings.worker_database_url) as cur:
+def record_breaker(settings: Settings, *, succeeded: bool) -> None:
+    with service_transaction(settings.direct_database_url) as cur:
         record_outcome(cur, settings, succeeded=succeeded)
 
 
-def record_outcome(cur, settings: PipelineSettings, *, succeeded: bool) -> None:
+def record_outcome(cur, settings: Settings, *, succeeded: bool) -> None:
     breaker.record(
         cur,
         succeeded=succeeded,
@@ -52,8 +53,8 @@ def record_outcome(cur, settings: PipelineSettings, *, succeeded: bool) -> None:
 @counted_job
 def submit_generation(generation_id: str) -> None:
     """Send a pending generation to FAL's queue; it becomes ``queued`` with its request id."""
-    settings = load_pipeline_settings()
-    with service_transaction(settings.worker_database_url) as cur:
+    settings = load_settings()
+    with service_transaction(settings.direct_database_url) as cur:
         generation = progress.generation(cur, generation_id)
         if generation is None or generation["status"] != "pending":
             return  # deleted, cancelled or already submitted by an earlier attempt
@@ -65,12 +66,12 @@ def submit_generation(generation_id: str) -> None:
     arguments = {**generation["parameters"], "prompt": generation["prompt"]}
     try:
         request_id = queue_for(settings).submit(
-            generation["model_id"], arguments, settings.webhook_url
+            generation["model_id"], arguments, settings.fal_webhook_url
         )
     except FalRejected as error:
         SUBMISSIONS.labels("rejected").inc()
         record_breaker(settings, succeeded=True)  # FAL answered: it is up
-        with service_transaction(settings.worker_database_url) as cur:
+        with service_transaction(settings.direct_database_url) as cur:
             progress.fail(cur, generation_id, str(error))
         return
     except FalUnavailable:
@@ -78,12 +79,12 @@ def submit_generation(generation_id: str) -> None:
         record_breaker(settings, succeeded=False)
         raise
     SUBMISSIONS.labels("queued").inc()
-    with service_transaction(settings.worker_database_url) as cur:
+    with service_transaction(settings.direct_database_url) as cur:
         progress.record(cur, generation_id, "queued", request_id=request_id)
         record_outcome(cur, settings, succeeded=True)
 
 
-def reconcile(settings: PipelineSettings, queue: FalQueue, generation: dict) -> str:
+def reconcile(settings: Settings, queue: FalQueue, generation: dict) -> str:
     """Bring one in-flight generation up to date with FAL; returns what was done."""
     generation_id = str(generation["id"])
     request_id = generation["fal_request_id"]
@@ -93,11 +94,11 @@ def reconcile(settings: PipelineSettings, queue: FalQueue, generation: dict) -> 
         # it may have started, or FAL may be down: we stop waiting either way
         with contextlib.suppress(FalRejected, FalUnavailable):
             queue.cancel(model_id, request_id)
-        with service_transaction(settings.worker_database_url) as cur:
+        with service_transaction(settings.direct_database_url) as cur:
             progress.fail(cur, generation_id, "FAL did not finish before the deadline", request_id)
         return "expired"
     state = queue.state(model_id, request_id)
-    with service_transaction(settings.worker_database_url) as cur:
+    with service_transaction(settings.direct_database_url) as cur:
         if state.status == "IN_PROGRESS":
             progress.record(cur, generation_id, "processing")
             return "processing"
@@ -107,14 +108,14 @@ def reconcile(settings: PipelineSettings, queue: FalQueue, generation: dict) -> 
             progress.fail(cur, generation_id, state.error, request_id)
             return "failed"
     result = queue.result(model_id, request_id)
-    with service_transaction(settings.worker_database_url) as cur:
+    with service_transaction(settings.direct_database_url) as cur:
         progress.complete(cur, generation_id, request_id, result)
     return "completed"
 
 
-def poll_once(settings: PipelineSettings, limit: int = 100) -> dict[str, int]:
+def poll_once(settings: Settings, limit: int = 100) -> dict[str, int]:
     """One poller round over the generations whose webhook is late; counts by outcome."""
-    with service_transaction(settings.worker_database_url) as cur:
+    with service_transaction(settings.direct_database_url) as cur:
         cur.execute(
             "select g.*, extract(epoch from now() - g.created_at) as age_seconds "
             "from public.generations_awaiting_fal(%s, %s) as g",
@@ -129,7 +130,7 @@ def poll_once(settings: PipelineSettings, limit: int = 100) -> dict[str, int]:
         except FalUnavailable:
             outcome = "unreachable"
         except FalRejected as error:
-            with service_transaction(settings.worker_database_url) as cur:
+            with service_transaction(settings.direct_database_url) as cur:
                 progress.fail(cur, str(generation["id"]), str(error), generation["fal_request_id"])
             outcome = "failed"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
@@ -140,7 +141,7 @@ def poll_once(settings: PipelineSettings, limit: int = 100) -> dict[str, int]:
 @app.task(name="velro.poll_fal", queue=QUEUE, queueing_lock="velro.poll_fal")
 @counted_job
 def poll_fal(timestamp: int) -> None:
-    outcomes = poll_once(load_pipeline_settings())
+    outcomes = poll_once(load_settings())
     if outcomes:
         log.info("FAL poller: %s", outcomes)
 
@@ -153,7 +154,6 @@ def poll_fal(timestamp: int) -> None:
 @counted_job
 def copy_outputs(generation_id: str) -> None:
     """Copy a completed generation's outputs from FAL's expiring URLs into our storage."""
-    from backend.config import load_settings
     from backend.media import copy_generation_outputs
 
     copy_generation_outputs(load_settings(), generation_id)
@@ -163,21 +163,20 @@ def copy_outputs(generation_id: str) -> None:
 @app.task(name="velro.deliver_webhooks", queue=QUEUE, queueing_lock="velro.deliver_webhooks")
 def deliver_webhooks(timestamp: int) -> None:
     """Send users' due webhook events: signed, retried with backoff, one sender per event."""
-    from backend.config import load_settings
     from backend.webhooks_out import deliver_due_webhooks
 
     deliver_due_webhooks(load_settings())
 
 
-@app.periodic(cron=every(int(load_pipeline_settings().ANALYTICS_REFRESH_SECONDS) or 300))
+@app.periodic(cron=every(int(read_setting("ANALYTICS_REFRESH_SECONDS")) or 300))
 @app.task(name="velro.refresh_analytics", queue=QUEUE, queueing_lock="velro.refresh_analytics")
 @counted_job
 def refresh_analytics(timestamp: int) -> None:
     """Refresh the analytics views unless pg_cron does (or another refresh is running)."""
-    settings = load_pipeline_settings()
+    settings = load_settings()
     if settings.ANALYTICS_REFRESH_SECONDS <= 0:
         return  # turned off: pg_cron or an operator refreshes
-    with psycopg.connect(settings.worker_database_url, autocommit=True) as conn:
+    with psycopg.connect(settings.direct_database_url, autocommit=True) as conn:
         if not pg_cron_schedules_it(conn):
             refresh_once(conn)
 
@@ -187,7 +186,7 @@ def refresh_analytics(timestamp: int) -> None:
 @counted_job
 async def retry_stalled_jobs(timestamp: int) -> None:
     """Jobs whose worker stopped beating (killed, machine lost) go back to the queue."""
-    await retry_jobs_of_stopped_workers(load_pipeline_settings().WORKER_STALLED_SECONDS)
+    await retry_jobs_of_stopped_workers(load_settings().WORKER_STALLED_SECONDS)
 
 
 async def retry_jobs_of_stopped_workers(seconds_since_heartbeat: float) -> int:

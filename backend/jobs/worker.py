@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import logging
 
+from backend.config import load_settings
 from backend.jobs import tasks  # noqa: F401 - registers the tasks on the app
 from backend.jobs.engine import QUEUE, on_database
-from backend.jobs.settings import load_pipeline_settings
 
 log = logging.getLogger(__name__)
 
 
 def run(database_url: str | None = None, *, wait: bool = True, name: str | None = None) -> None:
     """Work until stopped (SIGINT/SIGTERM), or until the queue is empty when not ``wait``."""
-    settings = load_pipeline_settings()
+    settings = load_settings()
     if not log.isEnabledFor(logging.DEBUG):
         # the engine logs every job's start and end: periodic jobs would fill the log
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
-    with on_database(database_url or settings.worker_database_url) as engine:
+    with on_database(database_url or settings.direct_database_url) as engine:
         engine.run_worker(
             queues=[QUEUE],
             wait=wait,

@@ -26,9 +26,9 @@ declare
     v_role text := pg_catalog.current_setting('role');
     v_claims text := pg_catalog.current_setting('request.jwt.claims', true);
 begin
-    if not (
-        select l.live
-        from private.session_liveness((p_claims ->> 'session_id')::uuid, (p_claims ->> 'sub')::uuid) as l
+    if not exists (
+        select 1 from private.live_sessions as s
+        where s.id = (p_claims ->> 'session_id')::uuid and s.user_id = (p_claims ->> 'sub')::uuid
     ) then
         perform private.raise_error(401, 'This session has ended; sign in again.');
     end if;

@@ -2,7 +2,7 @@
 -- authorization answer (also of a denial: the project is found without RLS), and a
 -- session's liveness with its tags and whether its end is announced. Who may call each.
 begin;
-select plan(14);
+select plan(20);
 
 select tests.create_user('owner@velro.test') as owner \gset
 select tests.create_user('stranger@velro.test') as stranger \gset
@@ -69,6 +69,18 @@ select throws_ok(
 
 -- session liveness --------------------------------------------------------------------------
 
+-- the one rule of a live session, which the app's transaction preamble reads too
+select tests.authenticate_as(:'owner');
+select throws_ok(
+    'select 1 from private.live_sessions', '42501', null, 'a signed-in user cannot list sessions'
+);
+select tests.authenticate_as_anon();
+select throws_ok('select 1 from private.live_sessions', '42501', null, 'anon cannot list sessions');
+select tests.authenticate_as_service_role();
+select throws_ok(
+    'select 1 from private.live_sessions', '42501', null, 'service_role cannot list sessions'
+);
+
 select tests.authenticate_as(:'owner');
 select throws_ok(
     format('select * from private.session_liveness(%L, %L)', 'e0000000-0000-4000-8000-000000000001', :'owner'),
@@ -116,6 +128,23 @@ select is(
     (select announced from private.session_liveness('e0000000-0000-4000-8000-000000000002', :'owner')),
     false,
     'without the trigger on auth.sessions the answer says its end is not announced'
+);
+
+select is(
+    (select live from private.session_liveness('e0000000-0000-4000-8000-000000000002', :'owner')),
+    true,
+    'a session before its not_after is live'
+);
+update auth.sessions set not_after = now() - interval '1 second'
+where id = 'e0000000-0000-4000-8000-000000000002';
+select is(
+    (select live from private.session_liveness('e0000000-0000-4000-8000-000000000002', :'owner')),
+    false,
+    'a session past its not_after is not live'
+);
+select is_empty(
+    $$select 1 from private.live_sessions where id = 'e0000000-0000-4000-8000-000000000002'$$,
+    'and the view the preamble reads agrees'
 );
 
 select * from finish();
