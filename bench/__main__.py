@@ -99,6 +99,23 @@ def main(argv=None) -> int:
         "dataset": {},
         "stages": {},
     }
+    try:
+        run_scenarios(scale, chosen, args, results)
+    except Exception as error:
+        # the report and the plots still show what was measured before the failure
+        results["stopped_by"] = f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        with step("drawing the plots"):
+            _, md_path = report.write(results, plots=True)
+    print()
+    print(md_path.read_text(encoding="utf-8"))
+    say(f"report, plots and figures written to {md_path.parent}/")
+    return 0
+
+
+def run_scenarios(scale, chosen: set[str], args: argparse.Namespace, results: dict) -> None:
     if "tokens" in chosen:
         with step("token verification vs decoding unverified"):
             results["tokens"] = tokens.run(scale)
@@ -108,14 +125,6 @@ def main(argv=None) -> int:
     if chosen & set(pipeline.SCENARIOS):
         results.update(pipeline.run(scale, chosen))
         save(results)
-
-    results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    with step("drawing the plots"):
-        _, md_path = report.write(results, plots=True)
-    print()
-    print(md_path.read_text(encoding="utf-8"))
-    say(f"report, plots and figures written to {md_path.parent}/")
-    return 0
 
 
 def run_dataset_scenarios(

@@ -46,6 +46,11 @@ def markdown(results: dict, images: list[tuple[str, str]] = ()) -> str:
     lines = [
         f"Measured by `make bench` ({results['scale']}) on {results['machine']}, "
         f"{results.get('finished_at', 'still running')}.",
+        *(
+            [f"**Stopped early** ({results['stopped_by']}): what follows is what was measured."]
+            if "stopped_by" in results
+            else []
+        ),
         "Times are per request in µs (p50 / p95 / p99) unless stated; ratios compare figures "
         "taken in the same run. The anchor is a reference figure to read a row against (the "
         "original service's claims and measurements, published figures of similar systems); "

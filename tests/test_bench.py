@@ -579,6 +579,27 @@ def test_the_dataset_is_dropped_at_the_end_unless_kept(monkeypatch, tmp_path):
     assert len(dropped) == 2
 
 
+def test_a_failed_run_still_reports_and_plots_what_it_measured(monkeypatch, tmp_path):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_main, "missing_tools", lambda chosen: None)
+    monkeypatch.setattr(bench_main.database, "drop", lambda server: None)
+    measured = full_results()
+
+    def measure_then_fail(server, scale, chosen, verbose, results):
+        results["stages"] = measured["stages"]
+        raise RuntimeError("gunicorn did not answer")
+
+    monkeypatch.setattr(bench_main, "_measure_on_dataset", measure_then_fail)
+    with pytest.raises(RuntimeError, match="gunicorn did not answer"):
+        bench_main.main(["--quick", "--only", "authorize"])
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "**Stopped early** (RuntimeError: gunicorn did not answer)" in text
+    assert {path.name for path in tmp_path.glob("*.png")} == {
+        "latency_by_path.png",
+        "cost_by_size.png",
+    }
+
+
 def test_dropping_the_bench_database_removes_it(admin_url, monkeypatch):
     name = f"velro_bench_drop_{os.getpid()}"
     monkeypatch.setattr(database, "BENCH_DATABASE", name)
