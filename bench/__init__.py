@@ -2,6 +2,6 @@
 
 A fresh database is built from the stand-in and the migrations, filled with a realistic
 dataset, and each scenario is measured against a baseline taken in the same run, so the
-figures are ratios that mean something on a noisy shared machine. Results go to
-bench/results/latest.md and latest.json.
+figures are ratios that mean something on a noisy shared machine. The report goes to
+bench/results/: report.md (the table with anchors and targets), PNG plots, results.json.
 """

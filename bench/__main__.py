@@ -1,4 +1,5 @@
-"""`python -m bench [--quick] [--only SCENARIO] [--verbose]`: build, load, measure, report."""
+"""`python -m bench [--quick] [--only SCENARIO] [--keep] [--verbose]`: build, load, measure,
+report."""
 
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ from bench.scenarios import (
     hit_rate,
     http_authorize,
     http_cache,
+    http_concurrency,
     list_page,
+    login,
     memory,
     pipeline,
     propagation,
     public_count,
+    tokens,
 )
 from bench.scenarios.cache_support import load_sql
 
@@ -38,16 +42,22 @@ CACHE_SCENARIOS = {
     "hit_rate": hit_rate,
     "propagation": propagation,
 }
-# it makes 20,000 projects public, so it runs after every other scenario on the dataset;
-# the pipeline's scenarios build a database of their own
+# public_count makes 20,000 projects public, so it runs after the other scenarios that read
+# the dataset, and login (which adds users) after it; the pipeline's scenarios build a
+# database of their own and token verification needs none
 SCENARIOS = (
+    "tokens",
     *SQL_SCENARIOS,
     "http_authorize",
+    "http_concurrency",
     *CACHE_SCENARIOS,
     "public_count",
+    "login",
     *pipeline.SCENARIOS,
 )
-LOAD_GENERATED = {"http_authorize", "http_cache", "memory"}  # driven by wrk
+WITHOUT_DATASET = {"tokens", *pipeline.SCENARIOS}
+# driven by wrk
+LOAD_GENERATED = {"http_authorize", "http_concurrency", "http_cache", "memory", "login"}
 OWN_REDIS = {"http_cache", "hit_rate", "propagation"}  # each starts its own redis-server
 ENSURE_WRK = Path(__file__).resolve().parent.parent / ".ci" / "ensure-wrk"
 
@@ -64,6 +74,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=SCENARIOS,
         action="append",
         help="run only this scenario (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help=f"keep the benchmark database ({database.BENCH_DATABASE}) after the run; "
+        "by default it is dropped at the end",
     )
     parser.add_argument("--verbose", action="store_true", help="print the EXPLAIN ANALYZE plans")
     return parser.parse_args(argv)
@@ -83,23 +99,50 @@ def main(argv=None) -> int:
         "dataset": {},
         "stages": {},
     }
-    if chosen - set(pipeline.SCENARIOS):
-        run_dataset_scenarios(scale, chosen, args.verbose, results)
+    try:
+        run_scenarios(scale, chosen, args, results)
+    except Exception as error:
+        # the report and the plots still show what was measured before the failure
+        results["stopped_by"] = f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        with step("drawing the plots"):
+            _, md_path = report.write(results, plots=True)
+    print()
+    print(md_path.read_text(encoding="utf-8"))
+    say(f"report, plots and figures written to {md_path.parent}/")
+    return 0
+
+
+def run_scenarios(scale, chosen: set[str], args: argparse.Namespace, results: dict) -> None:
+    if "tokens" in chosen:
+        with step("token verification vs decoding unverified"):
+            results["tokens"] = tokens.run(scale)
+        save(results)
+    if chosen - WITHOUT_DATASET:
+        run_dataset_scenarios(scale, chosen, args.verbose, args.keep, results)
     if chosen & set(pipeline.SCENARIOS):
         results.update(pipeline.run(scale, chosen))
         save(results)
 
-    results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    json_path, md_path = report.write(results)
-    print()
-    print(md_path.read_text(encoding="utf-8"))
-    say(f"results written to {md_path} and {json_path}")
-    return 0
 
-
-def run_dataset_scenarios(scale, chosen: set[str], verbose: bool, results: dict) -> None:
-    """The scenarios on the loaded dataset (users, teams, projects, generations)."""
+def run_dataset_scenarios(
+    scale, chosen: set[str], verbose: bool, keep: bool, results: dict
+) -> None:
+    """The scenarios on the loaded dataset; its database is dropped afterwards unless keep."""
     server = database.server_url()
+    try:
+        _measure_on_dataset(server, scale, chosen, verbose, results)
+    finally:
+        if keep:
+            say(f"kept {database.BENCH_DATABASE} (--keep)")
+        else:
+            database.drop(server)
+            say(f"dropped {database.BENCH_DATABASE} (keep it with --keep)")
+
+
+def _measure_on_dataset(server: str, scale, chosen: set[str], verbose: bool, results: dict):
     with step(f"building {database.BENCH_DATABASE} ({scale.name} scale)"):
         url = database.recreate(server)
         database.build_schema(url)
@@ -119,11 +162,17 @@ def run_dataset_scenarios(scale, chosen: set[str], verbose: bool, results: dict)
     if "http_authorize" in chosen:
         results["http_authorize"] = http_authorize.run(url, scale, verbose)
         save(results)
+    if "http_concurrency" in chosen:
+        results["http_concurrency"] = http_concurrency.run(url, scale, verbose)
+        save(results)
     run_cache_scenarios(url, scale, chosen, verbose, results)
     if "public_count" in chosen:
         with step("count through RLS with many public projects"):
             results["public_count"] = public_count.run(url, scale, verbose)
         say(_ratio_line("count with public projects", results["public_count"]))
+        save(results)
+    if "login" in chosen:
+        results["login"] = login.run(url, scale, verbose)
         save(results)
     results["access_drift"] = database.access_drift(url)
     say(f"private.check_access() after the workload: {results['access_drift']} rows of drift")

@@ -1,7 +1,8 @@
 """The benchmark database: created fresh, built from the migrations, filled set-based.
 
 It lives next to the database DATABASE_URL names (default the local server), under its own
-name, and is dropped and recreated on each run so no state carries over.
+name; each run creates it fresh, so no state carries over, and drops it at the end unless
+told to keep it (`--keep`), so a million generations do not stay on the server.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from backend.cli.migrations import apply_database
 from bench.progress import say, step
 from bench.scale import Scale
 
-BENCH_DATABASE = os.environ.get(
-    "BENCH_DATABASE", "velro_bench"
-)  # created fresh, then dropped by the next run
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "velro_bench")
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
@@ -45,6 +44,11 @@ def recreate(server: str) -> str:
         conn.execute(f"drop database if exists {BENCH_DATABASE} with (force)")
         conn.execute(f"create database {BENCH_DATABASE}")
     return bench_url(server)
+
+
+def drop(server: str) -> None:
+    with psycopg.connect(maintenance_url(server), autocommit=True) as conn:
+        conn.execute(f"drop database if exists {BENCH_DATABASE} with (force)")
 
 
 def build_schema(url: str) -> None:

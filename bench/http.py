@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 POST_BEARER = Path(__file__).resolve().parent / "wrk" / "post_bearer.lua"
+POST_JSON = Path(__file__).resolve().parent / "wrk" / "post_json.lua"
 
 
 @dataclass(frozen=True)

@@ -1,37 +1,69 @@
-"""bench/results/latest.json (everything) and latest.md (the table the README shows)."""
+"""The report folder, bench/results/: report.md (the table, notes and plans), the PNG plots
+beside it, and results.json (every figure measured).
+
+A run rewrites results.json and report.md as each scenario finishes, so a run stopped
+later still leaves its figures; the plots are drawn once, at the end.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from bench import anchors
 from bench.explain import outline
 from bench.scenarios import public_count
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPORT, DATA = "report.md", "results.json"
 TIMES = "\N{MULTIPLICATION SIGN}"
 FEEDS = {"list_page": "the default list", "public_page": "the public feed"}
+# the anchor of a scenario's rows when a row does not name its own
+MODULE_ANCHORS = {
+    "http_authorize": anchors.ORIGINAL_AUTHORIZE,
+    "http_cache": anchors.POSTGREST,
+    "hit_rate": anchors.ORIGINAL_HIT_RATE,
+    "casbin": anchors.CASBIN,
+    "public_count": anchors.RLS_GUIDE,
+}
 
 
-def write(results: dict) -> tuple[Path, Path]:
+def write(results: dict, plots: bool = False) -> tuple[Path, Path]:
+    """results.json and report.md; with plots, the PNGs too (report.md then shows them)."""
     RESULTS.mkdir(exist_ok=True)
-    json_path, md_path = RESULTS / "latest.json", RESULTS / "latest.md"
+    json_path, md_path = RESULTS / DATA, RESULTS / REPORT
     json_path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-    md_path.write_text(markdown(results), encoding="utf-8")
+    images = []
+    if plots:
+        from bench import plots as drawing  # matplotlib loads only when plots are drawn
+
+        images = drawing.draw(results, RESULTS)
+    md_path.write_text(markdown(results, images), encoding="utf-8")
     return json_path, md_path
 
 
-def markdown(results: dict) -> str:
+def markdown(results: dict, images: list[tuple[str, str]] = ()) -> str:
     lines = [
         f"Measured by `make bench` ({results['scale']}) on {results['machine']}, "
         f"{results.get('finished_at', 'still running')}.",
-        "Times are per request in µs (p50 / p95 / p99); ratios compare p50s taken in the same run.",
+        *(
+            [f"**Stopped early** ({results['stopped_by']}): what follows is what was measured."]
+            if "stopped_by" in results
+            else []
+        ),
+        "Times are per request in µs (p50 / p95 / p99) unless stated; ratios compare figures "
+        "taken in the same run. The anchor is a reference figure to read a row against (the "
+        "original service's claims and measurements, published figures of similar systems); "
+        "the target is what this service must meet.",
         "",
-        "| scenario | measured | baseline | ratio | target | |",
-        "|---|---|---|---|---|---|",
+        "| figure | measured | baseline | ratio | anchor | target | |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [_row(row) for row in rows(results)]
-    lines += ["", *notes(results), "", *plan_section(results)]
+    lines += ["", *notes(results), ""]
+    for title, name in images:
+        lines += [f"### {title}", "", f"![{title}]({name})", ""]
+    lines += plan_section(results)
     return "\n".join(lines) + "\n"
 
 
@@ -43,7 +75,9 @@ def rows(results: dict) -> list[dict]:
         if "authorize" in figures:
             table.append(
                 _ratio_row(
-                    f"`authorize_generation()` vs `select 1` request, {label}", figures["authorize"]
+                    f"`authorize_generation()` vs `select 1` request, {label}",
+                    figures["authorize"],
+                    anchors.ORIGINAL_AUTHORIZE,
                 )
             )
         for feed, name in FEEDS.items():
@@ -53,6 +87,7 @@ def rows(results: dict) -> list[dict]:
                         f"first page of {name} through RLS vs explicit filter as service role, "
                         f"{label}",
                         figures[feed],
+                        anchors.POSTGREST,
                     )
                 )
     for name, growth in results.get("growth", {}).items():
@@ -62,16 +97,23 @@ def rows(results: dict) -> list[dict]:
                 "measured": f"{growth['to_p50']:.0f} µs p50",
                 "baseline": f"{growth['from_p50']:.0f} µs p50",
                 "ratio": growth["ratio"],
+                "anchor": anchors.RLS_GUIDE,
                 "target": growth["target"],
                 "met": growth["met"],
             }
         )
     for name, module in scenario_modules().items():
         if name in results:
-            table += module.rows(results[name])
+            table += _anchored(module.rows(results[name]), name)
     if "public_count" in results:
-        table += public_count.rows(results["public_count"])
+        table += _anchored(public_count.rows(results["public_count"]), "public_count")
     return table
+
+
+def _anchored(rows: list[dict], name: str) -> list[dict]:
+    for row in rows:
+        row.setdefault("anchor", MODULE_ANCHORS.get(name, anchors.NONE))
+    return rows
 
 
 def scenario_modules() -> dict:
@@ -81,14 +123,20 @@ def scenario_modules() -> dict:
         hit_rate,
         http_authorize,
         http_cache,
+        http_concurrency,
         live_events,
+        login,
         memory,
         pipeline,
         propagation,
+        tokens,
     )
 
     return {
+        "tokens": tokens,
         "http_authorize": http_authorize,
+        "http_concurrency": http_concurrency,
+        "login": login,
         "http_cache": http_cache,
         "memory": memory,
         "hit_rate": hit_rate,
@@ -99,13 +147,14 @@ def scenario_modules() -> dict:
     }
 
 
-def _ratio_row(scenario: str, figures: dict) -> dict:
+def _ratio_row(scenario: str, figures: dict, anchor: str) -> dict:
     judged = figures["ratio"]
     return {
         "scenario": scenario,
         "measured": _latency_cell(figures["subject"]),
         "baseline": _latency_cell(figures["baseline"]),
         "ratio": judged["p50"],
+        "anchor": anchor,
         "target": judged["target"],
         "met": judged["met"],
     }
@@ -122,7 +171,8 @@ def _row(row: dict) -> str:
             ratio += f" ({low}\N{EN DASH}{high})"
     # met is None for a figure reported without a target
     verdict = "" if row["met"] is None else "met" if row["met"] else "**missed**"
-    cells = [row["scenario"], row["measured"], row["baseline"], ratio, target, verdict]
+    anchor = row.get("anchor", anchors.NONE)
+    cells = [row["scenario"], row["measured"], row["baseline"], ratio, anchor, target, verdict]
     return "| " + " | ".join(cells) + " |"
 
 

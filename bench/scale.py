@@ -21,6 +21,7 @@ class Scale:
     list_users: int
     list_iterations: int
     http_seconds: int
+    concurrency_sweep: tuple[int, ...]  # wrk connection counts of the throughput sweep
     # the cache scenarios
     hit_rate_users: int  # users of the mixed workload
     hit_rate_per_user: int  # generations each of them looks at
@@ -35,6 +36,8 @@ class Scale:
     # the FAL pipeline on the fake FAL, on a database of its own
     pipeline_generations: int  # submits, webhooks, and generations drained per worker count
     live_event_trials: int  # webhooks timed until their SSE event
+    token_iterations: int  # distinct tokens verified per algorithm
+    bcrypt_samples: int  # bcrypt checks timed in process, the login's own floor
 
     @property
     def stages(self) -> tuple[int, int]:
@@ -55,6 +58,7 @@ FULL = Scale(
     list_users=200,
     list_iterations=1_000,
     http_seconds=15,
+    concurrency_sweep=(1, 4, 16, 32, 64),
     hit_rate_users=1_000,
     hit_rate_per_user=10,
     hit_rate_reads=30_000,
@@ -66,6 +70,8 @@ FULL = Scale(
     count_iterations=20,
     pipeline_generations=500,
     live_event_trials=200,
+    token_iterations=10_000,
+    bcrypt_samples=30,
 )
 
 QUICK = Scale(
@@ -82,6 +88,7 @@ QUICK = Scale(
     list_users=50,
     list_iterations=200,
     http_seconds=5,
+    concurrency_sweep=(1, 16, 64),
     hit_rate_users=300,
     hit_rate_per_user=10,
     hit_rate_reads=6_000,
@@ -93,4 +100,6 @@ QUICK = Scale(
     count_iterations=20,
     pipeline_generations=50,
     live_event_trials=30,
+    token_iterations=1_000,
+    bcrypt_samples=10,
 )

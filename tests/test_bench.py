@@ -17,14 +17,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bench import __main__ as bench_main
+from bench import anchors as bench_anchors
 from bench import database, queries, report
 from bench.http import LoadResult, alternate, combine, parse_wrk, rounds_and_slice
 from bench.scale import QUICK
 from bench.scenarios import authorize, growth, list_page, memory, public_count
 from bench.scenarios import pipeline as pipeline_scenarios
+from bench.scenarios import tokens as bench_tokens
 from bench.stats import percentile, ratio, summarize
 
 WRK_REPORT = """\
@@ -131,11 +134,14 @@ def test_a_row_shows_the_median_and_the_spread_of_its_rounds():
         "met": True,
     }
     assert report._row(row) == (
-        "| HTTP something | 1 req/s | 2 req/s | 52% (48%\N{EN DASH}55%) | ≥ 50% | met |"
+        "| HTTP something | 1 req/s | 2 req/s | 52% (48%\N{EN DASH}55%) |  | ≥ 50% | met |"
     )
-    row.update(ratio=1.2, spread=(1.1, 1.31), ratio_is_share=False, target=2.0)
+    row.update(ratio=1.2, spread=(1.1, 1.31), ratio_is_share=False, target=2.0, anchor="870 ms")
     times = report.TIMES
-    assert f"| 1.20{times} (1.10{times}\N{EN DASH}1.31{times}) | ≤ 2.0{times} |" in report._row(row)
+    assert (
+        f"| 1.20{times} (1.10{times}\N{EN DASH}1.31{times}) | 870 ms | ≤ 2.0{times} |"
+        in report._row(row)
+    )
 
 
 def test_a_run_cut_short_still_reports_what_it_measured(tmp_path, monkeypatch):
@@ -166,7 +172,7 @@ def test_query_files_load_without_comments():
     assert "$1" in loaded
 
 
-def test_tiny_run_is_correct(fresh_db_url):
+def test_tiny_run_is_correct(fresh_db_url, tmp_path, monkeypatch):
     database.build_schema(fresh_db_url)
     database.load_people_and_projects(fresh_db_url, TINY)
     stages = {}
@@ -204,6 +210,15 @@ def test_tiny_run_is_correct(fresh_db_url):
     table = report.markdown(results)
     judged_rows = table.count(" | met |") + table.count(" | **missed** |")
     assert judged_rows == 3 * len(TINY.stages) + len(growth.MEASURED) + 1
+    # the measured figures plot: per path at the last stage, and against the table's size
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    report.write(results, plots=True)
+    assert {path.name for path in tmp_path.glob("*.png")} == {
+        "latency_by_path.png",
+        "cost_by_size.png",
+    }
+    for path in tmp_path.glob("*.png"):
+        assert_png(path)
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -256,11 +271,11 @@ def test_server_sent_events_are_read_whole_and_comments_skipped():
 def test_pipeline_rows_compare_each_figure_with_its_floor():
     figures, times = PIPELINE_FIGURES["pipeline"], report.TIMES
     submit, hooks, engine = (report._row(row) for row in pipeline_scenarios.rows(figures))
-    assert f"| 4.00{times} (+6.00 ms p50) | none set |" in submit
+    assert f"| 4.00{times} (+6.00 ms p50) |  | none set |" in submit
     assert "| 200 req/s | 2,000 req/s | 10% |" in hooks
     assert f"| 100 submits/s | 50 submits/s | 2.00{times} |" in engine
     live = report._row(pipeline_scenarios.live_rows(PIPELINE_FIGURES["live_events"])[0])
-    assert f"| 3000 / 6000 / 9000 | 2000 / 4000 / 6000 | 1.50{times} | none set |" in live
+    assert f"| 3000 / 6000 / 9000 | 2000 / 4000 / 6000 | 1.50{times} |  | none set |" in live
 
 
 def test_pipeline_scenarios_alone_build_no_dataset(monkeypatch, tmp_path):
@@ -276,7 +291,7 @@ def test_pipeline_scenarios_alone_build_no_dataset(monkeypatch, tmp_path):
     assert bench_main.main(["--quick", "--only", "live_events"]) == 0
     assert built == []
     assert asked == [("live_events",)]
-    table = (tmp_path / "latest.md").read_text(encoding="utf-8")
+    table = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "SSE `status` event" in table
     assert "submits/s" not in table
 
@@ -340,3 +355,268 @@ def test_the_memory_row_judges_the_largest_worker():
     row = report._row(memory.rows(figures)[0])
     assert "151 MB max RSS" in row and "101 MB before filling" in row
     assert row.endswith("| ≤ 150 MB | **missed** |")
+
+
+def wrk_figure(rate: float, p50: float = 1.0) -> dict:
+    """One side of a paired HTTP figure, as bench.http.combine gives it."""
+    return {
+        "requests": int(rate * 6),
+        "requests_per_second": rate,
+        "non_2xx": 0,
+        "socket_errors": 0,
+        "p50_ms": p50,
+        "p75_ms": p50 * 1.5,
+        "p90_ms": p50 * 2,
+        "p99_ms": p50 * 4,
+    }
+
+
+def spread_of(median: float) -> dict:
+    return {"median": median, "min": median * 0.9, "max": median * 1.1, "rounds": 3}
+
+
+def stage(scale: float) -> dict:
+    """The SQL scenarios' figures at one stage of the generations table."""
+
+    def judged(subject: float, baseline: float, target: float) -> dict:
+        return {
+            "subject": latency(subject),
+            "baseline": latency(baseline),
+            "ratio": {"p50": subject / baseline, "mean": 1, "target": target, "met": True},
+        }
+
+    page = {"visible_per_user": {"min": 1, "max": 90, "median": 20}, "users": 5}
+    return {
+        "authorize": {
+            **judged(140.0 * scale, 50.0, 3.0),
+            "by_method": {
+                method: latency(value * scale)
+                for method, value in (
+                    ("direct_ownership", 120.0),
+                    ("project_team", 150.0),
+                    ("denied", 160.0),
+                )
+            },
+            "wrong_answers": 0,
+        },
+        "list_page": {**judged(2400.0 * scale, 1900.0, 1.5), **page, "pages_differing": 0},
+        "public_page": {**judged(400.0 * scale, 380.0, 1.5), **page, "pages_differing": 0},
+    }
+
+
+def full_results() -> dict:
+    """Every figure the report draws or tabulates, shaped as the scenarios return them."""
+    stages = {"10000": stage(1.0), "1000000": stage(1.1)}
+    login = {
+        label: {
+            "connections": connections,
+            "subject": wrk_figure(30.0, 65.0),
+            "floor": wrk_figure(3000.0, 0.3),
+            "rounds": 3,
+            "throughput_share": spread_of(0.01),
+            "p50_ratio": spread_of(200.0),
+        }
+        for label, connections in (("single", 1), ("busy", 8))
+    }
+    tokens = {
+        algorithm: {
+            "subject": latency(cost),
+            "baseline": latency(30.0),
+            "remembered": latency(2.0),
+        }
+        for algorithm, cost in (("HS256", 40.0), ("ES256", 100.0))
+    }
+    stale = {"within_bound": 0, "beyond_bound": 0, "total": 0, "examples": []}
+    return {
+        "scale": "quick",
+        "machine": "test",
+        "finished_at": "now",
+        "dataset": {},
+        "stages": stages,
+        "growth": growth.compare(stages, (10_000, 1_000_000)),
+        "tokens": {"iterations": 100, **tokens},
+        "http_concurrency": {
+            "pairs": 200,
+            "rounds": 3,
+            "slice_seconds": 2,
+            "by": {
+                str(count): {
+                    "subject": wrk_figure(200.0 * min(count, 8), 0.5 * count),
+                    "floor": wrk_figure(500.0 * min(count, 8), 0.2 * count),
+                    "throughput_share": spread_of(0.4),
+                    "throughput": spread_of(200.0 * min(count, 8)),
+                    "floor_throughput": spread_of(500.0 * min(count, 8)),
+                }
+                for count in (1, 4, 16, 32, 64)
+            },
+        },
+        "login": {
+            "users": 16,
+            "bcrypt_ms": {"p50": 60.0, "samples": 10},
+            "slice_seconds": 2,
+            **login,
+            "ratio_to_bcrypt": 1.08,
+            "met": True,
+        },
+        "hit_rate": {
+            "users": 300,
+            "generations": 2_000,
+            "pairs": 3_000,
+            "zipf_s": 1.0,
+            "reads": 990,
+            "hits": 970,
+            "hit_rate": 0.98,
+            "reads_per_second": 500,
+            "changes": 10,
+            "change_kinds": {"share": 10},
+            "by_answer": {
+                "granted": {"reads": 900, "hits": 885, "hit_rate": 0.983},
+                "denied": {"reads": 90, "hits": 85, "hit_rate": 0.944},
+            },
+            "stale_grants": stale,
+            "stale_denials": stale,
+            "final_check": {"answers": 6_000, "cached_answers": 5_990, "wrong": 0},
+            "series": [
+                {"seconds": 0.2 * (epoch + 1), "reads": 99, "hits": 90 + epoch % 9}
+                for epoch in range(10)
+            ],
+            "target": 0.95,
+        },
+        "memory": {
+            "fill": 10_000,
+            "pairs": 10_000,
+            "baseline_mb": [100.0, 101.0],
+            "full_mb": [120.0, 123.0],
+            "l1_sizes_sampled": [10_000] * 20,
+            "fill_seconds": 15.0,
+            "target_mb": 150,
+        },
+    }
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of every row of the report's figures table, header first."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
+
+
+def assert_png(path: Path) -> None:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size[0] > 300 and image.size[1] > 200
+        image.verify()  # the whole file decodes: not truncated, checksums right
+
+
+def test_the_report_folder_holds_the_table_and_every_plot(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    (tmp_path / "stale_plot.png").write_bytes(b"not from this run")
+    report.write(full_results(), plots=True)
+    plots = {path.name for path in tmp_path.glob("*.png")}
+    assert plots == {
+        "latency_by_path.png",
+        "throughput_by_concurrency.png",
+        "cost_by_size.png",
+        "hit_rate_over_time.png",
+    }
+    for name in plots:
+        assert_png(tmp_path / name)
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    for name in plots:
+        assert f"]({name})" in text
+    header, _, *body = table_rows(text)
+    assert header == ["figure", "measured", "baseline", "ratio", "anchor", "target", ""]
+    assert all(len(cells) == len(header) for cells in body)
+    by_figure = {cells[0]: cells for cells in body}
+    login_row = next(cells for name, cells in by_figure.items() if name.startswith("HTTP login"))
+    assert "235 ms" in login_row[4]  # the original service's login is its anchor
+    hit_row = next(cells for name, cells in by_figure.items() if name.startswith("hit rate"))
+    assert (hit_row[4], hit_row[5]) == (bench_anchors.ORIGINAL_HIT_RATE, "≥ 95%")
+    tokens_rows = [cells for name, cells in by_figure.items() if name.startswith("token")]
+    assert len(tokens_rows) == 3
+    assert [cells[6] for cells in tokens_rows] == ["met", "met", ""]
+    memory_row = next(cells for name, cells in by_figure.items() if name.startswith("memory"))
+    assert memory_row[5:] == ["≤ 150 MB", "met"]
+    sweep = [name for name in by_figure if name.endswith("(sweep)")]
+    assert len(sweep) == 5
+    assert json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["scale"] == "quick"
+
+
+def test_a_plot_is_drawn_only_from_figures_the_run_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    results = full_results()
+    del results["hit_rate"], results["http_concurrency"]
+    results["stages"] = {"10000": results["stages"]["10000"]}  # one stage: no growth to plot
+    report.write(results, plots=True)
+    assert [path.name for path in tmp_path.glob("*.png")] == ["latency_by_path.png"]
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "hit_rate_over_time.png" not in text
+    # a save during the run writes the table and draws nothing
+    (tmp_path / "latency_by_path.png").unlink()
+    report.write(results)
+    assert list(tmp_path.glob("*.png")) == []
+    assert "![" not in (tmp_path / "report.md").read_text(encoding="utf-8")
+
+
+def test_the_dataset_is_dropped_at_the_end_unless_kept(monkeypatch, tmp_path):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_main, "missing_tools", lambda chosen: None)
+    dropped = []
+    monkeypatch.setattr(bench_main.database, "drop", dropped.append)
+    monkeypatch.setattr(bench_main, "_measure_on_dataset", lambda *args: None)
+    assert bench_main.main(["--quick", "--only", "authorize"]) == 0
+    assert dropped == [bench_main.database.server_url()]
+    assert bench_main.main(["--quick", "--only", "authorize", "--keep"]) == 0
+    assert len(dropped) == 1
+
+    def fails(*args):
+        raise RuntimeError("a scenario failed")
+
+    monkeypatch.setattr(bench_main, "_measure_on_dataset", fails)
+    with pytest.raises(RuntimeError, match="a scenario failed"):
+        bench_main.main(["--quick", "--only", "authorize"])
+    assert len(dropped) == 2
+
+
+def test_a_failed_run_still_reports_and_plots_what_it_measured(monkeypatch, tmp_path):
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(bench_main, "missing_tools", lambda chosen: None)
+    monkeypatch.setattr(bench_main.database, "drop", lambda server: None)
+    measured = full_results()
+
+    def measure_then_fail(server, scale, chosen, verbose, results):
+        results["stages"] = measured["stages"]
+        raise RuntimeError("gunicorn did not answer")
+
+    monkeypatch.setattr(bench_main, "_measure_on_dataset", measure_then_fail)
+    with pytest.raises(RuntimeError, match="gunicorn did not answer"):
+        bench_main.main(["--quick", "--only", "authorize"])
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "**Stopped early** (RuntimeError: gunicorn did not answer)" in text
+    assert {path.name for path in tmp_path.glob("*.png")} == {
+        "latency_by_path.png",
+        "cost_by_size.png",
+    }
+
+
+def test_dropping_the_bench_database_removes_it(admin_url, monkeypatch):
+    name = f"velro_bench_drop_{os.getpid()}"
+    monkeypatch.setattr(database, "BENCH_DATABASE", name)
+    database.recreate(admin_url)
+    database.drop(admin_url)
+    with psycopg.connect(admin_url) as conn:
+        found = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+    assert found is None
+
+
+def test_token_verification_is_timed_as_the_app_verifies():
+    figures = bench_tokens.run(dataclasses.replace(QUICK, token_iterations=50))
+    for algorithm in bench_tokens.ALGORITHMS:
+        side = figures[algorithm]
+        # the warm-up tenth is dropped from the interleaved pair, not from the memory's run
+        assert (side["subject"]["n"], side["baseline"]["n"], side["remembered"]["n"]) == (
+            45,
+            45,
+            50,
+        )

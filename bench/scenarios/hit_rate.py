@@ -121,6 +121,7 @@ def _measured_run(scale, pairs, rng, readers, changer, checker) -> dict:
     weights = list(itertools.accumulate(1 / (rank + 1) ** ZIPF_S for rank in range(len(pairs))))
     changes = scale.hit_rate_reads // READS_PER_CHANGE
     label = f"{changes * READS_PER_CHANGE:,} reads and {changes:,} permission changes"
+    series = []  # per epoch: when it ended, its reads and how many were cache hits
     began = time.monotonic()
     with step(label):
         for _ in range(changes):
@@ -128,8 +129,16 @@ def _measured_run(scale, pairs, rng, readers, changer, checker) -> dict:
             drawn = rng.choices(pairs, cum_weights=weights, k=READS_PER_CHANGE)
             records = readers.read([(pair, rng.randrange(2)) for pair in drawn])
             checker.check(records, change)
+            series.append(
+                {
+                    "seconds": round(time.monotonic() - began, 3),
+                    "reads": len(records),
+                    "hits": sum(bool(record["answer"]["cache_hit"]) for record in records),
+                }
+            )
     seconds = time.monotonic() - began
     figures = checker.summary()
+    figures["series"] = series
     figures["seconds"] = round(seconds, 1)
     figures["reads_per_second"] = round(figures["reads"] / seconds)
     figures["changes"] = changes
@@ -429,6 +438,7 @@ def rows(figures: dict) -> list[dict]:
             f"within; {final['wrong']} at the final check",
             "baseline": "",
             "ratio_text": str(stale_total),
+            "anchor": "",
             "target": "0",
             "met": stale_total == 0,
         },

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench import anchors
 from bench.http import POST_BEARER, LoadResult, alternate, combine, rounds_and_slice, wrk
 from bench.progress import say, step
 from bench.scenarios.authorize import samples
@@ -208,6 +209,7 @@ def _throughput_row(name, label, connections, level, targets) -> dict:
         "ratio": level["throughput_share"]["median"],
         "spread": (level["throughput_share"]["min"], level["throughput_share"]["max"]),
         "ratio_is_share": True,
+        "anchor": anchors.POSTGREST,
         "target": f"≥ {L1_TARGET:.0%}" if judged else "—",
         "met": targets["throughput_share"]["met"] if judged else None,
     }
@@ -221,6 +223,7 @@ def _p99_row(name, label, level, targets) -> dict:
         "baseline": f"{level['floor']['p99_ms']:.1f} ms",
         "ratio": level["p99_ratio"]["median"],
         "spread": (level["p99_ratio"]["min"], level["p99_ratio"]["max"]),
+        "anchor": anchors.AUTHZ_SERVICES,
         "target": L1_P99_TARGET if judged else "—",
         "met": targets["p99_ratio"]["met"] if judged else None,
     }
@@ -237,6 +240,7 @@ def _single_row(name, label, level, targets) -> dict:
         "ratio": p50["median"],
         "spread": (p50["min"], p50["max"]),
         "ratio_unit": " ms",
+        "anchor": anchors.REDIS_ROUND_TRIP if name == "l2" else anchors.ORIGINAL_AUTHORIZE,
         "target": f"≤ {L1_SINGLE_P50_MS} ms" if judged else "—",
         "met": targets["single_p50_ms"]["met"] if judged else None,
     }
