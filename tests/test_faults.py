@@ -576,6 +576,7 @@ def pipeline(database_url, fake_fal, monkeypatch, tmp_path) -> Iterator[Site]:
     """gunicorn with the fake FAL's keys (inherited from this process), and the worker's
     settings pointing at this database and that server's webhook route."""
     with serving(database_url, tmp_path / "server.log") as site:
+        monkeypatch.setenv("APP_ENV", "test")  # the worker validates its settings as the app does
         monkeypatch.setenv("DATABASE_URL", database_url)
         monkeypatch.setenv("FAL_WEBHOOK_URL", site.url("/api/v1/webhooks/fal"))
         monkeypatch.setenv("FAL_SUBMIT_RETRY_SECONDS", "0")
