@@ -153,6 +153,25 @@ def test_an_old_answer_written_to_l2_before_the_notice_is_not_served_after_it(
     assert reader.get_or_load("k", Loader("new")) == ("new", "db")
 
 
+def test_a_read_between_the_l1_eviction_and_the_l2_bump_is_not_kept(
+    redis_client, namespace, monkeypatch
+):
+    """A notice evicts L1, then bumps the tag's version in Redis. A request thread that
+    misses L1 in between still finds the old entry valid in L2; what it puts back in L1
+    must not outlive the notice."""
+    cache = trusted_cache(redis_client=redis_client, namespace=namespace)
+    cache.get_or_load("k", Loader("old"))  # in L1 and L2
+    bump = cache._l2_bump
+
+    def request_in_between_then_bump(tags):
+        assert cache.get_or_load("k", Loader("unused")) == ("old", "l2")  # L2 not bumped yet
+        bump(tags)
+
+    monkeypatch.setattr(cache, "_l2_bump", request_in_between_then_bump)
+    cache.invalidate("user:u1")
+    assert cache.get_or_load("k", Loader("new")) == ("new", "db")
+
+
 def test_l2_forgets_everything_when_its_state_is_lost(redis_client, namespace):
     writer = trusted_cache(redis_client=redis_client, namespace=namespace)
     writer.get_or_load("k", Loader("old", tags=("user:u1",)))

@@ -406,6 +406,15 @@ class Cache:
         tags = list(dict.fromkeys(tags))
         self.invalidations_received += len(tags)
         INVALIDATIONS.inc(len(tags))
+        self._l1_evict(tags)
+        if self._l2_configured:
+            self._l2_bump(tags)
+            # A miss between the eviction and the bump still found the old entry valid in
+            # L2 and may have put it back in L1: evict again, so that it cannot stay, and
+            # so that a store still in flight counts as overtaken.
+            self._l1_evict(tags)
+
+    def _l1_evict(self, tags: list[str]) -> None:
         for start in range(0, len(tags), NOTICES_PER_LOCK):
             with self._lock:
                 self._changes += 1
@@ -415,7 +424,6 @@ class Cache:
                         if key in self._l1:
                             self._l1_remove(key)
                 self._prune_changed()
-        self._l2_bump(tags)
 
     def _prune_changed(self) -> None:
         """Forget notices no load in progress can be affected by (called under the lock)."""
