@@ -73,7 +73,7 @@ def _variant(url: str, scale, pairs: list[tuple[str, str, str]], cached: bool) -
                 f"HTTP {name} vs floor, {connections} connection(s), "
                 f"{rounds} rounds of {seconds}s slices"
             ):
-                load = partial(_load, server, requests_file, connections, seconds)
+                load = partial(load_slice, server, requests_file, connections, seconds)
                 paired = alternate(load, partial(load, floor=True), rounds)
             figures[label] = {
                 "connections": connections,
@@ -120,11 +120,14 @@ def _targets(figures: dict, cached: bool) -> dict:
 def _warm(server: Server, requests_file: Path, cached: bool) -> None:
     # a cached run warms longer: every worker must have seen every pair once
     with step("HTTP warm-up"):
-        _load(server, requests_file, CONNECTIONS, WARMUP_SECONDS, floor=True)
-        _load(server, requests_file, CONNECTIONS, WARMUP_SECONDS * (2 if cached else 1))
+        load_slice(server, requests_file, CONNECTIONS, WARMUP_SECONDS, floor=True)
+        load_slice(server, requests_file, CONNECTIONS, WARMUP_SECONDS * (2 if cached else 1))
 
 
-def _load(server: Server, requests_file: Path, connections: int, seconds: int, floor: bool = False):
+def load_slice(
+    server: Server, requests_file: Path, connections: int, seconds: int, floor: bool = False
+):
+    """One wrk slice: the authorize requests of requests_file, or the floor's route."""
     if floor:
         return wrk(server.url(LIVENESS), connections=connections, seconds=seconds)
     return wrk(
@@ -154,8 +157,8 @@ def _uncached_rows(figures: dict) -> list[dict]:
         {
             "scenario": "HTTP authorize, uncached (no cache), 32 connections: throughput vs "
             "`GET /health/live`",
-            "measured": _cell(busy["subject"]),
-            "baseline": _cell(busy["floor"]),
+            "measured": cell(busy["subject"]),
+            "baseline": cell(busy["floor"]),
             **_spread_ratio(busy["throughput_share"], share=True),
             "target": f"≥ {UNCACHED_TARGET:.0%}",
             "met": targets["throughput_share"]["met"],
@@ -177,8 +180,8 @@ def _l1_rows(figures: dict) -> list[dict]:
         {
             "scenario": "HTTP authorize, L1 hit, no Redis, 32 connections: throughput vs "
             "`GET /health/live`",
-            "measured": _cell(busy["subject"]),
-            "baseline": _cell(busy["floor"]),
+            "measured": cell(busy["subject"]),
+            "baseline": cell(busy["floor"]),
             **_spread_ratio(busy["throughput_share"], share=True),
             "target": f"≥ {L1_TARGET:.0%}",
             "met": targets["throughput_share"]["met"],
@@ -212,7 +215,7 @@ def _spread_ratio(ratio: dict, share: bool = False) -> dict:
     }
 
 
-def _cell(load: dict) -> str:
+def cell(load: dict) -> str:
     failed = load["non_2xx"] + load["socket_errors"]
     return (
         f"{load['requests_per_second']:,.0f} req/s, p50 {load['p50_ms']:.1f} ms, "

@@ -17,11 +17,12 @@ from functools import partial
 from pathlib import Path
 
 from bench import anchors
-from bench.http import POST_BEARER, alternate, rounds_and_slice, spread, wrk
+from bench.http import alternate, rounds_and_slice, spread
 from bench.progress import say, step
 from bench.scenarios.authorize import samples
 from bench.scenarios.cache_support import app_env, requests_file, tokens_for
-from harness.servers import LIVENESS, Server
+from bench.scenarios.http_authorize import cell, load_slice
+from harness.servers import Server
 
 WARMUP_SECONDS = 3
 
@@ -35,14 +36,14 @@ def run(url: str, scale, verbose: bool) -> dict:
     with Server(url, env=env) as server, tempfile.TemporaryDirectory() as scratch:
         requests = requests_file(Path(scratch) / "requests.txt", pairs, tokens)
         with step("HTTP concurrency sweep: warm-up"):
-            _load(server, requests, 32, WARMUP_SECONDS, floor=True)
-            _load(server, requests, 32, WARMUP_SECONDS)
+            load_slice(server, requests, 32, WARMUP_SECONDS, floor=True)
+            load_slice(server, requests, 32, WARMUP_SECONDS)
         for connections in scale.concurrency_sweep:
             with step(
                 f"HTTP authorize, uncached, {connections} connection(s) vs floor, "
                 f"{rounds} x {seconds}s"
             ):
-                load = partial(_load, server, requests, connections, seconds)
+                load = partial(load_slice, server, requests, connections, seconds)
                 paired = alternate(load, partial(load, floor=True), rounds)
             measured = paired.as_dict()
             figures["by"][str(connections)] = {
@@ -65,18 +66,6 @@ def run(url: str, scale, verbose: bool) -> dict:
     return figures
 
 
-def _load(server: Server, requests: Path, connections: int, seconds: int, floor: bool = False):
-    if floor:
-        return wrk(server.url(LIVENESS), connections=connections, seconds=seconds)
-    return wrk(
-        server.url("/"),
-        connections=connections,
-        seconds=seconds,
-        script=POST_BEARER,
-        script_args=[str(requests)],
-    )
-
-
 # report --------------------------------------------------------------------------------
 
 
@@ -88,8 +77,8 @@ def rows(figures: dict) -> list[dict]:
             {
                 "scenario": f"HTTP authorize, uncached, {count} connection"
                 f"{'' if count == '1' else 's'}: throughput vs `GET /health/live` (sweep)",
-                "measured": _cell(subject),
-                "baseline": _cell(floor),
+                "measured": cell(subject),
+                "baseline": cell(floor),
                 "ratio": share["median"],
                 "spread": (share["min"], share["max"]),
                 "ratio_is_share": True,
@@ -99,14 +88,6 @@ def rows(figures: dict) -> list[dict]:
             }
         )
     return out
-
-
-def _cell(load: dict) -> str:
-    failed = load["non_2xx"] + load["socket_errors"]
-    return (
-        f"{load['requests_per_second']:,.0f} req/s, p50 {load['p50_ms']:.2f} ms, "
-        f"p99 {load['p99_ms']:.1f} ms" + (f", {failed:,} failed" if failed else "")
-    )
 
 
 def notes(figures: dict) -> list[str]:
