@@ -27,6 +27,10 @@ where (a.subject_type = 'profile' and a.subject_id = any(%(users)s))
     or (a.subject_type = 'invitation' and exists (
         select 1 from public.invitations as i join public.teams as t on i.team_id = t.id
         where i.id::text = a.subject_id and t.owner_id::text = any(%(users)s)))
+    or (a.subject_type = 'team_member' and split_part(a.subject_id, '/', 2) = any(%(users)s))
+    or (a.subject_type = 'team' and exists (
+        select 1 from public.teams as t
+        where t.id::text = a.subject_id and t.owner_id::text = any(%(users)s)))
 """
 
 

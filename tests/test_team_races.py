@@ -20,6 +20,7 @@ from contextlib import closing
 
 import psycopg
 import pytest
+from integrity import assert_sound
 
 LOCK_WAIT_DEADLINE_SECONDS = 30
 ONE_OWNER_CHECK = "a team has exactly one owner"
@@ -207,6 +208,9 @@ def test_racing_membership_changes_never_leave_zero_or_two_owners(db):
         # refusals are the rules speaking (403, 404, 409), never a deadlock or the backstop
         assert all(error.sqlstate in ("PT403", "PT404", "PT409") for error in errors), errors
         assert not [e for e in errors if ONE_OWNER_CHECK in str(e)], errors
+        # the team's history, written by triggers in each racing transaction, still gives
+        # every membership its current role
+        assert_sound(db, *everyone)
 
 
 def race(db: str, calls: list[tuple]) -> list[psycopg.Error]:
