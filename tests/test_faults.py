@@ -55,7 +55,7 @@ from psycopg.rows import dict_row
 from backend.fal.breaker import CircuitOpen
 from backend.fal.queue import FalUnavailable
 from backend.jobs import tasks, worker
-from harness.servers import Server
+from harness.servers import Server, probe_session
 
 pytest_plugins = ["fixtures_fal"]
 
@@ -113,7 +113,7 @@ class Site:
     def __init__(self, server: Server, database_url: str) -> None:
         self.server = server
         self.database_url = database_url
-        self.http = requests.Session()
+        self.http = probe_session()
 
     def url(self, path: str) -> str:
         return self.server.url(path)

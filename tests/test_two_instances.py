@@ -35,7 +35,7 @@ import requests
 from fixtures_app import MAIL_DIR, PASSWORD, unique_email
 from isolated_redis import claim_database
 
-from harness.servers import Server, free_port
+from harness.servers import Server, free_port, probe_session
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fal-ai/flux-pro/v1.1-ultra"
@@ -82,7 +82,7 @@ class Instance:
     log: Path
 
     def __post_init__(self):
-        self.http = requests.Session()
+        self.http = probe_session()
 
     def url(self, path: str) -> str:
         return self.base_url + path
