@@ -118,15 +118,20 @@ class Paired:
     floor: list[LoadResult]
 
     def ratios(self, metric: str) -> list[float]:
-        """subject / floor of one metric, per round."""
+        """subject / floor of one metric, per round; a round whose floor slice measured
+        nothing (no request answered within it) gives no ratio."""
         return [
             getattr(subject, metric) / getattr(floor, metric)
             for subject, floor in zip(self.subject, self.floor, strict=True)
+            if getattr(floor, metric) > 0
         ]
 
     def ratio(self, metric: str) -> dict:
-        """The median of the paired ratios, and their spread."""
-        return spread(self.ratios(metric))
+        """The median of the paired ratios, and their spread (its rounds: those with one)."""
+        ratios = self.ratios(metric)
+        if not ratios:
+            raise RuntimeError(f"no round's floor slice measured {metric}: no ratio to give")
+        return spread(ratios)
 
     def subject_spread(self, metric: str) -> dict:
         """The subject's own figure (an absolute target): its median slice and spread."""
@@ -167,7 +172,7 @@ def alternate(
 def rounds_and_slice(seconds: int) -> tuple[int, int]:
     """Rounds, and seconds per slice, for ``seconds`` of load on each side (3 rounds or more)."""
     rounds = max(MIN_ROUNDS, seconds // SLICE_SECONDS)
-    return rounds, max(2, seconds // rounds)
+    return rounds, max(1, seconds // rounds)
 
 
 def spread(values: list[float]) -> dict:

@@ -20,7 +20,8 @@ class Scale:
     authorize_iterations: int
     list_users: int
     list_iterations: int
-    http_seconds: int
+    http_seconds: int  # load on each side of a paired HTTP figure, in 3 or more slices
+    warmup_seconds: int  # a server's warm-up load before its first figure
     concurrency_sweep: tuple[int, ...]  # wrk connection counts of the throughput sweep
     # the cache scenarios
     hit_rate_users: int  # users of the mixed workload
@@ -58,6 +59,7 @@ FULL = Scale(
     list_users=200,
     list_iterations=1_000,
     http_seconds=15,
+    warmup_seconds=3,
     concurrency_sweep=(1, 4, 16, 32, 64),
     hit_rate_users=1_000,
     hit_rate_per_user=10,
@@ -87,7 +89,8 @@ QUICK = Scale(
     authorize_iterations=1_000,
     list_users=50,
     list_iterations=200,
-    http_seconds=5,
+    http_seconds=3,
+    warmup_seconds=1,
     concurrency_sweep=(1, 16, 64),
     hit_rate_users=300,
     hit_rate_per_user=10,

@@ -119,7 +119,19 @@ def test_a_paired_figure_needs_three_rounds():
     with pytest.raises(ValueError, match="at least 3 rounds"):
         alternate(lambda: load(1.0), lambda: load(1.0), rounds=2)
     assert rounds_and_slice(15) == (5, 3)
-    assert rounds_and_slice(5) == (3, 2)
+    assert rounds_and_slice(5) == (3, 1)
+    assert rounds_and_slice(3) == (3, 1)  # --quick: 1-second slices
+
+
+def test_a_round_whose_floor_slice_measured_nothing_gives_no_ratio():
+    floors = iter([load(1000.0), load(0.0), load(800.0)])
+    paired = alternate(lambda: load(400.0), lambda: next(floors), rounds=3)
+    assert paired.ratios("requests_per_second") == [0.4, 0.5]
+    assert paired.ratio("requests_per_second")["rounds"] == 2
+
+    silent = alternate(lambda: load(400.0), lambda: load(0.0), rounds=3)
+    with pytest.raises(RuntimeError, match="no round's floor slice measured requests_per_second"):
+        silent.ratio("requests_per_second")
 
 
 def test_a_row_shows_the_median_and_the_spread_of_its_rounds():

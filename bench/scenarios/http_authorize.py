@@ -41,7 +41,6 @@ L1_TARGET = 0.8  # L1-hit throughput at least 80% of the floor's
 L1_P99_TARGET = 1.5  # L1-hit p99 at most 1.5x the floor's
 L1_SINGLE_P50_MS = 1.0  # L1-hit p50 at one connection
 CONNECTIONS = 32
-WARMUP_SECONDS = 3
 L1_PAIRS = 200  # few enough that the warm-up puts every one in every worker's L1
 
 
@@ -66,7 +65,7 @@ def _variant(url: str, scale, pairs: list[tuple[str, str, str]], cached: bool) -
         if not_served:
             say(f"HTTP scenario not run: {not_served}")
             return {"skipped": not_served}
-        _warm(server, requests_file, cached)
+        _warm(server, requests_file, cached, scale.warmup_seconds)
         figures = {"pairs": len(pairs), "slice_seconds": seconds}
         for label, connections in (("busy", CONNECTIONS), ("single", 1)):
             with step(
@@ -117,11 +116,11 @@ def _targets(figures: dict, cached: bool) -> dict:
     }
 
 
-def _warm(server: Server, requests_file: Path, cached: bool) -> None:
+def _warm(server: Server, requests_file: Path, cached: bool, seconds: int) -> None:
     # a cached run warms longer: every worker must have seen every pair once
     with step("HTTP warm-up"):
-        load_slice(server, requests_file, CONNECTIONS, WARMUP_SECONDS, floor=True)
-        load_slice(server, requests_file, CONNECTIONS, WARMUP_SECONDS * (2 if cached else 1))
+        load_slice(server, requests_file, CONNECTIONS, seconds, floor=True)
+        load_slice(server, requests_file, CONNECTIONS, seconds * (2 if cached else 1))
 
 
 def load_slice(

@@ -45,7 +45,6 @@ L1_TARGET = 0.8
 L1_P99_TARGET = 1.5
 L1_SINGLE_P50_MS = 1.0
 CONNECTIONS = (32, 1)
-WARMUP_SECONDS = 3
 HOT_PAIRS = 200
 
 
@@ -64,13 +63,13 @@ def run(url: str, scale, verbose: bool) -> dict:
             1: requests_file(folder / "fresh1.txt", fresh[half:], tokens),
         }
         with Server(url, env=app_env(store.url)) as server:
-            _warm(server, hot_file)
+            _warm(server, hot_file, scale.warmup_seconds)
             figures["l1"] = _variant(
                 "L1 hit", server, store, dict.fromkeys(CONNECTIONS, hot_file), scale
             )
             figures["miss"] = _variant("miss", server, store, fresh_files, scale)
         with Server(url, env=app_env(store.url, CACHE_L1_SIZE="1")) as server:
-            _warm(server, hot_file)
+            _warm(server, hot_file, scale.warmup_seconds)
             figures["l2"] = _variant(
                 "L2 hit", server, store, dict.fromkeys(CONNECTIONS, hot_file), scale
             )
@@ -97,10 +96,10 @@ def _fresh_pairs(url: str, scale, exclude: set) -> list[tuple[str, str, str]]:
     return fresh
 
 
-def _warm(server: Server, requests: Path) -> None:
-    # the floor's code paths, then every pair in every worker: several seconds at 32
-    wrk(server.url(LIVENESS), connections=32, threads=1, seconds=WARMUP_SECONDS)
-    _load(server.url("/"), 32, WARMUP_SECONDS * 2, requests)
+def _warm(server: Server, requests: Path, seconds: int) -> None:
+    # the floor's code paths, then every pair in every worker: thousands of requests at 32
+    wrk(server.url(LIVENESS), connections=32, threads=1, seconds=seconds)
+    _load(server.url("/"), 32, seconds * 2, requests)
 
 
 def _variant(name: str, server: Server, store: RedisServer, files: dict, scale) -> dict:

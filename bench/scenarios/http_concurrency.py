@@ -24,8 +24,6 @@ from bench.scenarios.cache_support import app_env, requests_file, tokens_for
 from bench.scenarios.http_authorize import cell, load_slice
 from harness.servers import Server
 
-WARMUP_SECONDS = 3
-
 
 def run(url: str, scale, verbose: bool) -> dict:
     pairs = [pair for pair in samples(url, scale.authorize_samples_per_path) if pair[2] != "denied"]
@@ -36,8 +34,8 @@ def run(url: str, scale, verbose: bool) -> dict:
     with Server(url, env=env) as server, tempfile.TemporaryDirectory() as scratch:
         requests = requests_file(Path(scratch) / "requests.txt", pairs, tokens)
         with step("HTTP concurrency sweep: warm-up"):
-            load_slice(server, requests, 32, WARMUP_SECONDS, floor=True)
-            load_slice(server, requests, 32, WARMUP_SECONDS)
+            load_slice(server, requests, 32, scale.warmup_seconds, floor=True)
+            load_slice(server, requests, 32, scale.warmup_seconds)
         for connections in scale.concurrency_sweep:
             with step(
                 f"HTTP authorize, uncached, {connections} connection(s) vs floor, "

@@ -30,7 +30,7 @@ from harness.servers import LIVENESS, Server
 TARGET_MB = 150
 FILL = 10_000
 FULL_ENOUGH = 0.95  # an L1 at 95% of its bound counts as full
-FILL_SLICE_SECONDS = 5
+FILL_SLICE_SECONDS = 3
 FILL_BUDGET_SECONDS = 240  # give up filling after this long and report what was reached
 CACHE_SAMPLES = 20  # health answers per check, each from whichever worker accepts it
 
