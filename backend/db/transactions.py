@@ -48,12 +48,12 @@ def user_query(
 
 
 def caller_function_query(query: Query, params: Params | None = None) -> list[dict]:
-    """One statement calling a SQL function that opens as the caller itself, in one round
-    trip; its rows.
+    """One statement calling a SQL function that answers for the caller itself, in one
+    round trip; its rows.
 
     Such a function (``private.authorize_generation_for``) is given the verified claims,
-    checks their session (an ended one raises 401) and takes the role authenticated with
-    them for its own body, like the preamble. It saves the preamble's statement and the
+    checks their session (an ended one raises 401) and decides for their user, as the
+    preamble's RLS-scoped transaction would. It saves the preamble's statement and the
     pipeline: the hottest miss's cheapest form. It runs as the connection's role, which
     alone may call these functions.
     """

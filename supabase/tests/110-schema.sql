@@ -198,7 +198,7 @@ select set_eq(
     $$select p.proname::text from pg_catalog.pg_proc as p
     where p.pronamespace = 'private'::regnamespace and has_function_privilege('authenticated', p.oid, 'execute')$$,
     $$values ('is_active_user'), ('team_ids_for_caller'), ('project_ids_for_caller'),
-    ('shared_generation_ids_for_caller'), ('generation_answer_tags')$$,
+    ('shared_generation_ids_for_caller')$$,
     'authenticated executes only the policy helpers in private (not raise_error)'
 );
 select is_empty(

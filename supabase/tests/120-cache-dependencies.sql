@@ -2,7 +2,7 @@
 -- authorization answer (also of a denial: the project is found without RLS), and a
 -- session's liveness with its tags and whether its end is announced. Who may call each.
 begin;
-select plan(20);
+select plan(21);
 
 select tests.create_user('owner@velro.test') as owner \gset
 select tests.create_user('stranger@velro.test') as stranger \gset
@@ -22,14 +22,13 @@ where id = 'e0000000-0000-4000-8000-000000000002';
 
 -- authorization tags ------------------------------------------------------------------------
 
-select tests.authenticate_as(:'owner');
 select is(
-    private.generation_answer_tags('d0000000-0000-4000-8000-000000000001'),
+    private.generation_answer_tags('d0000000-0000-4000-8000-000000000001', :'owner'),
     array[
         'user:' || :'owner', 'generation:d0000000-0000-4000-8000-000000000001',
         'project:c0000000-0000-4000-8000-000000000001'
     ],
-    'a grant depends on the caller, the generation and its project'
+    'a grant depends on the user, the generation and its project'
 );
 
 select tests.authenticate_as(:'stranger');
@@ -38,32 +37,48 @@ select is(
     false,
     'the stranger is denied'
 );
+select is_empty(
+    $$select 1 from public.projects where id = 'c0000000-0000-4000-8000-000000000001'$$,
+    'and RLS hides that project from the stranger'
+);
+select tests.clear_authentication();
 select is(
-    private.generation_answer_tags('d0000000-0000-4000-8000-000000000001'),
+    private.generation_answer_tags('d0000000-0000-4000-8000-000000000001', :'stranger'),
     array[
         'user:' || :'stranger', 'generation:d0000000-0000-4000-8000-000000000001',
         'project:c0000000-0000-4000-8000-000000000001'
     ],
-    'a denial depends on the project too, found although the caller cannot read it'
-);
-select is_empty(
-    $$select 1 from public.projects where id = 'c0000000-0000-4000-8000-000000000001'$$,
-    'and RLS still hides that project from the caller'
+    'a denial depends on the project too, found although the stranger cannot read it'
 );
 select is(
-    private.generation_answer_tags('d0000000-0000-4000-8000-00000000ffff'),
+    private.generation_answer_tags('d0000000-0000-4000-8000-00000000ffff', :'stranger'),
     array['user:' || :'stranger', 'generation:d0000000-0000-4000-8000-00000000ffff'],
-    'an unknown generation depends on the caller and the id only'
+    'an unknown generation depends on the user and the id only'
 );
 
+-- only the app's own role asks, in the statement that decides (authorize_generation_for)
+select tests.authenticate_as(:'stranger');
+select throws_ok(
+    format(
+        'select private.generation_answer_tags(%L, %L)',
+        'd0000000-0000-4000-8000-000000000001', :'stranger'
+    ),
+    '42501', null, 'a signed-in user cannot ask for tags'
+);
 select tests.authenticate_as_anon();
 select throws_ok(
-    $$select private.generation_answer_tags('d0000000-0000-4000-8000-000000000001')$$,
+    format(
+        'select private.generation_answer_tags(%L, %L)',
+        'd0000000-0000-4000-8000-000000000001', :'stranger'
+    ),
     '42501', null, 'anon cannot ask for tags'
 );
 select tests.authenticate_as_service_role();
 select throws_ok(
-    $$select private.generation_answer_tags('d0000000-0000-4000-8000-000000000001')$$,
+    format(
+        'select private.generation_answer_tags(%L, %L)',
+        'd0000000-0000-4000-8000-000000000001', :'stranger'
+    ),
     '42501', null, 'service_role cannot ask for tags'
 );
 
