@@ -1,9 +1,10 @@
 """A Redis database of a test module's own, for suites that run apps with the cache on.
 
 The cache's key namespace and the limiter's key prefix are fixed ("velro"), and an app
-that (re)gains trust in its cache empties the namespace in Redis. So suites that run apps
-on one Redis database would flush each other's L2 entries and share rate-limit counters;
-this module isolates them by database number instead. ``claim_database(redis_url)``
+that (re)gains trust in its cache sets a new epoch in Redis, which drops every L2 entry of
+that namespace. So suites that run apps on one Redis database would drop each other's L2
+entries and share rate-limit counters; this module isolates them by database number
+instead. ``claim_database(redis_url)``
 claims one of databases 1..15 with a lock key in database 0 (``SET NX`` with an expiry,
 so the claim of a crashed run lapses), empties it, yields its URL, then empties and
 releases it.
