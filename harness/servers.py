@@ -74,6 +74,9 @@ class Server:
         command = [
             *(sys.executable, "-m", "gunicorn", "--worker-class", "gthread"),
             *("--workers", str(self.workers), "--threads", str(self.threads)),
+            # as the Procfile: a listening socket per worker, so the kernel spreads
+            # connections (one worker alone keeps the master's socket: no gap on a restart)
+            *(("--reuse-port",) if self.workers > 1 else ()),
             *("--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", self.app),
         ]
         output = self.log.open("wb") if self.log else None

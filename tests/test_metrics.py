@@ -120,9 +120,11 @@ def test_metrics_add_up_across_gunicorn_workers_and_the_job_worker(db_url, tmp_p
             statuses.count(400)
         )
         assert sample_value(text, "velro_rate_limit_refusals_total") == statuses.count(429)
+        # only the job worker runs jobs; it ran the deferred refresh, and its own periodic one
+        # too when that tick came after the first had finished
         assert (
             sample_value(text, "velro_jobs_total", kind="refresh_analytics", outcome="succeeded")
-            == 1
+            >= 1
         ), "the job worker's counts are in the same scrape"
         assert sample_value(text, "velro_job_queue_depth", status="todo") >= 0
         assert sample_value(text, "velro_db_pool_connections", state="size") >= 2
