@@ -3,7 +3,7 @@
 Each gunicorn worker listens on a socket of its own (``--reuse-port``) and the kernel hands
 every new connection to one of them. On one shared socket, whichever worker woke first
 accepted: a burst of keep-alive connections could all land on one worker and leave the
-other idle (the benchmarks saw 32 of 32), halving throughput while they stayed open.
+other idle, halving throughput while they stayed open.
 """
 
 from __future__ import annotations
