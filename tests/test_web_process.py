@@ -36,7 +36,7 @@ def procfile_web() -> str:
 def sockets_by_process(port: int, state: str) -> collections.Counter:
     """How many TCP sockets on ``port`` in ``state`` each process holds."""
     listed = subprocess.run(
-        ["ss", "-tnpH", "state", state, f"( sport = :{port} )"],  # noqa: S607
+        ["ss", "-tnpH", "state", state, f"( sport = :{port} )"],
         capture_output=True,
         text=True,
         check=True,
@@ -70,7 +70,7 @@ def test_each_worker_listens_on_its_own_socket_and_both_get_connections(db_url, 
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     with ExitStack() as stack:
-        web = subprocess.Popen(  # noqa: S603 (the Procfile's own command)
+        web = subprocess.Popen(
             ["bash", "-c", f"exec {procfile_web()}"],
             cwd=REPO_ROOT,
             env=env,
