@@ -107,6 +107,17 @@ class Server:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
 
+    def worker_pids(self) -> list[int]:
+        """The pids of gunicorn's workers: the master's children, from /proc."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if parent_pid(stat.read_text()) == self.process.pid:
+                    pids.append(int(stat.parent.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a process that ended while we looked
+        return pids
+
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log else ""
 
@@ -129,3 +140,8 @@ class Server:
         raise RuntimeError(
             f"gunicorn did not answer {LIVENESS} within {self.startup_seconds}s\n" + self.log_tail()
         )
+
+
+def parent_pid(stat: str) -> int:
+    """The ppid field of /proc/<pid>/stat; the name before it may hold spaces and parens."""
+    return int(stat[stat.rindex(")") + 2 :].split()[1])

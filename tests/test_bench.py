@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -23,12 +24,14 @@ import pytest
 from bench import __main__ as bench_main
 from bench import anchors as bench_anchors
 from bench import database, queries, report
+from bench.cpu import CpuMeter
 from bench.http import LoadResult, alternate, combine, parse_wrk, rounds_and_slice
 from bench.scale import QUICK
 from bench.scenarios import authorize, growth, list_page, memory, public_count
 from bench.scenarios import pipeline as pipeline_scenarios
 from bench.scenarios import tokens as bench_tokens
 from bench.stats import percentile, ratio, summarize
+from harness.servers import parent_pid
 
 WRK_REPORT = """\
 Running 5s test @ http://127.0.0.1:8000/api/v1/health/live
@@ -113,6 +116,26 @@ def test_subject_and_floor_alternate_and_each_round_gives_one_ratio():
     combined = combine(paired.subject)
     assert combined["requests_per_second"] == 480.0  # the median slice, not the mean
     assert combined["requests"] == 2730
+
+
+def test_the_cpu_meter_divides_a_slices_cpu_by_its_requests(db_url):
+    class ThisProcess:  # the "server": its one worker is this test's own process
+        @staticmethod
+        def worker_pids() -> list[int]:
+            return [os.getpid()]
+
+    def busy_slice() -> LoadResult:
+        spent_until = time.process_time() + 0.3
+        while time.process_time() < spent_until:
+            pass
+        return load(100.0)  # 100 requests
+
+    meter = CpuMeter(ThisProcess(), db_url)
+    assert meter.around("subject", busy_slice)() == load(100.0)
+    (measured,) = meter.slices["subject"]
+    assert 2_800 <= measured["app_us"] <= 4_000  # 0.3 s over 100 requests: 3,000 µs
+    assert measured["postgres_us"] < 100  # no backend of that database worked meanwhile
+    assert meter.medians() == {"subject": measured}
 
 
 def test_a_paired_figure_needs_three_rounds():
@@ -351,7 +374,7 @@ def test_a_workers_resident_set_is_read_from_its_status():
 
 
 def test_a_workers_master_is_read_past_a_name_with_spaces_and_parens():
-    assert memory.parent_pid("4242 (gunicorn: worker (x) ) S 4100 4100 4100 0 -1") == 4100
+    assert parent_pid("4242 (gunicorn: worker (x) ) S 4100 4100 4100 0 -1") == 4100
 
 
 def test_the_memory_row_judges_the_largest_worker():

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench.cpu import CpuMeter
 from bench.http import POST_BEARER, alternate, rounds_and_slice, wrk
 from bench.progress import say, step
 from bench.scenarios.authorize import samples
@@ -73,10 +74,16 @@ def _variant(url: str, scale, pairs: list[tuple[str, str, str]], cached: bool) -
                 f"{rounds} rounds of {seconds}s slices"
             ):
                 load = partial(load_slice, server, requests_file, connections, seconds)
-                paired = alternate(load, partial(load, floor=True), rounds)
+                meter = CpuMeter(server, url)
+                paired = alternate(
+                    meter.around("subject", load),
+                    meter.around("floor", partial(load, floor=True)),
+                    rounds,
+                )
             figures[label] = {
                 "connections": connections,
                 **paired.as_dict(),
+                "cpu_per_request": meter.medians(),
                 "throughput_share": paired.ratio("requests_per_second"),
                 "p50_ratio": paired.ratio("p50_ms"),
                 "p99_ratio": paired.ratio("p99_ms"),
@@ -230,8 +237,26 @@ def notes(figures: dict) -> list[str]:
         f"- HTTP authorize rows: one gunicorn server per variant (2 workers x 4 threads), "
         f"{uncached['pairs']} granted pairs; each figure is {uncached['busy']['rounds']} "
         f"rounds of {uncached['slice_seconds']} s slices, authorize and the floor in turn; "
-        "the ratio is the median of the rounds' ratios, (min-max) their spread."
+        "the ratio is the median of the rounds' ratios, (min-max) their spread.",
+        *(
+            _cpu_note(name, figures[variant]["busy"])
+            for variant, name in (("uncached", "uncached"), ("l1_hit", "L1 hit"))
+            if variant in figures
+        ),
     ]
+
+
+def _cpu_note(name: str, busy: dict) -> str:
+    cpu = busy.get("cpu_per_request")
+    if not cpu:
+        return f"- CPU per request ({name}): not measured in this run."
+    subject, floor = cpu["subject"], cpu["floor"]
+    return (
+        f"- CPU per request at {busy['connections']} connections, {name} (median slice): "
+        f"authorize {subject['app_us']:.0f} µs in the gunicorn workers and "
+        f"{subject['postgres_us']:.0f} µs in Postgres; the floor {floor['app_us']:.0f} µs in "
+        "the workers. wrk runs on the same cores."
+    )
 
 
 def _app_env(cached: bool) -> dict:

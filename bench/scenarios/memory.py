@@ -46,10 +46,10 @@ def run(url: str, scale, verbose: bool) -> dict:
         with step("memory: warm-up, then the baseline RSS of each worker"):
             wrk(server.url(LIVENESS), connections=8, threads=1, seconds=2)
             _load(server, few, seconds=2)
-            baseline = worker_rss_kb(server.process.pid)
+            baseline = worker_rss_kb(server)
         with step(f"memory: filling every worker's L1 with {fill:,} authorize answers"):
             sizes, seconds = _fill(server, all_pairs, fill)
-        full = worker_rss_kb(server.process.pid)
+        full = worker_rss_kb(server)
     figures = {
         "fill": fill,
         "pairs": len(pairs),
@@ -116,24 +116,17 @@ def l1_sizes(server: Server) -> list[int]:
     return sizes
 
 
-def worker_rss_kb(master: int) -> dict[int, int]:
-    """{worker pid: VmRSS in kB} for every child of the gunicorn master."""
+def worker_rss_kb(server: Server) -> dict[int, int]:
+    """{worker pid: VmRSS in kB} for every gunicorn worker of the server."""
     out = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in server.worker_pids():
         try:
-            if parent_pid(stat.read_text()) == master:
-                pid = int(stat.parent.name)
-                out[pid] = vmrss_kb((stat.parent / "status").read_text())
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a process that ended while we looked
+            out[pid] = vmrss_kb(Path(f"/proc/{pid}/status").read_text())
+        except FileNotFoundError:
+            continue  # a worker that ended while we looked
     if not out:
-        raise RuntimeError(f"gunicorn master {master} has no workers")
+        raise RuntimeError(f"gunicorn master {server.process.pid} has no workers")
     return out
-
-
-def parent_pid(stat: str) -> int:
-    """The ppid field of /proc/<pid>/stat; the name before it may hold spaces and parens."""
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
 def vmrss_kb(status: str) -> int:
