@@ -2,7 +2,7 @@
 -- (direct_ownership, project_owner, project_team, generation_share, public), least(team
 -- role, level) through teams, highest wins, and agreement with what RLS lets a user read.
 begin;
-select plan(52);
+select plan(54);
 
 select tests.create_user('creator@velro.test') as creator \gset
 select tests.create_user('powner@velro.test') as powner \gset
@@ -295,6 +295,52 @@ select tests.authenticate_as(:'towner');
 select is_empty(
     $$delete from public.generations where id = 'd0000000-0000-4000-8000-000000000001' returning id$$,
     'an effective editor (no delete permission) may not delete'
+);
+
+-- the app's one statement answers what a client's call answers ----------------------------------------
+
+-- private.authorize_generation_for (the app's miss) makes the decision with the user passed
+-- in; public.authorize_generation (a client's call) reads it from the claims. Every user of
+-- this world, every generation and an unknown id: the same answer, every path included.
+select tests.clear_authentication();
+create temporary table both_answers (user_id uuid, generation_id uuid, client jsonb, app jsonb);
+do $$
+declare
+    v_user uuid;
+    v_session uuid;
+    v_generation uuid;
+    v_client jsonb;
+begin
+    for v_user in select id from public.profiles loop
+        v_session := gen_random_uuid();
+        insert into auth.sessions (id, user_id, created_at, updated_at, aal)
+        values (v_session, v_user, now(), now(), 'aal1');
+        foreach v_generation in array array[
+            'd0000000-0000-4000-8000-000000000001', 'd0000000-0000-4000-8000-000000000002',
+            'd0000000-0000-4000-8000-000000000003', 'd0000000-0000-4000-8000-00000000ffff'
+        ]::uuid[] loop
+            perform tests.authenticate_as(v_user);
+            v_client := public.authorize_generation(v_generation);
+            perform tests.clear_authentication();
+            insert into both_answers
+            select v_user, v_generation, v_client, a.decision
+            from private.authorize_generation_for(
+                jsonb_build_object('sub', v_user, 'role', 'authenticated', 'session_id', v_session),
+                v_generation
+            ) as a;
+        end loop;
+    end loop;
+end;
+$$;
+select is_empty(
+    'select * from both_answers where client is distinct from app',
+    'authorize_generation_for and authorize_generation agree for every user and generation'
+);
+select set_eq(
+    $$select distinct coalesce(app ->> 'access_method', 'denied') from both_answers$$,
+    $$values ('direct_ownership'), ('project_owner'), ('project_team'), ('generation_share'),
+    ('public'), ('denied')$$,
+    'and the comparison covered every path and denials'
 );
 
 -- changes reach the answer in the next statement ------------------------------------------------------
