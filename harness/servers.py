@@ -36,6 +36,15 @@ def probe_session() -> requests.Session:
     return session
 
 
+def procfile_command(process: str) -> str:
+    """The command the Procfile gives ``process`` (web, worker)."""
+    for line in (REPO_ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            return command.strip()
+    raise AssertionError(f"no {process} process in the Procfile")
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now (the OS picks it; nothing holds it after)."""
     with socket.socket() as probe:

@@ -15,7 +15,7 @@ from fixtures_app import app_settings
 
 from backend import close_app, create_app
 from backend.cli.migrations import REPO_ROOT
-from harness.servers import free_port
+from harness.servers import free_port, procfile_command
 
 METRICS_TOKEN = "m" * 40
 PRODUCTION = {
@@ -26,14 +26,6 @@ PRODUCTION = {
     "SMTP_HOST": "smtp.velro.example",
     "SMTP_SENDER": "Velro <no-reply@velro.example>",
 }
-
-
-def procfile_command(process: str) -> str:
-    for line in (REPO_ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            return command.strip()
-    raise AssertionError(f"no {process} process in the Procfile")
 
 
 def test_the_procfile_web_process_refuses_to_start_without_secrets(db_url):

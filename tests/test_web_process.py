@@ -19,18 +19,10 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness.servers import LIVENESS, REPO_ROOT, free_port
+from harness.servers import LIVENESS, REPO_ROOT, free_port, procfile_command
 
 WORKERS = 2
 CONNECTIONS = 40  # the chance that the kernel's hash puts all of them on one worker: 2^-39
-
-
-def procfile_web() -> str:
-    for line in (REPO_ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == "web":
-            return command.strip()
-    raise AssertionError("no web process in the Procfile")
 
 
 def sockets_by_process(port: int, state: str) -> collections.Counter:
@@ -71,7 +63,7 @@ def test_each_worker_listens_on_its_own_socket_and_both_get_connections(db_url, 
     }
     with ExitStack() as stack:
         web = subprocess.Popen(
-            ["bash", "-c", f"exec {procfile_web()}"],
+            ["bash", "-c", f"exec {procfile_command('web')}"],
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
