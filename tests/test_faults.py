@@ -187,6 +187,15 @@ def audit_rows(database_url: str) -> list[dict]:
         return conn.execute("select * from private.integrity_audit()").fetchall()
 
 
+def conclude(name: str, traffic: Traffic, database_url: str, **recorded) -> None:
+    """Record a fault's figures, then check what every fault must keep: no request lost, and
+    no row from the integrity audit of the whole database."""
+    rows = audit_rows(database_url)
+    record_fault(name, **recorded, **traffic_figures(traffic), audit_rows=len(rows))
+    assert_nothing_lost(traffic.tally())
+    assert rows == [], rows
+
+
 # a team workspace, and revocations in it ----------------------------------------------------
 
 
@@ -344,23 +353,19 @@ def test_redis_stopped_and_restarted_under_traffic(database_url, tmp_path):
             revocation = revoke_and_watch(site, space)
         stats = site.cache()
 
-    figures = traffic_figures(traffic)
-    rows = audit_rows(database_url)
-    record_fault(
+    conclude(
         "redis_restart",
+        traffic,
+        database_url,
         order=1,
         fault="Redis stopped and restarted",
         injected="own redis-server killed mid-traffic, restarted empty",
         invariants="L2 hits and limit counters return; a later revocation refused",
-        **figures,
-        audit_rows=len(rows),
         l2_hits=stats["l2"]["hits"],
         keys_after_restart=keys_after,
         grants_after_refusal=revocation.grants_after_refusal,
     )
-    assert_nothing_lost(traffic.tally())
     assert revocation.grants_after_refusal == 0
-    assert rows == []
 
 
 # 2. Redis evicting keys under memory pressure ------------------------------------------------
@@ -404,26 +409,22 @@ def test_an_evicting_redis_is_noticed_and_serves_no_stale_grant(database_url, tm
                 entries = sum(1 for _ in client.scan_iter("{velro}:c:*"))
         stats = site.cache()
 
-    figures = traffic_figures(traffic)
-    rows = audit_rows(database_url)
-    record_fault(
+    conclude(
         "redis_evicting",
+        traffic,
+        database_url,
         order=2,
         fault="Redis evicting under memory pressure",
         injected="own redis-server, maxmemory 4mb, allkeys-lru, filled with junk",
         invariants="policy noticed, L2 unused; 5 revocations refused, none granted after",
-        **figures,
-        audit_rows=len(rows),
         evicted_keys=evicted,
         l2_entries_written=entries,
         grants_after_refusal=sum(r.grants_after_refusal for r in revocations),
         grants_before_refusal=sum(r.grants_before_refusal for r in revocations),
     )
-    assert_nothing_lost(traffic.tally())
     assert stats["l2"]["hits"] == 0 and entries == 0, "L2 was used on an evicting Redis"
     assert stats["l1"]["hits"] > 0, "the cache served nothing from L1"
     assert [r.grants_after_refusal for r in revocations] == [0] * 5
-    assert rows == []
 
 
 # 3. Postgres backends terminated ------------------------------------------------------------
@@ -462,27 +463,23 @@ def test_postgres_backends_terminated_under_traffic(database_url, tmp_path):
             ]
         follow = live_status_seen(site, space)
 
-    figures = traffic_figures(traffic)
-    rows = audit_rows(database_url)
-    record_fault(
+    conclude(
         "postgres_backends_terminated",
+        traffic,
+        database_url,
         order=3,
         fault="Postgres backends terminated",
         injected=f"pg_terminate_backend on every backend of the test database, 5 times"
         f" ({ended} backends)",
         invariants="clean 503s only; pool, cache listener and live listener back without a"
         " restart; a later revocation refused",
-        **figures,
-        audit_rows=len(rows),
         backends_terminated=ended,
         grants_after_refusal=revocation.grants_after_refusal,
     )
-    assert_nothing_lost(traffic.tally())
     assert ended >= 5
     assert settled == [200] * 20, "the pool did not recover"
     assert revocation.grants_after_refusal == 0
     assert follow == "completed", "the live listener did not recover"
-    assert rows == []
 
 
 def live_status_seen(site: Site, space: Workspace) -> str:
@@ -546,26 +543,22 @@ def test_a_blackholed_listener_under_traffic_serves_no_stale_grant(database_url,
     finally:
         proxy.close()
 
-    figures = traffic_figures(traffic)
-    rows = audit_rows(database_url)
-    record_fault(
+    conclude(
         "listener_blackholed",
+        traffic,
+        database_url,
         order=4,
         fault="Listener connection blackholed",
         injected="TCP proxy on DATABASE_DIRECT_URL holds every byte (no error), then forwards",
         invariants="cache distrusted within its bound; revocation during the silence refused;"
         " trusted again after",
-        **figures,
-        audit_rows=len(rows),
         bypassed_reads=stats["bypassed"],
         grants_after_refusal=revocation.grants_after_refusal,
     )
-    assert_nothing_lost(traffic.tally())
     assert refused_at_once["access_granted"] is False
     assert refused_after["access_granted"] is False
     assert stats["bypassed"] > 0 and stats["trusted"]
     assert revocation.grants_after_refusal == 0
-    assert rows == []
 
 
 # the FAL pipeline under traffic --------------------------------------------------------------
@@ -664,23 +657,20 @@ def test_a_worker_killed_mid_job_under_traffic_charges_once(pipeline, fake_fal):
     # the killed FAL calls finish at the fake (their client is gone) before it is reset
     time.sleep(max(0.0, submit_delay - (time.monotonic() - killed_at)))
 
-    figures = traffic_figures(traffic)
-    rows = audit_rows(site.database_url)
     kinds = ledgers(site, space.owner)
     final = statuses(site, space.owner)
-    record_fault(
+    conclude(
         "worker_killed",
+        traffic,
+        site.database_url,
         order=5,
         fault="Worker killed mid-job",
         injected=f"SIGKILL to `velro worker` inside {in_flight} FAL submits",
         invariants="jobs retried; every generation queued once, one charge, no refund",
-        **figures,
-        audit_rows=len(rows),
         generations=len(final),
         jobs_in_flight_at_kill=in_flight,
         jobs_retried=retried,
     )
-    assert_nothing_lost(traffic.tally())
     assert in_flight >= 1 and retried >= in_flight
     assert set(final.values()) == {"queued"}, final
     assert all(k == ["charge"] for k in kinds.values()), kinds
@@ -690,7 +680,6 @@ def test_a_worker_killed_mid_job_under_traffic_charges_once(pipeline, fake_fal):
     )[0]["n"]
     assert requests_recorded == len(final)
     assert balance(site, space.owner) == granted(site, space.owner) - MODEL_COST * len(final)
-    assert rows == []
 
 
 def worker_alive(process: subprocess.Popen) -> bool:
@@ -746,23 +735,20 @@ def test_a_failing_fal_opens_the_breaker_and_refunds_each_generation_once(
         tasks.submit_generation(generation_id=generation_id)
     submits_while_open = fake_fal.submits
 
-    figures = traffic_figures(traffic)
-    rows = audit_rows(site.database_url)
     kinds = ledgers(site, space.owner)
     final = statuses(site, space.owner)
-    record_fault(
+    conclude(
         "fal_failing",
+        traffic,
+        site.database_url,
         order=6,
         fault="FAL failing",
         injected="fake FAL answers 500s, 504 timeouts and malformed 200s to every submit",
         invariants=f"breaker opens after {threshold}, FAL not called while open; every"
         " generation failed and refunded exactly once",
-        **figures,
-        audit_rows=len(rows),
         generations=len(final),
         fal_calls=submits_while_open,
     )
-    assert_nothing_lost(traffic.tally())
     assert outcomes == ["unavailable"] * threshold + ["circuit open"] * 4
     assert submits_while_open == threshold, "FAL was called while the breaker was open"
     assert not_ready.status_code == 503 and in_error_shape(not_ready)
@@ -770,7 +756,6 @@ def test_a_failing_fal_opens_the_breaker_and_refunds_each_generation_once(
     assert set(final.values()) == {"failed"}, final
     assert all(k == ["charge", "refund"] for k in kinds.values()), kinds
     assert balance(site, space.owner) == granted(site, space.owner)
-    assert rows == []
 
 
 # 7. webhook storms: duplicates, reordering, forgeries ----------------------------------------
@@ -838,8 +823,6 @@ def test_a_webhook_storm_under_traffic_moves_money_once(pipeline, fake_fal):
             answers = list(pool.map(deliver, storm))
         traffic.wait_for_requests(PHASE_REQUESTS)
 
-    figures = traffic_figures(traffic)
-    rows = audit_rows(site.database_url)
     kinds = ledgers(site, space.owner)
     final = statuses(site, space.owner)
     copies = site.sql(
@@ -847,8 +830,10 @@ def test_a_webhook_storm_under_traffic_moves_money_once(pipeline, fake_fal):
         " where task_name = 'velro.copy_outputs' group by 1"
     )
     copies_of = {row["id"]: row["n"] for row in copies}
-    record_fault(
+    conclude(
         "webhook_storm",
+        traffic,
+        site.database_url,
         order=7,
         fault="Webhook storm",
         injected=f"{len(genuine)} signed deliveries for {len(created)} generations (each sent"
@@ -856,11 +841,8 @@ def test_a_webhook_storm_under_traffic_moves_money_once(pipeline, fake_fal):
         " ones, 8 at a time",
         invariants="forged 401; one final state each; a refund iff failed, once; one media"
         " copy iff completed",
-        **figures,
-        audit_rows=len(rows),
         webhooks=len(storm),
     )
-    assert_nothing_lost(traffic.tally())
     genuine_answers = [a for d, a in zip(storm, answers, strict=True) if not isinstance(d, tuple)]
     forged_answers = [a for d, a in zip(storm, answers, strict=True) if isinstance(d, tuple)]
     assert set(genuine_answers) == {200}
@@ -871,7 +853,6 @@ def test_a_webhook_storm_under_traffic_moves_money_once(pipeline, fake_fal):
         assert status in expected, (generation_id, status)
         assert kinds[generation_id] == (["charge", "refund"] if status == "failed" else ["charge"])
         assert copies_of.get(generation_id, 0) == (1 if status == "completed" else 0)
-    assert rows == []
 
 
 # 8. a NOTIFY storm: deleting a project of 10,000 generations -------------------------------------
@@ -908,23 +889,19 @@ def test_deleting_a_project_of_ten_thousand_generations_keeps_serving(database_u
             revocation = revoke_and_watch(site, space)
         stats = site.cache()
 
-    figures = traffic_figures(traffic)
-    rows = audit_rows(database_url)
-    record_fault(
+    conclude(
         "notify_storm",
+        traffic,
+        database_url,
         order=8,
         fault="NOTIFY storm",
         injected=f"DELETE of a project holding {STORM_GENERATIONS:,} generations (one notice"
         " each) mid-traffic",
         invariants="every request during the storm answered 2xx; a later revocation refused",
-        **figures,
         latency_ms_before=traffic.tally("before").latency_ms(),
-        audit_rows=len(rows),
         notices_applied=stats["invalidations_received"] - invalidations,
         grants_after_refusal=revocation.grants_after_refusal,
     )
     during = traffic.tally("during")
-    assert_nothing_lost(traffic.tally())
     assert during.ok == during.requests, "a request during the storm was refused"
     assert revocation.grants_after_refusal == 0
-    assert rows == []
