@@ -18,22 +18,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LIVENESS = "/api/v1/health/live"
-
-
-def probe_session() -> requests.Session:
-    """A session for a test's own calls to a server, on a new connection each time.
-
-    gunicorn closes a keep-alive connection idle for 2 s; a call sent on it at that moment
-    is reset rather than answered. A test's own calls sit idle while traffic runs, so they
-    ask the server to close each connection after its answer, and never reuse one.
-    """
-    session = requests.Session()
-    session.headers["Connection"] = "close"
-    return session
 
 
 def procfile_command(process: str) -> str:

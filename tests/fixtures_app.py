@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+import requests
 from flask import Flask
 from psycopg.rows import dict_row
 from werkzeug.serving import make_server
@@ -174,3 +175,15 @@ def live_server():
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def probe_session() -> requests.Session:
+    """A session for a test's own calls to a server, on a new connection each time.
+
+    gunicorn closes a keep-alive connection idle for 2 s; a call sent on it at that moment
+    is reset rather than answered. A test's own calls sit idle while traffic runs, so they
+    ask the server to close each connection after its answer, and never reuse one.
+    """
+    session = requests.Session()
+    session.headers["Connection"] = "close"
+    return session

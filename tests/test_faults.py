@@ -49,13 +49,13 @@ from fault_support import (
     traffic_figures,
     wait_for,
 )
-from fixtures_app import MAIL_DIR, PASSWORD, unique_email
+from fixtures_app import MAIL_DIR, PASSWORD, probe_session, unique_email
 from psycopg.rows import dict_row
 
 from backend.fal.breaker import CircuitOpen
 from backend.fal.queue import FalUnavailable
 from backend.jobs import tasks, worker
-from harness.servers import Server, probe_session
+from harness.servers import Server
 
 pytest_plugins = ["fixtures_fal"]
 

@@ -32,10 +32,10 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
-from fixtures_app import MAIL_DIR, PASSWORD, unique_email
+from fixtures_app import MAIL_DIR, PASSWORD, probe_session, unique_email
 from isolated_redis import claim_database
 
-from harness.servers import Server, free_port, probe_session
+from harness.servers import Server, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fal-ai/flux-pro/v1.1-ultra"
