@@ -49,7 +49,7 @@ from fault_support import (
     traffic_figures,
     wait_for,
 )
-from fixtures_app import MAIL_DIR, PASSWORD, probe_session, unique_email
+from fixtures_app import MAIL_DIR, PASSWORD, TestUser, probe_session, unique_email
 from psycopg.rows import dict_row
 
 from backend.fal.breaker import CircuitOpen
@@ -96,17 +96,6 @@ def server_env(**extra) -> dict:
     }
 
 
-@dataclass
-class User:
-    id: str
-    email: str
-    token: str
-
-    @property
-    def headers(self) -> dict:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 class Site:
     """One gunicorn server and the test's own (untallied) calls to it."""
 
@@ -118,13 +107,13 @@ class Site:
     def url(self, path: str) -> str:
         return self.server.url(path)
 
-    def call(self, method: str, path: str, user: User | None = None, **kwargs):
+    def call(self, method: str, path: str, user: TestUser | None = None, **kwargs):
         headers = {**(user.headers if user else {}), **kwargs.pop("headers", {})}
         return self.http.request(
             method, self.url(path), headers=headers, timeout=REQUEST_TIMEOUT, **kwargs
         )
 
-    def ok(self, method: str, path: str, user: User | None = None, status: int = 200, **kw):
+    def ok(self, method: str, path: str, user: TestUser | None = None, status: int = 200, **kw):
         response = self.call(method, path, user, **kw)
         assert response.status_code == status, (method, path, response.text)
         return response.json() if response.content else None
@@ -149,21 +138,23 @@ class Site:
 
     # building blocks through the API ---------------------------------------------------
 
-    def sign_up(self, prefix: str) -> User:
+    def sign_up(self, prefix: str) -> TestUser:
         email = unique_email(prefix)
         body = self.ok(
             "POST", "/api/v1/auth/signup", status=201, json={"email": email, "password": PASSWORD}
         )
-        return User(body["user"]["id"], email, body["access_token"])
+        return TestUser(
+            body["user"]["id"], email, PASSWORD, body["access_token"], body["refresh_token"]
+        )
 
-    def generation(self, user: User, project_id: str | None = None) -> dict:
+    def generation(self, user: TestUser, project_id: str | None = None) -> dict:
         body = {"model_id": MODEL, "prompt": "a lighthouse at dusk"}
         if project_id:
             body["project_id"] = project_id
         headers = {"Idempotency-Key": str(uuid.uuid4())}
         return self.ok("POST", "/api/v1/generations", user, 201, json=body, headers=headers)
 
-    def authorize(self, user: User, generation_id: str) -> dict:
+    def authorize(self, user: TestUser, generation_id: str) -> dict:
         return self.ok("POST", f"/api/v1/generations/{generation_id}/authorize", user)
 
 
@@ -201,8 +192,8 @@ def conclude(name: str, traffic: Traffic, database_url: str, **recorded) -> None
 
 @dataclass
 class Workspace:
-    owner: User
-    reader: User  # a member the traffic reads as; never revoked
+    owner: TestUser
+    reader: TestUser  # a member the traffic reads as; never revoked
     team_id: str
     project_id: str
     generation_id: str
@@ -225,7 +216,7 @@ def workspace(site: Site) -> Workspace:
     return space
 
 
-def member(site: Site, space: Workspace) -> User:
+def member(site: Site, space: Workspace) -> TestUser:
     """A new user who joined the workspace's team as an editor."""
     user = site.sign_up("member")
     invitation = site.ok(
@@ -264,7 +255,7 @@ def everyday_calls(site: Site, space: Workspace) -> list:
     ]
 
 
-def cached_grant(site: Site, user: User, generation_id: str) -> None:
+def cached_grant(site: Site, user: TestUser, generation_id: str) -> None:
     """Ask until the grant comes from the cache (a fresh change blocks storing a moment)."""
 
     def from_cache() -> bool:
@@ -577,7 +568,7 @@ def pipeline(database_url, fake_fal, monkeypatch, tmp_path) -> Iterator[Site]:
         yield site
 
 
-def ledgers(site: Site, user: User) -> dict[str, list[str]]:
+def ledgers(site: Site, user: TestUser) -> dict[str, list[str]]:
     """Each of the user's generations: its ledger lines' kinds, in order."""
     rows = site.sql(
         "select g.id::text as id, coalesce(array_agg(l.kind::text order by l.created_at)"
@@ -589,18 +580,18 @@ def ledgers(site: Site, user: User) -> dict[str, list[str]]:
     return {row["id"]: row["kinds"] for row in rows}
 
 
-def statuses(site: Site, user: User) -> dict[str, str]:
+def statuses(site: Site, user: TestUser) -> dict[str, str]:
     rows = site.sql(
         "select id::text, status::text from public.generations where owner_id = %s", (user.id,)
     )
     return {row["id"]: row["status"] for row in rows}
 
 
-def balance(site: Site, user: User) -> int:
+def balance(site: Site, user: TestUser) -> int:
     return site.sql("select credits from public.profiles where id = %s", (user.id,))[0]["credits"]
 
 
-def granted(site: Site, user: User) -> int:
+def granted(site: Site, user: TestUser) -> int:
     """Credits the user was given (the sign-up grant and the test's own)."""
     return site.sql(
         "select sum(amount) as total from public.credit_ledger"
