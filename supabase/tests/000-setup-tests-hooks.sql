@@ -173,6 +173,42 @@ begin
 end
 $$;
 
+-- A team's ordinary life through the RPCs, as its members would live it: the owner creates
+-- it and invites the member and the leaver (viewers, by email), both accept, the leaver
+-- leaves, and the owner makes the member an editor. Returns the team's id; the caller is
+-- then the owner. Run it as the session user, which may read auth.users. The audit files check what each step leaves behind.
+create or replace function tests.live_a_team_life(
+    p_owner uuid,
+    p_member uuid,
+    p_leaver uuid,
+    p_name text
+)
+returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+    v_member_email text := (select u.email from auth.users as u where u.id = p_member);
+    v_leaver_email text := (select u.email from auth.users as u where u.id = p_leaver);
+    v_team uuid;
+    v_member_token text;
+    v_leaver_token text;
+begin
+    perform tests.authenticate_as(p_owner);
+    select t.id into v_team from public.create_team(p_name) as t;
+    v_member_token := public.invite_member(v_team, v_member_email, 'viewer') ->> 'token';
+    v_leaver_token := public.invite_member(v_team, v_leaver_email, 'viewer') ->> 'token';
+    perform tests.authenticate_as(p_member);
+    perform public.accept_invitation(v_member_token);
+    perform tests.authenticate_as(p_leaver);
+    perform public.accept_invitation(v_leaver_token);
+    perform public.leave_team(v_team);
+    perform tests.authenticate_as(p_owner);
+    perform public.change_member_role(v_team, p_member, 'editor');
+    return v_team;
+end
+$$;
+
 -- The world most files start from: team Alpha ('a0000000-0000-4000-8000-000000000001')
 -- with its owner, an admin, an editor, a viewer and sue, suspended, at p_sue_role; team Beta
 -- ('b0000000-0000-4000-8000-000000000002') owned by other; a stranger in no team; and

@@ -8,19 +8,7 @@ select tests.create_user('member@velro.test') as member \gset
 select tests.create_user('leaver@velro.test') as leaver \gset
 
 -- a session of team life: every RPC that should leave a trace
-select tests.authenticate_as(:'towner');
-select id as team from public.create_team('Audited') \gset
-select invitation ->> 'token' as token
-from (select public.invite_member(:'team', 'member@velro.test', 'viewer') as invitation) as i \gset
-select invitation ->> 'token' as leaver_token
-from (select public.invite_member(:'team', 'leaver@velro.test', 'viewer') as invitation) as i \gset
-select tests.authenticate_as(:'member');
-select public.accept_invitation(:'token');
-select tests.authenticate_as(:'leaver');
-select public.accept_invitation(:'leaver_token');
-select public.leave_team(:'team');
-select tests.authenticate_as(:'towner');
-select public.change_member_role(:'team', :'member', 'editor');
+select tests.live_a_team_life(:'towner', :'member', :'leaver', 'Audited') as team \gset
 insert into public.projects (name) values ('Audited project') returning id as project \gset
 select public.link_project_team(:'project', :'team', 'editor');
 select id as gen from public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'audited', 'audit-1', :'project') \gset

@@ -30,19 +30,7 @@ as $$
 $$;
 
 -- a team's life through the RPCs
-select tests.authenticate_as(:'towner');
-select id as team from public.create_team('History') \gset
-select invitation ->> 'token' as token
-from (select public.invite_member(:'team', 'member@velro.test', 'viewer') as invitation) as i \gset
-select invitation ->> 'token' as leaver_token
-from (select public.invite_member(:'team', 'leaver@velro.test', 'viewer') as invitation) as i \gset
-select tests.authenticate_as(:'member');
-select public.accept_invitation(:'token');
-select tests.authenticate_as(:'leaver');
-select public.accept_invitation(:'leaver_token');
-select public.leave_team(:'team');
-select tests.authenticate_as(:'towner');
-select public.change_member_role(:'team', :'member', 'editor');
+select tests.live_a_team_life(:'towner', :'member', :'leaver', 'History') as team \gset
 select public.transfer_team_ownership(:'team', :'member');
 select tests.authenticate_as(:'member');
 select public.remove_member(:'team', :'towner');
