@@ -176,7 +176,8 @@ $$;
 -- A team's ordinary life through the RPCs, as its members would live it: the owner creates
 -- it and invites the member and the leaver (viewers, by email), both accept, the leaver
 -- leaves, and the owner makes the member an editor. Returns the team's id; the caller is
--- then the owner. Run it as the session user, which may read auth.users. The audit files check what each step leaves behind.
+-- then the owner. Run it as the session user, which may read auth.users. The audit files
+-- check what each step leaves behind.
 create or replace function tests.live_a_team_life(
     p_owner uuid,
     p_member uuid,
@@ -188,8 +189,12 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-    v_member_email text := (select u.email from auth.users as u where u.id = p_member);
-    v_leaver_email text := (select u.email from auth.users as u where u.id = p_leaver);
+    v_member_email text := (
+        select u.email from auth.users as u where u.id = p_member
+    );
+    v_leaver_email text := (
+        select u.email from auth.users as u where u.id = p_leaver
+    );
     v_team uuid;
     v_member_token text;
     v_leaver_token text;
