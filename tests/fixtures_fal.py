@@ -1,8 +1,12 @@
 """The fake FAL for the pipeline suites: one per test process, reset for every test.
 
-``fake_fal`` starts it (HTTPS on the port ``reserve_queue_host`` chose, a trustme CA that
-``SSL_CERT_FILE`` makes the process trust) and points the pipeline's settings at it:
-``FAL_KEY``, ``FAL_JWKS_URL``.
+``fal_server`` starts it once per process (HTTPS on the port ``reserve_queue_host`` chose,
+with a trustme CA). ``fake_fal`` resets it and, for that test only, points this process at
+it (``FakeFal.client_environment``: ``SSL_CERT_FILE`` to trust the CA, ``FAL_KEY``,
+``FAL_JWKS_URL``); a module-scoped app that reads them at its start sets them for its
+module. Never for the whole process: an app built later in the same process with
+``FAL_KEY`` still set would use the real provider's client instead of the simulated one,
+and its simulated routes would be gone.
 """
 
 from __future__ import annotations
@@ -21,21 +25,16 @@ def fal_server():
     with tempfile.NamedTemporaryFile(suffix=".pem", delete=False) as bundle:
         bundle.write(ca.cert_pem.bytes())
     server = FakeFal(ca, reserve_queue_host()).start()
-    previous = {name: os.environ.get(name) for name in ("SSL_CERT_FILE", "FAL_KEY", "FAL_JWKS_URL")}
-    os.environ.update(SSL_CERT_FILE=bundle.name, FAL_KEY="fake-id:fake-secret")
-    os.environ["FAL_JWKS_URL"] = server.jwks_url
+    server.ca_bundle = bundle.name
     yield server
     server.stop()
-    for name, value in previous.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
     os.unlink(bundle.name)
 
 
 @pytest.fixture
-def fake_fal(fal_server):
+def fake_fal(fal_server, monkeypatch):
+    for name, value in fal_server.client_environment().items():
+        monkeypatch.setenv(name, value)
     fal_server.reset()
     yield fal_server
     fal_server.reset()

@@ -35,15 +35,19 @@ pytest_plugins = ["fixtures_fal"]
 
 
 @pytest.fixture(scope="module")
-def api(database_factory, migrated_template):
-    with running_api(database_factory(migrated_template)) as running:
-        server = make_server("127.0.0.1", 0, running.app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.base_url = f"http://127.0.0.1:{server.server_port}"
-        yield running
-        server.shutdown()
-        server.server_close()
+def api(database_factory, migrated_template, fal_server):
+    # the app reads its FAL settings at start: aimed at the fake for this module only
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in fal_server.client_environment().items():
+            env.setenv(name, value)
+        with running_api(database_factory(migrated_template)) as running:
+            server = make_server("127.0.0.1", 0, running.app, threaded=True)
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            running.base_url = f"http://127.0.0.1:{server.server_port}"
+            yield running
+            server.shutdown()
+            server.server_close()
 
 
 @pytest.fixture(autouse=True)

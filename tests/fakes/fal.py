@@ -118,6 +118,7 @@ class FakeFal:
         self.held: list[Webhook] = []
         self.sent: list[Webhook] = []
         self.jwks_fetches = 0
+        self.ca_bundle: str | None = None  # the CA's certificate file, set by its owner
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
@@ -141,6 +142,14 @@ class FakeFal:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def client_environment(self) -> dict[str, str]:
+        """What a process needs to use this fake as FAL: trust its CA, a key, its JWKS."""
+        return {
+            "SSL_CERT_FILE": self.ca_bundle,
+            "FAL_KEY": "fake-id:fake-secret",
+            "FAL_JWKS_URL": self.jwks_url,
+        }
 
     def reset(self) -> None:
         with self._lock:
