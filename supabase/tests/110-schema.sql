@@ -2,7 +2,7 @@
 -- expected policies; functions pin their search_path; only intended RPCs are executable by
 -- the API roles; internals and materialized views are out of the API's reach.
 begin;
-select plan(48);
+select plan(50);
 
 -- tables and RLS --------------------------------------------------------------------------------------
 
@@ -223,6 +223,19 @@ select has_index('public', 'team_members', 'team_members_user_id_idx', 'members 
 select has_index('public', 'team_members', 'team_members_one_owner_key', 'one owner per team is a unique index');
 select has_index('public', 'project_teams', 'project_teams_team_id_idx', 'links are indexed by team');
 select has_index('public', 'generation_shares', 'generation_shares_team_id_idx', 'shares are indexed by team');
+-- the caller's projects and shares (the policies' helpers) are read from these indexes alone
+select is(
+    pg_catalog.pg_get_indexdef('public.project_teams_team_id_idx'::regclass),
+    'CREATE INDEX project_teams_team_id_idx ON public.project_teams USING btree (team_id, project_id)'
+    || ' INCLUDE (access_level)',
+    'links by team carry their access level'
+);
+select is(
+    pg_catalog.pg_get_indexdef('public.generation_shares_team_id_idx'::regclass),
+    'CREATE INDEX generation_shares_team_id_idx ON public.generation_shares USING btree (team_id, generation_id)'
+    || ' INCLUDE (role)',
+    'shares by team carry their role'
+);
 select has_index('public', 'generations', 'generations_project_id_idx', 'generations are indexed by project');
 select has_index('public', 'generations', 'generations_owner_id_idx', 'generations are indexed by owner');
 select has_index('public', 'generations', 'generations_idempotency_key', 'the idempotency key is unique per owner');
