@@ -3,6 +3,7 @@ authorize, share."""
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -313,6 +314,11 @@ def test_list_filters_and_pages(api, owner, stranger):
     assert api.ok("GET", "/api/v1/generations", stranger)["items"] == []
 
 
+def link(api, owner, project, team, access_level="viewer"):
+    path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
+    api.ok("PUT", path, owner, json={"access_level": access_level})
+
+
 def feed(api, user, **query) -> list[str]:
     """Every id of a list, following next_cursor to the end."""
     found, cursor = [], None
@@ -336,12 +342,7 @@ def test_the_default_list_holds_own_team_and_shared_work_and_public_work_is_its_
     team = api.team(owner)
     api.join(team, owner, member, "editor")
     team_project = api.project(owner)
-    api.ok(
-        "PUT",
-        f"/api/v1/projects/{team_project['id']}/teams/{team['id']}",
-        owner,
-        json={"access_level": "editor"},
-    )
+    link(api, owner, team_project, team, "editor")
     gallery = api.project(owner, visibility="public")
     in_team_project = api.generation(owner, project_id=team_project["id"])["id"]
     by_member = api.generation(member, project_id=team_project["id"])["id"]
@@ -369,8 +370,7 @@ def test_the_default_list_reads_a_busy_project_past_its_newest_rows(api, owner):
     team = api.team(owner)
     api.join(team, owner, member, "editor")
     project = api.project(owner)
-    path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
-    api.ok("PUT", path, owner, json={"access_level": "viewer"})
+    link(api, owner, project, team)
     older_own = [api.generation(member)["id"] for _ in range(8)]
     newer_in_project = [api.generation(owner, project_id=project["id"])["id"] for _ in range(6)]
 
@@ -378,6 +378,61 @@ def test_the_default_list_reads_a_busy_project_past_its_newest_rows(api, owner):
     assert feed(api, member, limit=5) == newest_first
     page = api.ok("GET", "/api/v1/generations", member, query_string={"limit": 5})
     assert [g["id"] for g in page["items"]] == newest_first[:5]
+
+
+def test_the_default_list_reads_on_when_one_of_many_projects_fills_the_page(api, owner):
+    """Eleven reachable projects, one of which holds the page's eleven newest rows: the page
+    is that project's work, not one row from each project."""
+    api.grant_credits(owner, 21 * MODEL_COST)
+    member = api.user("member")
+    team = api.team(owner)
+    api.join(team, owner, member, "viewer")
+    quiet = [api.project(owner) for _ in range(10)]
+    busy = api.project(owner)
+    for project in [*quiet, busy]:
+        link(api, owner, project, team)
+    older = [api.generation(owner, project_id=project["id"])["id"] for project in quiet]
+    newest = [api.generation(owner, project_id=busy["id"])["id"] for _ in range(11)]
+
+    page = api.ok("GET", "/api/v1/generations", member, query_string={"limit": 10})
+    assert [g["id"] for g in page["items"]] == list(reversed(newest))[:10]
+    assert feed(api, member, limit=10) == [*reversed(newest), *reversed(older)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_every_page_of_the_default_list_matches_its_definition(api, owner, seed):
+    """Random work over several projects, own work and shares: every page size walks the
+    same list, newest first, of exactly what the member may read (public work aside)."""
+    chance = random.Random(seed)
+    api.grant_credits(owner, 30 * MODEL_COST)
+    member = api.user("member")
+    api.grant_credits(member, 1000)
+    team = api.team(owner)
+    api.join(team, owner, member, "viewer")
+    projects = [api.project(owner) for _ in range(6)]
+    for project in projects[:4]:  # the last two are the owner's alone
+        link(api, owner, project, team)
+    gallery = api.project(owner, visibility="public")
+    expected = []
+    for _ in range(30):
+        roll = chance.random()
+        if roll < 0.15:
+            expected.append(api.generation(member)["id"])
+        elif roll < 0.25:
+            generation = api.generation(owner)["id"]
+            path = f"/api/v1/generations/{generation}/share"
+            api.ok("PUT", path, owner, json={"team_id": team["id"]})
+            expected.append(generation)
+        elif roll < 0.35:
+            api.generation(owner, project_id=gallery["id"])  # public: its own feed
+        else:
+            project = chance.choice(projects)
+            generation = api.generation(owner, project_id=project["id"])["id"]
+            if project in projects[:4]:
+                expected.append(generation)
+    newest_first = list(reversed(expected))
+    for limit in (1, 2, 3, 7, 50):
+        assert feed(api, member, limit=limit) == newest_first, f"limit {limit}"
 
 
 def test_the_public_feed_follows_visibility_and_filters(api, owner, stranger):
