@@ -380,7 +380,7 @@ def test_the_default_list_reads_a_busy_project_past_its_newest_rows(api, owner):
     assert [g["id"] for g in page["items"]] == newest_first[:5]
 
 
-def test_the_default_list_reads_on_when_one_of_many_projects_fills_the_page(api, owner):
+def test_a_page_of_the_default_list_can_come_from_one_of_many_projects(api, owner):
     """Eleven reachable projects, one of which holds the page's eleven newest rows: the page
     is that project's work, not one row from each project."""
     api.grant_credits(owner, 21 * MODEL_COST)
