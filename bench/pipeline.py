@@ -27,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -73,14 +72,9 @@ def drop_database() -> None:
 
 
 def start_fake() -> FakeFal:
-    ca = trustme.CA()
-    bundle = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)  # noqa: SIM115
-    bundle.write(ca.cert_pem.bytes())
-    bundle.close()
-    fake = FakeFal(ca, PORT).start()
+    fake = FakeFal(trustme.CA(), PORT).start()
     point_fal_client_at_fake()
-    os.environ.update(SSL_CERT_FILE=bundle.name, FAL_KEY="bench:key")
-    os.environ["FAL_JWKS_URL"] = fake.jwks_url
+    os.environ.update(fake.client_environment())
     return fake
 
 
@@ -142,7 +136,7 @@ def submission_overhead(url: str, fake: FakeFal, rounds: int) -> dict:
             client.post(
                 f"{fake.base_url}/{MODEL}?fal_webhook=http://127.0.0.1:1/",
                 json={"prompt": "x"},
-                headers={"Authorization": "Key bench:key"},
+                headers={"Authorization": f"Key {FakeFal.KEY}"},
             ).raise_for_status()
             floor.append(nanos_since(started))
     ours = []

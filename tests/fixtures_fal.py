@@ -11,9 +11,6 @@ and its simulated routes would be gone.
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import pytest
 import trustme
 from fakes.fal import FakeFal, reserve_queue_host
@@ -21,14 +18,9 @@ from fakes.fal import FakeFal, reserve_queue_host
 
 @pytest.fixture(scope="session")
 def fal_server():
-    ca = trustme.CA()
-    with tempfile.NamedTemporaryFile(suffix=".pem", delete=False) as bundle:
-        bundle.write(ca.cert_pem.bytes())
-    server = FakeFal(ca, reserve_queue_host()).start()
-    server.ca_bundle = bundle.name
+    server = FakeFal(trustme.CA(), reserve_queue_host()).start()
     yield server
     server.stop()
-    os.unlink(bundle.name)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ import json
 import os
 import socket
 import ssl
+import tempfile
 import threading
 import time
 import urllib.request
@@ -103,6 +104,8 @@ class Webhook:
 
 
 class FakeFal:
+    KEY = "fake-id:fake-secret"  # the FAL_KEY its clients send; any key is accepted
+
     def __init__(self, ca: trustme.CA, port: int) -> None:
         self.key = Ed25519PrivateKey.generate()
         self.kid = "fake-fal-1"
@@ -118,7 +121,6 @@ class FakeFal:
         self.held: list[Webhook] = []
         self.sent: list[Webhook] = []
         self.jwks_fetches = 0
-        self.ca_bundle: str | None = None  # the CA's certificate file, set by its owner
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
@@ -126,6 +128,10 @@ class FakeFal:
         ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # the CA's certificate as a file, for SSL_CERT_FILE; removed by stop()
+        with tempfile.NamedTemporaryFile(suffix=".pem", delete=False) as bundle:
+            bundle.write(ca.cert_pem.bytes())
+        self.ca_bundle = bundle.name
 
     @property
     def base_url(self) -> str:
@@ -142,12 +148,13 @@ class FakeFal:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        os.unlink(self.ca_bundle)
 
     def client_environment(self) -> dict[str, str]:
         """What a process needs to use this fake as FAL: trust its CA, a key, its JWKS."""
         return {
             "SSL_CERT_FILE": self.ca_bundle,
-            "FAL_KEY": "fake-id:fake-secret",
+            "FAL_KEY": self.KEY,
             "FAL_JWKS_URL": self.jwks_url,
         }
 
