@@ -117,24 +117,28 @@ class Server:
         return self.log.read_text(errors="replace")[-4000:] if self.log else ""
 
     def _wait_until_live(self) -> None:
-        deadline = time.monotonic() + self.startup_seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"gunicorn exited with {self.process.returncode} while starting\n"
-                    + self.log_tail()
-                )
-            try:
-                with urllib.request.urlopen(self.url(LIVENESS), timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError(
-            f"gunicorn did not answer {LIVENESS} within {self.startup_seconds}s\n" + self.log_tail()
-        )
+        try:
+            wait_until_live(self.url(LIVENESS), self.process, self.startup_seconds)
+        except RuntimeError as error:
+            self.__exit__()
+            raise RuntimeError(f"gunicorn: {error}\n{self.log_tail()}") from None
+
+
+def wait_until_live(url: str, process: subprocess.Popen, seconds: float) -> None:
+    """Return once ``url`` answers 200; RuntimeError if ``process`` exits first or
+    ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds}s")
 
 
 def parent_pid(stat: str) -> int:

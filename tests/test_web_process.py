@@ -15,11 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-from harness.servers import LIVENESS, REPO_ROOT, free_port, procfile_command
+from harness.servers import LIVENESS, REPO_ROOT, free_port, procfile_command, wait_until_live
 
 WORKERS = 2
 CONNECTIONS = 40  # the chance that the kernel's hash puts all of them on one worker: 2^-39
@@ -34,19 +33,6 @@ def sockets_by_process(port: int, state: str) -> collections.Counter:
         check=True,
     ).stdout
     return collections.Counter(re.findall(r"pid=(\d+)", listed))
-
-
-def wait_until_live(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the web process exited while starting"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 (loopback)
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("the web process did not answer its liveness route")
 
 
 def test_each_worker_listens_on_its_own_socket_and_both_get_connections(db_url, tmp_path):
@@ -72,7 +58,7 @@ def test_each_worker_listens_on_its_own_socket_and_both_get_connections(db_url, 
         )
         stack.callback(web.wait, timeout=30)
         stack.callback(web.terminate)
-        wait_until_live(f"http://127.0.0.1:{port}{LIVENESS}", web)
+        wait_until_live(f"http://127.0.0.1:{port}{LIVENESS}", web, seconds=60)
 
         listeners = sockets_by_process(port, "listening")
         assert len(listeners) == WORKERS, f"listening sockets by process: {listeners}"
