@@ -125,6 +125,11 @@ class Api:
         )
         self.ok("POST", "/api/v1/invitations/accept", member, json={"token": invitation["token"]})
 
+    def link(self, project: dict, team: dict, admin: TestUser, access_level: str = "viewer"):
+        """Give ``team`` access to ``project`` at ``access_level``, as the project's admin."""
+        path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
+        self.ok("PUT", path, admin, json={"access_level": access_level})
+
     def generation(self, user: TestUser, key: str | None = None, **fields) -> dict:
         body = {"model_id": MODEL, "prompt": "a lighthouse at dusk", **fields}
         headers = {"Idempotency-Key": key or unique_email("key")}

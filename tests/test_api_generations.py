@@ -314,11 +314,6 @@ def test_list_filters_and_pages(api, owner, stranger):
     assert api.ok("GET", "/api/v1/generations", stranger)["items"] == []
 
 
-def link(api, owner, project, team, access_level="viewer"):
-    path = f"/api/v1/projects/{project['id']}/teams/{team['id']}"
-    api.ok("PUT", path, owner, json={"access_level": access_level})
-
-
 def feed(api, user, **query) -> list[str]:
     """Every id of a list, following next_cursor to the end."""
     found, cursor = [], None
@@ -342,7 +337,7 @@ def test_the_default_list_holds_own_team_and_shared_work_and_public_work_is_its_
     team = api.team(owner)
     api.join(team, owner, member, "editor")
     team_project = api.project(owner)
-    link(api, owner, team_project, team, "editor")
+    api.link(team_project, team, owner, "editor")
     gallery = api.project(owner, visibility="public")
     in_team_project = api.generation(owner, project_id=team_project["id"])["id"]
     by_member = api.generation(member, project_id=team_project["id"])["id"]
@@ -370,7 +365,7 @@ def test_the_default_list_reads_a_busy_project_past_its_newest_rows(api, owner):
     team = api.team(owner)
     api.join(team, owner, member, "editor")
     project = api.project(owner)
-    link(api, owner, project, team)
+    api.link(project, team, owner)
     older_own = [api.generation(member)["id"] for _ in range(8)]
     newer_in_project = [api.generation(owner, project_id=project["id"])["id"] for _ in range(6)]
 
@@ -390,7 +385,7 @@ def test_a_page_of_the_default_list_can_come_from_one_of_many_projects(api, owne
     quiet = [api.project(owner) for _ in range(10)]
     busy = api.project(owner)
     for project in [*quiet, busy]:
-        link(api, owner, project, team)
+        api.link(project, team, owner)
     older = [api.generation(owner, project_id=project["id"])["id"] for project in quiet]
     newest = [api.generation(owner, project_id=busy["id"])["id"] for _ in range(11)]
 
@@ -411,7 +406,7 @@ def test_every_page_of_the_default_list_matches_its_definition(api, owner, seed)
     api.join(team, owner, member, "viewer")
     projects = [api.project(owner) for _ in range(6)]
     for project in projects[:4]:  # the last two are the owner's alone
-        link(api, owner, project, team)
+        api.link(project, team, owner)
     gallery = api.project(owner, visibility="public")
     expected = []
     for _ in range(30):
