@@ -98,6 +98,18 @@ def test_unsigned_tokens_are_refused(client, user):
     assert_refused(me(client, token), "not accepted")
 
 
+@pytest.mark.parametrize(
+    "header",
+    [{"alg": ["HS256"]}, {"alg": {"HS256": 1}}, {"alg": 256}, {"alg": "ES256", "kid": ["k"]}],
+)
+def test_a_header_naming_its_key_with_other_than_strings_is_refused(client, user, header):
+    def part(value: dict) -> str:
+        return jwt.utils.base64url_encode(json.dumps(value).encode()).decode()
+
+    _header, payload, signature = user.access_token.split(".")
+    assert_refused(me(client, f"{part(header)}.{payload}.{signature}"), "as strings")
+
+
 def test_an_unknown_kid_without_any_jwks_is_refused(client, user):
     key = ec.generate_private_key(ec.SECP256R1())
     token = jwt.encode(claims_of(user), key, algorithm="ES256", headers={"kid": "nobody"})

@@ -6,6 +6,7 @@ addresses, users and emails of its own.
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import subprocess
@@ -249,6 +250,27 @@ def test_two_instances_share_the_counters_in_redis(limited, redis_url, key_prefi
     assert_limited(second.get("/api/v1/models"), 4)
     stored = list(redis.Redis.from_url(redis_url).scan_iter(match=f"*/{key_prefix}/{ip}/ip/*"))
     assert stored, "the counter is in Redis"
+
+
+def test_a_token_with_a_malformed_header_does_not_split_the_shared_counters(limited):
+    # A header whose alg is a list once made verification raise TypeError; the limiter took
+    # that for a storage failure and counted this instance in memory from then on.
+    ip = new_ip()
+    first = client_at(limited(RATE_LIMIT_PER_IP="4/minute"), ip)
+    second = client_at(limited(RATE_LIMIT_PER_IP="4/minute"), ip)
+    attacker = client_at(first.application, new_ip())
+    malformed = {"Authorization": f"Bearer {token_with_header({'alg': ['HS256']})}"}
+    for client in (first, second, first, second):
+        assert_error(attacker.get("/api/v1/auth/me", headers=malformed), 401, "invalid_token")
+        assert client.get("/api/v1/models").status_code == 200
+    assert_limited(first.get("/api/v1/models"), 4)
+
+
+def token_with_header(header: dict) -> str:
+    def part(value: dict) -> str:
+        return jwt.utils.base64url_encode(json.dumps(value).encode()).decode()
+
+    return f"{part(header)}.{part({'sub': 'anyone'})}.c2lnbmF0dXJl"
 
 
 def closed_port() -> int:

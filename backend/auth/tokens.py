@@ -164,6 +164,10 @@ def _unverified_header(token: str) -> dict:
         header = None
     if not isinstance(header, dict) or token.count(".") != 2:
         raise InvalidToken("The token is not a well-formed JWT.")
+    # picking the key looks both up in dicts: a list or an object there must be a 401, not
+    # a TypeError
+    if not isinstance(header.get("alg"), str) or not isinstance(header.get("kid", ""), str):
+        raise InvalidToken("The token's header must name its algorithm and key id as strings.")
     return header
 
 
