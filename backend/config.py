@@ -232,7 +232,7 @@ def redis_cluster_nodes(url: str) -> list[tuple[str, int]]:
     nodes = []
     for location in parts.netloc.rpartition("@")[2].split(","):
         host, _, port = location.strip().rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):
             raise ValueError(f"{location!r} is not host:port")
         nodes.append((unquote(host.strip("[]")), int(port)))
     return nodes

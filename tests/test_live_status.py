@@ -213,7 +213,9 @@ def test_prefer_wait_answers_with_the_pending_generation_when_time_runs_out(worl
     assert response.get_json()["status"] == "pending"
 
 
-@pytest.mark.parametrize("prefer", ["wait=0", "wait=61", "wait=abc", "wait=", "wait=1.5"])
+@pytest.mark.parametrize(
+    "prefer", ["wait=0", "wait=61", "wait=abc", "wait=", "wait=1.5", "wait=\u00b2"]
+)
 def test_a_bad_wait_is_a_400_and_nothing_is_written(world, owner, prefer):
     before = world.api.fingerprint()
     response = created_with(world, owner, prefer, f"bad-{time.monotonic_ns()}")

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import time
 
 import pytest
@@ -142,6 +143,9 @@ def test_only_readers_get_urls_and_urls_only_work_as_signed(world, receiver):
     assert requests.get(expired, timeout=10).json()["error"] == "forbidden"
     other = good.replace("/0.png", "/1.png")  # a signature is for one object only
     assert requests.get(other, timeout=10).status_code == 403
+    superscript = re.sub(r"expires=\d+", "expires=%C2%B2", good)  # "²" passes str.isdigit
+    assert superscript != good
+    assert requests.get(superscript, timeout=10).json()["error"] == "forbidden"
 
 
 def test_a_generation_that_is_not_completed_copies_nothing(world):

@@ -28,7 +28,7 @@ def requested_wait(prefer: str | None) -> int | None:
     if match is None:
         return None
     value = match.group(1)
-    if not value.isdigit() or not 1 <= int(value) <= MAX_WAIT:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_WAIT:
         raise BadPreference(f"Prefer: wait must be a whole number of seconds from 1 to {MAX_WAIT}")
     return int(value)
 

@@ -121,7 +121,12 @@ def _checked_type(response: httpx.Response, policy: FetchPolicy) -> str:
     if not content_type.startswith(policy.content_types):
         raise UnsafeMedia(f"content type {content_type or 'none'!r} is not stored")
     declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > policy.max_bytes:
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > policy.max_bytes
+    ):
         raise UnsafeMedia(f"{declared} bytes is more than the {policy.max_bytes} allowed")
     return content_type
 

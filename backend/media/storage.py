@@ -63,7 +63,9 @@ class LocalStorage:
 
     def verify(self, name: str, expires: str, signature: str, now: float | None = None) -> bool:
         """Whether a URL's query is ours for this name and has not expired."""
-        if not expires.isdigit() or int(expires) < (now if now is not None else time.time()):
+        if not (expires.isascii() and expires.isdigit()) or int(expires) < (
+            now if now is not None else time.time()
+        ):
             return False
         return hmac.compare_digest(self.signature(name, int(expires)), signature)
 
