@@ -4,7 +4,7 @@
 -- same transaction; accepting needs a confirmed email that matches; emails are at most
 -- 254 characters.
 begin;
-select plan(46);
+select plan(48);
 
 select tests.create_user('owner@velro.test') as towner \gset
 select tests.create_user('admin@velro.test') as tadmin \gset
@@ -314,15 +314,31 @@ select results_eq(
     'a deleted admin''s invitations are revoked before the account goes'
 );
 
--- not affected: the owner who transfers stays an admin, and keeps her invitations
+-- the owner who hands the team on stays an admin: she keeps the invitations an admin may
+-- send, and the admin invitations only an owner could send go with the ownership
 select tests.authenticate_as(:'towner');
+select invitation ->> 'invitation_id' as owner_viewer_invitation
+from (select public.invite_member(:'team', 'future-viewer@velro.test') as invitation) as i \gset
 select lives_ok(
     format('select public.transfer_team_ownership(%L, %L)', :'team', :'teditor'), 'the owner hands the team on'
 );
 select tests.clear_authentication();
 select is(
+    (select revoked_at from public.invitations where id = :'owner_viewer_invitation'), null,
+    'the old owner, now admin, keeps her pending viewer invitation'
+);
+select isnt(
     (select revoked_at from public.invitations where id = :'owner_invitation'), null,
-    'the old owner, now admin, keeps her pending invitations'
+    'her pending admin invitation is revoked with the ownership'
+);
+select ok(
+    exists (
+        select 1 from private.audit_events
+        where
+            event = 'team.invitation_revoked' and subject_id = :'owner_invitation'
+            and details ->> 'reason' = 'inviter_no_longer_owner'
+    ),
+    'and audited with its reason'
 );
 select is(
     (select count(*) from public.invitations where team_id = :'team' and accepted_at is null and revoked_at is null),
