@@ -402,6 +402,48 @@ def test_cancel_before_submission_stops_the_submit_job(api, fake_fal):
     assert generation(api, created["id"])["status"] == "cancelled"
 
 
+@pytest.mark.parametrize("meanwhile", ["the user cancels it", "the account is deleted"])
+def test_a_generation_gone_during_its_submission_is_cancelled_at_fal(
+    api, fake_fal, monkeypatch, meanwhile
+):
+    """Between the submit job's read of the pending row and FAL's answer the generation is
+    cancelled (and refunded) or deleted: the job cannot record the request id on it, so it
+    cancels the run at FAL instead of leaving it to run for nobody."""
+    user = api.user()
+    start = balance(api, user)
+    created = create(api, user)
+    real_queue_for = tasks.queue_for
+
+    def act():
+        if meanwhile == "the user cancels it":
+            api.ok("POST", f"/api/v1/generations/{created['id']}/cancel", user)
+        else:
+            api.sql("delete from auth.users where id = %s", (user.id,))
+
+    class ActsDuringSubmit:
+        def __init__(self, queue):
+            self.queue = queue
+
+        def submit(self, *args):
+            act()
+            return self.queue.submit(*args)
+
+        def cancel(self, *args):
+            return self.queue.cancel(*args)
+
+    monkeypatch.setattr(tasks, "queue_for", lambda s: ActsDuringSubmit(real_queue_for(s)))
+    tasks.submit_generation(generation_id=created["id"])
+    assert fake_fal.submits == 1
+    [request] = fake_fal.requests.values()
+    assert request.error == "cancelled", "the run nobody waits for is cancelled at FAL"
+    if meanwhile == "the user cancels it":
+        assert generation(api, created["id"])["status"] == "cancelled"
+        assert ledger(api, created["id"]) == ["charge", "refund"]
+        assert balance(api, user) == start
+    else:
+        assert not api.sql("select 1 from public.generations where id = %s", (created["id"],))
+
+
 def test_cancel_after_fal_started_is_409_and_changes_nothing(api, fake_fal):
     user = api.user()
     created, request_id = submitted(api, user, fake_fal)

@@ -56,6 +56,18 @@ def record(
     return cur.fetchone()
 
 
+def record_submission(cur: psycopg.Cursor, generation_id: str, request_id: str) -> bool:
+    """The generation is queued under FAL's request id; False if, while FAL was taking it,
+    the generation was cancelled or deleted (then FAL runs it for nobody)."""
+    # locked first: a cancel or a delete either commits before this (seen here) or waits
+    # and then finds the request id, which the cancel route cancels at FAL itself
+    cur.execute("select 1 from public.generations where id = %s for update", (generation_id,))
+    if cur.fetchone() is None:
+        return False
+    recorded = record(cur, generation_id, "queued", request_id=request_id)
+    return recorded["fal_request_id"] == request_id
+
+
 def complete(cur: psycopg.Cursor, generation_id: str, request_id: str, payload: Any) -> dict:
     outputs = outputs_of(payload)
     if not outputs:

@@ -80,8 +80,12 @@ def submit_generation(generation_id: str) -> None:
         raise
     SUBMISSIONS.labels("queued").inc()
     with service_transaction(settings.direct_database_url) as cur:
-        progress.record(cur, generation_id, "queued", request_id=request_id)
+        recorded = progress.record_submission(cur, generation_id, request_id)
         record_outcome(cur, settings, succeeded=True)
+    if not recorded:
+        # cancelled (and refunded) or deleted while FAL took it: nobody waits for this run
+        with contextlib.suppress(FalRejected, FalUnavailable):
+            queue_for(settings).cancel(generation["model_id"], request_id)
 
 
 def reconcile(settings: Settings, queue: FalQueue, generation: dict) -> str:
