@@ -102,6 +102,28 @@ def test_a_replay_with_another_body_is_a_conflict_and_writes_nothing(api, owner)
     assert api.fingerprint() == before
 
 
+def test_a_replay_asking_for_another_webhook_is_a_conflict_and_writes_nothing(api, owner):
+    hook = "https://hooks.example.com/velro"
+    body = {"model_id": MODEL, "prompt": "a hooked fox", "webhook_url": hook}
+    first = create(api, owner, body, key="hooked")
+    assert first.status_code == 201
+    unhooked = create(api, owner, {"model_id": MODEL, "prompt": "a plain fox"}, key="plain")
+    assert unhooked.status_code == 201
+    before = api.fingerprint()
+    same_events = {**body, "webhook_events_filter": ["completed", "start"]}
+    for replay in (body, same_events):
+        assert create(api, owner, replay, key="hooked").get_json() == first.get_json()
+    for key, other in (
+        ("hooked", {**body, "webhook_url": "https://hooks.example.com/elsewhere"}),
+        ("hooked", {**body, "webhook_events_filter": ["completed"]}),
+        ("hooked", {"model_id": MODEL, "prompt": "a hooked fox"}),
+        ("plain", {"model_id": MODEL, "prompt": "a plain fox", "webhook_url": hook}),
+    ):
+        error = assert_error(create(api, owner, other, key=key), 409, "conflict")
+        assert "Idempotency-Key" in error["message"]
+    assert api.fingerprint() == before
+
+
 def test_without_a_key_every_request_is_a_new_charged_generation(api, owner):
     start = balance(api, owner)
     first, second = (create(api, owner, key=None) for _ in range(2))

@@ -93,13 +93,19 @@ class Generations(MethodView):
                 ),
             )
             generation = cur.fetchone()
-            if generation["created"] and body.get("webhook_url"):
+            webhook = _requested_webhook(body)
+            if not generation["created"]:
+                # the key's fingerprint (in SQL) covers the generation; its webhook is here
+                if _stored_webhook(cur, generation["id"]) != webhook:
+                    raise ApiError(KEY_REUSED, status=409, error="conflict")
+            elif webhook:
+                url, events = webhook
                 rpc(
                     cur,
                     "public.set_generation_webhook",
                     p_generation_id=generation["id"],
-                    p_url=body["webhook_url"],
-                    p_events=body.get("webhook_events_filter") or list(schemas.WEBHOOK_EVENTS),
+                    p_url=url,
+                    p_events=list(events),
                 )
         status = 201 if generation["created"] else 200
         if wait is None:
@@ -126,6 +132,29 @@ class Generations(MethodView):
         with user_transaction() as cur:
             cur.execute(query, params)
             return page.result(cur.fetchall())
+
+
+KEY_REUSED = (
+    "this Idempotency-Key was already used with a different request: send the same request "
+    "to retry it, or use a new key"
+)
+
+
+def _requested_webhook(body: dict) -> tuple[str, tuple[str, ...]] | None:
+    """(url, events sorted) the request asks for, as set_generation_webhook stores them."""
+    if not body.get("webhook_url"):
+        return None
+    events = body.get("webhook_events_filter") or schemas.WEBHOOK_EVENTS
+    return body["webhook_url"], tuple(sorted(set(events)))
+
+
+def _stored_webhook(cur, generation_id) -> tuple[str, tuple[str, ...]] | None:
+    cur.execute(
+        "select url, events from public.generation_webhooks where generation_id = %s",
+        (generation_id,),
+    )
+    row = cur.fetchone()
+    return (row["url"], tuple(row["events"])) if row else None
 
 
 def _requested_wait(prefer: str | None) -> int | None:
