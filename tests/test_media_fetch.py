@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from backend.config import ConfigError, Settings, validate
-from backend.media.fetch import FetchPolicy, UnsafeMedia, fetch
+from backend.media.fetch import FetchPolicy, UnsafeMedia, fetch, refuse_private
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
 
@@ -95,7 +95,21 @@ def test_a_redirect_outside_the_allow_list_is_refused(server):
 
 
 @pytest.mark.parametrize(
-    "address", ["10.0.0.7", "192.168.1.1", "127.0.0.1", "169.254.169.254", "::1", "fc00::1"]
+    "address",
+    [
+        "10.0.0.7",
+        "192.168.1.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "::1",
+        "fc00::1",
+        # IPv6 addresses that carry a private IPv4 one: mapped, NAT64, 6to4, compatible
+        "::ffff:127.0.0.1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::a00:1",
+        "2002:a9fe:a9fe::1",
+        "::127.0.0.1",
+    ],
 )
 def test_an_allowed_name_that_resolves_to_a_private_address_is_refused(address):
     policy = FetchPolicy(
@@ -103,6 +117,11 @@ def test_an_allowed_name_that_resolves_to_a_private_address_is_refused(address):
     )
     with pytest.raises(UnsafeMedia, match=r"private or loopback"):
         fetch("https://v3.fal.media/files/out.png", policy)
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111"])
+def test_an_ipv6_address_that_carries_a_public_ipv4_one_passes_the_check(address):
+    refuse_private("v3.fal.media", [address])
 
 
 def test_plain_http_is_refused_for_untrusted_hosts():

@@ -98,11 +98,27 @@ def _checked_address(target: httpx.URL, policy: FetchPolicy) -> str:
 
 
 def refuse_private(host: str, addresses: Iterable[str]) -> None:
-    """UnsafeMedia unless every address is a public unicast one."""
+    """UnsafeMedia unless every address is a public unicast one, and so is any IPv4 address
+    an IPv6 one carries (a NAT64 or 6to4 gateway would deliver to that one)."""
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if not ip.is_global or ip.is_multicast:
-            raise UnsafeMedia(f"{host} resolves to {ip}, a private or loopback address")
+        for each in (ip, *carried_ipv4(ip)):
+            if not each.is_global or each.is_multicast:
+                raise UnsafeMedia(f"{host} resolves to {ip}, a private or loopback address")
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def carried_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list:
+    """The IPv4 addresses an IPv6 address embeds: mapped, 6to4, Teredo, NAT64, compatible."""
+    if ip.version == 4:
+        return []
+    carried = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if ip in NAT64 or ip in IPV4_COMPATIBLE:
+        carried.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [each for each in carried if each is not None]
 
 
 def pinned(target: httpx.URL, address: str) -> httpx.URL:
