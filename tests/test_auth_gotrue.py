@@ -207,6 +207,17 @@ def mailed_codes(app) -> list[tuple[str, str]]:
     return found
 
 
+def test_signup_with_confirmation_answers_a_confirmed_address_as_a_new_one(confirming, user):
+    """As GoTrue with confirmations on: no user_already_exists, a made-up user, no mail."""
+    response = signup(confirming.test_client(), user.email)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert "access_token" not in body and body["email"] == user.email
+    assert body["id"] != user.id and body["email_confirmed_at"] is None
+    assert body["confirmation_sent_at"]
+    assert mailed_codes(confirming) == []
+
+
 def test_signup_with_confirmation_answers_the_user_alone_and_mails_a_code(confirming, db_url):
     client = confirming.test_client()
     email_address = unique_email("confirm")

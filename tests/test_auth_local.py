@@ -120,6 +120,51 @@ def test_signup_with_confirmation_has_no_tokens_until_the_email_is_confirmed(
     assert profile["credits"] == 100
 
 
+def test_with_confirmations_a_taken_address_is_answered_as_a_new_one(make_app, tmp_path, db_url):
+    """Sign-up does not tell who has an account: a confirmed account's address gets the
+    answer a new address gets, and nothing is written or mailed for it; an unconfirmed one
+    gets a new code, as a repeated sign-up would."""
+    client = make_app(AUTH_AUTOCONFIRM=False, MAIL_DIR=str(tmp_path)).test_client()
+
+    def signup(email):
+        response = client.post("/api/v1/auth/signup", json={"email": email, "password": PASSWORD})
+        assert response.status_code == 201
+        return response.get_json()
+
+    def shape(body):  # everything but what differs between any two new sign-ups
+        user = {
+            k: v for k, v in body["user"].items() if k not in ("id", "email") and "_at" not in k
+        }
+        stamps = sorted(k for k, v in body["user"].items() if "_at" in k and v is not None)
+        return {**body, "user": user}, stamps
+
+    fresh = signup(unique_email("fresh"))
+    pending = unique_email("pending")
+    first = signup(pending)
+    taken = unique_email("taken")
+    signup(taken)
+    query(
+        db_url,
+        "update auth.users set email_confirmed_at = now() where email = %s returning id",
+        (taken,),
+    )
+    mails = len(list(tmp_path.glob("*.eml")))
+    before = counts(db_url)
+
+    answer = signup(taken.upper())
+    assert shape(answer) == shape(fresh)
+    assert answer["user"]["email"] == taken
+    (real,) = query(db_url, "select id from auth.users where email = %s", (taken,))
+    assert answer["user"]["id"] != str(real["id"])
+    assert counts(db_url) == before
+    assert len(list(tmp_path.glob("*.eml"))) == mails, "nothing is mailed to the account"
+
+    again = signup(pending)
+    assert shape(again) == shape(fresh)
+    assert again["user"]["id"] == first["user"]["id"]
+    assert len(list(tmp_path.glob("*.eml"))) == mails + 1, "the unconfirmed address gets a code"
+
+
 @pytest.mark.parametrize("length", [254, 255])
 def test_emails_are_at_most_254_characters(client, length):
     email = "a" * (length - len("@example.com")) + "@example.com"

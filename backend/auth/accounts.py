@@ -49,6 +49,10 @@ def hash_password(password: str, cost: int) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(cost)).decode()
 
 
+# the app_metadata of a user who signs in with email and password, as GoTrue writes it
+EMAIL_PROVIDER = {"provider": "email", "providers": ["email"]}
+
+
 def insert_user(cur, email: str, hashed: str, data: dict, confirmed: bool = True) -> dict | None:
     """Insert an email user (the trigger adds the profile); None if the email is taken.
 
@@ -71,7 +75,7 @@ def insert_user(cur, email: str, hashed: str, data: dict, confirmed: bool = True
             hashed,
             confirmed,
             confirmed,
-            Jsonb({"provider": "email", "providers": ["email"]}),
+            Jsonb(EMAIL_PROVIDER),
             Jsonb(data),
         ),
     )

@@ -26,7 +26,13 @@ import uuid
 import bcrypt
 from psycopg.types.json import Jsonb
 
-from backend.auth.accounts import INSTANCE_ID, hash_password, insert_user, validate_credentials
+from backend.auth.accounts import (
+    EMAIL_PROVIDER,
+    INSTANCE_ID,
+    hash_password,
+    insert_user,
+    validate_credentials,
+)
 from backend.auth.mailer import Mailer
 from backend.auth.providers.base import SIGN_OUT_SCOPES, AuthFailure, Client, Session
 from backend.auth.tokens import TokenSigner
@@ -79,7 +85,11 @@ class LocalProvider:
                 confirmed,
             )
             if user is None:
-                raise AuthFailure(422, "user_already_exists", "User already registered")
+                if confirmed:
+                    raise AuthFailure(422, "user_already_exists", "User already registered")
+                # With confirmations on, GoTrue answers a taken address as it answers a new
+                # one: sign-up must not tell who has an account (login and resend do not).
+                return Session(None, None, None, None, self._taken_address(cur, email, data))
             _audit(cur, client, "auth.signup", user["id"], {"email": email, "confirmed": confirmed})
             if not confirmed:
                 # mailed before the commit: a message that cannot leave undoes the sign-up
@@ -280,6 +290,29 @@ class LocalProvider:
         }
         return Session(
             self._signer.sign(claims), refresh_token, expiry, now + expiry, gotrue_user(user)
+        )
+
+    def _taken_address(self, cur, email: str, data: dict | None) -> dict:
+        """A sign-up's answer for an address that has an account: an unconfirmed account gets
+        a new code, as a new sign-up would; a confirmed one gets a made-up user, and nothing
+        is written or mailed."""
+        cur.execute(
+            "select * from auth.users where email = %s and is_sso_user = false for update",
+            (email,),
+        )
+        user = cur.fetchone()
+        if user is not None and user["email_confirmed_at"] is None:
+            return gotrue_user(self._send_confirmation(cur, user))
+        cur.execute("select now() as now")
+        now = cur.fetchone()["now"]
+        made_up = {
+            "id": uuid.uuid4(),
+            "email": email,
+            "raw_app_meta_data": EMAIL_PROVIDER,
+            "raw_user_meta_data": data or {},
+        }
+        return gotrue_user(
+            {**made_up, "confirmation_sent_at": now, "created_at": now, "updated_at": now}
         )
 
     def _send_confirmation(self, cur, user: dict) -> dict:
