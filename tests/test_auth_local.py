@@ -94,6 +94,10 @@ def test_body_that_is_not_json_is_refused(client, db_url, route):
     assert_error(response, 400, "invalid_json")
     response = client.post(route, json=["a", "list"])
     assert_error(response, 422, "validation_failed")
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        response = client.post(route, data='{"email": "a@example.com"}', content_type=content_type)
+        body = assert_error(response, 422, "validation_failed")
+        assert f"sent as {content_type}: send it as JSON" in body["message"]
     assert counts(db_url) == before
 
 

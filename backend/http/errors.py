@@ -111,6 +111,12 @@ def validation_error_response(status: int, messages: dict, headers=None) -> Resp
     sentence = "; ".join(
         f"{field}: {' '.join(map(str, problems))}" for field, problems in details.items()
     )
+    if "json" in messages and request.content_length and not request.is_json:
+        # webargs reads only a JSON body: one sent as a form or text looks like no body at all
+        sentence = (
+            f"{sentence.rstrip('.')}. The body was sent as {request.mimetype or 'no type'}: "
+            "send it as JSON, with Content-Type: application/json"
+        )
     return error_response(
         status, "validation_failed", f"Invalid input. {sentence}", headers=headers, details=details
     )
