@@ -5,9 +5,13 @@ calls to private addresses unless a test allows it, and the owner's delivery log
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
+import time
 
+import psycopg
 import pytest
 from media_support import Receiver, running_world
 from standardwebhooks import Webhook
@@ -225,6 +229,9 @@ def test_the_delivery_log_is_its_owners(world, owner):
     [
         ("webhook_url", "ftp://hooks.example.com"),
         ("webhook_url", "not a url"),
+        ("webhook_url", "https://hooks.example.com:99999999999999999999/x"),
+        ("webhook_url", "https://hooks.example.com:70000/x"),
+        ("webhook_url", "https://xn--zz.com/x"),
         ("webhook_events_filter", ["output"]),
         ("webhook_events_filter", []),
     ],
@@ -266,3 +273,140 @@ def test_the_completed_event_waits_for_the_media_copy_and_carries_signed_urls(wo
     [media] = event["data"]["media"]
     assert (media["content_type"], media["width"], media["height"]) == ("image/png", 4, 5)
     assert media["url"].startswith(f"{world.url}/api/v1/media/{generation['id']}/0.png?expires=")
+
+
+# receivers that misbehave ------------------------------------------------------------------
+
+
+class RawReceiver:
+    """One connection on 127.0.0.1 answered by ``answer(conn)`` with raw bytes; counts what
+    it managed to send."""
+
+    def __init__(self, answer):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.sent = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(answer,), daemon=True)
+        self.thread.start()
+
+    def send(self, conn, data: bytes) -> None:
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def _serve(self, answer):
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(65536)
+            with contextlib.suppress(OSError):
+                answer(self, conn)
+        self.done.set()
+
+    def close(self):
+        self.listener.close()
+        self.done.wait(10)
+
+
+def a_delivery_to(world, owner, url) -> dict:
+    generation = generation_calling(world, owner, url, ["completed"])
+    world.advance(generation["id"], "failed")
+    [delivery] = deliveries(world, generation)
+    return delivery
+
+
+def test_an_answer_dripped_past_the_timeout_is_cut_off_and_holds_no_lock(world, owner):
+    def drip(receiver, conn):
+        receiver.send(conn, b"HTTP/1.1 200 OK\r\n")
+        for _ in range(20):  # a header byte every 0.3 s: each read is quick, the whole is not
+            time.sleep(0.3)
+            receiver.send(conn, b"X")
+
+    receiver = RawReceiver(drip)
+    delivery = a_delivery_to(world, owner, receiver.url)
+    policy = DeliveryPolicy(max_attempts=3, timeout=1, allow_private=True, require_https=False)
+    attempt = threading.Thread(target=deliver, args=(world.db_url, delivery["id"], policy))
+    attempt.start()
+    try:
+        while receiver.sent == 0:
+            time.sleep(0.05)
+        # while the receiver answers, the delivery's row is not locked: a delete of its
+        # generation (which cascades to it) does not wait for the receiver
+        with psycopg.connect(world.db_url) as conn:
+            locked = conn.execute(
+                "select id from public.webhook_deliveries where id = %s for update nowait",
+                (delivery["id"],),
+            ).fetchall()
+        assert len(locked) == 1
+    finally:
+        attempt.join()
+        receiver.close()
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["status"], after["attempts"]) == ("pending", 1)
+    assert after["last_error"] == "no answer within 1 s"
+    assert receiver.sent < len(b"HTTP/1.1 200 OK\r\n") + 20, "cut off before the drip ended"
+
+
+def test_only_the_status_of_an_answer_is_read_never_its_body(world, owner):
+    def huge(receiver, conn):
+        receiver.send(conn, b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n" % (300 << 20))
+        for _ in range(300):
+            receiver.send(conn, b"y" * (1 << 20))
+
+    receiver = RawReceiver(huge)
+    delivery = a_delivery_to(world, owner, receiver.url)
+    try:
+        assert deliver_webhook(world.settings, delivery["id"]) is True
+        [after] = deliveries(world, {"id": delivery["generation_id"]})
+        sent_when_done = receiver.sent
+    finally:
+        receiver.close()
+    assert (after["response_status"], after["last_error"]) == (500, "answered 500")
+    assert sent_when_done < 64 << 20, "the 300 MiB body was not read"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:99999999999999999999/hook",
+        "https://hooks.example.com:70000/hook",
+        "https://xn--zz.com/hook",
+    ],
+)
+def test_a_url_that_cannot_be_sent_to_is_a_failed_attempt_that_holds_back_nobody(world, owner, url):
+    """Such a URL can reach the log (set_generation_webhook is callable over PostgREST too):
+    the sweep records its attempt as failed and goes on to the next delivery."""
+    generation = generation_calling(world, owner, "https://hooks.example.com/x", ["completed"])
+    world.api.sql(
+        "update public.generation_webhooks set url = %s where generation_id = %s",
+        (url, generation["id"]),
+    )
+    world.advance(generation["id"], "failed")
+    world.api.sql(  # due before anything else
+        "update public.webhook_deliveries set next_attempt_at = now() - interval '1 hour'"
+        " where generation_id = %s",
+        (generation["id"],),
+    )
+    receiver = receiver_answering(200)
+    try:
+        behind = a_delivery_to(world, owner, receiver.url)
+        deliver_due_webhooks(world.settings)
+        receiver.wait_for(1)
+    finally:
+        receiver.close()
+    [bad] = deliveries(world, generation)
+    assert (bad["status"], bad["attempts"]) == ("pending", 1)
+    assert bad["last_error"].startswith(("webhook_url is not a valid URL", "request failed"))
+    assert deliveries(world, {"id": behind["generation_id"]})[0]["status"] == "delivered"
+
+
+def test_a_delivery_backing_off_is_not_sent_again_by_a_sweep_that_listed_it_earlier(world, owner):
+    receiver = receiver_answering(500, 200)
+    try:
+        delivery = a_delivery_to(world, owner, receiver.url)
+        assert deliver_webhook(world.settings, delivery["id"]) is True  # fails: backs off
+        # a second sweep that read the due list before that attempt now reaches it
+        assert deliver_webhook(world.settings, delivery["id"]) is False
+    finally:
+        receiver.close()
+    assert len(receiver.requests) == 1
+    assert deliveries(world, {"id": delivery["generation_id"]})[0]["attempts"] == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import httpx
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from backend.auth.accounts import MAX_EMAIL_LENGTH
@@ -30,6 +31,20 @@ PRICE_UNITS = ("generation", "image", "second")
 def not_blank(value: str) -> None:
     if not value.strip():
         raise ValidationError("Must not be blank.")
+
+
+def sendable_url(value: str) -> None:
+    """A URL a delivery can parse: a host that is a valid name, a port from 1 to 65535."""
+    try:
+        url = httpx.URL(value)
+        url.host  # noqa: B018 - decoding the host is what checks its name (IDNA)
+    except (httpx.InvalidURL, ValueError):
+        raise ValidationError("Not a valid URL: its host is not a valid name.") from None
+    if url.port is not None and not 1 <= url.port <= MAX_PORT:
+        raise ValidationError(f"The port must be from 1 to {MAX_PORT}.")
+
+
+MAX_PORT = 65535
 
 
 def text(max_length: int, **kwargs) -> Text:
@@ -198,7 +213,11 @@ class GenerationCreateSchema(Schema):
     )
     title = Text(validate=validate.Length(max=200), allow_none=True)
     webhook_url = Text(
-        validate=[validate.Length(max=2048), validate.URL(schemes={"http", "https"})],
+        validate=[
+            validate.Length(max=2048),
+            validate.URL(schemes={"http", "https"}),
+            sendable_url,
+        ],
         metadata={
             "format": "uri",
             "pattern": "^https?://",

@@ -1,13 +1,16 @@
 """Delivering one logged webhook event: sign per Standard Webhooks, POST, record the answer.
 
-A delivery is claimed with ``for update skip locked``, so two workers never send the same
-attempt; the row stays locked while its request runs (bounded by WEBHOOK_TIMEOUT). Every
-attempt of one event carries the same ``webhook-id`` (the delivery's id), as the spec asks,
-so receivers drop duplicates. A 2xx ends it; anything else (an error status, a timeout, a
-refused address) schedules the next attempt with exponential backoff, until
-WEBHOOK_MAX_ATTEMPTS, when it is marked failed. Redirects are not followed, and the request
-goes to the address that was checked, so a DNS answer that changes in between cannot
-turn it toward our own network.
+A due delivery is claimed with ``for update skip locked`` and leased: its next attempt
+moves past the time this one may take, and the claim commits before the request, so no
+lock or transaction is held while a receiver answers, other sweeps pass it by, and a worker
+that dies mid-attempt leaves it due again once the lease runs out. An attempt takes at most
+WEBHOOK_TIMEOUT in all (however slowly a receiver drips its answer), and only its status is
+read, never its body. Every attempt of one event carries the same ``webhook-id`` (the
+delivery's id), as the spec asks, so receivers drop duplicates. A 2xx ends it; anything
+else (an error status, a timeout, a refused or malformed address) schedules the next
+attempt with exponential backoff, until WEBHOOK_MAX_ATTEMPTS, when it is marked failed.
+Redirects are not followed, and the request goes to the address that was checked, so a DNS
+answer that changes in between cannot turn it toward our own network.
 
 A ``completed`` event carries signed URLs to our copies of the outputs, not the provider's
 expiring ones, so it waits (without using up an attempt) while the media copy is still
@@ -22,6 +25,7 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import anyio
 import httpx
 import psycopg
 from psycopg.rows import dict_row
@@ -36,8 +40,12 @@ CLAIM = """
 select d.id, d.generation_id, d.owner_id, d.event, d.url, d.attempts, s.secret
 from public.webhook_deliveries as d
 left join private.webhook_secrets as s on s.user_id = d.owner_id
-where d.id = %s and d.status = 'pending'
+where d.id = %s and d.status = 'pending' and d.next_attempt_at <= now()
 for update of d skip locked
+"""
+LEASE = """
+update public.webhook_deliveries set next_attempt_at = now() + make_interval(secs => %s)
+where id = %s
 """
 DUE = """
 select id from public.webhook_deliveries
@@ -61,15 +69,18 @@ DELIVERED = """
 update public.webhook_deliveries
 set status = 'delivered', attempts = attempts + 1, response_status = %s, last_error = null,
     delivered_at = now()
-where id = %s
+where id = %s and status = 'pending'
 """
 RETRY = """
 update public.webhook_deliveries
 set attempts = attempts + 1, response_status = %s, last_error = left(%s, 1000),
     status = case when attempts + 1 >= %s then 'failed' else 'pending' end,
     next_attempt_at = now() + make_interval(secs => least(3600, 5 * power(2, attempts)))
-where id = %s
+where id = %s and status = 'pending'
 """
+# how long past an attempt's own limit its lease runs, for the claim and the record
+LEASE_MARGIN_SECONDS = 30
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -88,31 +99,44 @@ def deliver_due(database_url: str, policy: DeliveryPolicy, media=None, limit: in
     """Deliver what is due now (the periodic job); returns how many were attempted."""
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         due = [row["id"] for row in conn.execute(DUE, (limit,)).fetchall()]
-    return sum(deliver(database_url, delivery_id, policy, media) for delivery_id in due)
+    attempted = 0
+    for delivery_id in due:
+        try:
+            attempted += deliver(database_url, delivery_id, policy, media)
+        except Exception:
+            # one delivery's fault must not hold back everyone else's: it is logged, and
+            # its lease makes it due again later
+            log.exception("webhook %s could not be attempted", delivery_id)
+    return attempted
 
 
 def deliver(database_url: str, delivery_id, policy: DeliveryPolicy, media=None) -> bool:
-    """Attempt one delivery; False if it is not pending or another worker holds it.
+    """Attempt one delivery; False if it is not due or another worker holds it.
 
     ``media(generation_id) -> list`` adds the generation's signed output URLs to the
     ``completed`` event.
     """
-    with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
-        delivery = conn.execute(CLAIM, (delivery_id,)).fetchone()
-        if delivery is None:
-            return False
-        generation = conn.execute(GENERATION, (delivery["generation_id"],)).fetchone()
-        if (
-            _media_pending(conn, delivery, generation)
-            and conn.execute(MEDIA_STILL_COPYING, (delivery_id,)).fetchone()
-        ):
-            return True
-        status, error = _attempt(delivery, generation, policy, media)
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        with conn.transaction():
+            delivery = conn.execute(CLAIM, (delivery_id,)).fetchone()
+            if delivery is None:
+                return False
+            generation = conn.execute(GENERATION, (delivery["generation_id"],)).fetchone()
+            if (
+                _media_pending(conn, delivery, generation)
+                and conn.execute(MEDIA_STILL_COPYING, (delivery_id,)).fetchone()
+            ):
+                return True
+            lease = policy.timeout + LEASE_MARGIN_SECONDS
+            conn.execute(LEASE, (lease, delivery_id))
+        body = json.dumps(_event(delivery, generation, media), default=str, separators=(",", ":"))
+        status, error = _attempt(delivery, body, policy)
         if error is None:
             conn.execute(DELIVERED, (status, delivery_id))
         else:
             log.info("webhook %s attempt failed: %s", delivery_id, error)
             conn.execute(RETRY, (status, error, policy.max_attempts, delivery_id))
+        conn.commit()
         return True
 
 
@@ -124,26 +148,36 @@ def _media_pending(conn, delivery, generation) -> bool:
     return generation["stored"] < len(output_urls(outputs))
 
 
-def _attempt(delivery, generation, policy: DeliveryPolicy, media) -> tuple[int | None, str | None]:
+def _attempt(delivery, body: str, policy: DeliveryPolicy) -> tuple[int | None, str | None]:
     if not delivery["secret"]:
         return None, "no signing secret: create one with POST /api/v1/webhooks/secret"
     try:
         target, options = _destination(delivery["url"], policy)
     except Refused as refused:
         return None, str(refused)
-    body = json.dumps(_event(delivery, generation, media), default=str, separators=(",", ":"))
     headers = {
         **options.pop("headers", {}),
         **signed_headers(delivery["secret"], str(delivery["id"]), body),
     }
     try:
-        with httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False) as http:
-            response = http.post(target, content=body, headers=headers, **options)
-    except httpx.HTTPError as error:
+        status = anyio.run(_post, target, body, headers, options, policy.timeout)
+    except TimeoutError:
+        return None, f"no answer within {policy.timeout:g} s"
+    except (httpx.HTTPError, ValueError) as error:  # ValueError: a host IDNA refuses
         return None, f"request failed: {error.__class__.__name__}: {error}"
-    if 200 <= response.status_code < 300:
-        return response.status_code, None
-    return response.status_code, f"answered {response.status_code}"
+    if 200 <= status < 300:
+        return status, None
+    return status, f"answered {status}"
+
+
+async def _post(target: httpx.URL, body: str, headers: dict, options: dict, seconds: float) -> int:
+    """The answer's status, within ``seconds`` in all; its body is never read."""
+    with anyio.fail_after(seconds):
+        async with (
+            httpx.AsyncClient(timeout=seconds, follow_redirects=False, trust_env=False) as http,
+            http.stream("POST", target, content=body, headers=headers, **options) as response,
+        ):
+            return response.status_code
 
 
 def signed_headers(secret: str, message_id: str, body: str, now: datetime | None = None) -> dict:
@@ -169,19 +203,26 @@ def _event(delivery, generation, media) -> dict:
 
 def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dict]:
     """Where to send (the checked address) and the options that keep the host's name."""
-    target = httpx.URL(url)
+    try:
+        target = httpx.URL(url)
+        host = target.host  # decoding it checks the name (IDNA)
+        port = target.port or (443 if target.scheme == "https" else 80)
+    except (httpx.InvalidURL, ValueError) as error:
+        raise Refused(f"webhook_url is not a valid URL: {error}") from None
+    if not 0 < port <= MAX_PORT:
+        raise Refused(f"webhook_url is not a valid URL: port {port} is not from 1 to {MAX_PORT}")
     if policy.require_https and target.scheme != "https":
         raise Refused("webhook_url must be https")
-    if not target.host:
+    if not host:
         raise Refused("webhook_url has no host")
     if policy.allow_private:
         return target, {}
-    port = target.port or (443 if target.scheme == "https" else 80)
     try:
-        addresses = sorted({info[4][0] for info in socket.getaddrinfo(target.host, port)})
-        refuse_private(target.host, addresses)
-    except OSError as error:
-        raise Refused(f"{target.host} does not resolve: {error}") from None
+        addresses = sorted({info[4][0] for info in socket.getaddrinfo(host, port)})
+        refuse_private(host, addresses)
+    except (OSError, ValueError, OverflowError) as error:
+        # a name the resolver or IDNA refuses, or a port out of range
+        raise Refused(f"{host} does not resolve: {error}") from None
     except UnsafeMedia as unsafe:
         raise Refused(str(unsafe)) from None
     return pinned(target, addresses[0]), as_host(target)
