@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from api_support import assert_error, running_api
 from fixtures_app import app_settings
+from prometheus_client.parser import text_string_to_metric_families
 from test_fail_closed import PRODUCTION
 
 from backend import close_app, create_app
@@ -156,6 +157,21 @@ def test_prometheus_text_in_one_process(make_app):
     assert 'velro_job_queue_depth{status="todo"}' in text
     assert "velro_credit_refunds " in text
     assert 'velro_db_pool_connections{state="size"}' in text
+
+
+def test_methods_a_client_invents_share_one_label(make_app):
+    client = make_app().test_client()
+    for invented in ("ZZ000001", "ZZ000002", "PROPFIND"):
+        assert client.open("/api/v1/health/live", method=invented).status_code == 405
+    text = client.get("/metrics").get_data(as_text=True)
+    methods = {
+        sample.labels["method"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "velro_http_request_duration_seconds"
+        for sample in family.samples
+    }
+    assert "other" in methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
 
 
 def test_quantiles_interpolate_inside_buckets():
