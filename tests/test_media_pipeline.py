@@ -148,6 +148,14 @@ def test_only_readers_get_urls_and_urls_only_work_as_signed(world, receiver):
     assert requests.get(superscript, timeout=10).json()["error"] == "forbidden"
 
 
+def test_a_deleted_generations_urls_stop_working(world, receiver):
+    owner, generation, stored = run_generation(world, receiver, IMAGE_MODEL, {})
+    url = storage_for(world.settings).signed_url(stored[0]["storage_path"], 60)
+    assert requests.get(url, timeout=10).status_code == 200
+    world.api.ok("DELETE", f"/api/v1/generations/{generation['id']}", owner, 204)
+    assert requests.get(url, timeout=10).json()["error"] == "not_found"
+
+
 def test_a_generation_that_is_not_completed_copies_nothing(world):
     owner = world.api.user("pending")
     world.api.grant_credits(owner, 100)

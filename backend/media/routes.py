@@ -12,7 +12,7 @@ from marshmallow import Schema, fields
 
 from backend.api.outcomes import documented_errors
 from backend.auth.guard import require_user
-from backend.db import user_transaction
+from backend.db import service_transaction, user_transaction
 from backend.errors import Forbidden, NotFound
 from backend.http.access import access
 from backend.media import storage_for
@@ -26,6 +26,7 @@ blp = Blueprint(
 )
 
 READABLE = "select 1 from public.generations where id = %s"
+STORED = "select 1 from public.generation_media where generation_id = %s and storage_path = %s"
 MEDIA = (
     "select position, content_type, size_bytes, width, height, storage_path"
     " from public.generation_media where generation_id = %s order by position"
@@ -105,8 +106,19 @@ class MediaFile(MethodView):
             path = storage.open(name)
         except BadMediaName:
             raise NotFound("media not found") from None
-        if not path.is_file():
+        if not path.is_file() or not _still_stored(name):
             raise NotFound("media not found")
         response = send_file(path.resolve(), conditional=True, max_age=0)
         response.headers["Cache-Control"] = "private, no-store"
         return response
+
+
+def _still_stored(name: str) -> bool:
+    """Whether a generation still holds this object: a deleted one's URLs stop working."""
+    try:
+        generation_id = UUID(name.split("/", 1)[0])
+    except ValueError:
+        return False
+    with service_transaction() as cur:
+        cur.execute(STORED, (generation_id, name))
+        return cur.fetchone() is not None
