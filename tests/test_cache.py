@@ -265,13 +265,12 @@ def test_l1_is_bounded_and_counts_evictions():
     assert stats["evictions"] == 2
 
 
-def start_redis(port: int) -> subprocess.Popen:
+def start_redis(port: int, directory: str = ".") -> subprocess.Popen:
+    """A private redis-server; with its own directory, it loads the snapshot left there."""
     server = shutil.which("redis-server")
-    assert server, "redis-server is needed on PATH for the Redis outage test"
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    assert server, "redis-server is needed on PATH for the Redis outage tests"
+    options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory]
+    process = subprocess.Popen([server, "--port", str(port), *options], stdout=subprocess.DEVNULL)
     client = redis.Redis(port=port)
     for _ in range(100):
         try:
@@ -302,6 +301,48 @@ def test_redis_down_serves_from_l1_and_database_then_l2_comes_back(monkeypatch):
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_redis_back_with_older_data_serves_nothing_it_held(tmp_path):
+    """Redis restarts from a snapshot taken before a revocation: the revoked answer, its
+    epoch and the versions before the bump all come back. Each instance sees a server it
+    has not seen (a new run id) on its next connection and starts a new epoch first."""
+    port = free_port()
+    process = start_redis(port, str(tmp_path))
+    try:
+        first = redis.Redis(port=port, socket_timeout=0.5)
+        second = redis.Redis(port=port, socket_timeout=0.5)
+        a = trusted_cache(redis_client=first)
+        b = trusted_cache(redis_client=second, l1_ttl=0.05)  # its reads reach L2
+        assert a.get_or_load("k", Loader("grant")) == ("grant", "db")
+        first.save()  # the snapshot a restart will load
+        for instance in (a, b):  # the revocation's notice reaches both instances
+            instance.invalidate("user:u1")
+        assert b.get_or_load("k", Loader("denied")) == ("denied", "db")
+        process.kill()
+        process.wait()
+        process = start_redis(port, str(tmp_path))
+        assert redis.Redis(port=port).exists("{velro}:c:k"), "the revoked answer is back"
+        served = []
+        for _ in range(5):  # the first call may meet the dead connection
+            time.sleep(0.1)
+            served.append(b.get_or_load("k", Loader("denied")))
+        assert ("grant", "l2") not in served
+        assert {value for value, _ in served} == {"denied"}
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_an_answer_lives_in_l2_no_longer_than_it_may(redis_client, namespace):
+    """Seconds to live are whole in Redis: rounded down, so a session with half a second
+    left is not kept there at all, and one with 2.5 s left keeps 2 s."""
+    a = trusted_cache(redis_client=redis_client, namespace=namespace)
+    b = trusted_cache(redis_client=redis_client, namespace=namespace)
+    a.get_or_load("short", lambda: ("live", ["session:s1"], 0.5))
+    assert b.get_or_load("short", Loader("checked again")) == ("checked again", "db")
+    a.get_or_load("longer", lambda: ("live", ["session:s2"], 2.5))
+    assert 0 < redis_client.ttl(f"{{{namespace}}}:c:longer") <= 2
 
 
 def notify(url: str, scope: str, ident: str) -> None:

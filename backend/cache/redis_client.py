@@ -51,3 +51,19 @@ def primaries(client: Client) -> dict[str, redis.Redis]:
     if not isinstance(client, RedisCluster):
         return {"server": client}
     return {node.name: client.get_redis_connection(node) for node in client.get_primaries()}
+
+
+def watch_restarts(client: Client, on_new_connection) -> None:
+    """Call ``on_new_connection(connection)`` on every connection the client opens from now
+    on, after it is set up (authenticated, its database selected) and before its first
+    command; an exception there fails that command."""
+    if isinstance(client, RedisCluster):
+        client.user_on_connect_func = on_new_connection  # the cluster's on_connect calls it
+        return
+
+    def set_up_then_watch(connection) -> None:
+        connection.on_connect()
+        on_new_connection(connection)
+
+    client.connection_pool.connection_kwargs["redis_connect_func"] = set_up_then_watch
+    client.connection_pool.reset()  # connections made before have no hook: drop them

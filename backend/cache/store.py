@@ -20,7 +20,11 @@ Staleness is ruled out by counting changes, not by reading clocks:
   notices take on whichever instances: the notice comes after the commit, the count was
   read before the load. An epoch id (``{ns}:epoch``) changes whenever L2 could have missed
   a notice (an instance's listener reconnected, Redis lost its data or was unreachable
-  during a notice) and invalidates every entry at once.
+  during a notice) and invalidates every entry at once. A Redis that comes back with older
+  data (restarted from a snapshot, or a failover to a replica that lagged) still holds its
+  epoch, entries and the versions before the lost bumps, all consistent with each other: so
+  every new connection asks the server's run id, and one this instance has not seen yet
+  (a restart or another server) gets a new epoch before the connection's first command.
 
 A version that Redis evicts would make a stale entry look fresh, so L2 is used only when
 the server's ``maxmemory-policy`` is ``noeviction`` (checked at start and every minute;
@@ -45,6 +49,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import secrets
 import threading
 import time
@@ -56,9 +61,10 @@ from typing import Any
 import redis
 from flask import Flask, current_app
 from prometheus_client import Counter as MetricCounter
+from redis.utils import str_if_bytes
 
 from backend.cache import denials
-from backend.cache.redis_client import ERRORS, Client, connect, primaries
+from backend.cache.redis_client import ERRORS, Client, connect, primaries, watch_restarts
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +83,7 @@ INVALIDATIONS = MetricCounter(
 
 L2_RETRY_SECONDS = 5.0
 # a cluster's client leaves health_check_interval out (redis-py keeps only what it supports)
+RUN_ID = re.compile(r"^run_id:(\w+)", re.MULTILINE)
 REDIS_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "health_check_interval": 30}
 POLICY_RECHECK_SECONDS = 60.0
 SAFE_EVICTION_POLICIES = ("noeviction",)
@@ -214,6 +221,7 @@ class Cache:
         self._l2_ttl = l2_ttl
         self._l2_down_until = 0.0
         self._l2_needs_new_epoch = False
+        self._run_ids: set[str] = set()  # of the Redis servers this instance has connected to
         self._assume_noeviction = assume_noeviction
         self._policy: str | None = None
         self._policy_checked_at = -math.inf
@@ -342,9 +350,12 @@ class Cache:
             if found is not None:
                 value, tags, seconds = found
                 return value, "l2", self._l1_store(key, value, tags, seconds, started)
+        loading = time.monotonic()
         value, tags, *rest = load()
         tags = list(tags)
         seconds = rest[0] if rest else None
+        if seconds is not None:  # its seconds to live count from when the database read it
+            seconds -= time.monotonic() - loading
         fresh = self._l1_store(key, value, tags, seconds, started)
         if fresh and ticket is not None:
             self._l2_write(key, value, tags, seconds, ticket)
@@ -459,6 +470,7 @@ class Cache:
                 except ERRORS as error:
                     self._l2_failed(error)
                     return False
+            watch_restarts(client, self._on_new_connection)
             self._redis = client  # before the scripts, which say that it is there
             self._scripts = {
                 name: client.register_script(source)
@@ -505,6 +517,24 @@ class Cache:
             return unsafe[0]
         return None if None in policies else policies[0]
 
+    def _on_new_connection(self, connection) -> None:
+        """On a server this instance has not seen yet, start a new epoch before the
+        connection's first command: what a restarted or other server holds may predate
+        notices this instance already heard."""
+        connection.send_command("INFO", "server")
+        run_id = RUN_ID.search(str_if_bytes(connection.read_response())).group(1)
+        if run_id in self._run_ids:
+            return
+        connection.send_command("SET", self._keys["epoch"], secrets.token_hex(8))
+        try:
+            connection.read_response()
+        except (redis.exceptions.MovedError, redis.exceptions.AskError):
+            pass  # a cluster node that does not hold the cache's slot holds none of its keys
+        except redis.ResponseError as error:
+            # no new epoch, so no command may run here: the caller's fails, L2 is retried
+            raise redis.ConnectionError(f"could not start a new epoch: {error}") from error
+        self._run_ids.add(run_id)
+
     def _l2_failed(self, error: Exception) -> None:
         self.l2_stats.errors += 1
         self._l2_down_until = time.monotonic() + L2_RETRY_SECONDS
@@ -549,7 +579,8 @@ class Cache:
     def _l2_write(
         self, key: str, value: Any, tags: list[str], seconds: float | None, ticket: _Ticket
     ) -> None:
-        lifetime = self._l2_ttl if seconds is None else min(self._l2_ttl, math.ceil(seconds))
+        # whole seconds in Redis, rounded down: an entry never outlives its answer
+        lifetime = self._l2_ttl if seconds is None else min(self._l2_ttl, math.floor(seconds))
         if lifetime < 1 or time.monotonic() - ticket.began > MAX_L2_LOAD_SECONDS:
             return
         if not self._l2_usable() or self._l2_needs_new_epoch:
