@@ -1,6 +1,7 @@
 """A fake of Supabase Storage's HTTP API, as far as the official client (storage3) uses it:
-upload (multipart, ``x-upsert``), sign (``expiresIn``) and download by signed URL. It checks
-the service key on every call but the signed download, and keeps objects in memory."""
+upload (multipart, ``x-upsert``), sign (``expiresIn``), download by signed URL, list a
+folder (``prefix``, ``limit``) and remove (``prefixes``). It checks the service key on
+every call but the signed download, and keeps objects in memory."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class FakeStorage:
         self.service_key = service_key
         self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.uploads: list[dict] = []
+        self.removals: list[list[str]] = []
         self.app = self._build()
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -74,7 +76,34 @@ class FakeStorage:
                 self._token(bucket, name, int(expires)), request.args["token"]
             ):
                 abort(400)
+            if (bucket, name) not in self.objects:
+                return jsonify(statusCode="404", error="not_found"), 400
             body, content_type = self.objects[bucket, name]
             return Response(body, content_type=content_type)
+
+        @app.post("/storage/v1/object/list/<bucket>")
+        def list_folder(bucket):
+            self._authorized()
+            body = request.get_json()
+            folder = body["prefix"].rstrip("/") + "/"
+            names = sorted(
+                name[len(folder) :]
+                for stored_bucket, name in self.objects
+                if stored_bucket == bucket
+                and name.startswith(folder)
+                and "/" not in name[len(folder) :]
+            )
+            return jsonify([{"name": name} for name in names[: int(body["limit"])]])
+
+        @app.delete("/storage/v1/object/<bucket>")
+        def remove(bucket):
+            self._authorized()
+            removed = [
+                name
+                for name in request.get_json()["prefixes"]
+                if self.objects.pop((bucket, name), None)
+            ]
+            self.removals.append(removed)
+            return jsonify([{"name": name} for name in removed])
 
         return app

@@ -10,7 +10,9 @@ import hashlib
 import io
 import json
 import re
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,7 +21,8 @@ from media_support import Receiver, running_world
 from PIL import Image
 
 from backend.fal.simulated_routes import simulator_for
-from backend.media import copy_generation_outputs, storage_for
+from backend.media import clean_deleted_generations_media, copy_generation_outputs, storage_for
+from backend.media.cleanup import delete_media_of_deleted_generations
 from backend.media.probe import dimensions
 
 IMAGE_MODEL = "fal-ai/flux-pro/v1.1-ultra"
@@ -148,12 +151,57 @@ def test_only_readers_get_urls_and_urls_only_work_as_signed(world, receiver):
     assert requests.get(superscript, timeout=10).json()["error"] == "forbidden"
 
 
-def test_a_deleted_generations_urls_stop_working(world, receiver):
+def test_a_deleted_generations_urls_stop_working_and_its_files_go(world, receiver):
     owner, generation, stored = run_generation(world, receiver, IMAGE_MODEL, {})
     url = storage_for(world.settings).signed_url(stored[0]["storage_path"], 60)
     assert requests.get(url, timeout=10).status_code == 200
     world.api.ok("DELETE", f"/api/v1/generations/{generation['id']}", owner, 204)
     assert requests.get(url, timeout=10).json()["error"] == "not_found"
+    folder = Path(world.settings.MEDIA_DIR) / generation["id"]
+    assert folder.is_dir(), "the files stay until the cleanup job runs"
+    assert clean_deleted_generations_media(world.settings) >= 1
+    assert not folder.exists()
+    assert world.api.sql(QUEUED, (generation["id"],)) == []
+
+
+def test_deletes_queued_together_are_cleaned_once_by_cleaners_racing(world):
+    """Two cleanup jobs at once (two workers) share the queue: each deleted generation's
+    objects are deleted by one of them, and the queue ends empty."""
+    owner = world.api.user("many")
+    world.api.grant_credits(owner, 5000)
+    generations = [world.api.generation(owner)["id"] for _ in range(20)]
+    for generation_id in generations:
+        world.advance(generation_id, "failed")
+    world.api.sql(
+        "delete from public.generations where id = any(%s::uuid[]) returning id", (generations,)
+    )
+    deleted: list[str] = []
+    lock = threading.Lock()
+
+    class Counting:
+        def delete_generation(self, generation_id):
+            time.sleep(0.01)  # long enough for the two cleaners to overlap
+            with lock:
+                deleted.append(str(generation_id))
+
+    barrier = threading.Barrier(2)
+
+    def cleaner():
+        barrier.wait()
+        delete_media_of_deleted_generations(world.db_url, Counting(), limit=7)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=cleaner) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(set(deleted) & set(generations)) == sorted(generations)
+    assert len(deleted) == len(set(deleted)), "no generation is cleaned twice"
+    assert world.api.sql(QUEUED, (generations[0],)) == []
+
+
+QUEUED = "select 1 from private.media_of_deleted_generations where generation_id = %s"
 
 
 def test_a_generation_that_is_not_completed_copies_nothing(world):

@@ -5,6 +5,7 @@ the bucket and its policy are made where a ``storage`` schema exists (and nowher
 from __future__ import annotations
 
 import threading
+import uuid
 
 import psycopg
 import pytest
@@ -16,7 +17,7 @@ from psycopg.rows import dict_row
 from backend.cli import migrations
 from backend.fal.simulated_routes import simulator_for
 from backend.jobs.engine import install_schema
-from backend.media import copy_generation_outputs
+from backend.media import clean_deleted_generations_media, copy_generation_outputs
 from backend.media.storage import BUCKET, SupabaseStorage
 
 SERVICE_KEY = "service-role-key-for-the-fake-storage"
@@ -39,6 +40,17 @@ def test_put_and_signed_url_through_the_official_client(storage):
     response = requests.get(client.signed_url(name, 60), timeout=10)
     assert (response.status_code, response.content) == (200, b"second")
     assert response.headers["Content-Type"] == "image/png"
+
+
+def test_a_generations_objects_are_deleted_through_the_official_client(storage):
+    client = SupabaseStorage(storage.url, SERVICE_KEY)
+    gone, kept = uuid.uuid4(), uuid.uuid4()
+    for name in (f"{gone}/0.png", f"{gone}/1.jpg", f"{kept}/0.png"):
+        client.put(name, b"bytes", "image/png")
+    client.delete_generation(gone)
+    assert set(storage.objects) == {(BUCKET, f"{kept}/0.png")}
+    client.delete_generation(gone)  # nothing left: nothing to do
+    assert storage.removals == [[f"{gone}/0.png", f"{gone}/1.jpg"]]
 
 
 def test_readers_get_storage_signed_urls(storage, database_factory, migrated_template, tmp_path):
@@ -77,6 +89,11 @@ def test_readers_get_storage_signed_urls(storage, database_factory, migrated_tem
         stranger = world.api.user("stranger")
         path = f"/api/v1/generations/{generation['id']}/media"
         assert world.api.call("GET", path, stranger).status_code == 404
+        # deleted, its object goes at the cleanup job's next run, and its URL stops working
+        world.api.ok("DELETE", f"/api/v1/generations/{generation['id']}", owner, 204)
+        assert clean_deleted_generations_media(world.settings) == 1
+        assert (BUCKET, row["storage_path"]) not in storage.objects
+        assert requests.get(media["url"], timeout=10).status_code == 400
 
 
 STORAGE_STAND_IN = """

@@ -163,6 +163,16 @@ def copy_outputs(generation_id: str) -> None:
     copy_generation_outputs(load_settings(), generation_id)
 
 
+@app.periodic(cron=every(60))
+@app.task(name="velro.delete_media", queue=QUEUE, queueing_lock="velro.delete_media")
+@counted_job
+def delete_media(timestamp: int) -> None:
+    """Delete the stored outputs of generations deleted since the last run."""
+    from backend.media import clean_deleted_generations_media
+
+    clean_deleted_generations_media(load_settings())
+
+
 @app.periodic(cron=every(5))
 @app.task(name="velro.deliver_webhooks", queue=QUEUE, queueing_lock="velro.deliver_webhooks")
 def deliver_webhooks(timestamp: int) -> None:

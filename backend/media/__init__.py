@@ -5,11 +5,13 @@
 - ``probe``: content type and pixel size, read from the bytes.
 - ``storage``: a local directory (HMAC-signed URLs the app serves) or Supabase Storage.
 - ``copy``: the media-copy job's work, ``copy_outputs``.
+- ``cleanup``: the media-cleanup job's work: a deleted generation's objects go too.
 - ``routes``: ``GET /api/v1/generations/{id}/media`` (signed URLs, for readers only) and
   the local storage's ``GET /api/v1/media/<name>``.
 
 It may import ``backend.config`` and the database driver; only ``routes`` knows Flask.
-The worker calls ``copy_generation_outputs(settings, generation_id)``.
+The worker calls ``copy_generation_outputs(settings, generation_id)`` and
+``clean_deleted_generations_media(settings)``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from backend.config import Settings
+from backend.media.cleanup import delete_media_of_deleted_generations
 from backend.media.copy import copy_outputs
 from backend.media.fetch import FetchPolicy, UnsafeMedia
 from backend.media.storage import LocalStorage, SupabaseStorage
 
-__all__ = ["UnsafeMedia", "copy_generation_outputs", "fetch_policy", "storage_for"]
+__all__ = [
+    "UnsafeMedia",
+    "clean_deleted_generations_media",
+    "copy_generation_outputs",
+    "fetch_policy",
+    "storage_for",
+]
 
 
 def signing_key(settings: Settings) -> bytes:
@@ -64,3 +73,8 @@ def copy_generation_outputs(settings: Settings, generation_id: UUID | str) -> li
     return copy_outputs(
         settings.direct_database_url, generation_id, storage_for(settings), fetch_policy(settings)
     )
+
+
+def clean_deleted_generations_media(settings: Settings) -> int:
+    """The media-cleanup job: delete the stored objects of deleted generations."""
+    return delete_media_of_deleted_generations(settings.direct_database_url, storage_for(settings))

@@ -17,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import shutil
 import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
+from uuid import UUID
 
 from storage3 import SyncStorageClient
 
@@ -72,6 +74,10 @@ class LocalStorage:
     def open(self, name: str) -> Path:
         return self.directory / checked_name(name)
 
+    def delete_generation(self, generation_id: UUID) -> None:
+        """Every object stored for this generation (none is fine)."""
+        shutil.rmtree(self.directory / str(UUID(str(generation_id))), ignore_errors=True)
+
 
 class SupabaseStorage:
     """Supabase Storage through its official client (storage3), with the service key."""
@@ -89,3 +95,11 @@ class SupabaseStorage:
 
     def signed_url(self, name: str, seconds: int, now: float | None = None) -> str:
         return self.client.from_(BUCKET).create_signed_url(checked_name(name), seconds)["signedURL"]
+
+    def delete_generation(self, generation_id: UUID) -> None:
+        """Every object stored for this generation (none is fine): its folder, listed a page
+        at a time until it is empty."""
+        folder = str(UUID(str(generation_id)))
+        bucket = self.client.from_(BUCKET)
+        while names := [f"{folder}/{item['name']}" for item in bucket.list(folder)]:
+            bucket.remove(names)
