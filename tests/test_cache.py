@@ -334,6 +334,36 @@ def test_a_redis_back_with_older_data_serves_nothing_it_held(tmp_path):
         process.wait()
 
 
+def test_a_new_epoch_asked_for_while_one_is_being_started_is_not_lost(redis_url):
+    """A notice whose bump fails while another thread is starting an epoch asks for one
+    more: the epoch being set may already be older than the missed bump."""
+    client = redis.Redis.from_url(redis_url)
+    namespace = f"velro-test-{uuid.uuid4().hex[:8]}"
+    cache = trusted_cache(redis_client=client, namespace=namespace)
+    epochs = []
+    real_set = client.set
+
+    def set_while_a_bump_fails(key, value, *args, **kwargs):
+        if not epochs:
+            cache._l2_down_until = time.monotonic() + 60  # Redis unreachable for the bump
+            cache.invalidate("user:u1")
+            cache._l2_down_until = 0.0
+        epochs.append(value)
+        return real_set(key, value, *args, **kwargs)
+
+    try:
+        client.set = set_while_a_bump_fails
+        cache.distrust()
+        cache.trust_again()  # as a reconnected listener does: starts a new epoch
+        assert len(epochs) == 1
+        assert cache.get_or_load("k", Loader("v")) == ("v", "db")
+        assert len(epochs) == 2, "the epoch asked for meanwhile is started before L2 is used"
+    finally:
+        for key in client.scan_iter(match=f"{{{namespace}}}:*"):
+            client.delete(key)
+        client.close()
+
+
 def test_an_answer_lives_in_l2_no_longer_than_it_may(redis_client, namespace):
     """Seconds to live are whole in Redis: rounded down, so a session with half a second
     left is not kept there at all, and one with 2.5 s left keeps 2 s."""

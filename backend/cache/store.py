@@ -220,7 +220,10 @@ class Cache:
         self._scripts: dict[str, Any] = {}  # registered with the client when L2 is first used
         self._l2_ttl = l2_ttl
         self._l2_down_until = 0.0
-        self._l2_needs_new_epoch = False
+        # a new epoch is owed while more were asked for than started: a count, not a flag, so
+        # one asked for while another is being started is not lost
+        self._l2_epochs_asked = 0
+        self._l2_epochs_started = 0
         self._run_ids: set[str] = set()  # of the Redis servers this instance has connected to
         self._assume_noeviction = assume_noeviction
         self._policy: str | None = None
@@ -269,7 +272,7 @@ class Cache:
             self._trusted_from = self._changes
             self._l1.clear()
             self._tagged.clear()
-        self._l2_needs_new_epoch = True
+        self._l2_epochs_asked += 1
         if self._l2_usable():
             self._l2_start_epoch_if_needed()
         self.heartbeat()
@@ -500,7 +503,7 @@ class Cache:
                     policy or "unknown",
                 )
         if safe and not self._l2_trusted:
-            self._l2_needs_new_epoch = True  # versions may have been evicted meanwhile
+            self._l2_epochs_asked += 1  # versions may have been evicted meanwhile
         self._policy, self._l2_trusted = policy, safe
 
     def _eviction_policy(self) -> str | None:
@@ -543,14 +546,15 @@ class Cache:
     def _l2_start_epoch_if_needed(self) -> bool:
         """Invalidate every L2 entry at once when L2 may have missed a notice; whether L2
         can be used now."""
-        if not self._l2_needs_new_epoch:
+        asked = self._l2_epochs_asked
+        if asked == self._l2_epochs_started:
             return True
         try:
             self._redis.set(self._keys["epoch"], secrets.token_hex(8))
         except ERRORS as error:
             self._l2_failed(error)
             return False
-        self._l2_needs_new_epoch = False
+        self._l2_epochs_started = asked
         return True
 
     def _l2_read(self, key: str) -> tuple[tuple | None, _Ticket | None]:
@@ -583,7 +587,7 @@ class Cache:
         lifetime = self._l2_ttl if seconds is None else min(self._l2_ttl, math.floor(seconds))
         if lifetime < 1 or time.monotonic() - ticket.began > MAX_L2_LOAD_SECONDS:
             return
-        if not self._l2_usable() or self._l2_needs_new_epoch:
+        if not self._l2_usable() or self._l2_epochs_asked != self._l2_epochs_started:
             return
         entry = json.dumps(
             {"v": value, "t": tags, "at": ticket.clock, "e": ticket.epoch}, separators=(",", ":")
@@ -604,7 +608,7 @@ class Cache:
             return
         if time.monotonic() < self._l2_down_until or not self._l2_connected():
             # no waiting on a Redis known to be down: the listener must keep up
-            self._l2_needs_new_epoch = True
+            self._l2_epochs_asked += 1
             return
         try:
             for start in range(0, len(tags), 1000):
@@ -613,7 +617,7 @@ class Cache:
                     args=[self._version_ttl()],
                 )
         except ERRORS as error:
-            self._l2_needs_new_epoch = True
+            self._l2_epochs_asked += 1
             self._l2_failed(error)
 
     def _version_ttl(self) -> int:
