@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import re
 from pathlib import Path
 
@@ -385,5 +386,35 @@ def test_after_five_wrong_codes_the_address_takes_codes_no_more(confirming, db_u
         db_url, "select email_confirmed_at from auth.users where email = %s", (email_address,)
     )
     assert row["email_confirmed_at"] is None
+    # nor does any other way of sending the same guess: the address split differently from
+    # the code, or the token_hash GoTrue would derive from the address and the code
+    split = {"type": "signup", "token": email_address[-1] + code, "email": email_address[:-1]}
+    gotrue_error(client.post("/auth/v1/verify", json=split), 403, "otp_expired")
+    derived = hashlib.sha224(f"{email_address}{code}".encode()).hexdigest()
+    for guess in (derived, hashlib.sha224(f"{email_address}\n{code}".encode()).hexdigest()):
+        body = {"type": "signup", "token_hash": guess}
+        gotrue_error(client.post("/auth/v1/verify", json=body), 403, "otp_expired")
+    (row,) = query(
+        db_url, "select email_confirmed_at from auth.users where email = %s", (email_address,)
+    )
+    assert row["email_confirmed_at"] is None
     by_hash = client.post("/auth/v1/verify", json={"type": "signup", "token_hash": token_hash})
     assert by_hash.status_code == 200
+
+
+def test_whoever_signed_up_first_with_an_address_holds_nothing_once_its_owner_confirms(
+    confirming,
+):
+    client = confirming.test_client()
+    address = unique_email("owned")
+    signup(client, address, password="the squatter's password")
+    signup(client, address, password=PASSWORD)  # the owner signs up: a new code to her inbox
+    code, _token_hash = mailed_codes(confirming)[-1]
+    body = {"type": "signup", "token": code, "email": address}
+    assert client.post("/auth/v1/verify", json=body).status_code == 200
+    squatter = {"email": address, "password": "the squatter's password"}
+    gotrue_error(
+        client.post("/auth/v1/token?grant_type=password", json=squatter), 400, "invalid_credentials"
+    )
+    owner = {"email": address, "password": PASSWORD}
+    assert client.post("/auth/v1/token?grant_type=password", json=owner).status_code == 200

@@ -19,6 +19,8 @@ GoTrue's token hash, sha224(email + code), which is also what the email offers a
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
 import secrets
 import time
 import uuid
@@ -27,6 +29,7 @@ import bcrypt
 from psycopg.types.json import Jsonb
 
 from backend.auth.accounts import (
+    EMAIL,
     EMAIL_PROVIDER,
     INSTANCE_ID,
     hash_password,
@@ -44,6 +47,7 @@ from backend.db import owner_transaction, rpc
 # an emailed code is six digits: short-lived, and the verify route is rate limited per email
 CONFIRMATION_LIFETIME = "1 hour"
 CONFIRMATION_TYPES = ("signup", "email")
+CODE = re.compile(r"[0-9]{6}")  # what a confirmation mail sends
 MAX_CODE_FAILURES = 5  # wrong codes per address within CONFIRMATION_LIFETIME
 
 
@@ -63,6 +67,10 @@ class LocalProvider:
         self._settings = settings
         self._signer = signer
         self._mailer = mailer
+        # a token_hash is keyed, so nobody can compute one from an address and a guess
+        self._code_key = hmac.new(
+            settings.JWT_SECRET.encode(), b"velro confirmation codes", hashlib.sha256
+        ).digest()
         # compared against when the email is unknown, so both failures take as long
         self._decoy_hash = bcrypt.hashpw(
             secrets.token_bytes(16), bcrypt.gensalt(settings.BCRYPT_COST)
@@ -76,20 +84,16 @@ class LocalProvider:
         """A session when sign-ups are confirmed at once; else tokenless, and a code is mailed."""
         email = self.check_credentials(email, password)
         confirmed = self._settings.autoconfirm
+        hashed = hash_password(password, self._settings.BCRYPT_COST)
         with owner_transaction() as cur:
-            user = insert_user(
-                cur,
-                email,
-                hash_password(password, self._settings.BCRYPT_COST),
-                data or {},
-                confirmed,
-            )
+            user = insert_user(cur, email, hashed, data or {}, confirmed)
             if user is None:
                 if confirmed:
                     raise AuthFailure(422, "user_already_exists", "User already registered")
                 # With confirmations on, GoTrue answers a taken address as it answers a new
                 # one: sign-up must not tell who has an account (login and resend do not).
-                return Session(None, None, None, None, self._taken_address(cur, email, data))
+                taken = self._taken_address(cur, email, hashed, data)
+                return Session(None, None, None, None, taken)
             _audit(cur, client, "auth.signup", user["id"], {"email": email, "confirmed": confirmed})
             if not confirmed:
                 # mailed before the commit: a message that cannot leave undoes the sign-up
@@ -129,7 +133,11 @@ class LocalProvider:
 
     def _confirm_by_code(self, email: str, code: str, client: Client) -> Session:
         # Six digits are guessable: after a few wrong codes within the code's lifetime the
-        # address takes codes no more (its token_hash still works), whatever the IP.
+        # address takes codes no more (its token_hash still works), whatever the IP. Only a
+        # six-digit code with a whole address is tried, so no other split of the same
+        # characters reaches the same hash past the address's count.
+        if not (CODE.fullmatch(code) and EMAIL.fullmatch(email)):
+            raise INVALID_CONFIRMATION
         with owner_transaction() as cur:
             cur.execute(
                 "select id from auth.users where email = %s and is_sso_user = false"
@@ -140,7 +148,7 @@ class LocalProvider:
             if pending and _recent_code_failures(cur, pending["id"]) >= MAX_CODE_FAILURES:
                 raise TOO_MANY_CODES
         try:
-            return self._confirm(confirmation_token_hash(email, code), client)
+            return self._confirm(confirmation_token_hash(self._code_key, email, code), client)
         except AuthFailure:
             if pending:
                 with owner_transaction() as cur:
@@ -292,17 +300,24 @@ class LocalProvider:
             self._signer.sign(claims), refresh_token, expiry, now + expiry, gotrue_user(user)
         )
 
-    def _taken_address(self, cur, email: str, data: dict | None) -> dict:
-        """A sign-up's answer for an address that has an account: an unconfirmed account gets
-        a new code, as a new sign-up would; a confirmed one gets a made-up user, and nothing
-        is written or mailed."""
+    def _taken_address(self, cur, email: str, hashed: str, data: dict | None) -> dict:
+        """A sign-up's answer for an address that has an account: a confirmed one gets a
+        made-up user, and nothing is written or mailed; an unconfirmed one is the newest
+        sign-up's now (its password and data) and gets a new code, as a new sign-up would,
+        so whoever signed up first with someone else's address holds nothing once the
+        owner signs up and confirms."""
         cur.execute(
             "select * from auth.users where email = %s and is_sso_user = false for update",
             (email,),
         )
         user = cur.fetchone()
         if user is not None and user["email_confirmed_at"] is None:
-            return gotrue_user(self._send_confirmation(cur, user))
+            cur.execute(
+                "update auth.users set encrypted_password = %s, raw_user_meta_data = %s,"
+                " updated_at = now() where id = %s returning *",
+                (hashed, Jsonb(data or {}), user["id"]),
+            )
+            return gotrue_user(self._send_confirmation(cur, cur.fetchone()))
         cur.execute("select now() as now")
         now = cur.fetchone()["now"]
         made_up = {
@@ -317,7 +332,7 @@ class LocalProvider:
 
     def _send_confirmation(self, cur, user: dict) -> dict:
         code = f"{secrets.randbelow(1_000_000):06d}"
-        token_hash = confirmation_token_hash(user["email"], code)
+        token_hash = confirmation_token_hash(self._code_key, user["email"], code)
         cur.execute(
             "update auth.users set confirmation_token = %s, confirmation_sent_at = now()"
             " where id = %s returning *",
@@ -342,9 +357,11 @@ class LocalProvider:
             )
 
 
-def confirmation_token_hash(email: str, code: str) -> str:
-    """GoTrue's token hash of an emailed code: sha224 hex of the address and the code."""
-    return hashlib.sha224(f"{email}{code}".encode()).hexdigest()
+def confirmation_token_hash(key: bytes, email: str, code: str) -> str:
+    """An emailed code's token hash, shaped as GoTrue's (56 hex characters) but keyed: GoTrue
+    hashes the address and the code, which anyone can compute for every code without
+    counting as a wrong guess."""
+    return hmac.new(key, f"{email}\n{code}".encode(), hashlib.sha224).hexdigest()
 
 
 def confirmation_text(public_url: str, email: str, code: str, token_hash: str) -> str:
