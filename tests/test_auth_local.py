@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import bcrypt
 import pytest
 from fixtures_app import PASSWORD, counts, query, unique_email
@@ -278,6 +281,26 @@ def test_replayed_refresh_token_revokes_the_whole_session(client, user, db_url):
         " and actor_id = %s",
         (user.id,),
     )
+
+
+def test_two_refreshes_racing_with_one_token_are_a_reuse(client, users, db_url):
+    """Sent at once on two connections: one rotates, the other waits for the token's lock,
+    finds it used and ends the session, as any reuse does; never both succeed."""
+    for _ in range(5):
+        user = users.create()
+        barrier = threading.Barrier(2)
+
+        def refresh(user=user, barrier=barrier):
+            barrier.wait()
+            body = {"refresh_token": user.refresh_token}
+            return client.application.test_client().post("/api/v1/auth/refresh", json=body)
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = [future.result() for future in [pool.submit(refresh) for _ in range(2)]]
+        assert sorted(answer.status_code for answer in answers) == [200, 401]
+        [loser] = [answer for answer in answers if answer.status_code == 401]
+        assert loser.get_json()["error"] == "refresh_token_already_used"
+        assert not query(db_url, "select 1 from auth.sessions where user_id = %s", (user.id,))
 
 
 @pytest.mark.parametrize("body", [{}, {"refresh_token": ""}, {"refresh_token": 5}])

@@ -209,9 +209,11 @@ class LocalProvider:
     # refresh and sign-out ---------------------------------------------------------------
 
     def refresh(self, refresh_token: str, *, client: Client) -> Session:
+        # One transaction, the token's row locked from the lookup to the rotation: of two
+        # refreshes with one token, the second waits, then finds it used, as a reuse.
         with owner_transaction() as cur:
             cur.execute(
-                "select id, revoked, session_id, user_id from auth.refresh_tokens"
+                "select id, token, revoked, session_id, user_id from auth.refresh_tokens"
                 " where token = %s for update",
                 (_digest(refresh_token),),
             )
@@ -220,7 +222,9 @@ class LocalProvider:
                 raise AuthFailure(
                     400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found"
                 )
-            if row["revoked"]:
+            if not row["revoked"]:
+                user, new_token = _rotate(cur, row)
+            else:
                 cur.execute("delete from auth.sessions where id = %s", (row["session_id"],))
                 announce(cur, [("session", row["session_id"])])
                 _audit(
@@ -236,8 +240,6 @@ class LocalProvider:
             raise AuthFailure(
                 400, "refresh_token_already_used", "Invalid Refresh Token: Already Used"
             )
-        with owner_transaction() as cur:
-            user, new_token = _rotate(cur, row)
         return self._session(user, row["session_id"], new_token)
 
     def sign_out(self, auth, scope: str = "global", *, client: Client) -> None:
@@ -398,14 +400,11 @@ def _issue_refresh_token(cur, user_id, session_id, parent: str | None) -> str:
 
 
 def _rotate(cur, row: dict) -> tuple[dict, str]:
+    """Revoke the (locked, unrevoked) token and issue its child in the same session."""
     cur.execute(
-        "update auth.refresh_tokens set revoked = true, updated_at = now()"
-        " where id = %s and not revoked returning token",
+        "update auth.refresh_tokens set revoked = true, updated_at = now() where id = %s",
         (row["id"],),
     )
-    revoked = cur.fetchone()
-    if revoked is None:  # a concurrent refresh won the race
-        raise AuthFailure(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")
     cur.execute(
         "update auth.sessions set refreshed_at = now(), updated_at = now() where id = %s",
         (row["session_id"],),
@@ -413,7 +412,7 @@ def _rotate(cur, row: dict) -> tuple[dict, str]:
     cur.execute("select * from auth.users where id = %s", (row["user_id"],))
     user = cur.fetchone()
     _refuse_unusable_account(user)  # raising rolls the rotation back
-    token = _issue_refresh_token(cur, user["id"], row["session_id"], parent=revoked["token"])
+    token = _issue_refresh_token(cur, user["id"], row["session_id"], parent=row["token"])
     return user, token
 
 
