@@ -403,6 +403,60 @@ def test_an_inviter_who_loses_admin_takes_their_invitations_along(api, crew, los
     assert_error(accept(api, invitee, lost["token"]), 410, "gone")
 
 
+def test_a_team_holds_a_bounded_number_of_pending_invitations(api, crew):
+    """An admin cannot pile up invitations until removing them outlasts a statement: a team
+    holds max_pending_invitations live ones; a revoked or expired one frees its place."""
+    team = crew["team"]["id"]
+    pending = api.sql(
+        "select count(*) as n from public.invitations where team_id = %s and accepted_at is null"
+        " and revoked_at is null and expires_at > now()",
+        (team,),
+    )[0]["n"]
+    api.sql(
+        "update private.settings set value = to_jsonb(%s::integer)"
+        " where key = 'max_pending_invitations' returning key",
+        (pending + 2,),
+    )
+    try:
+        first, _second = invite(api, crew), invite(api, crew)
+        before = api.fingerprint()
+        body = {"email": unique_email("one-too-many")}
+        refused = api.call("POST", team_path(crew, "/invite"), crew["admin"], json=body)
+        assert "pending invitations, the most it may hold" in assert_error(refused, 409)["message"]
+        assert api.fingerprint() == before
+        api.ok(
+            "DELETE", team_path(crew, f"/invitations/{first['invitation_id']}"), crew["admin"], 204
+        )
+        expiring = invite(api, crew)
+        api.sql(
+            "update public.invitations set expires_at = now() - interval '1 second'"
+            " where id = %s returning id",
+            (expiring["invitation_id"],),
+        )
+        invite(api, crew)
+    finally:
+        api.sql(
+            "update private.settings set value = '500'"
+            " where key = 'max_pending_invitations' returning key"
+        )
+
+
+def test_deleting_an_account_cancels_and_refunds_teammates_work_in_its_projects(api):
+    """A teammate's charged generation in flight in the owner's project does not keep the
+    owner's account from being deleted: it is cancelled and refunded first."""
+    owner, editor = api.user("leaving"), api.user("staying")
+    team = api.team(owner)
+    api.join(team, owner, editor, "editor")
+    project = api.project(owner, visibility="team")
+    api.link(project, team, owner, "editor")
+    start = api.ok("GET", "/api/v1/credits/balance", editor)["balance"]
+    generation = api.generation(editor, project_id=project["id"])
+    assert generation["status"] == "pending" and generation["cost"] > 0
+    api.sql("delete from auth.users where id = %s returning id", (owner.id,))
+    assert api.ok("GET", "/api/v1/credits/balance", editor)["balance"] == start
+    assert api.sql("select 1 from public.generations where id = %s", (generation["id"],)) == []
+
+
 # roles, ownership and removal --------------------------------------------------------------
 
 
