@@ -89,6 +89,15 @@ def test_create_charges_once_and_stays_pending(api, owner):
     assert charges(api, owner) == 1
 
 
+def test_a_whole_number_written_with_a_fraction_is_priced_as_that_number(api, owner):
+    start = balance(api, owner)
+    body = {"model_id": MODEL, "prompt": "two foxes", "parameters": {"num_images": 2.0}}
+    response = create(api, owner, body, key="two-point-oh")
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["cost"] == 2 * MODEL_COST
+    assert balance(api, owner) == start - 2 * MODEL_COST
+
+
 def test_a_replay_with_another_body_is_a_conflict_and_writes_nothing(api, owner):
     assert create(api, owner, key="fingerprinted").status_code == 201
     before = api.fingerprint()
