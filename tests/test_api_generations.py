@@ -425,19 +425,44 @@ def test_a_page_of_the_default_list_can_come_from_one_of_many_projects(api, owne
     assert feed(api, member, limit=10) == [*reversed(newest), *reversed(older)]
 
 
+def test_work_shared_with_two_of_a_members_teams_is_listed_once_and_never_passed(api, owner):
+    api.grant_credits(owner, 10 * MODEL_COST)
+    member = api.user("member")
+    api.grant_credits(member, 1000)
+    teams = [api.team(owner) for _ in range(2)]
+    for team in teams:
+        api.join(team, owner, member, "viewer")
+    own = [api.generation(member)["id"] for _ in range(4)]  # older than every shared one
+    shared = [api.generation(owner)["id"] for _ in range(6)]
+    for generation in shared:
+        for team in teams:
+            path = f"/api/v1/generations/{generation}/share"
+            api.ok("PUT", path, owner, json={"team_id": team["id"]})
+    newest_first = [*reversed(shared), *reversed(own)]
+    for limit in (1, 2, 3, 4, 6, 100):
+        assert feed(api, member, limit=limit) == newest_first, f"limit {limit}"
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_every_page_of_the_default_list_matches_its_definition(api, owner, seed):
-    """Random work over several projects, own work and shares: every page size walks the
-    same list, newest first, of exactly what the member may read (public work aside)."""
+    """Random work over several projects, own work and shares, each project and share in one
+    or both of the member's teams: every page size walks the same list, newest first, of
+    exactly what the member may read (public work aside), each generation once."""
     chance = random.Random(seed)
     api.grant_credits(owner, 30 * MODEL_COST)
     member = api.user("member")
     api.grant_credits(member, 1000)
-    team = api.team(owner)
-    api.join(team, owner, member, "viewer")
+    teams = [api.team(owner) for _ in range(2)]
+    for team in teams:
+        api.join(team, owner, member, "viewer")
+
+    def some_teams():
+        return chance.choice([teams[:1], teams[1:], teams])
+
     projects = [api.project(owner) for _ in range(6)]
     for project in projects[:4]:  # the last two are the owner's alone
-        api.link(project, team, owner)
+        for team in some_teams():
+            api.link(project, team, owner)
     gallery = api.project(owner, visibility="public")
     expected = []
     for _ in range(30):
@@ -447,7 +472,8 @@ def test_every_page_of_the_default_list_matches_its_definition(api, owner, seed)
         elif roll < 0.25:
             generation = api.generation(owner)["id"]
             path = f"/api/v1/generations/{generation}/share"
-            api.ok("PUT", path, owner, json={"team_id": team["id"]})
+            for team in some_teams():
+                api.ok("PUT", path, owner, json={"team_id": team["id"]})
             expected.append(generation)
         elif roll < 0.35:
             api.generation(owner, project_id=gallery["id"])  # public: its own feed
