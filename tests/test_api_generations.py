@@ -3,6 +3,8 @@ authorize, share."""
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import threading
 import uuid
@@ -531,8 +533,24 @@ def test_list_refuses_bad_filters(api, owner, query, field):
     assert_names_field(assert_error(response, 422), field)
 
 
-def test_list_refuses_a_forged_cursor(api, owner):
-    response = api.call("GET", "/api/v1/generations", owner, query_string={"cursor": "e30"})
+def forged(*values) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values)).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "e30",
+        forged(["t", "2024-01-01T00:00:00+00:00"], ["u", 123]),
+        forged(["t", "2024-01-01T00:00:00+00:00"], ["u", [1]]),
+        forged(["t", 1704067200], ["u", "00000000-0000-0000-0000-000000000000"]),
+        forged(["t", "2024-01-01T00:00:00"], ["u", "00000000-0000-0000-0000-000000000000"]),
+    ],
+)
+@pytest.mark.parametrize("scope", ["mine", "public"])
+def test_list_refuses_a_forged_cursor(api, owner, cursor, scope):
+    query = {"cursor": cursor, "scope": scope}
+    response = api.call("GET", "/api/v1/generations", owner, query_string=query)
     assert_error(response, 400, "bad_cursor")
 
 

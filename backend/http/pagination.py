@@ -112,6 +112,8 @@ def _tagged(value) -> list:
 
 def _untagged(item):
     tag, value = item
+    if tag in ("t", "u") and not isinstance(value, str):
+        raise ValueError("cursor timestamp or id that is not a string")
     if tag == "t":
         parsed = datetime.fromisoformat(value)
         if parsed.tzinfo is None:
