@@ -7,6 +7,10 @@ Postgres do.
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -93,3 +97,69 @@ def test_an_unreachable_supabase_is_503(make_app):
     )
     assert response.status_code == 503
     assert response.get_json()["error"] == "unavailable"
+
+
+class BrokenAuth:
+    """Supabase Auth answering every request with one status, body and content type."""
+
+    def __init__(self):
+        self.answer = (500, b"", "text/plain")
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, body, content_type = owner.answer
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+INTERNAL = "Database error querying schema: relation auth.secret_table does not exist"
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "error"),
+    [
+        ((500, b"<html>Internal Server Error</html>", "text/html"), 503, "unavailable"),
+        (
+            (
+                500,
+                json.dumps(
+                    {"code": 500, "error_code": "unexpected_failure", "msg": INTERNAL}
+                ).encode(),
+                "application/json",
+            ),
+            503,
+            "unavailable",
+        ),
+        ((502, json.dumps({"message": INTERNAL}).encode(), "application/json"), 503, "unavailable"),
+        ((429, b"Too Many Requests", "text/plain"), 429, "over_request_rate_limit"),
+    ],
+)
+def test_supabase_auth_failing_is_not_passed_on_word_for_word(make_app, answer, status, error):
+    broken = BrokenAuth()
+    try:
+        broken.answer = answer
+        app = make_app(AUTH_MODE="supabase", SUPABASE_URL=broken.url, SUPABASE_ANON_KEY="a")
+        response = app.test_client().post(
+            "/api/v1/auth/login", json={"email": "a@example.com", "password": PASSWORD}
+        )
+    finally:
+        broken.close()
+    body = response.get_json()
+    assert (response.status_code, body["error"]) == (status, error)
+    assert INTERNAL not in body["message"] and broken.url not in body["message"]

@@ -2,15 +2,18 @@
 
 Each call uses a fresh ``SyncGoTrueClient`` from the official ``supabase_auth`` package
 (its session state is per-client, so clients are never shared between requests) over one
-shared HTTP connection pool. GoTrue's errors come back as ``AuthFailure`` with GoTrue's
-status and code; an unreachable Supabase is a 503.
+shared HTTP connection pool. GoTrue's refusals (4xx) come back as ``AuthFailure`` with its
+status, code and message; its own failures (5xx, an answer that is not its JSON, no answer)
+are a bare 503 whose detail stays in our log.
 """
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 from supabase_auth import SyncGoTrueClient
-from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
+from supabase_auth.errors import AuthError, AuthRetryableError
 
 from backend.auth.providers.base import SIGN_OUT_SCOPES, AuthFailure, Client, Session
 from backend.cache import cache
@@ -18,6 +21,8 @@ from backend.cache.listener import announce
 from backend.config import Settings
 from backend.db import pool
 from backend.errors import Unavailable
+
+log = logging.getLogger(__name__)
 
 
 class SupabaseProvider:
@@ -61,12 +66,34 @@ class SupabaseProvider:
         )
         try:
             return operation(client)
-        except AuthApiError as error:
-            raise AuthFailure(error.status, error.code or "auth_error", error.message) from None
-        except AuthRetryableError as error:
-            raise Unavailable(f"Supabase Auth is unreachable: {error.message}") from None
         except AuthError as error:
-            raise AuthFailure(400, error.code or "auth_error", error.message) from None
+            raise _ours(error) from None
+
+
+def _ours(error: AuthError) -> Exception:
+    """Supabase Auth's refusal of the request (4xx) as it said it; its own failures, or an
+    answer that is not its JSON, as a bare 503, their detail in our log only."""
+    status = _status_of(error)
+    if status == 429:
+        return AuthFailure(
+            429, "over_request_rate_limit", "Supabase Auth is limiting requests: try again shortly"
+        )
+    if not isinstance(error, AuthRetryableError) and status is not None and 400 <= status < 500:
+        return AuthFailure(status, error.code or "auth_error", error.message)
+    log.warning("Supabase Auth failed (status %s): %s", status, error.message)
+    return Unavailable("Supabase Auth cannot answer now: try again shortly")
+
+
+def _status_of(error: AuthError) -> int | None:
+    """The HTTP status Supabase Auth answered with, also for an answer that was not JSON."""
+    status = getattr(error, "status", None)
+    if isinstance(status, int) and status:
+        return status
+    for cause in (getattr(error, "original_error", None), error.__cause__):
+        response = getattr(cause, "response", None)  # httpx.HTTPStatusError's
+        if isinstance(response, httpx.Response):
+            return response.status_code
+    return None
 
 
 def announce_sign_out(auth, scope: str) -> None:
