@@ -434,6 +434,23 @@ def _production_problems(s: Settings) -> list[str]:
         problems.append("FAL_KEY is not set: production refuses the simulated FAL provider")
     if not s.PUBLIC_URL.startswith("https://"):
         problems.append("PUBLIC_URL must be an https:// URL in production")
+    # keys that verify tokens and webhooks, and the service key, never cross a network in clear
+    cleartext = [
+        name
+        for name, url in (
+            ("SUPABASE_URL", s.SUPABASE_URL),
+            ("JWKS_URL", s.JWKS_URL),  # unset: derived from SUPABASE_URL
+            ("FAL_JWKS_URL", s.FAL_JWKS_URL),
+        )
+        if url and not url.startswith("https://")
+    ]
+    if cleartext:
+        problems.append(f"{', '.join(cleartext)} must be https:// URLs in production")
+    if s.JWKS_MIN_REFETCH_SECONDS < 1:
+        problems.append(
+            "JWKS_MIN_REFETCH_SECONDS must be at least 1 in production: every token with an"
+            " unknown key id would fetch the keys again"
+        )
     if not (s.SMTP_HOST and s.SMTP_SENDER):
         problems.append(
             "SMTP_HOST and SMTP_SENDER are not set: production sends confirmation and"

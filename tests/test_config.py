@@ -37,6 +37,25 @@ def test_defaults_fail_closed_in_production():
     assert "PUBLIC_URL must be an https:// URL" in message
 
 
+def test_production_fetches_keys_and_talks_to_supabase_over_https_only():
+    cleartext = {
+        **PRODUCTION,
+        "AUTH_MODE": "supabase",
+        "SUPABASE_URL": "http://abc.supabase.co",
+        "SUPABASE_ANON_KEY": "anon",
+        "FAL_JWKS_URL": "http://fal.example/jwks.json",
+        "JWKS_MIN_REFETCH_SECONDS": "0",
+    }
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ=cleartext)
+    message = str(refused.value)
+    assert "SUPABASE_URL, FAL_JWKS_URL must be https:// URLs" in message
+    assert "JWKS_MIN_REFETCH_SECONDS must be at least 1" in message
+    secure = {**cleartext, "SUPABASE_URL": "https://abc.supabase.co"}
+    secure |= {"FAL_JWKS_URL": "https://fal.example/jwks.json", "JWKS_MIN_REFETCH_SECONDS": "1"}
+    assert load_settings(environ=secure).jwks_url.startswith("https://abc.supabase.co/")
+
+
 def test_development_says_so_and_gets_the_local_defaults():
     settings = load_settings(environ=LOCAL)
     assert settings.APP_ENV == "development" and settings.AUTH_MODE == "local"
