@@ -16,7 +16,9 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import psycopg
 import pytest
 from api_support import MODEL, MODEL_COST, assert_error, running_api
@@ -359,6 +361,37 @@ def test_an_unknown_key_refetches_the_jwks_once_within_the_interval(api, fake_fa
     assert fake_fal.jwks_fetches - fetches <= 1
 
 
+def test_a_failing_key_server_is_asked_once_by_concurrent_deliveries_and_not_again_soon():
+    """While FAL's key server hangs, forged deliveries do not each hold a thread on a fetch:
+    one fetches, the others take its failure, and none fetches again for a while."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from backend.fal.signatures import KeysUnavailable, WebhookVerifier
+
+    fetched = []
+
+    def hanging_then_failing(url):
+        fetched.append(url)
+        time.sleep(0.3)
+        raise httpx.ConnectTimeout("no answer")
+
+    verifier = WebhookVerifier("https://keys.fal.example/jwks.json", fetch=hanging_then_failing)
+    headers = sign(Ed25519PrivateKey.generate(), "forged", int(time.time()), b"{}")
+    barrier = threading.Barrier(8)
+
+    def deliver():
+        barrier.wait()
+        with pytest.raises(KeysUnavailable):
+            verifier.verify(headers, b"{}")
+
+    with ThreadPoolExecutor(8) as pool:
+        for future in [pool.submit(deliver) for _ in range(8)]:
+            future.result()
+    with pytest.raises(KeysUnavailable):
+        verifier.verify(headers, b"{}")
+    assert len(fetched) == 1
+
+
 def test_a_rotated_key_is_picked_up_by_one_refetch(api, fake_fal):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -372,6 +405,7 @@ def test_a_rotated_key_is_picked_up_by_one_refetch(api, fake_fal):
     assert verifier.verify(primer, b"{}") == "primer"  # the old key, cached
     fake_fal.key = Ed25519PrivateKey.generate()  # FAL rotates
     verifier._fetched_at -= 3600  # an hour later: the refetch interval has passed
+    verifier._attempted_at -= 3600
     request = fake_fal.requests[request_id]
     webhook = fake_fal.send_webhook(request, {"status": "OK", "payload": request.result})
     assert webhook.answers == [200]

@@ -54,8 +54,11 @@ def public_keys_from_jwks(document: dict) -> list[Ed25519PublicKey]:
     return keys
 
 
+FETCH_TIMEOUT_SECONDS = 3.0  # a request thread waits no longer for FAL's keys
+
+
 def fetch_jwks(url: str) -> dict:
-    response = httpx.get(url, timeout=10.0)
+    response = httpx.get(url, timeout=FETCH_TIMEOUT_SECONDS)
     response.raise_for_status()
     return response.json()
 
@@ -80,8 +83,11 @@ class WebhookVerifier:
         self._fetch = fetch
         self._clock = clock
         self._lock = threading.Lock()
+        self._fetching = threading.Lock()  # one fetch at a time; the others take its result
         self._keys: list[Ed25519PublicKey] = []
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # of the keys held
+        self._attempted_at: float | None = None  # of the last fetch, failed or not
+        self._failed = False
         self.fetches = 0
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> str:
@@ -138,14 +144,38 @@ class WebhookVerifier:
 
     def _refetch_allowed(self) -> bool:
         with self._lock:
-            return self._fetched_at is None or self._clock() - self._fetched_at >= self._min_refetch
+            return (
+                self._attempted_at is None
+                or self._clock() - self._attempted_at >= self._min_refetch
+            )
 
     def _refetched_keys(self) -> list[Ed25519PublicKey]:
-        try:
-            keys = public_keys_from_jwks(self._fetch(self._url))
-        except (httpx.HTTPError, ValueError) as error:
-            raise KeysUnavailable(f"FAL's signing keys could not be fetched: {error}") from error
-        with self._lock:
-            self._keys, self._fetched_at = keys, self._clock()
-            self.fetches += 1
+        """FAL's keys fetched again, by one thread at a time: a thread that waited for
+        another's fetch takes its result, and after a failed fetch none is tried again for
+        min_refetch_seconds (forged deliveries while FAL's key server is down or slow must
+        not each hold a request thread on a fetch)."""
+        asked_at = self._clock()
+        with self._fetching:
+            with self._lock:
+                attempted, failed, keys = self._attempted_at, self._failed, self._keys
+            recent = attempted is not None and (
+                attempted >= asked_at or (failed and self._clock() - attempted < self._min_refetch)
+            )
+            if recent:
+                if failed:
+                    raise KeysUnavailable("FAL's signing keys could not be fetched just now")
+                return keys
+            attempted = self._clock()
+            try:
+                keys = public_keys_from_jwks(self._fetch(self._url))
+            except (httpx.HTTPError, ValueError) as error:
+                with self._lock:
+                    self._attempted_at, self._failed = attempted, True
+                raise KeysUnavailable(
+                    f"FAL's signing keys could not be fetched: {error}"
+                ) from error
+            with self._lock:
+                self._keys, self._fetched_at = keys, attempted
+                self._attempted_at, self._failed = attempted, False
+                self.fetches += 1
             return keys
