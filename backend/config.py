@@ -156,6 +156,7 @@ class Settings:
     SSE_MAX_SECONDS: float = 300.0  # an event stream closes after this; clients reconnect
     # concurrent event streams and Prefer: wait requests per process; 0: half the threads
     LIVE_MAX_WAITERS: int = 0
+    LIVE_MAX_PER_USER: int = 1  # of those, how many one user may hold (per process)
 
     def __post_init__(self):
         if self.PUBLIC_URL is None:
@@ -366,9 +367,15 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append("MEDIA_STORAGE=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
     if s.MEDIA_MAX_BYTES < 1 or s.MEDIA_URL_SECONDS < 1 or s.SSE_MAX_SECONDS <= 0:
         problems.append("MEDIA_MAX_BYTES, MEDIA_URL_SECONDS and SSE_MAX_SECONDS must be positive")
-    if s.WEBHOOK_MAX_ATTEMPTS < 1 or s.WEBHOOK_TIMEOUT <= 0 or s.LIVE_MAX_WAITERS < 0:
+    if (
+        s.WEBHOOK_MAX_ATTEMPTS < 1
+        or s.WEBHOOK_TIMEOUT <= 0
+        or s.LIVE_MAX_WAITERS < 0
+        or s.LIVE_MAX_PER_USER < 1
+    ):
         problems.append(
-            "WEBHOOK_MAX_ATTEMPTS >= 1, WEBHOOK_TIMEOUT > 0 and LIVE_MAX_WAITERS >= 0 are required"
+            "WEBHOOK_MAX_ATTEMPTS >= 1, WEBHOOK_TIMEOUT > 0, LIVE_MAX_WAITERS >= 0 and"
+            " LIVE_MAX_PER_USER >= 1 are required"
         )
     if s.JWT_EXPIRY < 60 or s.JWT_LEEWAY < 0 or s.MAX_CONTENT_LENGTH < 1024:
         problems.append(

@@ -23,7 +23,9 @@ from backend.live import EXTENSION as LIVE
 @pytest.fixture(scope="module")
 def world(database_factory, migrated_template, tmp_path_factory):
     with running_world(
-        database_factory(migrated_template), str(tmp_path_factory.mktemp("media"))
+        database_factory(migrated_template),
+        str(tmp_path_factory.mktemp("media")),
+        LIVE_MAX_PER_USER=4,  # several streams of one user on one generation
     ) as running:
         yield running
 
@@ -234,7 +236,7 @@ def test_held_requests_are_bounded_per_process(database_factory, migrated_templa
     """With one live slot taken by a stream, another stream is a 503 and a Prefer: wait
     answers at once, without Preference-Applied: threads stay free for other requests."""
     with running_world(
-        database_factory(migrated_template), str(tmp_path), LIVE_MAX_WAITERS=1
+        database_factory(migrated_template), str(tmp_path), LIVE_MAX_WAITERS=1, LIVE_MAX_PER_USER=2
     ) as small:
         owner = small.api.user("bounded")
         small.api.grant_credits(owner, 1000)
@@ -253,6 +255,36 @@ def test_held_requests_are_bounded_per_process(database_factory, migrated_templa
         assert response.get_json()["status"] == "pending"
         small.advance(generation["id"], "failed")
         assert stream.ended.wait(30)
+
+
+def test_one_user_holds_only_their_share_of_the_live_slots(
+    database_factory, migrated_template, tmp_path
+):
+    """A user who opens stream after stream gets a 503 past their share (one by default),
+    and the slots left are still there for everyone else."""
+    with running_world(
+        database_factory(migrated_template), str(tmp_path), LIVE_MAX_WAITERS=3
+    ) as small:
+        greedy, other = small.api.user("greedy"), small.api.user("other")
+        for user in (greedy, other):
+            small.api.grant_credits(user, 1000)
+        mine, theirs = small.api.generation(greedy), small.api.generation(other)
+        first = Stream(events_url(small, mine), greedy.access_token)
+        first.wait_for(1)
+        second = requests.get(
+            events_url(small, mine),
+            headers={"Authorization": f"Bearer {greedy.access_token}"},
+            timeout=10,
+        )
+        assert second.status_code == 503
+        assert "you follow as many generations live" in second.json()["message"]
+        response = created_with(small, greedy, "wait=30", f"greedy-{time.monotonic_ns()}")
+        assert "Preference-Applied" not in response.headers  # no second slot for a wait either
+        other_stream = Stream(events_url(small, theirs), other.access_token)
+        other_stream.wait_for(1)
+        for generation, stream in ((mine, first), (theirs, other_stream)):
+            small.advance(generation["id"], "failed")
+            assert stream.ended.wait(30)
 
 
 def test_a_stream_survives_the_listeners_connection_being_killed(world, owner):

@@ -111,7 +111,11 @@ class Generations(MethodView):
         if wait is None:
             return generation, status
         finished, waited = wait_until_finished(
-            listener(), generation["id"], wait, lambda: _read(generation["id"])
+            listener(),
+            generation["id"],
+            str(current_user().user_id),
+            wait,
+            lambda: _read(generation["id"]),
         )
         applied = {"Preference-Applied": f"wait={wait}"} if waited else {}
         return finished or generation, status, applied

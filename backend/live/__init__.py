@@ -21,7 +21,9 @@ EXTENSION = "velro.live"
 
 def init_app(app: Flask, connection: Connection) -> None:
     settings = app.config["SETTINGS"]
-    app.extensions[EXTENSION] = StatusListener(connection, settings.live_max_waiters)
+    app.extensions[EXTENSION] = StatusListener(
+        connection, settings.live_max_waiters, settings.LIVE_MAX_PER_USER
+    )
 
 
 def listener() -> StatusListener:

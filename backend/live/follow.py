@@ -38,15 +38,20 @@ def is_later(status: str, than: str) -> bool:
 
 
 def wait_until_finished(
-    listener: StatusListener, generation_id: str, seconds: float, read: Callable[[], dict | None]
+    listener: StatusListener,
+    generation_id: str,
+    follower: str,
+    seconds: float,
+    read: Callable[[], dict | None],
 ) -> tuple[dict | None, bool]:
-    """Wait up to ``seconds`` for the generation to end; ``read()`` reads it as the caller.
+    """Wait up to ``seconds`` for the generation to end; ``read()`` reads it as the caller
+    (``follower``, whose share of the live slots the wait takes).
 
     Returns the last read and whether waiting was possible (False when every live slot was
     taken or the listener is down: the caller answers at once instead).
     """
     try:
-        with listener.subscribe(generation_id) as inbox:
+        with listener.subscribe(generation_id, follower) as inbox:
             generation = read()  # after subscribing: an end before this read is seen here
             deadline = time.monotonic() + seconds
             while generation is not None and generation["status"] not in FINISHED:

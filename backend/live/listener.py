@@ -21,7 +21,7 @@ import json
 import logging
 import queue
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -57,19 +57,31 @@ class Notice:
 
 
 class StatusListener:
-    def __init__(self, connection: Connection, max_subscribers: int):
+    def __init__(self, connection: Connection, max_subscribers: int, max_per_follower: int = 1):
         self._connection = connection
         self._slots = threading.BoundedSemaphore(max_subscribers)
         self._lock = threading.Lock()
         self._subscribers: dict[str, set[queue.Queue]] = defaultdict(set)
+        # one user may not take every slot from everyone else
+        self._max_per_follower = max_per_follower
+        self._following: Counter[str] = Counter()
         self._listening = threading.Event()
         self._stopped = threading.Event()
         connection.add_channel(CHANNEL, self)
 
     @contextmanager
-    def subscribe(self, generation_id: str):
-        """Yield a queue of this generation's Notices (and RESYNC); Busy when full."""
+    def subscribe(self, generation_id: str, follower: str):
+        """Yield a queue of this generation's Notices (and RESYNC); Busy when every slot is
+        taken, or the follower (a user) holds their share of them already."""
+        with self._lock:
+            if self._following[follower] >= self._max_per_follower:
+                raise Busy(
+                    "you follow as many generations live as this server allows at once:"
+                    " close one of your streams or waits first"
+                )
+            self._following[follower] += 1
         if not self._slots.acquire(blocking=False):
+            self._unfollow(follower)
             raise Busy("too many live connections on this server")
         inbox: queue.Queue = queue.Queue()
         key = str(generation_id)
@@ -88,6 +100,13 @@ class StatusListener:
                 if not self._subscribers[key]:
                     del self._subscribers[key]
             self._slots.release()
+            self._unfollow(follower)
+
+    def _unfollow(self, follower: str) -> None:
+        with self._lock:
+            self._following[follower] -= 1
+            if not self._following[follower]:
+                del self._following[follower]
 
     def subscribers(self, generation_id: str) -> int:
         """How many of this process's requests follow the generation now."""

@@ -23,7 +23,7 @@ from flask_smorest import Blueprint
 from backend.api import schemas
 from backend.api.generations import COLUMNS
 from backend.api.outcomes import documented_errors
-from backend.auth.guard import require_user
+from backend.auth.guard import current_user, require_user
 from backend.db import user_transaction
 from backend.errors import NotFound, Unavailable
 from backend.http.access import access
@@ -72,7 +72,7 @@ class GenerationEvents(MethodView):
     @documented_errors(blp, 401, 404, 503)
     def get(self, generation_id: UUID):
         """Follow a generation: one `status` event now and one per change, until it ends."""
-        subscription = listener().subscribe(str(generation_id))
+        subscription = listener().subscribe(str(generation_id), str(current_user().user_id))
         try:
             inbox = subscription.__enter__()
         except (Busy, NotListening) as error:
