@@ -402,19 +402,19 @@ def test_after_five_wrong_codes_the_address_takes_codes_no_more(confirming, db_u
     assert by_hash.status_code == 200
 
 
-def test_whoever_signed_up_first_with_an_address_holds_nothing_once_its_owner_confirms(
-    confirming,
-):
+def test_a_second_sign_up_of_an_unconfirmed_address_changes_nothing_but_the_code(confirming):
+    """A sign-up cannot prove who claims an address: it mails a new code to the address and
+    leaves the account as it was (its password), as GoTrue does."""
     client = confirming.test_client()
-    address = unique_email("owned")
-    signup(client, address, password="the squatter's password")
-    signup(client, address, password=PASSWORD)  # the owner signs up: a new code to her inbox
+    address = unique_email("claimed")
+    signup(client, address, password=PASSWORD)
+    signup(client, address, password="someone else's password")
     code, _token_hash = mailed_codes(confirming)[-1]
     body = {"type": "signup", "token": code, "email": address}
     assert client.post("/auth/v1/verify", json=body).status_code == 200
-    squatter = {"email": address, "password": "the squatter's password"}
+    other = {"email": address, "password": "someone else's password"}
     gotrue_error(
-        client.post("/auth/v1/token?grant_type=password", json=squatter), 400, "invalid_credentials"
+        client.post("/auth/v1/token?grant_type=password", json=other), 400, "invalid_credentials"
     )
-    owner = {"email": address, "password": PASSWORD}
-    assert client.post("/auth/v1/token?grant_type=password", json=owner).status_code == 200
+    first = {"email": address, "password": PASSWORD}
+    assert client.post("/auth/v1/token?grant_type=password", json=first).status_code == 200

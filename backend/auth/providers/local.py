@@ -9,9 +9,10 @@ failed sign-ins, sign-ups, confirmations, sign-outs and refresh-token reuse go t
 audit log.
 
 Email confirmation works as in Supabase Auth: unless AUTH_AUTOCONFIRM, a sign-up gets no
-session but an email with a six-digit code; ``auth.users.confirmation_token`` keeps
-GoTrue's token hash, sha224(email + code), which is also what the email offers as
-``token_hash``. ``verify`` (POST /auth/v1/verify) checks either, within an hour, sets
+session but an email with a six-digit code; ``auth.users.confirmation_token`` keeps its
+token hash, shaped as GoTrue's sha224(email + code) but an HMAC under a key derived from
+JWT_SECRET, which is also what the email offers as ``token_hash``. ``verify`` (POST
+/auth/v1/verify) checks either, within an hour, sets
 ``email_confirmed_at`` and signs the user in; until then sign-in answers
 ``email_not_confirmed``.
 """
@@ -92,7 +93,7 @@ class LocalProvider:
                     raise AuthFailure(422, "user_already_exists", "User already registered")
                 # With confirmations on, GoTrue answers a taken address as it answers a new
                 # one: sign-up must not tell who has an account (login and resend do not).
-                taken = self._taken_address(cur, email, hashed, data)
+                taken = self._taken_address(cur, email, data)
                 return Session(None, None, None, None, taken)
             _audit(cur, client, "auth.signup", user["id"], {"email": email, "confirmed": confirmed})
             if not confirmed:
@@ -302,24 +303,18 @@ class LocalProvider:
             self._signer.sign(claims), refresh_token, expiry, now + expiry, gotrue_user(user)
         )
 
-    def _taken_address(self, cur, email: str, hashed: str, data: dict | None) -> dict:
+    def _taken_address(self, cur, email: str, data: dict | None) -> dict:
         """A sign-up's answer for an address that has an account: a confirmed one gets a
-        made-up user, and nothing is written or mailed; an unconfirmed one is the newest
-        sign-up's now (its password and data) and gets a new code, as a new sign-up would,
-        so whoever signed up first with someone else's address holds nothing once the
-        owner signs up and confirms."""
+        made-up user, and nothing is written or mailed; an unconfirmed one gets a new code,
+        as a new sign-up would. Its password stays the first sign-up's: as GoTrue says, a
+        sign-up cannot prove who claims the address, so it may not change the account."""
         cur.execute(
             "select * from auth.users where email = %s and is_sso_user = false for update",
             (email,),
         )
         user = cur.fetchone()
         if user is not None and user["email_confirmed_at"] is None:
-            cur.execute(
-                "update auth.users set encrypted_password = %s, raw_user_meta_data = %s,"
-                " updated_at = now() where id = %s returning *",
-                (hashed, Jsonb(data or {}), user["id"]),
-            )
-            return gotrue_user(self._send_confirmation(cur, cur.fetchone()))
+            return gotrue_user(self._send_confirmation(cur, user))
         cur.execute("select now() as now")
         now = cur.fetchone()["now"]
         made_up = {
