@@ -334,6 +334,33 @@ def test_a_redis_back_with_older_data_serves_nothing_it_held(tmp_path):
         process.wait()
 
 
+def test_a_redis_that_will_not_say_its_run_id_still_serves_l2(tmp_path):
+    """An ACL that refuses INFO (common on hardened and managed Redis): each new connection
+    starts a new epoch instead, and L2 works."""
+    port = free_port()
+    process = start_redis(port, str(tmp_path))
+    try:
+        admin = redis.Redis(port=port)
+        admin.execute_command(
+            "ACL", "SETUSER", "app", "on", ">app-password", "~*", "&*", "+@all", "-info"
+        )
+        admin.config_set("maxmemory-policy", "noeviction")
+
+        def app_client():
+            return redis.Redis(port=port, username="app", password="app-password")
+
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            app_client().info("server")
+        first = trusted_cache(redis_client=app_client(), assume_noeviction=True)
+        second = trusted_cache(redis_client=app_client(), assume_noeviction=True)
+        assert first.check_l2()
+        assert first.get_or_load("k", Loader("v")) == ("v", "db")
+        assert second.get_or_load("k", Loader("unused")) == ("v", "l2")
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_a_new_epoch_asked_for_while_one_is_being_started_is_not_lost(redis_url):
     """A notice whose bump fails while another thread is starting an epoch asks for one
     more: the epoch being set may already be older than the missed bump."""

@@ -523,10 +523,10 @@ class Cache:
     def _on_new_connection(self, connection) -> None:
         """On a server this instance has not seen yet, start a new epoch before the
         connection's first command: what a restarted or other server holds may predate
-        notices this instance already heard."""
-        connection.send_command("INFO", "server")
-        run_id = RUN_ID.search(str_if_bytes(connection.read_response())).group(1)
-        if run_id in self._run_ids:
+        notices this instance already heard. A server that will not say its run id (INFO
+        refused by an ACL or a proxy) counts as unseen on every new connection."""
+        run_id = _run_id(connection)
+        if run_id is not None and run_id in self._run_ids:
             return
         connection.send_command("SET", self._keys["epoch"], secrets.token_hex(8))
         try:
@@ -536,7 +536,8 @@ class Cache:
         except redis.ResponseError as error:
             # no new epoch, so no command may run here: the caller's fails, L2 is retried
             raise redis.ConnectionError(f"could not start a new epoch: {error}") from error
-        self._run_ids.add(run_id)
+        if run_id is not None:
+            self._run_ids.add(run_id)
 
     def _l2_failed(self, error: Exception) -> None:
         self.l2_stats.errors += 1
@@ -674,6 +675,17 @@ class Cache:
         except ERRORS as error:
             self._l2_failed(error)
             return {"size": None, "evictions": None}
+
+
+def _run_id(connection) -> str | None:
+    """The server's run id (new at every start), or None where it will not say."""
+    connection.send_command("INFO", "server")
+    try:
+        info = str_if_bytes(connection.read_response())
+    except redis.ResponseError:  # NOPERM and the like: the connection stays usable
+        return None
+    found = RUN_ID.search(info) if isinstance(info, str) else None
+    return found.group(1) if found else None
 
 
 def init_app(app: Flask) -> None:
