@@ -261,18 +261,20 @@ def test_one_user_holds_only_their_share_of_the_live_slots(
     database_factory, migrated_template, tmp_path
 ):
     """A user who opens stream after stream gets a 503 past their share (one by default),
-    and the slots left are still there for everyone else."""
+    and the slots left are still there for everyone else; following the same generation
+    again (a reconnect) replaces the older stream."""
     with running_world(
         database_factory(migrated_template), str(tmp_path), LIVE_MAX_WAITERS=3
     ) as small:
         greedy, other = small.api.user("greedy"), small.api.user("other")
         for user in (greedy, other):
             small.api.grant_credits(user, 1000)
-        mine, theirs = small.api.generation(greedy), small.api.generation(other)
+        mine, also_mine = small.api.generation(greedy), small.api.generation(greedy)
+        theirs = small.api.generation(other)
         first = Stream(events_url(small, mine), greedy.access_token)
         first.wait_for(1)
         second = requests.get(
-            events_url(small, mine),
+            events_url(small, also_mine),
             headers={"Authorization": f"Bearer {greedy.access_token}"},
             timeout=10,
         )
@@ -282,7 +284,13 @@ def test_one_user_holds_only_their_share_of_the_live_slots(
         assert "Preference-Applied" not in response.headers  # no second slot for a wait either
         other_stream = Stream(events_url(small, theirs), other.access_token)
         other_stream.wait_for(1)
-        for generation, stream in ((mine, first), (theirs, other_stream)):
+        # a reconnect to the generation the user follows already takes the older stream's
+        # place at once (a dropped stream holds its slot until a keepalive write fails)
+        reconnected = Stream(events_url(small, mine), greedy.access_token)
+        assert first.ended.wait(30), "the older stream ends"
+        assert [status for _, status, _ in reconnected.wait_for(1)] == ["pending"]
+        small.advance(also_mine["id"], "failed")
+        for generation, stream in ((mine, reconnected), (theirs, other_stream)):
             small.advance(generation["id"], "failed")
             assert stream.ended.wait(30)
 

@@ -12,7 +12,10 @@ the connection drops, every subscriber gets ``RESYNC`` when it is back: notices 
 the gap are lost, so they read the current status again. When the app closes, subscribers
 get ``CLOSED`` and their streams end instead of holding the shutdown. Subscriptions are
 bounded (``LIVE_MAX_WAITERS`` per process): each holds a request thread of the web server,
-and the rest of the threads must stay free for ordinary requests.
+and the rest of the threads must stay free for ordinary requests. One user holds at most
+``LIVE_MAX_PER_USER`` of them; a user at that share who follows a generation they follow
+already (a client reconnecting before its dropped stream noticed) ends the older stream
+(``CLOSED``) and takes its place.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "generation_status"
 RESYNC = "resync"
 CLOSED = "closed"
+TAKEOVER_SECONDS = 5.0  # how long a reconnect waits for its older stream to end
 READY_TIMEOUT = 5.0
 
 
@@ -65,6 +69,8 @@ class StatusListener:
         # one user may not take every slot from everyone else
         self._max_per_follower = max_per_follower
         self._following: Counter[str] = Counter()
+        self._held: dict[tuple[str, str], set[queue.Queue]] = defaultdict(set)  # by whom, what
+        self._released = threading.Condition(self._lock)
         self._listening = threading.Event()
         self._stopped = threading.Event()
         connection.add_channel(CHANNEL, self)
@@ -73,18 +79,12 @@ class StatusListener:
     def subscribe(self, generation_id: str, follower: str):
         """Yield a queue of this generation's Notices (and RESYNC); Busy when every slot is
         taken, or the follower (a user) holds their share of them already."""
-        with self._lock:
-            if self._following[follower] >= self._max_per_follower:
-                raise Busy(
-                    "you follow as many generations live as this server allows at once:"
-                    " close one of your streams or waits first"
-                )
-            self._following[follower] += 1
+        key = str(generation_id)
+        self._take_share(follower, key)
         if not self._slots.acquire(blocking=False):
             self._unfollow(follower)
             raise Busy("too many live connections on this server")
         inbox: queue.Queue = queue.Queue()
-        key = str(generation_id)
         try:
             # with the cache on it is running already; off, the first follower starts it,
             # so a web worker that never streams holds no connection
@@ -93,20 +93,42 @@ class StatusListener:
                 raise NotListening("live status is unavailable: the database did not answer")
             with self._lock:
                 self._subscribers[key].add(inbox)
+                self._held[follower, key].add(inbox)
             yield inbox
         finally:
             with self._lock:
-                self._subscribers[key].discard(inbox)
-                if not self._subscribers[key]:
-                    del self._subscribers[key]
+                for holder, found in ((self._subscribers, key), (self._held, (follower, key))):
+                    holder[found].discard(inbox)
+                    if not holder[found]:
+                        del holder[found]
             self._slots.release()
             self._unfollow(follower)
+
+    def _take_share(self, follower: str, key: str) -> None:
+        """Count the follower in, within their share. A follower at their share who follows
+        a generation they follow already (a client reconnecting while its dropped stream
+        still holds its slot) ends that older stream and takes its place."""
+        with self._lock:
+            if self._following[follower] >= self._max_per_follower:
+                older = self._held.get((follower, key))
+                if older:
+                    for inbox in older:
+                        inbox.put(CLOSED)
+                if not older or not self._released.wait_for(
+                    lambda: self._following[follower] < self._max_per_follower, TAKEOVER_SECONDS
+                ):
+                    raise Busy(
+                        "you follow as many generations live as this server allows at once:"
+                        " close one of your streams or waits first"
+                    )
+            self._following[follower] += 1
 
     def _unfollow(self, follower: str) -> None:
         with self._lock:
             self._following[follower] -= 1
             if not self._following[follower]:
                 del self._following[follower]
+            self._released.notify_all()
 
     def subscribers(self, generation_id: str) -> int:
         """How many of this process's requests follow the generation now."""
