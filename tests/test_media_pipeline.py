@@ -21,8 +21,14 @@ from media_support import Receiver, running_world
 from PIL import Image
 
 from backend.fal.simulated_routes import simulator_for
-from backend.media import clean_deleted_generations_media, copy_generation_outputs, storage_for
+from backend.media import (
+    clean_deleted_generations_media,
+    copy_generation_outputs,
+    fetch_policy,
+    storage_for,
+)
 from backend.media.cleanup import delete_media_of_deleted_generations
+from backend.media.copy import copy_outputs
 from backend.media.probe import dimensions
 
 IMAGE_MODEL = "fal-ai/flux-pro/v1.1-ultra"
@@ -162,6 +168,30 @@ def test_a_deleted_generations_urls_stop_working_and_its_files_go(world, receive
     assert clean_deleted_generations_media(world.settings) >= 1
     assert not folder.exists()
     assert world.api.sql(QUEUED, (generation["id"],)) == []
+
+
+def test_a_generation_deleted_while_its_outputs_are_copied_leaves_no_files(world, receiver):
+    """The delete (and the cleanup job after it) lands between the copy's upload and its
+    record of the rows: the copy finds the generation gone and deletes what it stored."""
+    owner, generation, _stored = run_generation(world, receiver, IMAGE_MODEL, {})
+    storage = storage_for(world.settings)
+    folder = Path(world.settings.MEDIA_DIR) / generation["id"]
+
+    class DeletedMeanwhile:
+        def put(self, name, body, content_type):
+            world.api.ok("DELETE", f"/api/v1/generations/{generation['id']}", owner, 204)
+            clean_deleted_generations_media(world.settings)
+            assert not folder.exists()
+            storage.put(name, body, content_type)  # the upload that was already on its way
+
+        def delete_generation(self, generation_id):
+            storage.delete_generation(generation_id)
+
+    stored = copy_outputs(
+        world.db_url, generation["id"], DeletedMeanwhile(), fetch_policy(world.settings)
+    )
+    assert stored == []
+    assert not folder.exists()
 
 
 def test_deletes_queued_together_are_cleaned_once_by_cleaners_racing(world):

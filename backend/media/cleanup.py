@@ -2,8 +2,9 @@
 
 A delete of generations (one, a project's, an account's) queues their ids in
 ``private.media_of_deleted_generations`` in its own transaction (a trigger); this empties
-the queue. A generation's id is never used again, so nothing new appears under it while or
-after its objects go.
+the queue. A generation's id is never used again; a copy still uploading when its
+generation goes finds it gone when it records the rows, and deletes what it stored
+(``backend.media.copy``).
 """
 
 from __future__ import annotations

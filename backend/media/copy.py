@@ -25,6 +25,7 @@ RECORD = (
     " p_height => %s, p_source_url => %s)"
 )
 AS_SERVICE = "select set_config('role', 'service_role', true)"
+STILL_THERE = "select 1 from public.generations where id = %s for share"
 
 
 def output_urls(outputs: Any) -> list[str]:
@@ -62,6 +63,12 @@ def copy_outputs(
     ]
     with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
         conn.execute(AS_SERVICE)
+        # held until the rows are in: a delete of the generation waits, then queues it for
+        # the cleanup job, which finds these objects
+        if conn.execute(STILL_THERE, (generation_id,)).fetchone() is None:
+            # deleted while we copied, and perhaps cleaned already: nobody else will
+            storage.delete_generation(generation_id)
+            return []
         return [conn.execute(RECORD, item).fetchone() for item in stored]
 
 

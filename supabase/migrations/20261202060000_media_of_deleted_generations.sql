@@ -5,8 +5,9 @@
 -- Supabase Storage URL signed before the delete kept serving them until it expired. Now the
 -- delete queues the generation's id here, in its own transaction, and the worker's
 -- velro.delete_media job deletes every object under that id, then the id. A generation's id
--- is never used again, so nothing new can appear under it: the job needs no lock against
--- the media copy, and a copy that failed halfway (objects stored, no rows) is cleaned too.
+-- is never used again, and a copy still running when the generation goes finds it gone when
+-- it records its rows and deletes what it stored itself; a copy that failed halfway
+-- (objects stored, no rows) is cleaned with the rest.
 
 create table private.media_of_deleted_generations (
     generation_id uuid primary key,
