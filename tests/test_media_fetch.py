@@ -107,6 +107,7 @@ def test_a_redirect_outside_the_allow_list_is_refused(server):
         "::ffff:127.0.0.1",
         "64:ff9b::a9fe:a9fe",
         "64:ff9b::a00:1",
+        "64:ff9b:1::a9fe:a9fe",
         "2002:a9fe:a9fe::1",
         "::127.0.0.1",
     ],

@@ -103,11 +103,13 @@ def refuse_private(host: str, addresses: Iterable[str]) -> None:
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         for each in (ip, *carried_ipv4(ip)):
-            if not each.is_global or each.is_multicast:
+            if not each.is_global or each.is_multicast or each in LOCAL_NAT64:
                 raise UnsafeMedia(f"{host} resolves to {ip}, a private or loopback address")
 
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# translators inside a network (RFC 8215): never global, whatever this Python's tables say
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
