@@ -327,7 +327,9 @@ def test_an_answer_dripped_past_the_timeout_is_cut_off_and_holds_no_lock(world, 
     attempt = threading.Thread(target=deliver, args=(world.db_url, delivery["id"], policy))
     attempt.start()
     try:
+        deadline = time.monotonic() + 10
         while receiver.sent == 0:
+            assert time.monotonic() < deadline, "the attempt never reached the receiver"
             time.sleep(0.05)
         # while the receiver answers, the delivery's row is not locked: a delete of its
         # generation (which cascades to it) does not wait for the receiver
@@ -410,3 +412,23 @@ def test_a_delivery_backing_off_is_not_sent_again_by_a_sweep_that_listed_it_earl
         receiver.close()
     assert len(receiver.requests) == 1
     assert deliveries(world, {"id": delivery["generation_id"]})[0]["attempts"] == 1
+
+
+def test_an_attempt_whose_lease_ran_out_is_counted_once(world, owner):
+    """A second sweep claims a delivery whose first attempt outlived its lease; both
+    answers come back, and only the attempt that was claimed last is recorded."""
+    receiver = receiver_answering(500)
+    receiver.first_answer_after = 1.0
+    try:
+        delivery = a_delivery_to(world, owner, receiver.url)
+        first = threading.Thread(target=deliver_webhook, args=(world.settings, delivery["id"]))
+        first.start()
+        receiver.wait_for(1)  # the first attempt is waiting for its answer
+        make_due(world, {"id": delivery["generation_id"]})  # as if its lease ran out
+        assert deliver_webhook(world.settings, delivery["id"]) is True
+        first.join()
+    finally:
+        receiver.close()
+    assert len(receiver.requests) == 2
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["attempts"], after["status"]) == (1, "pending")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -69,14 +68,14 @@ DELIVERED = """
 update public.webhook_deliveries
 set status = 'delivered', attempts = attempts + 1, response_status = %s, last_error = null,
     delivered_at = now()
-where id = %s and status = 'pending'
+where id = %s and status = 'pending' and attempts = %s
 """
 RETRY = """
 update public.webhook_deliveries
 set attempts = attempts + 1, response_status = %s, last_error = left(%s, 1000),
     status = case when attempts + 1 >= %s then 'failed' else 'pending' end,
     next_attempt_at = now() + make_interval(secs => least(3600, 5 * power(2, attempts)))
-where id = %s and status = 'pending'
+where id = %s and status = 'pending' and attempts = %s
 """
 # how long past an attempt's own limit its lease runs, for the claim and the record
 LEASE_MARGIN_SECONDS = 30
@@ -131,11 +130,14 @@ def deliver(database_url: str, delivery_id, policy: DeliveryPolicy, media=None) 
             conn.execute(LEASE, (lease, delivery_id))
         body = json.dumps(_event(delivery, generation, media), default=str, separators=(",", ":"))
         status, error = _attempt(delivery, body, policy)
+        # fenced by the attempts it claimed: a sweep that claimed it again after this
+        # attempt's lease ran out records its own attempt, not this one twice
+        claimed = delivery["attempts"]
         if error is None:
-            conn.execute(DELIVERED, (status, delivery_id))
+            conn.execute(DELIVERED, (status, delivery_id, claimed))
         else:
             log.info("webhook %s attempt failed: %s", delivery_id, error)
-            conn.execute(RETRY, (status, error, policy.max_attempts, delivery_id))
+            conn.execute(RETRY, (status, error, policy.max_attempts, delivery_id, claimed))
         conn.commit()
         return True
 
@@ -151,16 +153,11 @@ def _media_pending(conn, delivery, generation) -> bool:
 def _attempt(delivery, body: str, policy: DeliveryPolicy) -> tuple[int | None, str | None]:
     if not delivery["secret"]:
         return None, "no signing secret: create one with POST /api/v1/webhooks/secret"
+    headers = signed_headers(delivery["secret"], str(delivery["id"]), body)
     try:
-        target, options = _destination(delivery["url"], policy)
+        status = anyio.run(_post, delivery["url"], body, headers, policy)
     except Refused as refused:
         return None, str(refused)
-    headers = {
-        **options.pop("headers", {}),
-        **signed_headers(delivery["secret"], str(delivery["id"]), body),
-    }
-    try:
-        status = anyio.run(_post, target, body, headers, options, policy.timeout)
     except TimeoutError:
         return None, f"no answer within {policy.timeout:g} s"
     except (httpx.HTTPError, ValueError) as error:  # ValueError: a host IDNA refuses
@@ -170,11 +167,16 @@ def _attempt(delivery, body: str, policy: DeliveryPolicy) -> tuple[int | None, s
     return status, f"answered {status}"
 
 
-async def _post(target: httpx.URL, body: str, headers: dict, options: dict, seconds: float) -> int:
-    """The answer's status, within ``seconds`` in all; its body is never read."""
-    with anyio.fail_after(seconds):
+async def _post(url: str, body: str, headers: dict, policy: DeliveryPolicy) -> int:
+    """The answer's status, within the policy's timeout in all (resolving the host
+    included); its body is never read."""
+    with anyio.fail_after(policy.timeout):
+        target, options = await _destination(url, policy)
+        headers = {**options.pop("headers", {}), **headers}
         async with (
-            httpx.AsyncClient(timeout=seconds, follow_redirects=False, trust_env=False) as http,
+            httpx.AsyncClient(
+                timeout=policy.timeout, follow_redirects=False, trust_env=False
+            ) as http,
             http.stream("POST", target, content=body, headers=headers, **options) as response,
         ):
             return response.status_code
@@ -201,7 +203,7 @@ def _event(delivery, generation, media) -> dict:
     }
 
 
-def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dict]:
+async def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dict]:
     """Where to send (the checked address) and the options that keep the host's name."""
     try:
         target = httpx.URL(url)
@@ -218,7 +220,7 @@ def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dict]:
     if policy.allow_private:
         return target, {}
     try:
-        addresses = sorted({info[4][0] for info in socket.getaddrinfo(host, port)})
+        addresses = sorted({info[4][0] for info in await anyio.getaddrinfo(host, port)})
         refuse_private(host, addresses)
     except (OSError, ValueError, OverflowError) as error:
         # a name the resolver or IDNA refuses, or a port out of range
