@@ -151,15 +151,15 @@ class WebhookVerifier:
 
     def _refetched_keys(self) -> list[Ed25519PublicKey]:
         """FAL's keys fetched again, by one thread at a time: a thread that waited for
-        another's fetch takes its result, and after a failed fetch none is tried again for
-        min_refetch_seconds (forged deliveries while FAL's key server is down or slow must
-        not each hold a request thread on a fetch)."""
+        another's fetch, or comes within min_refetch_seconds of the last one, takes its
+        result (its keys, or its failure), so forged deliveries, while FAL's key server is
+        down or slow or not, never each hold a request thread on a fetch."""
         asked_at = self._clock()
         with self._fetching:
             with self._lock:
                 attempted, failed, keys = self._attempted_at, self._failed, self._keys
             recent = attempted is not None and (
-                attempted >= asked_at or (failed and self._clock() - attempted < self._min_refetch)
+                attempted >= asked_at or self._clock() - attempted < self._min_refetch
             )
             if recent:
                 if failed:
