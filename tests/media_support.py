@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,7 +68,7 @@ class Receiver:
     def __init__(self, answers=(200,)):
         self.requests: list[dict] = []
         self.answers = list(answers)
-        self.first_answer_after = 0.0  # seconds the first request waits for its answer
+        self.holds: dict[int, threading.Event] = {}  # request n (from 1) answers once set
         self.arrived = threading.Condition()
         receiver = self
 
@@ -82,9 +81,9 @@ class Receiver:
                         min(len(receiver.requests), len(receiver.answers)) - 1
                     ]
                     receiver.arrived.notify_all()
-                    first = len(receiver.requests) == 1
-                if first:
-                    time.sleep(receiver.first_answer_after)
+                    hold = receiver.holds.get(len(receiver.requests))
+                if hold is not None:
+                    hold.wait(30)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

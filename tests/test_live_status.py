@@ -261,8 +261,8 @@ def test_one_user_holds_only_their_share_of_the_live_slots(
     database_factory, migrated_template, tmp_path
 ):
     """A user who opens stream after stream gets a 503 past their share (one by default),
-    and the slots left are still there for everyone else; following the same generation
-    again (a reconnect) replaces the older stream."""
+    and the slots left are still there for everyone else; a stream reconnecting to the same
+    generation (Last-Event-ID) replaces the older stream, a new one does not."""
     with running_world(
         database_factory(migrated_template), str(tmp_path), LIVE_MAX_WAITERS=3
     ) as small:
@@ -286,13 +286,26 @@ def test_one_user_holds_only_their_share_of_the_live_slots(
         other_stream.wait_for(1)
         # a reconnect to the generation the user follows already takes the older stream's
         # place at once (a dropped stream holds its slot until a keepalive write fails)
-        reconnected = Stream(events_url(small, mine), greedy.access_token)
+        reconnected = Stream(events_url(small, mine), greedy.access_token, last_event_id="pending")
         assert first.ended.wait(30), "the older stream ends"
-        assert [status for _, status, _ in reconnected.wait_for(1)] == ["pending"]
         small.advance(also_mine["id"], "failed")
         for generation, stream in ((mine, reconnected), (theirs, other_stream)):
             small.advance(generation["id"], "failed")
             assert stream.ended.wait(30)
+        assert [status for _, status, _ in reconnected.events] == ["failed"]
+        # a new stream (no Last-Event-ID) does not take over: it is over the share
+        fresh = small.api.generation(greedy)
+        holder = Stream(events_url(small, fresh), greedy.access_token)
+        holder.wait_for(1)
+        again = requests.get(
+            events_url(small, fresh),
+            headers={"Authorization": f"Bearer {greedy.access_token}"},
+            timeout=10,
+        )
+        assert again.status_code == 503
+        assert not holder.ended.is_set()
+        small.advance(fresh["id"], "failed")
+        assert holder.ended.wait(30)
 
 
 def test_a_stream_survives_the_listeners_connection_being_killed(world, owner):

@@ -5,11 +5,13 @@ calls to private addresses unless a test allows it, and the owner's delivery log
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
 import threading
 import time
+import uuid
 
 import psycopg
 import pytest
@@ -416,9 +418,9 @@ def test_a_delivery_backing_off_is_not_sent_again_by_a_sweep_that_listed_it_earl
 
 def test_an_attempt_whose_lease_ran_out_is_counted_once(world, owner):
     """A second sweep claims a delivery whose first attempt outlived its lease; both
-    answers come back, and only the attempt that was claimed last is recorded."""
+    answers (failures) come back, and the one attempt is counted once."""
     receiver = receiver_answering(500)
-    receiver.first_answer_after = 1.0
+    receiver.holds[1] = threading.Event()
     try:
         delivery = a_delivery_to(world, owner, receiver.url)
         first = threading.Thread(target=deliver_webhook, args=(world.settings, delivery["id"]))
@@ -426,9 +428,58 @@ def test_an_attempt_whose_lease_ran_out_is_counted_once(world, owner):
         receiver.wait_for(1)  # the first attempt is waiting for its answer
         make_due(world, {"id": delivery["generation_id"]})  # as if its lease ran out
         assert deliver_webhook(world.settings, delivery["id"]) is True
+        receiver.holds[1].set()
         first.join()
     finally:
         receiver.close()
     assert len(receiver.requests) == 2
     [after] = deliveries(world, {"id": delivery["generation_id"]})
     assert (after["attempts"], after["status"]) == (1, "pending")
+
+
+def test_a_success_stands_whichever_attempt_records_first(world, owner):
+    """The older attempt's failure is recorded before the newer attempt's 2xx, which was
+    claimed with the same count: the delivery ends delivered, not pending or failed."""
+    receiver = receiver_answering(500, 200)
+    receiver.holds = {1: threading.Event(), 2: threading.Event()}
+    try:
+        delivery = a_delivery_to(world, owner, receiver.url)
+        first = threading.Thread(target=deliver_webhook, args=(world.settings, delivery["id"]))
+        first.start()
+        receiver.wait_for(1)
+        make_due(world, {"id": delivery["generation_id"]})  # as if its lease ran out
+        second = threading.Thread(target=deliver_webhook, args=(world.settings, delivery["id"]))
+        second.start()
+        receiver.wait_for(2)
+        receiver.holds[1].set()  # the first attempt's 500 is recorded first
+        first.join()
+        receiver.holds[2].set()
+        second.join()
+    finally:
+        receiver.close()
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["status"], after["response_status"]) == ("delivered", 200)
+    assert after["attempts"] == 1
+
+
+def test_resolving_the_host_counts_within_the_attempts_time(monkeypatch):
+    """A resolver that does not answer is abandoned at the attempt's deadline: the attempt
+    ends while the lookup is still waiting, and the sweep goes on."""
+    from backend.webhooks_out.deliver import _attempt
+
+    finished, release = threading.Event(), threading.Event()
+
+    def unanswered(*_args, **_kwargs):
+        release.wait(30)
+        finished.set()
+        raise socket.gaierror("late")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unanswered)
+    secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    delivery = {"secret": secret, "id": uuid.uuid4(), "url": "https://hooks.example.com/x"}
+    policy = DeliveryPolicy(max_attempts=3, timeout=0.5, allow_private=False, require_https=True)
+    try:
+        assert _attempt(delivery, "{}", policy) == (None, "no answer within 0.5 s")
+        assert not finished.is_set(), "the attempt ended while the lookup was still waiting"
+    finally:
+        release.set()

@@ -63,6 +63,7 @@ def wait_until_finished(
                 except queue.Empty:
                     break
                 if notice == CLOSED:
+                    generation = read()  # what it is now, since the wait ends early
                     break
                 if notice == RESYNC or (isinstance(notice, Notice) and notice.status in FINISHED):
                     generation = read()

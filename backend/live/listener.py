@@ -14,8 +14,8 @@ get ``CLOSED`` and their streams end instead of holding the shutdown. Subscripti
 bounded (``LIVE_MAX_WAITERS`` per process): each holds a request thread of the web server,
 and the rest of the threads must stay free for ordinary requests. One user holds at most
 ``LIVE_MAX_PER_USER`` of them; a user at that share who follows a generation they follow
-already (a client reconnecting before its dropped stream noticed) ends the older stream
-(``CLOSED``) and takes its place.
+already, reconnecting (``Last-Event-ID``) before its dropped stream noticed, ends the
+older stream (``CLOSED``) and takes its place.
 """
 
 from __future__ import annotations
@@ -71,16 +71,18 @@ class StatusListener:
         self._following: Counter[str] = Counter()
         self._held: dict[tuple[str, str], set[queue.Queue]] = defaultdict(set)  # by whom, what
         self._released = threading.Condition(self._lock)
+        self._taking: set[tuple[str, str]] = set()  # takeovers in progress
         self._listening = threading.Event()
         self._stopped = threading.Event()
         connection.add_channel(CHANNEL, self)
 
     @contextmanager
-    def subscribe(self, generation_id: str, follower: str):
+    def subscribe(self, generation_id: str, follower: str, reconnect: bool = False):
         """Yield a queue of this generation's Notices (and RESYNC); Busy when every slot is
-        taken, or the follower (a user) holds their share of them already."""
+        taken, or the follower (a user) holds their share of them already and this is not
+        an event stream reconnecting to a generation they follow."""
         key = str(generation_id)
-        self._take_share(follower, key)
+        self._take_share(follower, key, reconnect)
         if not self._slots.acquire(blocking=False):
             self._unfollow(follower)
             raise Busy("too many live connections on this server")
@@ -104,23 +106,34 @@ class StatusListener:
             self._slots.release()
             self._unfollow(follower)
 
-    def _take_share(self, follower: str, key: str) -> None:
-        """Count the follower in, within their share. A follower at their share who follows
-        a generation they follow already (a client reconnecting while its dropped stream
-        still holds its slot) ends that older stream and takes its place."""
+    def _take_share(self, follower: str, key: str, reconnect: bool) -> None:
+        """Count the follower in, within their share. An event stream reconnecting (it
+        names the last event it saw) to a generation its user follows already, while the
+        dropped stream still holds its slot, ends that older stream and takes its place;
+        one such takeover at a time, and only while the older streams are still there."""
         with self._lock:
             if self._following[follower] >= self._max_per_follower:
-                older = self._held.get((follower, key))
-                if older:
-                    for inbox in older:
-                        inbox.put(CLOSED)
-                if not older or not self._released.wait_for(
-                    lambda: self._following[follower] < self._max_per_follower, TAKEOVER_SECONDS
-                ):
+                older = set(self._held.get((follower, key), ()))
+                if not (reconnect and older) or (follower, key) in self._taking:
                     raise Busy(
                         "you follow as many generations live as this server allows at once:"
                         " close one of your streams or waits first"
                     )
+                self._taking.add((follower, key))
+                try:
+                    for inbox in older:
+                        inbox.put(CLOSED)
+                    taken = self._released.wait_for(
+                        lambda: (
+                            self._following[follower] < self._max_per_follower
+                            or not older & self._held.get((follower, key), set())
+                        ),
+                        TAKEOVER_SECONDS,
+                    )
+                finally:
+                    self._taking.discard((follower, key))
+                if not taken or self._following[follower] >= self._max_per_follower:
+                    raise Busy("your earlier stream of this generation has not ended yet")
             self._following[follower] += 1
 
     def _unfollow(self, follower: str) -> None:

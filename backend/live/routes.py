@@ -72,7 +72,11 @@ class GenerationEvents(MethodView):
     @documented_errors(blp, 401, 404, 503)
     def get(self, generation_id: UUID):
         """Follow a generation: one `status` event now and one per change, until it ends."""
-        subscription = listener().subscribe(str(generation_id), str(current_user().user_id))
+        subscription = listener().subscribe(
+            str(generation_id),
+            str(current_user().user_id),
+            reconnect=request.headers.get("Last-Event-ID") is not None,
+        )
         try:
             inbox = subscription.__enter__()
         except (Busy, NotListening) as error:

@@ -19,8 +19,10 @@ running, for at most two minutes after the event; then it goes with what is stor
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -66,9 +68,9 @@ returning id
 """
 DELIVERED = """
 update public.webhook_deliveries
-set status = 'delivered', attempts = attempts + 1, response_status = %s, last_error = null,
-    delivered_at = now()
-where id = %s and status = 'pending' and attempts = %s
+set status = 'delivered', attempts = greatest(attempts, %(claimed)s + 1),
+    response_status = %(status)s, last_error = null, delivered_at = now()
+where id = %(id)s and status <> 'delivered'
 """
 RETRY = """
 update public.webhook_deliveries
@@ -130,11 +132,11 @@ def deliver(database_url: str, delivery_id, policy: DeliveryPolicy, media=None) 
             conn.execute(LEASE, (lease, delivery_id))
         body = json.dumps(_event(delivery, generation, media), default=str, separators=(",", ":"))
         status, error = _attempt(delivery, body, policy)
-        # fenced by the attempts it claimed: a sweep that claimed it again after this
-        # attempt's lease ran out records its own attempt, not this one twice
+        # a failure is fenced by the attempts it claimed: a sweep that claimed it again after
+        # this attempt's lease ran out records its own attempt, not this one twice
         claimed = delivery["attempts"]
-        if error is None:
-            conn.execute(DELIVERED, (status, delivery_id, claimed))
+        if error is None:  # a 2xx stands, whichever attempt recorded first
+            conn.execute(DELIVERED, {"status": status, "id": delivery_id, "claimed": claimed})
         else:
             log.info("webhook %s attempt failed: %s", delivery_id, error)
             conn.execute(RETRY, (status, error, policy.max_attempts, delivery_id, claimed))
@@ -220,7 +222,10 @@ async def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dic
     if policy.allow_private:
         return target, {}
     try:
-        addresses = sorted({info[4][0] for info in await anyio.getaddrinfo(host, port)})
+        # in a thread the deadline may abandon: anyio.getaddrinfo's executor is waited for
+        resolve = functools.partial(socket.getaddrinfo, host, port)
+        found = await anyio.to_thread.run_sync(resolve, abandon_on_cancel=True)
+        addresses = sorted({info[4][0] for info in found})
         refuse_private(host, addresses)
     except (OSError, ValueError, OverflowError) as error:
         # a name the resolver or IDNA refuses, or a port out of range
