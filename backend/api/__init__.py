@@ -13,8 +13,9 @@ How every resource answers (Postgres decides; these modules only translate):
   their account is suspended.
 - 402 ``insufficient_credits``; 409 ``conflict`` (e.g. demoting the owner); 410 ``gone``
   (a used or expired invitation).
-- 422 ``validation_failed``: a body, query or header field is missing, unknown or malformed;
-  ``details`` names each field. 400: a value the database refuses (e.g. a parameter the
+- 422 ``validation_failed``: a body field is missing, unknown or malformed, or a query or
+  header field is missing or malformed (a query parameter a route does not take is
+  ignored); ``details`` names each field. 400: a value the database refuses (e.g. a parameter the
   model does not take, named in the message) or a ``bad_cursor``. Nothing is written.
 - Lists answer ``{"items": [...], "next_cursor": ...}``: pass ``next_cursor`` back as
   ``?cursor=`` for the next page (``limit`` 1..100, default 20); null on the last page.

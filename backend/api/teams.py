@@ -147,9 +147,9 @@ class Permissions(MethodView):
     @require_user
     @access("team", "read")
     @blp.response(200, schemas.TeamPermissionsSchema)
-    @documented_errors(blp, 401, 404)
+    @documented_errors(blp, 401, 403, 404)
     def get(self, team_id: UUID):
-        """The caller's role in the team and what it allows."""
+        """The caller's role in the team and what it allows (403 for a suspended account)."""
         with user_transaction() as cur:
             return rpc(cur, "public.team_permissions", p_team_id=team_id)[0]["team_permissions"]
 
