@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
+import psycopg
 import pytest
 from api_support import assert_error, assert_names_field, running_api
 
@@ -400,3 +403,62 @@ def test_stats_refuse_a_bad_window(api, owner, days):
 def test_stats_of_an_unreadable_project_are_404(api, owner, stranger):
     project = api.project(owner)
     assert_error(api.call("GET", f"/api/v1/projects/{project['id']}/stats", stranger), 404)
+
+
+# writes racing a delete --------------------------------------------------------------------
+
+
+def in_thread(api, method: str, path: str, user, **kwargs) -> tuple[threading.Thread, dict]:
+    answer: dict = {}
+
+    def call():
+        answer["response"] = api.call(method, path, user, **kwargs)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread, answer
+
+
+def wait_until_waiting_on_locks(api, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        waiting = api.sql(
+            "select count(*) as n from pg_stat_activity"
+            " where datname = current_database() and wait_event_type = 'Lock'"
+        )[0]["n"]
+        if waiting >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} statements ever waited on a lock")
+
+
+@pytest.mark.parametrize("write", ["link", "share"])
+def test_a_link_or_share_racing_the_projects_delete_is_a_404(api, owner, write):
+    """The delete commits while the write waits: the write answers as for a project that
+    is not there (404), not with the foreign key it would have broken (400)."""
+    team = api.team(owner)
+    project = api.project(owner)
+    if write == "link":
+        path, body = f"/api/v1/projects/{project['id']}/teams/{team['id']}", {}
+        held = ("select 1 from public.projects where id = %s for update", project["id"])
+    else:
+        api.grant_credits(owner, 100)
+        generation = api.generation(owner, project_id=project["id"])
+        finished = "update public.generations set status = 'failed' where id = %s returning id"
+        api.sql(finished, (generation["id"],))
+        path, body = f"/api/v1/generations/{generation['id']}/share", {"team_id": team["id"]}
+        held = ("select 1 from public.generations where id = %s for update", generation["id"])
+    holder = psycopg.connect(api.db_url)
+    try:  # the row held, so the delete and then the write queue behind it
+        holder.execute(held[0], (held[1],))
+        deleting, deleted = in_thread(api, "DELETE", f"/api/v1/projects/{project['id']}", owner)
+        wait_until_waiting_on_locks(api, 1)
+        writing, written = in_thread(api, "PUT", path, owner, json=body)
+        wait_until_waiting_on_locks(api, 2)
+    finally:
+        holder.rollback()
+        holder.close()
+    deleting.join()
+    writing.join()
+    assert deleted["response"].status_code == 204
+    assert_error(written["response"], 404)
