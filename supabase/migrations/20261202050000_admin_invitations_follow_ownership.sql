@@ -7,7 +7,8 @@
 -- revokes the admin invitations she sent to that team (audited with the reason
 -- inviter_no_longer_owner); her viewer and editor invitations stay, since an admin may
 -- still send those. transfer_team_ownership holds the team's lock, as invite_member does,
--- so no invitation can slip in between.
+-- so no invitation can slip in between. Invitations already expired are left as they are:
+-- they can no longer be accepted, and revoking them would only cost the statement time.
 
 drop function private.revoke_pending_invitations(uuid, uuid, text);
 
@@ -30,6 +31,7 @@ begin
             and (p_role is null or role = p_role)
             and accepted_at is null
             and revoked_at is null
+            and expires_at > now()  -- an expired one can no longer be accepted anyway
         returning *
     loop
         perform private.audit('team.invitation_revoked', (select auth.uid()), 'invitation',

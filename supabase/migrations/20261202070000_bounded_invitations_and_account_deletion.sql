@@ -5,8 +5,8 @@
 --    bounded how many an admin could send, so an admin with 150,000 pending invitations
 --    could no longer be removed or demoted (the statement timed out). Now a team holds at
 --    most max_pending_invitations (500) live pending invitations (a trigger, under the
---    team lock every invitation RPC takes), and an expired one is not revoked again: it
---    can no longer be accepted anyway.
+--    team lock every invitation RPC takes); expired ones are not revoked again (see
+--    20261202050000).
 -- 2. Deleting an account deletes its projects, and with them its teammates' generations in
 --    those projects. A charged generation in flight refuses to be deleted (cancel it
 --    first), so a teammate's pending generation made the owner's account undeletable. Now
@@ -49,35 +49,6 @@ from public, anon, authenticated, service_role;
 create trigger invitations_bounded_per_team
 before insert on public.invitations
 for each row execute function private.refuse_too_many_pending_invitations();
-
-create or replace function private.revoke_pending_invitations(
-    p_inviter_id uuid, p_team_id uuid, p_reason text, p_role public.team_role default null
-)
-returns void
-language plpgsql
-set search_path = ''
-as $$
-declare
-    v_invitation public.invitations;
-begin
-    for v_invitation in
-        update public.invitations
-        set revoked_at = now()
-        where
-            invited_by = p_inviter_id
-            and (p_team_id is null or team_id = p_team_id)
-            and (p_role is null or role = p_role)
-            and accepted_at is null
-            and revoked_at is null
-            and expires_at > now()
-        returning *
-    loop
-        perform private.audit('team.invitation_revoked', (select auth.uid()), 'invitation',
-            v_invitation.id::text, v_invitation.team_id,
-            jsonb_build_object('email', v_invitation.email, 'reason', p_reason, 'invited_by', p_inviter_id));
-    end loop;
-end;
-$$;
 
 -- account deletion ------------------------------------------------------------------------
 
