@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import httpx
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from backend.auth.accounts import MAX_EMAIL_LENGTH
 from backend.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from backend.http.text import Email, JsonObject, Text
+from backend.webhooks_out.deliver import Refused, checked_url
 
 TEAM_ROLES = ("viewer", "editor", "admin", "owner")
 SHARE_ROLES = ("viewer", "editor", "admin")  # owner is never granted through a team
@@ -34,17 +34,11 @@ def not_blank(value: str) -> None:
 
 
 def sendable_url(value: str) -> None:
-    """A URL a delivery can parse: a host that is a valid name, a port from 1 to 65535."""
+    """A URL the webhook delivery can send to, read as it reads it."""
     try:
-        url = httpx.URL(value)
-        url.host  # noqa: B018 - decoding the host is what checks its name (IDNA)
-    except (httpx.InvalidURL, ValueError):
-        raise ValidationError("Not a valid URL: its host is not a valid name.") from None
-    if url.port is not None and not 1 <= url.port <= MAX_PORT:
-        raise ValidationError(f"The port must be from 1 to {MAX_PORT}.")
-
-
-MAX_PORT = 65535
+        checked_url(value)
+    except Refused as refused:
+        raise ValidationError(str(refused)) from None
 
 
 def text(max_length: int, **kwargs) -> Text:

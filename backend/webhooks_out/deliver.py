@@ -205,8 +205,10 @@ def _event(delivery, generation, media) -> dict:
     }
 
 
-async def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dict]:
-    """Where to send (the checked address) and the options that keep the host's name."""
+def checked_url(url: str) -> tuple[httpx.URL, str, int]:
+    """The URL with its host and port as a delivery reads them; Refused, saying why, when
+    it cannot be sent to: a host name IDNA refuses, a port out of range. The API checks a
+    webhook_url with this too."""
     try:
         target = httpx.URL(url)
         host = target.host  # decoding it checks the name (IDNA)
@@ -215,6 +217,12 @@ async def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dic
         raise Refused(f"webhook_url is not a valid URL: {error}") from None
     if not 0 < port <= MAX_PORT:
         raise Refused(f"webhook_url is not a valid URL: port {port} is not from 1 to {MAX_PORT}")
+    return target, host, port
+
+
+async def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dict]:
+    """Where to send (the checked address) and the options that keep the host's name."""
+    target, host, port = checked_url(url)
     if policy.require_https and target.scheme != "https":
         raise Refused("webhook_url must be https")
     if not host:
