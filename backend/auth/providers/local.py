@@ -25,6 +25,7 @@ import re
 import secrets
 import time
 import uuid
+from datetime import UTC, datetime
 
 import bcrypt
 from psycopg.types.json import Jsonb
@@ -315,8 +316,7 @@ class LocalProvider:
         user = cur.fetchone()
         if user is not None and user["email_confirmed_at"] is None:
             return gotrue_user(self._send_confirmation(cur, user))
-        cur.execute("select now() as now")
-        now = cur.fetchone()["now"]
+        now = datetime.now(UTC)
         made_up = {
             "id": uuid.uuid4(),
             "email": email,
