@@ -73,6 +73,12 @@ class Stream:
         return self.events[:count]
 
 
+def refused_stream(world, generation, user) -> requests.Response:
+    """An event stream request expected to be answered at once (refused, not streamed)."""
+    headers = {"Authorization": f"Bearer {user.access_token}"}
+    return requests.get(events_url(world, generation), headers=headers, timeout=10)
+
+
 def events_url(world, generation) -> str:
     return f"{world.url}/api/v1/generations/{generation['id']}/events"
 
@@ -156,11 +162,7 @@ def test_a_finished_generation_streams_its_state_and_ends(world, owner):
 def test_only_readers_may_follow(world, owner):
     generation = world.api.generation(owner)
     stranger = world.api.user("stranger")
-    response = requests.get(
-        events_url(world, generation),
-        headers={"Authorization": f"Bearer {stranger.access_token}"},
-        timeout=10,
-    )
+    response = refused_stream(world, generation, stranger)
     assert (response.status_code, response.json()["error"]) == (404, "not_found")
     assert requests.get(events_url(world, generation), timeout=10).status_code == 401
 
@@ -243,11 +245,7 @@ def test_held_requests_are_bounded_per_process(database_factory, migrated_templa
         generation = small.api.generation(owner)
         stream = Stream(events_url(small, generation), owner.access_token)
         stream.wait_for(1)
-        second = requests.get(
-            events_url(small, generation),
-            headers={"Authorization": f"Bearer {owner.access_token}"},
-            timeout=10,
-        )
+        second = refused_stream(small, generation, owner)
         assert (second.status_code, second.json()["error"]) == (503, "unavailable")
         response = created_with(small, owner, "wait=30", f"full-{time.monotonic_ns()}")
         assert response.status_code == 201
@@ -273,11 +271,7 @@ def test_one_user_holds_only_their_share_of_the_live_slots(
         theirs = small.api.generation(other)
         first = Stream(events_url(small, mine), greedy.access_token)
         first.wait_for(1)
-        second = requests.get(
-            events_url(small, also_mine),
-            headers={"Authorization": f"Bearer {greedy.access_token}"},
-            timeout=10,
-        )
+        second = refused_stream(small, also_mine, greedy)
         assert second.status_code == 503
         assert "you follow as many generations live" in second.json()["message"]
         response = created_with(small, greedy, "wait=30", f"greedy-{time.monotonic_ns()}")
@@ -297,11 +291,7 @@ def test_one_user_holds_only_their_share_of_the_live_slots(
         fresh = small.api.generation(greedy)
         holder = Stream(events_url(small, fresh), greedy.access_token)
         holder.wait_for(1)
-        again = requests.get(
-            events_url(small, fresh),
-            headers={"Authorization": f"Bearer {greedy.access_token}"},
-            timeout=10,
-        )
+        again = refused_stream(small, fresh, greedy)
         assert again.status_code == 503
         assert not holder.ended.is_set()
         small.advance(fresh["id"], "failed")
