@@ -288,6 +288,35 @@ def test_an_invitation_racing_the_inviters_suspension_is_revoked_with_it(db):
     assert pending_invitations(db, admin) == 0
 
 
+def test_two_invitations_racing_for_a_teams_last_pending_place_take_it_once(db):
+    """The cap on pending invitations is a count checked before an insert: two invitations
+    racing for the last place queue on the team's lock, and the second finds it taken."""
+    owner, admin = new_user(db, "owner"), new_user(db, "admin")
+    team = new_team(db, owner, {admin: "admin"})
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "update private.settings set value = '1' where key = 'max_pending_invitations'"
+        )
+    try:
+        error = interleave(
+            db,
+            rpc(admin, INVITE, team, f"first-{uuid.uuid4().hex[:8]}@example.com"),
+            rpc(owner, INVITE, team, f"second-{uuid.uuid4().hex[:8]}@example.com"),
+        )
+    finally:
+        with psycopg.connect(db) as conn:
+            conn.execute(
+                "update private.settings set value = '500' where key = 'max_pending_invitations'"
+            )
+    assert sqlstate(error) == "PT409"
+    with psycopg.connect(db) as conn:
+        (pending,) = conn.execute(
+            "select count(*) from public.invitations where team_id = %s and revoked_at is null",
+            (team,),
+        ).fetchone()
+    assert pending == 1
+
+
 def test_acceptance_racing_a_revocation_either_joins_or_is_gone(db):
     owner, guest = new_user(db, "owner"), new_user(db, "guest")
     team = new_team(db, owner, {})
