@@ -3,21 +3,28 @@
 -- supabase/migrations run unchanged on both. Idempotent. Never push this to a real project:
 -- hosted Supabase owns the auth schema and refuses objects created in it.
 
--- roles, as Supabase defines them
+-- roles, as Supabase defines them. Roles belong to the whole server, and two sessions may
+-- run this file at once on a new one (the test suite's processes do): the later one's
+-- create role then waits for the earlier one to commit and fails as a duplicate, which
+-- only means the role is there.
 do $$
+declare
+    role_definition text;
 begin
-    if not exists (select from pg_roles where rolname = 'anon') then
-        create role anon nologin noinherit;
-    end if;
-    if not exists (select from pg_roles where rolname = 'authenticated') then
-        create role authenticated nologin noinherit;
-    end if;
-    if not exists (select from pg_roles where rolname = 'service_role') then
-        create role service_role nologin noinherit bypassrls;
-    end if;
-    if not exists (select from pg_roles where rolname = 'authenticator') then
-        create role authenticator login noinherit;
-    end if;
+    foreach role_definition in array array[
+        'anon nologin noinherit',
+        'authenticated nologin noinherit',
+        'service_role nologin noinherit bypassrls',
+        'authenticator login noinherit'
+    ] loop
+        if not exists (select from pg_roles where rolname = split_part(role_definition, ' ', 1)) then
+            begin
+                execute 'create role ' || role_definition;
+            exception when unique_violation or duplicate_object then
+                null;
+            end;
+        end if;
+    end loop;
 end
 $$;
 

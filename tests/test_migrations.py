@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -206,6 +208,45 @@ def test_a_failing_migration_leaves_nothing_behind(database_factory, tmp_path):
     assert [row[0] for row in history(url)] == ["20260101000000"]
     with psycopg.connect(url) as conn:
         assert conn.execute("select to_regclass('public.half')").fetchone()[0] is None
+
+
+def test_two_sessions_apply_the_stand_in_at_once_on_a_new_server(tmp_path):
+    """The suite's processes each build a database on a server where the API roles may not
+    exist yet: the later one's create role waits for the earlier one's commit and must then
+    find the role there, not fail as a duplicate."""
+    url = embedded.start(tmp_path / "pgdata")
+    try:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("create database second")
+        second_url = psycopg.conninfo.make_conninfo(url, dbname="second")
+        with psycopg.connect(url) as first, ThreadPoolExecutor(1) as pool:
+            first.execute(migrations.STAND_IN.read_text(encoding="utf-8"))  # not committed
+            with psycopg.connect(second_url, autocommit=True) as second:
+                later = pool.submit(migrations.run_script, second, migrations.STAND_IN)
+                wait_for_a_lock_wait(first)
+                first.commit()
+                later.result(timeout=30)
+                roles = second.execute(
+                    "select count(*) from pg_roles where rolname = any(%s)",
+                    (["anon", "authenticated", "service_role", "authenticator"],),
+                ).fetchone()[0]
+        assert roles == 4
+    finally:
+        embedded.stop(tmp_path / "pgdata")
+
+
+def wait_for_a_lock_wait(conn: psycopg.Connection, seconds: float = 10) -> None:
+    """Until another session of the server waits for a lock (``conn``'s, here)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        waiting = conn.execute(
+            "select count(*) from pg_stat_activity"
+            " where wait_event_type = 'Lock' and pid <> pg_backend_pid()"
+        ).fetchone()[0]
+        if waiting:
+            return
+        time.sleep(0.05)
+    pytest.fail("the second session never waited for the first one's roles")
 
 
 def test_the_migrations_apply_on_the_embedded_server(tmp_path):
