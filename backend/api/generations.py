@@ -174,7 +174,8 @@ def _check_webhook_url(url: str | None) -> None:
 
 
 def _read(generation_id) -> dict | None:
-    """The generation as the caller sees it now (Prefer: wait reads it again when it ends)."""
+    """The generation as the caller sees it now, or None (Prefer: wait reads it again when it
+    ends)."""
     with user_transaction() as cur:
         cur.execute(f"select {COLUMNS} from public.generations where id = %s", (generation_id,))  # noqa: S608
         return cur.fetchone()
@@ -188,9 +189,7 @@ class Generation(MethodView):
     @documented_errors(blp, 401, 404)
     def get(self, generation_id: UUID):
         """One generation the caller can read."""
-        with user_transaction() as cur:
-            cur.execute(f"select {COLUMNS} from public.generations where id = %s", (generation_id,))  # noqa: S608
-            generation = cur.fetchone()
+        generation = _read(generation_id)
         if generation is None:
             raise NotFound("generation not found")
         return generation
