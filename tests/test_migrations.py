@@ -223,7 +223,7 @@ def test_two_sessions_apply_the_stand_in_at_once_on_a_new_server(tmp_path):
             first.execute(migrations.STAND_IN.read_text(encoding="utf-8"))  # not committed
             with psycopg.connect(second_url, autocommit=True) as second:
                 later = pool.submit(migrations.run_script, second, migrations.STAND_IN)
-                wait_for_a_lock_wait(first)
+                wait_for_a_lock_wait(url)
                 first.commit()
                 later.result(timeout=30)
                 roles = second.execute(
@@ -235,17 +235,18 @@ def test_two_sessions_apply_the_stand_in_at_once_on_a_new_server(tmp_path):
         embedded.stop(tmp_path / "pgdata")
 
 
-def wait_for_a_lock_wait(conn: psycopg.Connection, seconds: float = 10) -> None:
-    """Until another session of the server waits for a lock (``conn``'s, here)."""
+def wait_for_a_lock_wait(url: str, seconds: float = 10) -> None:
+    """Until a session of the server waits for a lock. Each look is its own transaction:
+    a transaction sees pg_stat_activity as it was at its first look."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        waiting = conn.execute(
-            "select count(*) from pg_stat_activity"
-            " where wait_event_type = 'Lock' and pid <> pg_backend_pid()"
-        ).fetchone()[0]
-        if waiting:
-            return
-        time.sleep(0.05)
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+            ).fetchone()[0]
+            if waiting:
+                return
+            time.sleep(0.05)
     pytest.fail("the second session never waited for the first one's roles")
 
 
