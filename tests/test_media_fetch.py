@@ -4,7 +4,9 @@ the policy exempts exactly the one host:port a test means to trust."""
 
 from __future__ import annotations
 
+import gzip
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -15,21 +17,31 @@ from backend.media.fetch import FetchPolicy, UnsafeMedia, fetch, refuse_private
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
 
 
+DRIP_PAUSE_SECONDS = 0.3
+
+
 class Handler(BaseHTTPRequestHandler):
     # each test's server gets a subclass with its own routes and hits (the fixture)
     routes: dict
     hits: list
+    accepted_encodings: list
 
     def do_GET(self):
         self.hits.append(self.path)
+        self.accepted_encodings.append(self.headers.get("Accept-Encoding"))
         status, headers, body = self.routes[self.path]
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
+        chunks = body if isinstance(body, list) else [body]  # a list: one chunk per pause
         if "Connection" not in headers:  # "Connection: close" sends a body of no stated length
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(sum(map(len, chunks))))
         self.end_headers()
-        self.wfile.write(body)
+        for number, chunk in enumerate(chunks):
+            if number:
+                time.sleep(DRIP_PAUSE_SECONDS)
+            self.wfile.write(chunk)
+            self.wfile.flush()
 
     def log_message(self, *args):
         pass
@@ -38,7 +50,7 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     """A server on 127.0.0.1 whose routes the test sets: path -> (status, headers, body)."""
-    handler = type("TestHandler", (Handler,), {"routes": {}, "hits": []})
+    handler = type("TestHandler", (Handler,), {"routes": {}, "hits": [], "accepted_encodings": []})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -110,6 +122,8 @@ def test_a_redirect_outside_the_allow_list_is_refused(server):
         "64:ff9b:1::a9fe:a9fe",
         "2002:a9fe:a9fe::1",
         "::127.0.0.1",
+        "::ffff:0:7f00:1",  # translated (SIIT)
+        "fec0::1",  # site-local, deprecated but still routed inside some networks
     ],
 )
 def test_an_allowed_name_that_resolves_to_a_private_address_is_refused(address):
@@ -153,6 +167,28 @@ def test_a_body_of_no_stated_length_is_cut_off_at_the_limit(server):
     policy = trusting(httpd, max_bytes=100_000)
     with pytest.raises(UnsafeMedia, match=r"the body is larger than the 100000 bytes allowed"):
         fetch(f"http://127.0.0.1:{httpd.server_port}/big.png", policy)
+
+
+def test_a_compressed_body_is_refused_unread(server):
+    """Inflated, these 10 kB would be 10 MB against a limit of 1000 bytes: the fetch asks for
+    the body as it is and refuses one sent compressed anyway, before reading it."""
+    httpd, handler = server
+    bomb = gzip.compress(b"\0" * 10_000_000)
+    headers = {"Content-Type": "image/png", "Content-Encoding": "gzip"}
+    handler.routes["/bomb.png"] = (200, headers, bomb)
+    with pytest.raises(UnsafeMedia, match=r"gzip-encoded; only unencoded bodies are fetched"):
+        fetch(f"http://127.0.0.1:{httpd.server_port}/bomb.png", trusting(httpd))
+    assert handler.accepted_encodings == ["identity"]
+
+
+def test_a_body_dripped_past_the_time_limit_is_refused(server):
+    """Every byte comes well within the per-read timeout, the whole body not within the
+    fetch's limit."""
+    httpd, handler = server
+    handler.routes["/slow.png"] = (200, {"Content-Type": "image/png"}, [b"x"] * 8)
+    policy = trusting(httpd, timeout=4 * DRIP_PAUSE_SECONDS)
+    with pytest.raises(UnsafeMedia, match=r"the fetch took longer than the 1.2 s allowed"):
+        fetch(f"http://127.0.0.1:{httpd.server_port}/slow.png", policy)
 
 
 def test_redirect_chains_are_bounded(server):

@@ -5,14 +5,16 @@ every redirect) the host must be on the allow-list and every address it resolves
 be a public one; the request then goes to the address that was checked (the host travels
 in ``Host`` and in TLS's server name), so a DNS answer that changes between the check and
 the connection cannot point it at loopback or the cloud's metadata service. The body is
-read in chunks and refused as soon as it passes the size limit; its declared content type
-must be one we store.
+read in chunks as it travels, never decompressed (a few kilobytes of gzip can inflate to
+gigabytes), and refused as soon as it passes the size limit or the whole fetch its time
+limit; its declared content type must be one we store.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -44,7 +46,7 @@ class FetchPolicy:
     max_bytes: int
     content_types: tuple[str, ...] = ("image/", "video/")
     private_hosts: frozenset[str] = frozenset()
-    timeout: float = 30.0
+    timeout: float = 30.0  # for the whole fetch, redirects and body included
     resolve: Callable[[str, int], list[str]] = field(default=system_resolve, compare=False)
 
     def host_allowed(self, host: str, port: int) -> bool:
@@ -62,19 +64,39 @@ class Fetched:
 
 def fetch(url: str, policy: FetchPolicy) -> Fetched:
     """GET ``url`` under ``policy``, following at most MAX_REDIRECTS checked redirects."""
-    with httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False) as client:
+    deadline = time.monotonic() + policy.timeout
+    with httpx.Client(
+        follow_redirects=False, trust_env=False, headers={"Accept-Encoding": "identity"}
+    ) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             target = httpx.URL(url)
             address = _checked_address(target, policy)
-            with client.stream("GET", pinned(target, address), **as_host(target)) as response:
+            request = client.stream(
+                "GET",
+                pinned(target, address),
+                timeout=_time_left(deadline, policy),
+                **as_host(target),
+            )
+            with request as response:
                 if response.is_redirect:
                     url = str(target.join(response.headers["location"]))
                     continue
                 if response.status_code != 200:
                     raise UnsafeMedia(f"{_shown(target)} answered {response.status_code}")
                 content_type = _checked_type(response, policy)
-                return Fetched(str(target), content_type, _bounded_body(response, policy))
+                body = _bounded_body(response, policy, deadline)
+                return Fetched(str(target), content_type, body)
     raise UnsafeMedia(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _time_left(deadline: float, policy: FetchPolicy) -> float:
+    """Seconds left for the fetch; UnsafeMedia once there are none. Each network wait gets
+    at most what was left when its request began, so a fetch ends within twice its limit
+    even when a slow server sends a byte just before every read would time out."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise UnsafeMedia(f"the fetch took longer than the {policy.timeout:g} s allowed")
+    return left
 
 
 def _checked_address(target: httpx.URL, policy: FetchPolicy) -> str:
@@ -103,22 +125,29 @@ def refuse_private(host: str, addresses: Iterable[str]) -> None:
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         for each in (ip, *carried_ipv4(ip)):
-            if not each.is_global or each.is_multicast or each in LOCAL_NAT64:
+            if (
+                not each.is_global
+                or each.is_multicast
+                or any(each in network for network in NEVER_PUBLIC)
+            ):
                 raise UnsafeMedia(f"{host} resolves to {ip}, a private or loopback address")
 
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# translators inside a network (RFC 8215): never global, whatever this Python's tables say
-LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT (RFC 2765)
+# never public, whatever this Python's tables say: translators inside a network (RFC 8215)
+# and the deprecated site-local range, which some networks still route internally
+NEVER_PUBLIC = (ipaddress.ip_network("64:ff9b:1::/48"), ipaddress.ip_network("fec0::/10"))
 
 
 def carried_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list:
-    """The IPv4 addresses an IPv6 address embeds: mapped, 6to4, Teredo, NAT64, compatible."""
+    """The IPv4 addresses an IPv6 address embeds: mapped, translated, 6to4, Teredo, NAT64,
+    compatible."""
     if ip.version == 4:
         return []
     carried = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
-    if ip in NAT64 or ip in IPV4_COMPATIBLE:
+    if any(ip in network for network in (NAT64, IPV4_COMPATIBLE, IPV4_TRANSLATED)):
         carried.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return [each for each in carried if each is not None]
 
@@ -135,6 +164,10 @@ def as_host(target: httpx.URL) -> dict:
 
 
 def _checked_type(response: httpx.Response, policy: FetchPolicy) -> str:
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # asked for identity: the sender compressed anyway, and we never inflate
+        raise UnsafeMedia(f"the body is {encoding}-encoded; only unencoded bodies are fetched")
     content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if not content_type.startswith(policy.content_types):
         raise UnsafeMedia(f"content type {content_type or 'none'!r} is not stored")
@@ -149,12 +182,13 @@ def _checked_type(response: httpx.Response, policy: FetchPolicy) -> str:
     return content_type
 
 
-def _bounded_body(response: httpx.Response, policy: FetchPolicy) -> bytes:
+def _bounded_body(response: httpx.Response, policy: FetchPolicy, deadline: float) -> bytes:
     body = bytearray()
-    for chunk in response.iter_bytes(CHUNK):
+    for chunk in response.iter_raw(CHUNK):  # raw: as sent, never decompressed
         body += chunk
         if len(body) > policy.max_bytes:
             raise UnsafeMedia(f"the body is larger than the {policy.max_bytes} bytes allowed")
+        _time_left(deadline, policy)
     return bytes(body)
 
 
