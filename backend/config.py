@@ -144,6 +144,7 @@ class Settings:
     # refused in production
     MEDIA_PRIVATE_HOSTS: str = ""
     MEDIA_MAX_BYTES: int = 200_000_000  # largest output copied, in bytes
+    MEDIA_MAX_OUTPUTS: int = 16  # most outputs copied of one generation
     MEDIA_URL_SECONDS: int = 3600  # lifetime of a signed media URL
     # HMAC key of local media URLs; default derived from JWT_SECRET
     MEDIA_SIGNING_KEY: str | None = None
@@ -365,8 +366,14 @@ def _general_problems(s: Settings) -> list[str]:
         )
     elif s.MEDIA_STORAGE == "supabase" and not (s.SUPABASE_URL and s.SUPABASE_SERVICE_ROLE_KEY):
         problems.append("MEDIA_STORAGE=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
-    if s.MEDIA_MAX_BYTES < 1 or s.MEDIA_URL_SECONDS < 1 or s.SSE_MAX_SECONDS <= 0:
-        problems.append("MEDIA_MAX_BYTES, MEDIA_URL_SECONDS and SSE_MAX_SECONDS must be positive")
+    if (
+        min(s.MEDIA_MAX_BYTES, s.MEDIA_MAX_OUTPUTS, s.MEDIA_URL_SECONDS) < 1
+        or s.SSE_MAX_SECONDS <= 0
+    ):
+        problems.append(
+            "MEDIA_MAX_BYTES, MEDIA_MAX_OUTPUTS, MEDIA_URL_SECONDS and SSE_MAX_SECONDS must be"
+            " positive"
+        )
     if (
         s.WEBHOOK_MAX_ATTEMPTS < 1
         or s.WEBHOOK_TIMEOUT <= 0

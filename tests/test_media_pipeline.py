@@ -29,7 +29,8 @@ from backend.media import (
 )
 from backend.media.cleanup import delete_media_of_deleted_generations
 from backend.media.copy import copy_outputs
-from backend.media.probe import dimensions
+from backend.media.fetch import UnsafeMedia
+from backend.media.probe import Probed, probe
 
 IMAGE_MODEL = "fal-ai/flux-pro/v1.1-ultra"
 VIDEO_MODEL = "fal-ai/veo3"
@@ -121,7 +122,7 @@ def test_a_video_goes_from_prompt_to_a_playable_clip(world, receiver):
     media = world.api.ok("GET", f"/api/v1/generations/{generation['id']}/media", owner)["items"]
     body = requests.get(media[0]["url"], timeout=10).content
     assert body[:4] == b"\x1a\x45\xdf\xa3"  # EBML: a WebM container
-    assert dimensions(body, "video/webm") == (360, 640)
+    assert probe(body) == Probed("video/webm", 360, 640)
 
 
 def test_copying_again_replaces_instead_of_adding(world, receiver):
@@ -188,7 +189,11 @@ def test_a_generation_deleted_while_its_outputs_are_copied_leaves_no_files(world
             storage.delete_generation(generation_id)
 
     stored = copy_outputs(
-        world.db_url, generation["id"], DeletedMeanwhile(), fetch_policy(world.settings)
+        world.db_url,
+        generation["id"],
+        DeletedMeanwhile(),
+        fetch_policy(world.settings),
+        world.settings.MEDIA_MAX_OUTPUTS,
     )
     assert stored == []
     assert not folder.exists()
@@ -239,3 +244,55 @@ def test_a_generation_that_is_not_completed_copies_nothing(world):
     world.api.grant_credits(owner, 100)
     generation = world.api.generation(owner)
     assert copy_generation_outputs(world.settings, generation["id"]) == []
+
+
+def completed_with(world, outputs: list[str]) -> str:
+    """A completed generation whose provider result lists these output URLs."""
+    owner = world.api.user("outputs")
+    world.api.grant_credits(owner, 100)
+    generation_id = world.api.generation(owner)["id"]
+    world.advance(generation_id, "queued", f"request-{generation_id}")
+    world.advance(generation_id, "completed", outputs={"images": [{"url": u} for u in outputs]})
+    return generation_id
+
+
+def test_a_result_with_more_outputs_than_allowed_is_not_copied(world, receiver):
+    _owner, generation, _stored = run_generation(world, receiver, IMAGE_MODEL, {})
+    image_url = world.api.sql(OUTPUT_URL, (generation["id"],))[0]["url"]
+    many = completed_with(world, [image_url] * (world.settings.MEDIA_MAX_OUTPUTS + 1))
+    with pytest.raises(UnsafeMedia, match=r"17 outputs are more than the 16 copied at most"):
+        copy_generation_outputs(world.settings, many)
+    assert not (Path(world.settings.MEDIA_DIR) / many).exists()
+
+
+def test_a_copy_stopped_by_a_refused_output_deletes_what_it_stored(world, receiver):
+    """The first output is stored, the second is refused (not an image): no object stays
+    behind that no row names and no cleanup would ever find."""
+    _owner, generation, _stored = run_generation(world, receiver, IMAGE_MODEL, {})
+    image_url = world.api.sql(OUTPUT_URL, (generation["id"],))[0]["url"]
+    stopped = completed_with(world, [image_url, f"{world.url}/api/v1/health/live"])
+    with pytest.raises(UnsafeMedia, match=r"content type 'application/json' is not stored"):
+        copy_generation_outputs(world.settings, stopped)
+    assert not (Path(world.settings.MEDIA_DIR) / stopped).exists()
+
+
+def test_a_stopped_copy_again_keeps_what_an_earlier_one_recorded(world, receiver):
+    """A copy run again (a retried job) that stops keeps the objects the first copy's rows
+    name: they sit under the same names."""
+    owner, generation, stored = run_generation(world, receiver, IMAGE_MODEL, {})
+    image_url = world.api.sql(OUTPUT_URL, (generation["id"],))[0]["url"]
+    refused = f"{world.url}/api/v1/health/live"
+    outputs = json.dumps({"images": [{"url": image_url}, {"url": refused}]})
+    world.api.sql(
+        "update public.generations set outputs = %s where id = %s", (outputs, generation["id"])
+    )
+    with pytest.raises(UnsafeMedia):
+        copy_generation_outputs(world.settings, generation["id"])
+    media = world.api.ok("GET", f"/api/v1/generations/{generation['id']}/media", owner)["items"]
+    assert requests.get(media[0]["url"], timeout=10).status_code == 200
+    assert media[0]["size_bytes"] == stored[0]["size_bytes"]
+
+
+OUTPUT_URL = (
+    "select outputs -> 'images' -> 0 ->> 'url' as url from public.generations where id = %s"
+)

@@ -11,7 +11,7 @@ from PIL import Image
 from backend.config import Settings
 from backend.fal.simulated import SimulatedFal, SimulatedQueue, render_clip, size_for
 from backend.fal.simulated_routes import uses_simulator
-from backend.media.probe import dimensions
+from backend.media.probe import Probed, probe
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def test_outputs_have_the_requested_size(arguments, size):
 def test_a_clip_is_a_webm_of_the_requested_size():
     clip = render_clip("a boat", 320, 180, seconds=1)
     assert clip[:4] == b"\x1a\x45\xdf\xa3"
-    assert dimensions(clip, "video/webm") == (320, 180)
+    assert probe(clip) == Probed("video/webm", 320, 180)
 
 
 def test_the_queue_protocol_from_submit_to_result(tmp_path):

@@ -306,6 +306,7 @@ class Unshare(MethodView):
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404)
     def delete(self, generation_id: UUID, team_id: UUID):
-        """End a share (share permission, or the team's owner or admins); access ends at once."""
+        """End a share (share permission, or the team's owner or admins); access ends at once
+        (media URLs already given out work until they expire, ``MEDIA_URL_SECONDS``)."""
         with user_transaction() as cur:
             rpc(cur, "public.unshare_generation", p_generation_id=generation_id, p_team_id=team_id)

@@ -156,7 +156,8 @@ class ProjectTeam(MethodView):
     def delete(self, project_id: UUID, team_id: UUID):
         """Remove a team link (the project's owner, or the team's owner or admins).
 
-        The team's access ends at once.
+        The team's access ends at once (media URLs already given out work until they
+        expire, ``MEDIA_URL_SECONDS``).
         """
         with user_transaction() as cur:
             rpc(cur, "public.unlink_project_team", p_project_id=project_id, p_team_id=team_id)

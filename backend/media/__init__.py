@@ -71,7 +71,11 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
 def copy_generation_outputs(settings: Settings, generation_id: UUID | str) -> list[dict]:
     """The media-copy job: store a completed generation's outputs (safe to run again)."""
     return copy_outputs(
-        settings.direct_database_url, generation_id, storage_for(settings), fetch_policy(settings)
+        settings.direct_database_url,
+        generation_id,
+        storage_for(settings),
+        fetch_policy(settings),
+        settings.MEDIA_MAX_OUTPUTS,
     )
 
 

@@ -2,8 +2,10 @@
 
 Run by the worker once a generation completes. It is safe to run again (a retried job):
 objects and rows are replaced, never added twice. A URL we refuse (host, address, type,
-size) stops the copy with ``UnsafeMedia``, which the job records; nothing half-stored is
-shown, since a row is written only after its object is.
+size, time), or more outputs than a generation may have, stops the copy with
+``UnsafeMedia``, which the job records; nothing half-stored is shown, since a row is
+written only after its object is, and a copy that stops deletes the objects it stored
+unless an earlier copy recorded them.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
-from backend.media.fetch import FetchPolicy, fetch
-from backend.media.probe import dimensions, extension_for
+from backend.media.fetch import FetchPolicy, UnsafeMedia, fetch
+from backend.media.probe import probe
 
 READ_OUTPUTS = "select status, outputs from public.generations where id = %s"
 RECORD = (
@@ -26,6 +28,7 @@ RECORD = (
 )
 AS_SERVICE = "select set_config('role', 'service_role', true)"
 STILL_THERE = "select 1 from public.generations where id = %s for share"
+RECORDED = "select exists (select 1 from public.generation_media where generation_id = %s)"
 
 
 def output_urls(outputs: Any) -> list[str]:
@@ -50,17 +53,28 @@ def _urls(node: Any) -> Iterator[str]:
 
 
 def copy_outputs(
-    database_url: str, generation_id: UUID | str, storage, policy: FetchPolicy
+    database_url: str,
+    generation_id: UUID | str,
+    storage,
+    policy: FetchPolicy,
+    max_outputs: int,
 ) -> list[dict]:
     """Copy a completed generation's outputs; returns the rows recorded (none if not completed)."""
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         row = conn.execute(READ_OUTPUTS, (generation_id,)).fetchone()
     if row is None or row["status"] != "completed":
         return []
-    stored = [
-        _store_one(generation_id, position, url, storage, policy)
-        for position, url in enumerate(output_urls(row["outputs"]))
-    ]
+    urls = output_urls(row["outputs"])
+    if len(urls) > max_outputs:
+        raise UnsafeMedia(f"{len(urls)} outputs are more than the {max_outputs} copied at most")
+    try:
+        stored = [
+            _store_one(generation_id, position, url, storage, policy)
+            for position, url in enumerate(urls)
+        ]
+    except BaseException:
+        _discard_unrecorded(database_url, generation_id, storage)
+        raise
     with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
         conn.execute(AS_SERVICE)
         # held until the rows are in: a delete of the generation waits, then queues it for
@@ -74,16 +88,25 @@ def copy_outputs(
 
 def _store_one(generation_id, position: int, url: str, storage, policy: FetchPolicy) -> tuple:
     fetched = fetch(url, policy)
-    width, height = dimensions(fetched.body, fetched.content_type)
-    name = f"{generation_id}/{position}.{extension_for(fetched.content_type)}"
-    storage.put(name, fetched.body, fetched.content_type)
+    probed = probe(fetched.body)  # the bytes' own type, not the one the provider declared
+    name = f"{generation_id}/{position}.{probed.extension}"
+    storage.put(name, fetched.body, probed.content_type)
     return (
         str(generation_id),
         position,
         name,
-        fetched.content_type,
+        probed.content_type,
         len(fetched.body),
-        width,
-        height,
+        probed.width,
+        probed.height,
         url,
     )
+
+
+def _discard_unrecorded(database_url: str, generation_id, storage) -> None:
+    """A copy stopped: delete what it stored, unless an earlier copy recorded rows that
+    name these objects (a retried copy stores under the same names)."""
+    with psycopg.connect(database_url) as conn:
+        (recorded,) = conn.execute(RECORDED, (generation_id,)).fetchone()
+    if not recorded:
+        storage.delete_generation(generation_id)
