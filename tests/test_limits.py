@@ -17,7 +17,7 @@ import jwt
 import pytest
 import redis
 from api_support import MODEL, assert_error
-from fixtures_app import PASSWORD, query, unique_email
+from fixtures_app import PASSWORD, query, unique_email, within_one_clock_minute
 
 from backend.config import ConfigError
 from backend.http import limits
@@ -282,6 +282,7 @@ def closed_port() -> int:
 def test_unreachable_redis_falls_back_to_memory_and_still_limits(limited, caplog):
     app = limited(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0", RATE_LIMIT_PER_IP="3/minute")
     client = client_at(app, new_ip())
+    within_one_clock_minute()
     for remaining in (2, 1, 0):
         response = client.get("/api/v1/models")
         assert response.status_code == 200
