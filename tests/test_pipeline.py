@@ -324,7 +324,9 @@ def fake_fal_submit(api, fake_fal, created) -> str:
     return FalQueue(settings.FAL_KEY).submit(MODEL, {"prompt": "x"}, settings.fal_webhook_url)
 
 
-@pytest.mark.parametrize("forgery", ["forged_signature", "unknown_key", "stale", "body_altered"])
+@pytest.mark.parametrize(
+    "forgery", ["forged_signature", "unknown_key", "stale", "future", "body_altered"]
+)
 def test_unverified_webhooks_get_401_and_change_nothing(api, fake_fal, forgery):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -336,6 +338,7 @@ def test_unverified_webhooks_get_401_and_change_nothing(api, fake_fal, forgery):
         "forged_signature": {**sign(fake_fal.key, request_id, now, body)},
         "unknown_key": sign(Ed25519PrivateKey.generate(), request_id, now, body),
         "stale": sign(fake_fal.key, request_id, now - 301, body),
+        "future": sign(fake_fal.key, request_id, now + 301, body),  # kept to replay later
         "body_altered": sign(fake_fal.key, request_id, now, body.replace(b"ERROR", b"OK")),
     }[forgery]
     if forgery == "forged_signature":
