@@ -82,8 +82,8 @@ INVALIDATIONS = MetricCounter(
 )
 
 L2_RETRY_SECONDS = 5.0
+RUN_ID = re.compile(r"^run_id:(\w+)", re.MULTILINE)  # a line of INFO server
 # a cluster's client leaves health_check_interval out (redis-py keeps only what it supports)
-RUN_ID = re.compile(r"^run_id:(\w+)", re.MULTILINE)
 REDIS_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "health_check_interval": 30}
 POLICY_RECHECK_SECONDS = 60.0
 SAFE_EVICTION_POLICIES = ("noeviction",)
