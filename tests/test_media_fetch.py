@@ -191,6 +191,18 @@ def test_a_body_dripped_past_the_time_limit_is_refused(server):
         fetch(f"http://127.0.0.1:{httpd.server_port}/slow.png", policy)
 
 
+def test_a_name_that_resolves_slowly_counts_toward_the_time_limit():
+    def slow_resolve(host, port):
+        time.sleep(2)  # a resolver that hangs; the fetch abandons it
+        return ["93.184.215.14"]
+
+    policy = FetchPolicy(
+        allowed_hosts=("*.fal.media",), max_bytes=1000, timeout=0.3, resolve=slow_resolve
+    )
+    with pytest.raises(UnsafeMedia, match=r"the fetch took longer than the 0.3 s allowed"):
+        fetch("https://v3.fal.media/files/out.png", policy)
+
+
 def test_redirect_chains_are_bounded(server):
     httpd, handler = server
     handler.routes["/loop"] = (302, {"Location": "/loop"}, b"")

@@ -6,19 +6,21 @@ be a public one; the request then goes to the address that was checked (the host
 in ``Host`` and in TLS's server name), so a DNS answer that changes between the check and
 the connection cannot point it at loopback or the cloud's metadata service. The body is
 read in chunks as it travels, never decompressed (a few kilobytes of gzip can inflate to
-gigabytes), and refused as soon as it passes the size limit or the whole fetch its time
-limit; its declared content type must be one we store.
+gigabytes), and refused as soon as it passes the size limit; its declared content type
+must be one we store. The whole fetch (every name resolved, every hop, the body) has one
+time limit, however slowly a server drips its answer.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 
+import anyio
 import httpx
 
 MAX_REDIRECTS = 5
@@ -32,6 +34,13 @@ class UnsafeMedia(Exception):
 def system_resolve(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return sorted({info[4][0] for info in infos})
+
+
+async def resolve_in_time(resolve: Callable[[str, int], list[str]], host: str, port: int):
+    """``resolve(host, port)`` in a worker thread that the enclosing time limit
+    (``anyio.fail_after``) may abandon: anyio's own getaddrinfo waits for its executor."""
+    call = functools.partial(resolve, host, port)
+    return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 
 
 @dataclass(frozen=True)
@@ -64,42 +73,37 @@ class Fetched:
 
 def fetch(url: str, policy: FetchPolicy) -> Fetched:
     """GET ``url`` under ``policy``, following at most MAX_REDIRECTS checked redirects."""
-    deadline = time.monotonic() + policy.timeout
-    with httpx.Client(
-        follow_redirects=False, trust_env=False, headers={"Accept-Encoding": "identity"}
-    ) as client:
-        for _hop in range(MAX_REDIRECTS + 1):
-            target = httpx.URL(url)
-            address = _checked_address(target, policy)
-            request = client.stream(
-                "GET",
-                pinned(target, address),
-                timeout=_time_left(deadline, policy),
-                **as_host(target),
-            )
-            with request as response:
-                if response.is_redirect:
-                    url = str(target.join(response.headers["location"]))
-                    continue
-                if response.status_code != 200:
-                    raise UnsafeMedia(f"{_shown(target)} answered {response.status_code}")
-                content_type = _checked_type(response, policy)
-                body = _bounded_body(response, policy, deadline)
-                return Fetched(str(target), content_type, body)
+    try:
+        return anyio.run(_fetch, url, policy)
+    except TimeoutError:
+        raise UnsafeMedia(f"the fetch took longer than the {policy.timeout:g} s allowed") from None
+
+
+async def _fetch(url: str, policy: FetchPolicy) -> Fetched:
+    with anyio.fail_after(policy.timeout):
+        async with httpx.AsyncClient(
+            timeout=policy.timeout,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"Accept-Encoding": "identity"},
+        ) as client:
+            for _hop in range(MAX_REDIRECTS + 1):
+                target = httpx.URL(url)
+                address = await _checked_address(target, policy)
+                request = client.stream("GET", pinned(target, address), **as_host(target))
+                async with request as response:
+                    if response.is_redirect:
+                        url = str(target.join(response.headers["location"]))
+                        continue
+                    if response.status_code != 200:
+                        raise UnsafeMedia(f"{_shown(target)} answered {response.status_code}")
+                    content_type = _checked_type(response, policy)
+                    body = await _bounded_body(response, policy)
+                    return Fetched(str(target), content_type, body)
     raise UnsafeMedia(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _time_left(deadline: float, policy: FetchPolicy) -> float:
-    """Seconds left for the fetch; UnsafeMedia once there are none. Each network wait gets
-    at most what was left when its request began, so a fetch ends within twice its limit
-    even when a slow server sends a byte just before every read would time out."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise UnsafeMedia(f"the fetch took longer than the {policy.timeout:g} s allowed")
-    return left
-
-
-def _checked_address(target: httpx.URL, policy: FetchPolicy) -> str:
+async def _checked_address(target: httpx.URL, policy: FetchPolicy) -> str:
     if target.scheme not in ("https", "http") or not target.host:
         raise UnsafeMedia(f"{_shown(target)}: only http(s) URLs are fetched")
     port = target.port or (443 if target.scheme == "https" else 80)
@@ -109,7 +113,7 @@ def _checked_address(target: httpx.URL, policy: FetchPolicy) -> str:
     if target.scheme == "http" and not exempt:
         raise UnsafeMedia(f"{_shown(target)}: media is fetched over https only")
     try:
-        addresses = policy.resolve(target.host, port)
+        addresses = await resolve_in_time(policy.resolve, target.host, port)
     except OSError as error:
         raise UnsafeMedia(f"{target.host} does not resolve: {error}") from None
     if not addresses:
@@ -182,13 +186,12 @@ def _checked_type(response: httpx.Response, policy: FetchPolicy) -> str:
     return content_type
 
 
-def _bounded_body(response: httpx.Response, policy: FetchPolicy, deadline: float) -> bytes:
+async def _bounded_body(response: httpx.Response, policy: FetchPolicy) -> bytes:
     body = bytearray()
-    for chunk in response.iter_raw(CHUNK):  # raw: as sent, never decompressed
+    async for chunk in response.aiter_raw(CHUNK):  # raw: as sent, never decompressed
         body += chunk
         if len(body) > policy.max_bytes:
             raise UnsafeMedia(f"the body is larger than the {policy.max_bytes} bytes allowed")
-        _time_left(deadline, policy)
     return bytes(body)
 
 

@@ -19,10 +19,8 @@ running, for at most two minutes after the event; then it goes with what is stor
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,7 +31,14 @@ from psycopg.rows import dict_row
 from standardwebhooks import Webhook
 
 from backend.media.copy import output_urls
-from backend.media.fetch import UnsafeMedia, as_host, pinned, refuse_private
+from backend.media.fetch import (
+    UnsafeMedia,
+    as_host,
+    pinned,
+    refuse_private,
+    resolve_in_time,
+    system_resolve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -230,10 +235,7 @@ async def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dic
     if policy.allow_private:
         return target, {}
     try:
-        # in a thread the deadline may abandon: anyio.getaddrinfo's executor is waited for
-        resolve = functools.partial(socket.getaddrinfo, host, port)
-        found = await anyio.to_thread.run_sync(resolve, abandon_on_cancel=True)
-        addresses = sorted({info[4][0] for info in found})
+        addresses = await resolve_in_time(system_resolve, host, port)
         refuse_private(host, addresses)
     except (OSError, ValueError, OverflowError) as error:
         # a name the resolver or IDNA refuses, or a port out of range
