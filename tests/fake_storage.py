@@ -22,6 +22,7 @@ class FakeStorage:
         self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.uploads: list[dict] = []
         self.removals: list[list[str]] = []
+        self.removes = True  # False: removals answer 200 and remove nothing, as under a policy
         self.app = self._build()
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -101,7 +102,7 @@ class FakeStorage:
             removed = [
                 name
                 for name in request.get_json()["prefixes"]
-                if self.objects.pop((bucket, name), None)
+                if self.removes and self.objects.pop((bucket, name), None)
             ]
             self.removals.append(removed)
             return jsonify([{"name": name} for name in removed])

@@ -53,6 +53,16 @@ def test_a_generations_objects_are_deleted_through_the_official_client(storage):
     assert storage.removals == [[f"{gone}/0.png", f"{gone}/1.jpg"]]
 
 
+def test_a_removal_that_removes_nothing_is_an_error_not_a_loop(storage):
+    client = SupabaseStorage(storage.url, SERVICE_KEY)
+    stuck = uuid.uuid4()
+    client.put(f"{stuck}/0.png", b"bytes", "image/png")
+    storage.removes = False
+    with pytest.raises(RuntimeError, match=r"removed none of .* 1 objects"):
+        client.delete_generation(stuck)
+    assert storage.removals == [[]]
+
+
 def test_readers_get_storage_signed_urls(storage, database_factory, migrated_template, tmp_path):
     with running_world(
         database_factory(migrated_template),

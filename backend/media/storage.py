@@ -98,8 +98,12 @@ class SupabaseStorage:
 
     def delete_generation(self, generation_id: UUID) -> None:
         """Every object stored for this generation (none is fine): its folder, listed a page
-        at a time until it is empty."""
+        at a time until it is empty. Storage answers a removal with what it removed: one
+        that removes nothing (a policy, a misconfigured key) ends the loop with an error."""
         folder = str(UUID(str(generation_id)))
         bucket = self.client.from_(BUCKET)
         while names := [f"{folder}/{item['name']}" for item in bucket.list(folder)]:
-            bucket.remove(names)
+            if not bucket.remove(names):
+                raise RuntimeError(
+                    f"Supabase Storage removed none of {folder}'s {len(names)} objects"
+                )
