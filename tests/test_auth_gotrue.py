@@ -61,10 +61,16 @@ def test_weak_password_is_422_with_reasons(client, db_url):
     assert counts(db_url) == before
 
 
+DOTS_BETWEEN_ATS = "a@" + "." * 200_000 + "@"
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [
         ({"email": "not an email", "password": PASSWORD}, 400, "validation_failed"),
+        ({"email": "a@localhost", "password": PASSWORD}, 400, "validation_failed"),
+        # a shape that made the old address pattern backtrack for seconds per request
+        ({"email": DOTS_BETWEEN_ATS, "password": PASSWORD}, 400, "validation_failed"),
         ({"email": 5, "password": PASSWORD}, 400, "bad_json"),
         ({"password": PASSWORD}, 400, "validation_failed"),
         (["not", "an", "object"], 400, "bad_json"),
@@ -289,6 +295,7 @@ def test_a_wrong_or_stale_code_confirms_nothing(confirming, db_url):
     for body in (
         {"type": "signup", "token": wrong, "email": email_address},
         {"type": "signup", "token": code, "email": unique_email("other")},
+        {"type": "signup", "token": code, "email": DOTS_BETWEEN_ATS},
         {"type": "signup", "token_hash": "0" * 56},
     ):
         gotrue_error(client.post("/auth/v1/verify", json=body), 403, "otp_expired")

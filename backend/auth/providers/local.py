@@ -31,11 +31,11 @@ import bcrypt
 from psycopg.types.json import Jsonb
 
 from backend.auth.accounts import (
-    EMAIL,
     EMAIL_PROVIDER,
     INSTANCE_ID,
     hash_password,
     insert_user,
+    is_email,
     validate_credentials,
 )
 from backend.auth.mailer import Mailer
@@ -138,7 +138,7 @@ class LocalProvider:
         # address takes codes no more (its token_hash still works), whatever the IP. Only a
         # six-digit code with a whole address is tried, so no other split of the same
         # characters reaches the same hash past the address's count.
-        if not (CODE.fullmatch(code) and EMAIL.fullmatch(email)):
+        if not (CODE.fullmatch(code) and is_email(email)):
             raise INVALID_CONFIRMATION
         with owner_transaction() as cur:
             cur.execute(
