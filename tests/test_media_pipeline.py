@@ -156,6 +156,8 @@ def test_only_readers_get_urls_and_urls_only_work_as_signed(world, receiver):
     superscript = re.sub(r"expires=\d+", "expires=%C2%B2", good)  # "²" passes str.isdigit
     assert superscript != good
     assert requests.get(superscript, timeout=10).json()["error"] == "forbidden"
+    endless = re.sub(r"expires=\d+", "expires=" + "9" * 5000, good)  # int() refuses 4300+
+    assert requests.get(endless, timeout=10).json()["error"] == "forbidden"
 
 
 def test_a_deleted_generations_urls_stop_working_and_its_files_go(world, receiver):

@@ -27,6 +27,7 @@ from storage3 import SyncStorageClient
 
 BUCKET = "generation-media"
 SAFE_NAME = re.compile(r"^[0-9a-f-]{36}/[0-9]{1,4}\.[a-z0-9]{1,5}$")
+MAX_EXPIRES_DIGITS = 12  # a Unix time until the year 33658
 
 
 class BadMediaName(ValueError):
@@ -65,9 +66,11 @@ class LocalStorage:
 
     def verify(self, name: str, expires: str, signature: str, now: float | None = None) -> bool:
         """Whether a URL's query is ours for this name and has not expired."""
-        if not (expires.isascii() and expires.isdigit()) or int(expires) < (
-            now if now is not None else time.time()
-        ):
+        # a Unix time, in ASCII digits ("²" is a digit to str.isdigit), and short: int()
+        # refuses more than 4300 digits with an error
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= MAX_EXPIRES_DIGITS):
+            return False
+        if int(expires) < (now if now is not None else time.time()):
             return False
         return hmac.compare_digest(self.signature(name, int(expires)), signature)
 
