@@ -373,6 +373,7 @@ def test_only_the_status_of_an_answer_is_read_never_its_body(world, owner):
     [
         "http://127.0.0.1:99999999999999999999/hook",
         "https://hooks.example.com:70000/hook",
+        "https://hooks.example.com:0/hook",  # not the default port: no port at all
         "https://xn--zz.com/hook",
     ],
 )
@@ -399,7 +400,7 @@ def test_a_url_that_cannot_be_sent_to_is_a_failed_attempt_that_holds_back_nobody
         receiver.close()
     [bad] = deliveries(world, generation)
     assert (bad["status"], bad["attempts"]) == ("pending", 1)
-    assert bad["last_error"].startswith(("webhook_url is not a valid URL", "request failed"))
+    assert bad["last_error"].startswith("webhook_url is not a valid URL")
     assert deliveries(world, {"id": behind["generation_id"]})[0]["status"] == "delivered"
 
 

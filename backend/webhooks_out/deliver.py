@@ -217,10 +217,12 @@ def checked_url(url: str) -> tuple[httpx.URL, str, int]:
     try:
         target = httpx.URL(url)
         host = target.host  # decoding it checks the name (IDNA)
-        port = target.port or (443 if target.scheme == "https" else 80)
+        port = target.port
     except (httpx.InvalidURL, ValueError) as error:
         raise Refused(f"webhook_url is not a valid URL: {error}") from None
-    if not 0 < port <= MAX_PORT:
+    if port is None:  # none given: the scheme's (httpx drops one that equals it)
+        port = 443 if target.scheme == "https" else 80
+    elif not 0 < port <= MAX_PORT:
         raise Refused(f"webhook_url is not a valid URL: port {port} is not from 1 to {MAX_PORT}")
     return target, host, port
 
