@@ -298,3 +298,18 @@ def test_a_stopped_copy_again_keeps_what_an_earlier_one_recorded(world, receiver
 OUTPUT_URL = (
     "select outputs -> 'images' -> 0 ->> 'url' as url from public.generations where id = %s"
 )
+
+
+def test_generations_going_with_their_project_or_account_are_queued_for_cleanup(world):
+    owner = world.api.user("leaving")
+    world.api.grant_credits(owner, 1000)
+    project = world.api.project(owner)
+    in_project = world.api.generation(owner, project_id=project["id"])["id"]
+    alone = world.api.generation(owner)["id"]
+    for generation_id in (in_project, alone):
+        world.advance(generation_id, "failed")
+    world.api.ok("DELETE", f"/api/v1/projects/{project['id']}", owner, 204)
+    assert world.api.sql(QUEUED, (in_project,)) != []
+    assert world.api.sql(QUEUED, (alone,)) == []
+    world.api.sql("delete from auth.users where id = %s returning id", (owner.id,))
+    assert world.api.sql(QUEUED, (alone,)) != []
