@@ -489,6 +489,36 @@ def test_every_page_of_the_default_list_matches_its_definition(api, owner, seed)
         assert feed(api, member, limit=limit) == newest_first, f"limit {limit}"
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_every_page_of_the_default_list_over_many_projects_matches_its_definition(
+    api, owner, seed
+):
+    """More reachable projects than a page has rows, one of them busier, and the member's
+    own work both inside projects (so it is own work and a project's at once) and outside:
+    every page size walks exactly that work, newest first, each generation once."""
+    chance = random.Random(seed)
+    api.grant_credits(owner, 40 * MODEL_COST)
+    member = api.user("member")
+    api.grant_credits(member, 40 * MODEL_COST)
+    team = api.team(owner)
+    api.join(team, owner, member, "editor")
+    projects = [api.project(owner) for _ in range(8)]
+    for project in projects:
+        api.link(project, team, owner, "editor")
+    expected = []
+    for _ in range(36):
+        roll = chance.random()
+        if roll < 0.15:
+            expected.append(api.generation(member)["id"])
+            continue
+        author = chance.choice([owner, member])
+        project = projects[0] if roll < 0.55 else chance.choice(projects)
+        expected.append(api.generation(author, project_id=project["id"])["id"])
+    newest_first = list(reversed(expected))
+    for limit in (1, 2, 3, 5, 7, 50):
+        assert feed(api, member, limit=limit) == newest_first, f"limit {limit}"
+
+
 def test_the_public_feed_follows_visibility_and_filters(api, owner, stranger):
     gallery = api.project(owner, visibility="public")
     done = api.generation(owner, project_id=gallery["id"])["id"]
