@@ -490,9 +490,7 @@ def test_every_page_of_the_default_list_matches_its_definition(api, owner, seed)
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_every_page_of_the_default_list_over_many_projects_matches_its_definition(
-    api, owner, seed
-):
+def test_every_page_of_the_default_list_over_many_projects_matches_its_definition(api, owner, seed):
     """More reachable projects than a page has rows, one of them busier, and the member's
     own work both inside projects (so it is own work and a project's at once) and outside:
     every page size walks exactly that work, newest first, each generation once."""

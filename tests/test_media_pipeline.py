@@ -126,14 +126,86 @@ def test_a_video_goes_from_prompt_to_a_playable_clip(world, receiver):
 
 
 def test_copying_again_replaces_instead_of_adding(world, receiver):
+    """A second copy stores under names of its own, records them in place of the first
+    copy's rows and deletes the first copy's objects: no object is left that no row names."""
     _owner, generation, stored = run_generation(world, receiver, IMAGE_MODEL, {"num_images": 2})
     again = copy_generation_outputs(world.settings, generation["id"])
     assert [row["position"] for row in again] == [row["position"] for row in stored] == [0, 1]
+    assert {row["storage_path"] for row in again}.isdisjoint(r["storage_path"] for r in stored)
+    assert recorded_names(world, generation["id"]) == stored_names(world, generation["id"])
+    assert len(recorded_names(world, generation["id"])) == 2
+
+
+def recorded_names(world, generation_id: str) -> set[str]:
     rows = world.api.sql(
-        "select count(*) as n from public.generation_media where generation_id = %s",
-        (generation["id"],),
+        "select storage_path from public.generation_media where generation_id = %s",
+        (generation_id,),
     )
-    assert rows[0]["n"] == 2
+    return {row["storage_path"] for row in rows}
+
+
+def stored_names(world, generation_id: str) -> set[str]:
+    folder = Path(world.settings.MEDIA_DIR) / generation_id
+    return {f"{generation_id}/{path.name}" for path in folder.iterdir()}
+
+
+def test_a_copy_that_stops_beside_another_deletes_only_its_own_objects(world, receiver):
+    """Two copies of one generation at once (a job retried while the worker that seemed
+    stalled still runs it). One stores its first output; the other stores both; the first
+    then stops on its second output and cleans up before the second records its rows. The
+    rows recorded name objects that exist, and nothing else is left."""
+    owner, generation, _stored = run_generation(world, receiver, IMAGE_MODEL, {"num_images": 2})
+    storage = storage_for(world.settings)
+    others_stored, stopped_cleaned = threading.Event(), threading.Event()
+
+    class Stopping:
+        def put(self, name, body, content_type):
+            if "/1-" in name:
+                assert others_stored.wait(10)
+                raise UnsafeMedia("the second output is refused")
+            storage.put(name, body, content_type)
+
+        def delete(self, names):
+            storage.delete(names)
+            stopped_cleaned.set()
+
+    class Finishing:
+        def put(self, name, body, content_type):
+            storage.put(name, body, content_type)
+            if "/1-" in name:
+                others_stored.set()
+                assert stopped_cleaned.wait(10)
+
+        def delete(self, names):
+            storage.delete(names)
+
+    def copy(into):
+        return copy_outputs(
+            world.db_url,
+            generation["id"],
+            into,
+            fetch_policy(world.settings),
+            world.settings.MEDIA_MAX_OUTPUTS,
+        )
+
+    outcome = {}
+
+    def run_stopping():
+        try:
+            copy(Stopping())
+        except UnsafeMedia as refused:
+            outcome["stopped"] = refused
+
+    stopping = threading.Thread(target=run_stopping)
+    stopping.start()
+    recorded = copy(Finishing())
+    stopping.join(10)
+    assert isinstance(outcome.get("stopped"), UnsafeMedia)
+    names = {row["storage_path"] for row in recorded}
+    assert recorded_names(world, generation["id"]) == names
+    assert stored_names(world, generation["id"]) == names
+    media = world.api.ok("GET", f"/api/v1/generations/{generation['id']}/media", owner)["items"]
+    assert [requests.get(item["url"], timeout=10).status_code for item in media] == [200, 200]
 
 
 def test_only_readers_get_urls_and_urls_only_work_as_signed(world, receiver):
@@ -151,7 +223,8 @@ def test_only_readers_get_urls_and_urls_only_work_as_signed(world, receiver):
     assert requests.get(tampered, timeout=10).status_code == 403
     expired = storage.signed_url(name, -1)
     assert requests.get(expired, timeout=10).json()["error"] == "forbidden"
-    other = good.replace("/0.png", "/1.png")  # a signature is for one object only
+    other = good.replace("/0-", "/1-")  # a signature is for one object only
+    assert other != good
     assert requests.get(other, timeout=10).status_code == 403
     superscript = re.sub(r"expires=\d+", "expires=%C2%B2", good)  # "²" passes str.isdigit
     assert superscript != good
@@ -186,6 +259,9 @@ def test_a_generation_deleted_while_its_outputs_are_copied_leaves_no_files(world
             clean_deleted_generations_media(world.settings)
             assert not folder.exists()
             storage.put(name, body, content_type)  # the upload that was already on its way
+
+        def delete(self, names):
+            storage.delete(names)
 
         def delete_generation(self, generation_id):
             storage.delete_generation(generation_id)
@@ -280,7 +356,7 @@ def test_a_copy_stopped_by_a_refused_output_deletes_what_it_stored(world, receiv
 
 def test_a_stopped_copy_again_keeps_what_an_earlier_one_recorded(world, receiver):
     """A copy run again (a retried job) that stops keeps the objects the first copy's rows
-    name: they sit under the same names."""
+    name: it deletes only what it stored itself."""
     owner, generation, stored = run_generation(world, receiver, IMAGE_MODEL, {})
     image_url = world.api.sql(OUTPUT_URL, (generation["id"],))[0]["url"]
     refused = f"{world.url}/api/v1/health/live"

@@ -53,6 +53,18 @@ def test_a_generations_objects_are_deleted_through_the_official_client(storage):
     assert storage.removals == [[f"{gone}/0.png", f"{gone}/1.jpg"]]
 
 
+def test_named_objects_are_deleted_through_the_official_client(storage):
+    client = SupabaseStorage(storage.url, SERVICE_KEY)
+    folder = uuid.uuid4()
+    names = [f"{folder}/0-0a1b2c3d.png", f"{folder}/0-4e5f6a7b.png", f"{folder}/1-4e5f6a7b.png"]
+    for name in names:
+        client.put(name, b"bytes", "image/png")
+    client.delete(names[1:])
+    client.delete([])  # nothing named: no request
+    assert set(storage.objects) == {(BUCKET, names[0])}
+    assert storage.removals == [names[1:]]
+
+
 def test_a_removal_that_removes_nothing_is_an_error_not_a_loop(storage):
     client = SupabaseStorage(storage.url, SERVICE_KEY)
     stuck = uuid.uuid4()

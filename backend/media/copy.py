@@ -1,15 +1,18 @@
 """The media-copy job's work: every output URL of a completed generation into our storage.
 
-Run by the worker once a generation completes. It is safe to run again (a retried job):
-objects and rows are replaced, never added twice. A URL we refuse (host, address, type,
-size, time), or more outputs than a generation may have, stops the copy with
+Run by the worker once a generation completes. It is safe to run again (a retried job),
+even beside itself (a job retried while the worker that seemed stalled still runs it):
+each copy stores under names of its own, records its rows while holding the generation's
+row, and then deletes the objects of the rows it replaced. A URL we refuse (host, address,
+type, size, time), or more outputs than a generation may have, stops the copy with
 ``UnsafeMedia``, which the job records; nothing half-stored is shown, since a row is
-written only after its object is, and a copy that stops deletes the objects it stored
-unless an earlier copy recorded them.
+written only after its object is, and a copy that stops deletes what it stored, which no
+other copy's rows name.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -27,8 +30,9 @@ RECORD = (
     " p_height => %s, p_source_url => %s)"
 )
 AS_SERVICE = "select set_config('role', 'service_role', true)"
-STILL_THERE = "select 1 from public.generations where id = %s for share"
-RECORDED = "select exists (select 1 from public.generation_media where generation_id = %s)"
+# no key update: two copies record one after the other, each seeing the rows it replaces
+STILL_THERE = "select 1 from public.generations where id = %s for no key update"
+RECORDED = "select storage_path from public.generation_media where generation_id = %s"
 
 
 def output_urls(outputs: Any) -> list[str]:
@@ -67,14 +71,23 @@ def copy_outputs(
     urls = output_urls(row["outputs"])
     if len(urls) > max_outputs:
         raise UnsafeMedia(f"{len(urls)} outputs are more than the {max_outputs} copied at most")
+    copy = secrets.token_hex(4)
+    named: list[str] = []  # noted before each upload: one that fails may still have landed
     try:
         stored = [
-            _store_one(generation_id, position, url, storage, policy)
+            _store_one(generation_id, position, url, copy, named, storage, policy)
             for position, url in enumerate(urls)
         ]
+        recorded, replaced = _record(database_url, generation_id, stored, storage)
     except BaseException:
-        _discard_unrecorded(database_url, generation_id, storage)
+        storage.delete(named)
         raise
+    storage.delete(sorted(replaced - set(named)))
+    return recorded
+
+
+def _record(database_url: str, generation_id, stored: list[tuple], storage):
+    """The rows of this copy, and the names of the objects the rows it replaced named."""
     with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
         conn.execute(AS_SERVICE)
         # held until the rows are in: a delete of the generation waits, then queues it for
@@ -82,14 +95,18 @@ def copy_outputs(
         if conn.execute(STILL_THERE, (generation_id,)).fetchone() is None:
             # deleted while we copied, and perhaps cleaned already: nobody else will
             storage.delete_generation(generation_id)
-            return []
-        return [conn.execute(RECORD, item).fetchone() for item in stored]
+            return [], set()
+        replaced = {row["storage_path"] for row in conn.execute(RECORDED, (generation_id,))}
+        return [conn.execute(RECORD, item).fetchone() for item in stored], replaced
 
 
-def _store_one(generation_id, position: int, url: str, storage, policy: FetchPolicy) -> tuple:
+def _store_one(
+    generation_id, position: int, url: str, copy: str, named: list[str], storage, policy
+) -> tuple:
     fetched = fetch(url, policy)
     probed = probe(fetched.body)  # the bytes' own type, not the one the provider declared
-    name = f"{generation_id}/{position}.{probed.extension}"
+    name = f"{generation_id}/{position}-{copy}.{probed.extension}"
+    named.append(name)
     storage.put(name, fetched.body, probed.content_type)
     return (
         str(generation_id),
@@ -101,12 +118,3 @@ def _store_one(generation_id, position: int, url: str, storage, policy: FetchPol
         probed.height,
         url,
     )
-
-
-def _discard_unrecorded(database_url: str, generation_id, storage) -> None:
-    """A copy stopped: delete what it stored, unless an earlier copy recorded rows that
-    name these objects (a retried copy stores under the same names)."""
-    with psycopg.connect(database_url) as conn:
-        (recorded,) = conn.execute(RECORDED, (generation_id,)).fetchone()
-    if not recorded:
-        storage.delete_generation(generation_id)

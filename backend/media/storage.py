@@ -1,9 +1,10 @@
 """Where stored media lives: a local directory (embedded default) or Supabase Storage.
 
-Both answer the same three calls: ``put(name, body, content_type)``, ``signed_url(name,
-seconds)`` and, for the local one, ``open(name)``. Object names are
-``<generation id>/<position>.<ext>``: the storage policies read the generation id from the
-first folder.
+Both answer ``put(name, body, content_type)``, ``signed_url(name, seconds)``,
+``delete(names)``, ``delete_generation(generation_id)`` and, for the local one,
+``open(name)``. Object names are ``<generation id>/<position>-<copy>.<ext>``, where
+``<copy>`` tells one copy of the outputs from another: the storage policies read the
+generation id from the first folder.
 
 Local URLs are ``<PUBLIC_URL>/api/v1/media/<name>?expires=<unix>&signature=<hmac>``: the app
 serves them (``backend.media.routes``) after checking the HMAC and the expiry, so a URL
@@ -14,6 +15,7 @@ only after the caller's own transaction showed the generation is theirs to read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
@@ -26,7 +28,8 @@ from uuid import UUID
 from storage3 import SyncStorageClient
 
 BUCKET = "generation-media"
-SAFE_NAME = re.compile(r"^[0-9a-f-]{36}/[0-9]{1,4}\.[a-z0-9]{1,5}$")
+# objects stored before copies named themselves have no -<copy>
+SAFE_NAME = re.compile(r"^[0-9a-f-]{36}/[0-9]{1,4}(-[0-9a-f]{8})?\.[a-z0-9]{1,5}$")
 MAX_EXPIRES_DIGITS = 12  # a Unix time until the year 33658
 
 
@@ -77,6 +80,14 @@ class LocalStorage:
     def open(self, name: str) -> Path:
         return self.directory / checked_name(name)
 
+    def delete(self, names: list[str]) -> None:
+        """These objects (one already gone is fine), and their folders once empty."""
+        for name in names:
+            path = self.directory / checked_name(name)
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: another copy's objects are there
+                path.parent.rmdir()
+
     def delete_generation(self, generation_id: UUID) -> None:
         """Every object stored for this generation (none is fine)."""
         shutil.rmtree(self.directory / str(UUID(str(generation_id))), ignore_errors=True)
@@ -98,6 +109,11 @@ class SupabaseStorage:
 
     def signed_url(self, name: str, seconds: int, now: float | None = None) -> str:
         return self.client.from_(BUCKET).create_signed_url(checked_name(name), seconds)["signedURL"]
+
+    def delete(self, names: list[str]) -> None:
+        """These objects (one already gone is fine)."""
+        if names:
+            self.client.from_(BUCKET).remove([checked_name(name) for name in names])
 
     def delete_generation(self, generation_id: UUID) -> None:
         """Every object stored for this generation (none is fine): its folder, listed a page
