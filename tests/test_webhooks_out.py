@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib
+import itertools
 import json
 import socket
 import threading
@@ -484,3 +486,112 @@ def test_resolving_the_host_counts_within_the_attempts_time(monkeypatch):
         assert not finished.is_set(), "the attempt ended while the lookup was still waiting"
     finally:
         release.set()
+
+
+# redirects, the pinned address, backoff ------------------------------------------------------
+
+
+def receiver_of_any_method():
+    """A Receiver that also records GET and PUT: a followed 301/302 arrives as a GET."""
+    receiver = receiver_answering(200)
+    handler = receiver.httpd.RequestHandlerClass
+    handler.do_GET = handler.do_PUT = handler.do_POST
+    return receiver
+
+
+def redirecting_to(status: int, location: str):
+    def redirect(receiver, conn):
+        receiver.send(
+            conn,
+            b"HTTP/1.1 %d Moved\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n"
+            % (status, location.encode()),
+        )
+        # read until the client hangs up: closing with its body unread would reset the
+        # connection, and the reset could reach the client before our answer
+        conn.settimeout(5)
+        while conn.recv(65536):
+            pass
+
+    return redirect
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_a_redirect_is_a_failed_attempt_and_is_not_followed(world, owner, status):
+    elsewhere = receiver_of_any_method()
+    redirector = RawReceiver(redirecting_to(status, elsewhere.url))
+    try:
+        delivery = a_delivery_to(world, owner, redirector.url)
+        assert deliver_webhook(world.settings, delivery["id"]) is True
+    finally:
+        redirector.close()
+        elsewhere.close()
+    assert elsewhere.requests == []
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["status"], after["attempts"]) == ("pending", 1)
+    assert (after["response_status"], after["last_error"]) == (status, f"answered {status}")
+    assert after["next_attempt_at"] > after["created_at"]  # retried later, like any failure
+
+
+def test_the_request_goes_to_the_address_that_was_checked(world, owner, monkeypatch):
+    """The name resolves to 127.0.0.1 when checked (allowed here, for this test only) and
+    to 127.0.0.2, where nothing listens, on any later lookup, whoever makes it: the
+    request reaches 127.0.0.1, still naming the host."""
+    # the package's deliver() shadows the module of that name
+    module = importlib.import_module("backend.webhooks_out.deliver")
+    answers = iter([["127.0.0.1"]])
+    monkeypatch.setattr(module, "system_resolve", lambda host, port: next(answers, ["127.0.0.2"]))
+    real_getaddrinfo, real_refuse = socket.getaddrinfo, module.refuse_private
+
+    def later_answer(host, port, *args, **kwargs):  # what httpx would get if it resolved
+        if host in ("hooks.velro.test", b"hooks.velro.test"):  # anyio passes it IDNA-encoded
+            return real_getaddrinfo("127.0.0.2", port, *args, **kwargs)
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    checked = []
+
+    def refuse_private_but_the_test_address(host, addresses):
+        checked.append(list(addresses))
+        real_refuse(host, [address for address in addresses if address != "127.0.0.1"])
+
+    monkeypatch.setattr(socket, "getaddrinfo", later_answer)
+    monkeypatch.setattr(module, "refuse_private", refuse_private_but_the_test_address)
+    receiver = receiver_answering(200)
+    port = receiver.httpd.server_port
+    try:
+        delivery = a_delivery_to(world, owner, f"http://hooks.velro.test:{port}/hook")
+        policy = DeliveryPolicy(max_attempts=3, timeout=5, allow_private=False, require_https=False)
+        assert deliver(world.db_url, delivery["id"], policy) is True
+    finally:
+        receiver.close()
+    assert checked == [["127.0.0.1"]]
+    [sent] = receiver.requests
+    assert sent["headers"]["Host"] == f"hooks.velro.test:{port}"
+    assert deliveries(world, {"id": delivery["generation_id"]})[0]["status"] == "delivered"
+
+
+def test_each_failure_backs_off_twice_as_long_up_to_an_hour(world, owner):
+    receiver = receiver_answering(500)
+    policy = DeliveryPolicy(max_attempts=13, timeout=5, allow_private=True, require_https=False)
+    waits = []
+    try:
+        delivery = a_delivery_to(world, owner, receiver.url)
+        generation = {"id": delivery["generation_id"]}
+        for _ in range(12):
+            make_due(world, generation)
+            assert deliver(world.db_url, delivery["id"], policy) is True
+            [row] = world.api.sql(
+                "select status, extract(epoch from next_attempt_at - now())::float as wait"
+                " from public.webhook_deliveries where id = %s",
+                (delivery["id"],),
+            )
+            assert row["status"] == "pending"
+            waits.append(row["wait"])
+    finally:
+        receiver.close()
+    # the wait is measured a moment after it was set: up to a second short
+    doubling, capped = waits[:10], waits[10:]
+    assert 4 < doubling[0] <= 5
+    for earlier, later in itertools.pairwise(doubling):
+        assert later == pytest.approx(2 * earlier, abs=1)
+    assert doubling[-1] < 3600
+    assert capped == pytest.approx([3600, 3600], abs=1)
