@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from test_config import PRODUCTION
 
+from backend.auth import tokens
 from backend.auth.tokens import public_jwk
-from backend.config import DEFAULT_JWT_SECRET
+from backend.config import DEFAULT_JWT_SECRET, ConfigError, load_settings
 
 
 def claims_of(user) -> dict:
@@ -120,18 +123,25 @@ def test_an_unknown_kid_without_any_jwks_is_refused(client, user):
 
 
 class KeyServer:
-    """A JWKS endpoint on 127.0.0.1 whose keys a test can rotate; counts its fetches."""
+    """A JWKS endpoint on 127.0.0.1 whose keys a test can rotate; counts its fetches.
+
+    ``status`` and ``body`` make it fail: another status, or bytes sent instead of the keys.
+    """
 
     def __init__(self):
         self.keys: list[dict] = []
         self.fetches = 0
+        self.status = 200
+        self.body: bytes | None = None
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 owner.fetches += 1
-                body = json.dumps({"keys": owner.keys}).encode()
-                self.send_response(200)
+                body = owner.body
+                if body is None:
+                    body = json.dumps({"keys": owner.keys}).encode()
+                self.send_response(owner.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -146,10 +156,7 @@ class KeyServer:
         self.thread.start()
 
     def publish(self, *signing_keys):
-        self.keys = [
-            {**public_jwk(key.private.public_key()), "kid": key.kid, "alg": key.alg, "use": "sig"}
-            for key in signing_keys
-        ]
+        self.keys = [jwk(key) for key in signing_keys]
 
     def close(self):
         self.server.shutdown()
@@ -167,6 +174,38 @@ class SigningKey:
 
     def sign(self, claims):
         return jwt.encode(claims, self.private, algorithm=self.alg, headers={"kid": self.kid})
+
+
+def jwk(key: SigningKey, **members) -> dict:
+    """The key's public JWK as the JWKS publishes it; a member given as None is left out."""
+    entry = {**public_jwk(key.private.public_key()), "kid": key.kid, "alg": key.alg, "use": "sig"}
+    entry.update(members)
+    return {name: value for name, value in entry.items() if value is not None}
+
+
+def fresh(claims) -> dict:
+    # a token not seen before: a remembered one skips the key lookup these tests are about
+    return {**claims, "jti": str(uuid.uuid4())}
+
+
+class Clock:
+    """Stands in for the monotonic clock of backend.auth.tokens (the key cache's age)."""
+
+    def __init__(self):
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return time.time()  # token expiry stays on the wall clock
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(tokens, "time", fake)
+    return fake
 
 
 @pytest.fixture
@@ -235,6 +274,132 @@ def test_an_unreachable_jwks_refuses_the_token_but_not_hs256(make_app, user, key
     client = app.test_client()
     assert_refused(me(client, keys["ec-1"].sign(claims_of(user))), "unknown key")
     assert me(client, user.access_token).status_code == 200
+
+
+# which published keys count ---------------------------------------------------------------
+
+
+def test_a_key_published_for_encryption_does_not_verify_tokens(make_app, key_server, keys, user):
+    client = make_app(JWKS_URL=key_server.url, JWKS_MIN_REFETCH_SECONDS=0).test_client()
+    key_server.keys = [jwk(keys["ec-1"], use="enc")]
+    assert_refused(me(client, keys["ec-1"].sign(fresh(claims_of(user)))), "unknown key")
+    key_server.keys = [jwk(keys["ec-1"], use="sig")]  # the very same key, now for signing
+    assert me(client, keys["ec-1"].sign(fresh(claims_of(user)))).status_code == 200
+
+
+def test_a_key_published_without_use_verifies_tokens(make_app, key_server, keys, user):
+    # RFC 7517 makes `use` optional; JWKS that leave it out still sign
+    client = make_app(JWKS_URL=key_server.url).test_client()
+    key_server.keys = [jwk(keys["ec-1"], use=None)]
+    assert me(client, keys["ec-1"].sign(claims_of(user))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [{"kid": None}, {"alg": "XX256"}, {"kty": "OKP"}],
+    ids=["without-kid", "unknown-alg", "unknown-kty"],
+)
+def test_a_key_we_cannot_use_is_skipped_and_the_others_still_verify(
+    make_app, key_server, keys, user, odd
+):
+    client = make_app(JWKS_URL=key_server.url).test_client()
+    key_server.keys = [jwk(keys["rsa-2"], **odd), jwk(keys["ec-1"])]
+    assert me(client, keys["ec-1"].sign(claims_of(user))).status_code == 200
+    assert_refused(me(client, keys["rsa-2"].sign(claims_of(user))), "unknown key")
+
+
+# a failing key server ----------------------------------------------------------------------
+
+FAILURES = {
+    "unavailable": (503, b"down for maintenance"),
+    "not-json": (200, b"<html>"),
+    # JSON, but not a JWKS: an object whose keys is a list
+    "null": (200, b"null"),
+    "a-list": (200, b"[]"),
+    "keys-null": (200, b'{"keys": null}'),
+    "no-keys": (200, b'{"error": "upstream timeout"}'),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_held_keys_keep_verifying_when_a_refetch_for_an_unknown_kid_fails(
+    make_app, key_server, keys, user, clock, failure
+):
+    client = make_app(JWKS_URL=key_server.url, JWKS_MIN_REFETCH_SECONDS=10).test_client()
+    claims = claims_of(user)
+    key_server.publish(keys["ec-1"])
+    assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+    key_server.status, key_server.body = failure
+
+    clock.now += 11
+    assert_refused(me(client, keys["rsa-2"].sign(fresh(claims))), "unknown key")
+    assert key_server.fetches == 2
+    assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+    # the failed attempt counts: unknown kids do not retry the failing server until 10 s on
+    clock.now += 9
+    assert_refused(me(client, keys["rsa-2"].sign(fresh(claims))), "unknown key")
+    assert key_server.fetches == 2
+    clock.now += 2
+    assert_refused(me(client, keys["rsa-2"].sign(fresh(claims))), "unknown key")
+    assert key_server.fetches == 3
+    assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+
+
+def test_entries_that_are_not_keys_are_skipped_and_the_token_refused_not_an_error(
+    make_app, key_server, keys, user
+):
+    client = make_app(JWKS_URL=key_server.url).test_client()
+    key_server.body = json.dumps(
+        {"keys": [1, None, {"kid": ["ec-1"]}, {**jwk(keys["ec-1"]), "x": 5}]}
+    ).encode()
+    assert_refused(me(client, keys["ec-1"].sign(fresh(claims_of(user)))), "unknown key")
+
+
+def test_held_keys_have_no_maximum_age_while_the_key_server_keeps_failing(
+    make_app, key_server, keys, user, clock
+):
+    """Past the cache period a known kid retries the server, once per period: a failed
+    attempt restarts the period. Keys go only when a fetch succeeds without them."""
+    client = make_app(
+        JWKS_URL=key_server.url, JWKS_CACHE_SECONDS=600, JWKS_MIN_REFETCH_SECONDS=10
+    ).test_client()
+    claims = claims_of(user)
+    key_server.publish(keys["ec-1"])
+    assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+    key_server.status = 503
+
+    for period in range(1, 4):
+        clock.now += 601
+        assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+        assert key_server.fetches == 1 + period
+        clock.now += 300
+        assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+        assert key_server.fetches == 1 + period
+
+    key_server.status = 200
+    key_server.publish(keys["rsa-2"])  # the server is back, and has retired ec-1
+    clock.now += 601
+    assert_refused(me(client, keys["ec-1"].sign(fresh(claims))), "unknown key")
+    assert me(client, keys["rsa-2"].sign(fresh(claims))).status_code == 200
+
+
+# where the keys may come from --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://auth.velro.example/jwks.json", "http://127.0.0.1:9999/jwks.json"]
+)
+def test_production_refuses_a_jwks_url_over_plain_http(url):
+    # loopback too: production fetches keys only over https
+    with pytest.raises(ConfigError, match=r"(?<!FAL_)JWKS_URL must be https://"):
+        load_settings(environ={**PRODUCTION, "JWKS_URL": url})
+
+
+def test_https_jwks_urls_load_in_production_and_plain_http_in_development():
+    https = "https://auth.velro.example/jwks.json"
+    assert load_settings(environ={**PRODUCTION, "JWKS_URL": https}).jwks_url == https
+    plain = {**PRODUCTION, "APP_ENV": "development", "JWKS_URL": "http://auth.example/jwks"}
+    assert load_settings(environ=plain).jwks_url == "http://auth.example/jwks"
 
 
 # the local provider signing with its own ES256 key ------------------------------------------

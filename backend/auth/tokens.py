@@ -71,15 +71,24 @@ class RemoteKeySet:
                 log.warning("could not fetch JWKS from %s: %s", self.url, error)
 
 
-def parse_jwks(document: dict) -> dict[str, jwt.PyJWK]:
+def parse_jwks(document: object) -> dict[str, jwt.PyJWK]:
+    """The signing keys of a JWKS by kid; ValueError when the answer is not a JWKS at all
+    (an object whose ``keys`` is a list), so that the keys held are kept."""
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError("the answer is not a JWKS: no list of keys")
     keys = {}
-    for entry in document.get("keys", []):
-        if "kid" not in entry or entry.get("use", "sig") != "sig":
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+            continue
+        if entry.get("use", "sig") != "sig":
             continue
         try:
             keys[entry["kid"]] = jwt.PyJWK(entry)
-        except jwt.PyJWTError:
-            continue  # an algorithm we do not accept; other keys still count
+        except (jwt.PyJWTError, TypeError, ValueError):
+            # an algorithm we do not accept, or members PyJWT cannot read (a non-string
+            # coordinate raises TypeError): other keys still count
+            continue
     return keys
 
 

@@ -168,6 +168,10 @@ class WebhookVerifier:
             attempted = self._clock()
             try:
                 keys = public_keys_from_jwks(self._fetch(self._url))
+                if not keys:
+                    # FAL always publishes a key: an answer without one (a proxy's error
+                    # as JSON, say) is a failed fetch, and the keys held stay
+                    raise ValueError("the JWKS holds no Ed25519 key")
             except (httpx.HTTPError, ValueError) as error:
                 with self._lock:
                     self._attempted_at, self._failed = attempted, True
