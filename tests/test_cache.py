@@ -3,14 +3,17 @@ Postgres NOTIFY channel."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -194,6 +197,25 @@ def test_an_instance_that_regains_trust_invalidates_l2(redis_client, namespace):
     assert second.get_or_load("k", Loader("new")) == ("new", "db")
 
 
+def test_an_answer_loaded_across_a_listener_outage_is_kept_in_neither_layer(
+    redis_client, namespace
+):
+    """The listener is cut and back while a load runs: a notice lost in the outage may be
+    about this answer, and no count can tell, so an answer begun before trust was regained
+    is served to its caller only, never stored."""
+    cache = trusted_cache(redis_client=redis_client, namespace=namespace)
+    other = trusted_cache(redis_client=redis_client, namespace=namespace)
+
+    def load_across_an_outage():
+        cache.distrust()  # the listener is cut while the database answers
+        cache.trust_again()  # and is back before the answer is
+        return "old", ["user:u1"]
+
+    assert cache.get_or_load("k", load_across_an_outage) == ("old", "db")
+    assert other.get_or_load("k", Loader("new")) == ("new", "db"), "L2 kept the answer"
+    assert cache.get_or_load("k", Loader("unused")) == ("new", "l2"), "L1 kept the answer"
+
+
 def test_concurrent_misses_of_one_key_load_once():
     cache = trusted_cache()
     release = threading.Event()
@@ -361,6 +383,98 @@ def test_a_redis_that_will_not_say_its_run_id_still_serves_l2(tmp_path):
         process.wait()
 
 
+class CuttableProxy:
+    """Forwards loopback TCP to a server until ``cut()``: then every connection through it
+    is closed, with whatever was in flight, and new ones are refused, as a network partition
+    does; ``restore()`` listens on the same port again. The server behind it runs on: it
+    comes back with the same data and the same run id (no restart announces the outage)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._listening = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listening.getsockname()[1]
+        threading.Thread(target=self._accept, args=(self._listening,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            doomed, self._sockets = [self._listening, *self._sockets], []
+            self._listening = None
+        for sock in doomed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked on it
+            sock.close()
+
+    def restore(self) -> None:
+        listening = socket.create_server(("127.0.0.1", self.port))
+        with self._lock:
+            self._listening = listening
+        threading.Thread(target=self._accept, args=(listening,), daemon=True).start()
+
+    def close(self) -> None:
+        if self._listening is not None:
+            self.cut()
+
+    def _accept(self, listening: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listening.accept()
+            except OSError:
+                return  # cut
+            upstream = socket.create_connection(self._target)
+            with self._lock:
+                if self._listening is not listening:  # cut meanwhile: this one is cut too
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_notice_that_could_not_reach_redis_leaves_no_l2_entry_usable(redis_url, monkeypatch):
+    """Redis is cut off exactly when a revocation's notice arrives and comes back with the
+    same data and run id (a partition, not a restart): the revoked entry is still there and
+    its tag's version was never bumped, so only a new epoch, started before L2 is used
+    again, keeps it from being served."""
+    monkeypatch.setattr(cache_module, "L2_RETRY_SECONDS", 0.0)  # try Redis again at once
+    parts = urlsplit(redis_url)
+    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    userinfo = parts.netloc.rpartition("@")[0]
+    proxied = parts._replace(netloc=f"{userinfo}@127.0.0.1:{proxy.port}".lstrip("@"))
+    client = redis.Redis.from_url(proxied.geturl())
+    direct = redis.Redis.from_url(redis_url)
+    namespace = f"velro-test-{uuid.uuid4().hex[:8]}"
+    try:
+        cache = trusted_cache(redis_client=client, namespace=namespace)
+        assert cache.get_or_load("k", Loader("granted")) == ("granted", "db")  # L1 and L2
+
+        proxy.cut()
+        cache.invalidate("user:u1")
+        assert cache.l2_stats.errors == 1, "the bump was not the command that failed"
+        proxy.restore()
+
+        assert direct.exists(f"{{{namespace}}}:c:k"), "the revoked entry is still in Redis"
+        assert direct.get(f"{{{namespace}}}:v:user:u1") is None, "the bump landed after all"
+        assert cache.get_or_load("k", Loader("denied")) == ("denied", "db")
+    finally:
+        proxy.close()
+        client.close()
+        for key in direct.scan_iter(match=f"{{{namespace}}}:*"):
+            direct.delete(key)
+        direct.close()
+
+
 def test_a_new_epoch_asked_for_while_one_is_being_started_is_not_lost(redis_url):
     """A notice whose bump fails while another thread is starting an epoch asks for one
     more: the epoch being set may already be older than the missed bump."""
@@ -400,6 +514,43 @@ def test_an_answer_lives_in_l2_no_longer_than_it_may(redis_client, namespace):
     assert b.get_or_load("short", Loader("checked again")) == ("checked again", "db")
     a.get_or_load("longer", lambda: ("live", ["session:s2"], 2.5))
     assert 0 < redis_client.ttl(f"{{{namespace}}}:c:longer") <= 2
+
+
+def test_a_tag_version_outlives_every_entry_it_may_be_checked_against(redis_client, namespace):
+    """Versions expire (Redis would otherwise keep one for every tag ever named), and one
+    that expired while an older entry of its tag lived would make that entry look current.
+    Such an entry was stored before the notice and lives l2_ttl at most; an answer loaded
+    before the notice is written within MAX_L2_LOAD_SECONDS of it: the version outlives
+    both. The change count and the epoch never expire: a count that restarted would let old
+    entries' counts look recent again."""
+    cache = trusted_cache(redis_client=redis_client, namespace=namespace, l2_ttl=30)
+    cache.get_or_load("k", Loader("v"))
+    cache.invalidate("user:u1")
+    key = "{" + namespace + "}:"
+    assert 0 < redis_client.ttl(key + "c:k") <= 30
+    outlives = (30 + cache_module.MAX_L2_LOAD_SECONDS) * 1000
+    assert redis_client.pttl(key + "v:user:u1") > outlives
+    assert redis_client.ttl(key + "clock") == -1
+    assert redis_client.ttl(key + "epoch") == -1
+
+
+def test_an_answer_slower_to_load_than_a_version_is_sure_to_live_is_not_written_to_l2(
+    redis_client, namespace, monkeypatch
+):
+    """The other half of the rule above: a version is kept MAX_L2_LOAD_SECONDS past its
+    notice, so a load that took longer could meet an expired version and store an answer
+    the notice revoked. The cache reads only the monotonic clock: this one is moved on."""
+    now = [time.monotonic()]
+    monkeypatch.setattr(cache_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    slow = trusted_cache(redis_client=redis_client, namespace=namespace)
+    other = trusted_cache(redis_client=redis_client, namespace=namespace)
+
+    def slow_load():
+        now[0] += cache_module.MAX_L2_LOAD_SECONDS + 1
+        return "v", ["user:u1"]
+
+    assert slow.get_or_load("k", slow_load) == ("v", "db")
+    assert other.get_or_load("k", Loader("read again")) == ("read again", "db")
 
 
 def notify(url: str, scope: str, ident: str) -> None:
