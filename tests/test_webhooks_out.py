@@ -10,10 +10,14 @@ import contextlib
 import importlib
 import itertools
 import json
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,6 +26,8 @@ from standardwebhooks import Webhook
 
 from backend.webhooks_out import deliver_due_webhooks, deliver_webhook
 from backend.webhooks_out.deliver import DeliveryPolicy, deliver
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -463,6 +469,179 @@ def test_a_success_stands_whichever_attempt_records_first(world, owner):
     [after] = deliveries(world, {"id": delivery["generation_id"]})
     assert (after["status"], after["response_status"]) == ("delivered", 200)
     assert after["attempts"] == 1
+
+
+# the lease: one sender at a time, and not forever ------------------------------------------
+
+
+class Sender(threading.Thread):
+    """A worker's call on a thread of its own (so on database connections of its own);
+    ``outcome()`` is what it returned, or raises what it raised."""
+
+    def __init__(self, call, *args):
+        super().__init__(daemon=True)
+        self.call, self.args = call, args
+        self.result, self.error = None, None
+
+    def run(self):
+        try:
+            self.result = self.call(*self.args)
+        except BaseException as error:  # re-raised on the test's thread by outcome()
+            self.error = error
+
+    def outcome(self, timeout: float = 15.0):
+        self.join(timeout)
+        assert not self.is_alive(), f"still running after {timeout:g} s"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def only_this_is_due(world, delivery) -> None:
+    """Earlier tests' deliveries still pending wait a day, so that a sweep here meets this
+    one only (and is not slowed by their unreachable addresses)."""
+    world.api.sql(
+        "update public.webhook_deliveries set next_attempt_at = now() + interval '1 day'"
+        " where status = 'pending' and id <> %s",
+        (delivery["id"],),
+    )
+
+
+def lease_left(world, delivery) -> float:
+    """Seconds until the delivery is due again."""
+    [row] = world.api.sql(
+        "select (extract(epoch from next_attempt_at) - extract(epoch from now()))::float as left"
+        " from public.webhook_deliveries where id = %s",
+        (delivery["id"],),
+    )
+    return row["left"]
+
+
+def test_no_other_sender_sends_a_delivery_whose_answer_is_awaited(world, owner):
+    """Sender A has claimed the delivery and waits for the receiver's answer (held there);
+    meanwhile sender B runs a whole sweep and then tries the delivery by its id: neither
+    sends it, since A's lease outlasts A's own time limit. A's answer then ends it: one
+    request, one attempt."""
+    receiver = receiver_answering(200)
+    receiver.holds[1] = threading.Event()
+    try:
+        delivery = a_delivery_to(world, owner, receiver.url)
+        only_this_is_due(world, delivery)
+        a = Sender(deliver_webhook, world.settings, delivery["id"])
+        a.start()
+        receiver.wait_for(1)  # A is sending: its claim is committed, its answer held
+        assert deliver_due_webhooks(world.settings) == 0  # B's sweep passes it by
+        assert deliver_webhook(world.settings, delivery["id"]) is False  # and so does B by id
+        assert len(receiver.requests) == 1
+        assert lease_left(world, delivery) > world.settings.WEBHOOK_TIMEOUT  # and would later
+        receiver.holds[1].set()
+        assert a.outcome() is True
+    finally:
+        receiver.holds[1].set()
+        receiver.close()
+    assert len(receiver.requests) == 1
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["status"], after["attempts"], after["response_status"]) == ("delivered", 1, 200)
+
+
+def test_a_sweep_skips_a_delivery_another_sender_is_claiming_without_waiting(
+    world, owner, monkeypatch
+):
+    """Sender A is stopped inside its claim's transaction, before its lease is written: the
+    row is locked and still looks due. Sender B's sweep lists it, passes it by at once
+    (it neither waits for A's lock nor sends), and A then sends it: one request, one
+    attempt."""
+    module = importlib.import_module("backend.webhooks_out.deliver")
+    inside_the_claim, go_on = threading.Event(), threading.Event()
+    real_media_pending = module._media_pending
+    senders: dict[str, Sender] = {}
+
+    def stop_a_inside_its_claim(*args):
+        if threading.current_thread() is senders.get("a"):
+            inside_the_claim.set()
+            go_on.wait(30)
+        return real_media_pending(*args)
+
+    monkeypatch.setattr(module, "_media_pending", stop_a_inside_its_claim)
+    receiver = receiver_answering(200)
+    try:
+        delivery = a_delivery_to(world, owner, receiver.url)
+        only_this_is_due(world, delivery)
+        senders["a"] = Sender(deliver_webhook, world.settings, delivery["id"])
+        senders["a"].start()
+        assert inside_the_claim.wait(10), "A never reached its claim"
+        # the dangerous point: the row is still due, and A holds its lock
+        assert lease_left(world, delivery) <= 0
+        with (
+            psycopg.connect(world.db_url) as conn,
+            pytest.raises(psycopg.errors.LockNotAvailable),
+        ):
+            conn.execute(
+                "select id from public.webhook_deliveries where id = %s for update nowait",
+                (delivery["id"],),
+            )
+        senders["b"] = Sender(deliver_due_webhooks, world.settings)
+        senders["b"].start()
+        assert senders["b"].outcome(timeout=5) == 0, "B's sweep attempted it"
+        assert receiver.requests == []
+        go_on.set()
+        assert senders["a"].outcome() is True
+    finally:
+        go_on.set()
+        for sender in senders.values():
+            sender.join(30)
+        receiver.close()
+    assert len(receiver.requests) == 1
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["status"], after["attempts"]) == ("delivered", 1)
+
+
+DYING_SENDER = """
+import sys
+from backend.webhooks_out.deliver import DeliveryPolicy, deliver
+policy = DeliveryPolicy(
+    max_attempts=3, timeout=float(sys.argv[3]), allow_private=True, require_https=False
+)
+deliver(sys.argv[1], sys.argv[2], policy)
+"""
+
+
+def test_a_sender_that_died_mid_attempt_holds_the_delivery_only_until_its_lease_ends(world, owner):
+    """A worker process claims the delivery and is killed while waiting for the answer;
+    nothing records its attempt. Until its lease ends no sweep sends the delivery; once a
+    minute past the attempt's own time limit has passed (moved back in the database, not
+    slept), the next sweep sends it, with the same webhook-id."""
+    timeout = world.settings.WEBHOOK_TIMEOUT
+    longest_hold = timeout + 60  # a minute past its attempt's own limit, at most
+    receiver = receiver_answering(200)
+    receiver.holds[1] = threading.Event()  # the dead worker's request is never answered
+    try:
+        delivery = a_delivery_to(world, owner, receiver.url)
+        only_this_is_due(world, delivery)
+        command = [sys.executable, "-c", DYING_SENDER, world.db_url, str(delivery["id"])]
+        with subprocess.Popen([*command, str(timeout)], cwd=REPOSITORY) as worker:
+            try:
+                receiver.wait_for(1)  # it claimed the delivery and is sending
+            finally:
+                worker.kill()
+        assert worker.returncode == -signal.SIGKILL
+        assert deliver_due_webhooks(world.settings) == 0  # its lease still holds
+        assert deliver_webhook(world.settings, delivery["id"]) is False
+        assert timeout < lease_left(world, delivery) <= longest_hold
+        world.api.sql(  # as if that time had passed
+            "update public.webhook_deliveries"
+            " set next_attempt_at = next_attempt_at - make_interval(secs => %s) where id = %s",
+            (longest_hold, delivery["id"]),
+        )
+        assert deliver_due_webhooks(world.settings) == 1
+        first, second = receiver.wait_for(2)
+    finally:
+        receiver.holds[1].set()
+        receiver.close()
+    assert len(receiver.requests) == 2
+    assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"] == str(delivery["id"])
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["status"], after["attempts"], after["response_status"]) == ("delivered", 1, 200)
 
 
 def test_resolving_the_host_counts_within_the_attempts_time(monkeypatch):
