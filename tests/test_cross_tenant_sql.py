@@ -8,15 +8,19 @@ runs each request in a transaction with ``role`` set to the token's role claim a
 authenticated hold any privilege on, and the functions in ``public`` they may execute,
 are read from the catalog (a new one is covered without a word here), then each actor
 selects from every table, inserts a copy of a world row into it (with fresh ids and
-themselves as its user), updates and deletes every row they can, and calls every RPC with
-the world's ids. Each probe runs in a transaction that is rolled back.
+themselves as its user, and where ``FORGED`` says), updates and deletes every row they
+can, and calls every RPC with the world's ids. Each probe runs in a transaction that is
+rolled back.
 
 Expected, from the same rule table as the HTTP matrix:
 
 - reads: a member sees the world's project, generations and team exactly when their role
-  grants ``read``; ``profiles`` and ``credit_ledger`` show a caller only their own rows;
-  outsiders find no trace of the world in any row of any table or any RPC's answer, and
-  nobody finds a trace of the other tenant;
+  grants ``read``, and the generations' stored outputs (``generation_media``) exactly when
+  it grants reading them; a generation's webhook and its deliveries are its owner's alone;
+  ``profiles``, ``credit_ledger`` and the webhook tables show a caller only their own rows;
+  outsiders find no trace of the world in any row of any table or any RPC's answer, nobody
+  finds a trace of the other tenant, and nobody, not even its owner, a stored webhook
+  signing secret;
 - writes: the world rows a table write touches are exactly those the table's rule
   (``TABLE_RULES``) allows the actor's role; a write granted to the API roles without a
   rule here fails the run. An outsider's RPC call changes no world row; a viewer's changes
@@ -37,7 +41,7 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 from api_support import MODEL, Api
-from fixtures_app import app_settings
+from fixtures_app import TestUser, app_settings
 from matrix_world import ARTIFACTS, TEAM_ROLES, World
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -55,9 +59,26 @@ TABLE_RULES = {
     ("teams", "UPDATE"): ("team", "admin"),
     ("profiles", "UPDATE"): ("account", "self"),
 }
-# the world's resource rows, by table: what a member's role must let them read
-RESOURCE_TABLES = {"projects": "project", "generations": "generation", "teams": "team"}
-SELF_ONLY_TABLES = ("profiles", "credit_ledger")
+# the world's resource rows, by table: the resource they belong to, and what a member's role
+# on it must grant to read them (a generation's outputs are its readers', its webhook and
+# deliveries its owner's)
+RESOURCE_TABLES = {
+    "projects": ("project", "read"),
+    "generations": ("generation", "read"),
+    "teams": ("team", "read"),
+    "generation_media": ("generation", "read"),
+    "generation_webhooks": ("generation", "owner"),
+    "webhook_deliveries": ("generation", "owner"),
+}
+SELF_ONLY_TABLES = ("profiles", "credit_ledger", "generation_webhooks", "webhook_deliveries")
+# a forged copy of a world row of these tables goes to the shared generation, which has no
+# webhook, no delivery and no output at position 1 (``SqlWorld``), with these columns too: so
+# that only a grant or a policy refuses it, not a key
+FORGED = {
+    "generation_media": {"position": 1},
+    "generation_webhooks": {},
+    "webhook_deliveries": {},
+}
 
 
 @dataclass
@@ -281,16 +302,10 @@ class Matrix:
 
     def check_resources(self, actor: SqlActor, table: str, seen: str) -> None:
         world = self.world
-        ids = {
-            "projects": [world.project["id"]],
-            "generations": [world.generation["id"], world.shared["id"]],
-            "teams": [world.team["id"]],
-        }[table]
-        role = (
-            world.role(actor.world_role_of, RESOURCE_TABLES[table]) if not actor.outsider else None
-        )
-        may = world.rules.allows(role, "read")
-        for resource_id in ids:
+        resource, requires = RESOURCE_TABLES[table]
+        role = world.role(actor.world_role_of, resource) if not actor.outsider else None
+        may = world.rules.allows(role, requires)
+        for resource_id in self.resource_ids(table):
             if (resource_id in seen) != may:
                 self.fail(f"{actor.name} {'cannot' if may else 'can'} read {table} {resource_id}")
 
@@ -303,6 +318,8 @@ class Matrix:
             leaked = [s for s in self.world.other_secrets() if s in text]
             if leaked:
                 self.fail(f"{actor.name}: {what} shows the other tenant's {leaked}")
+        if any(s in text for s in self.world.signing_secrets):
+            self.fail(f"{actor.name}: {what} shows a stored webhook signing secret")
 
     # table writes
 
@@ -329,10 +346,14 @@ class Matrix:
                         or actor.user_id not in change.text(k)
                     }
                 allowed = self.allowed_changes(actor, table, command)
-                if command == "DELETE":
-                    # rows that belong to a deleted row go with it (shares, links, generations)
+                while command == "DELETE":
+                    # rows that belong to a deleted row go with it (shares, links, generations),
+                    # and theirs with them (a generation's media, webhook and deliveries)
                     ids = {key for _, key in allowed}
-                    allowed |= {k for k in touched if any(i in change.text(k) for i in ids)}
+                    gone = {k for k in touched - allowed if any(i in change.text(k) for i in ids)}
+                    if not gone:
+                        break
+                    allowed |= gone
                 if not touched <= allowed or (allowed and not touched):
                     self.fail(
                         f"{actor.name}: {command} on {table} touched {sorted(touched)},"
@@ -386,6 +407,8 @@ class Matrix:
         for column in ("user_id", "owner_id", "invited_by"):
             if column in row and actor.user_id:
                 row[column] = actor.user_id
+        if table in FORGED:
+            row.update(FORGED[table], generation_id=self.world.shared["id"])
         return row
 
     def allowed_changes(self, actor: SqlActor, table: str, command: str) -> set:
@@ -409,11 +432,16 @@ class Matrix:
         return {(table, i) for i in self.resource_ids(table)}
 
     def resource_ids(self, table: str) -> list[str]:
+        """The resources the world's rows of a table belong to (the rows' keys, for the
+        resources' own tables)."""
         world = self.world
         return {
             "projects": [world.project["id"]],
             "generations": [world.generation["id"], world.shared["id"]],
             "teams": [world.team["id"]],
+            "generation_media": [world.generation["id"], world.shared["id"]],
+            "generation_webhooks": [world.generation["id"]],
+            "webhook_deliveries": [world.generation["id"]],
         }[table]
 
     # RPCs
@@ -463,6 +491,7 @@ class Matrix:
             "public.team_role": "admin",
             "team_role": "admin",
             "integer": 7,
+            "bigint": 7,
             "jsonb": "{}",
         }.get(type_name)
 
@@ -478,12 +507,64 @@ def is_uuid(text: str) -> bool:
 # the test ---------------------------------------------------------------------------------------
 
 
+class SqlWorld(World):
+    """The matrix's world with what only SQL shows of it (the HTTP matrix's world has none
+    of it), written as the worker writes it: both generations' stored outputs, the owner's
+    webhook on the project's generation with a failed delivery of its completion, and the
+    owner's signing secret; the other tenant has the same of its own. The shared generation
+    has no webhook or delivery, and one output (``FORGED``)."""
+
+    def __init__(self, api: Api):
+        super().__init__(api, warm=False)
+        self.signing_secrets: list[str] = []
+        self.stored = self.outputs_and_webhook(self.owner, [self.generation, self.shared])
+        self.other_stored = self.outputs_and_webhook(self.other, [self.other_generation])
+
+    def outputs_and_webhook(self, user: TestUser, generations: list[dict]) -> list[str]:
+        """Writes them; returns what an outsider must not see of them."""
+        tag = uuid.uuid4().hex
+        sources = [f"https://v3.fal.media/files/{tag}/{g['id']}.png" for g in generations]
+        for generation, source in zip(generations, sources, strict=True):
+            self.api.sql(
+                "select public.record_generation_media(%s, 0, %s, 'image/png', 4096, 64, 64, %s)",
+                (generation["id"], f"{generation['id']}/0-{tag}.png", source),
+            )
+        url = f"https://hooks.example.com/{tag}"
+        row = (generations[0]["id"], user.id, url)
+        self.api.sql(
+            "insert into public.generation_webhooks (generation_id, owner_id, url, events)"
+            " values (%s, %s, %s, '{completed}')",
+            row,
+        )
+        self.api.sql(
+            "insert into public.webhook_deliveries (generation_id, owner_id, event, url, status,"
+            " attempts, response_status, last_error)"
+            " values (%s, %s, 'completed', %s, 'failed', 3, 500, 'HTTP 500')",
+            row,
+        )
+        self.signing_secrets += [
+            r["secret"]
+            for r in self.api.sql(
+                "insert into private.webhook_secrets (user_id, secret)"
+                " values (%s, private.new_webhook_secret()) returning secret",
+                (user.id,),
+            )
+        ]
+        return [*sources, url]
+
+    def secrets(self) -> list[str]:
+        return [*super().secrets(), *self.stored]
+
+    def other_secrets(self) -> list[str]:
+        return [*super().other_secrets(), *self.other_stored]
+
+
 @pytest.fixture(scope="module")
 def world(database_factory, migrated_template):
     database = database_factory(migrated_template)
     app = create_app(app_settings(database))
     try:
-        yield World(Api(app, database), warm=False)
+        yield SqlWorld(Api(app, database))
     finally:
         close_app(app)
 
