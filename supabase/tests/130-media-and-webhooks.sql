@@ -2,7 +2,7 @@
 -- delivery log; who may set a webhook; the signing secret that no API role can read; the
 -- delivery log written once per event by the status trigger; the status announcement.
 begin;
-select plan(25);
+select plan(27);
 
 select tests.create_user('mowner@velro.test') as mowner \gset
 select tests.create_user('mviewer@velro.test') as mviewer \gset
@@ -140,6 +140,12 @@ select throws_ok(
     format($$update public.webhook_deliveries set status = 'delivered' where generation_id = %L$$, :'gen'),
     '42501', 'permission denied for table webhook_deliveries', 'the owner cannot rewrite the log'
 );
+
+select tests.clear_authentication();
+update public.profiles set status = 'suspended' where id = :'mowner';
+select tests.authenticate_as(:'mowner');
+select is_empty('select 1 from public.webhook_deliveries', 'a suspended owner reads no deliveries');
+select is_empty('select 1 from public.generation_webhooks', 'nor their webhooks');
 
 -- status announcements ------------------------------------------------------------------
 
