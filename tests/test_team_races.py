@@ -1,4 +1,5 @@
-"""Team membership under concurrency, with real connections acting as PostgREST does.
+"""Team membership (and an account's deletion, which takes its projects and their
+teammates' work) under concurrency, with real connections acting as PostgREST does.
 
 Every RPC that changes a team's members (role changes, transfers, removals, leaving,
 invitations, acceptance) first locks the team's row, and inviting also share-locks the
@@ -340,3 +341,79 @@ def test_acceptance_racing_a_revocation_either_joins_or_is_gone(db):
             "select 1 from public.team_members where team_id = %s and user_id = %s", (team, guest)
         ).fetchall()
     assert joined == []
+
+
+# account deletion ----------------------------------------------------------------------------
+
+
+def test_an_account_deleted_while_a_teammate_starts_work_in_its_project_is_deleted(db):
+    """A teammate's generation in the owner's project is uncommitted when the owner's account
+    is deleted: the deletion waits for it, then cancels and refunds it with the rest, instead
+    of failing on a charged generation in flight it did not see when it cancelled."""
+    owner, editor = new_user(db, "leaving"), new_user(db, "staying")
+    project_id = linked_project(db, owner, editor)
+    with psycopg.connect(db) as conn:
+        (start,) = conn.execute(BALANCE, (editor,)).fetchone()
+
+    error = interleave(
+        db,
+        rpc(editor, CREATE_IN_PROJECT, "fal-ai/flux-pro/v1.1-ultra", "a fox", "k1", project_id),
+        account_deletion(owner),
+    )
+    assert error is None, error
+    with psycopg.connect(db) as conn:
+        assert conn.execute(BALANCE, (editor,)).fetchone() == (start,)
+        assert (
+            conn.execute("select 1 from public.projects where id = %s", (project_id,)).fetchall()
+            == []
+        )
+
+
+def test_work_started_in_a_project_whose_owner_is_being_deleted_finds_it_gone(db):
+    owner, editor = new_user(db, "leaving"), new_user(db, "staying")
+    project_id = linked_project(db, owner, editor)
+    with psycopg.connect(db) as conn:
+        (start,) = conn.execute(BALANCE, (editor,)).fetchone()
+
+    error = interleave(
+        db,
+        account_deletion(owner),
+        rpc(editor, CREATE_IN_PROJECT, "fal-ai/flux-pro/v1.1-ultra", "a fox", "k1", project_id),
+    )
+    assert sqlstate(error) == "23503"  # the API's 400 invalid_reference: the project is gone
+    with psycopg.connect(db) as conn:
+        assert conn.execute(BALANCE, (editor,)).fetchone() == (start,)
+
+
+CREATE_IN_PROJECT = (
+    "select id from public.create_generation(p_model_id => %s, p_prompt => %s,"
+    " p_idempotency_key => %s, p_project_id => %s)"
+)
+BALANCE = "select credits from public.profiles where id = %s"
+
+
+def account_deletion(user_id: uuid.UUID):
+    def delete(conn: psycopg.Connection):
+        conn.execute("delete from auth.users where id = %s", (user_id,))
+
+    return delete
+
+
+def linked_project(db: str, owner: uuid.UUID, editor: uuid.UUID) -> uuid.UUID:
+    """A project of owner's that editor may add work to (a team link at editor level), and
+    credits for editor to pay with."""
+    team_id = new_team(db, owner, {editor: "editor"})
+    project_id = uuid.uuid4()
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "insert into public.projects (id, owner_id, name, visibility)"
+            " values (%s, %s, 'Race', 'team')",
+            (project_id, owner),
+        )
+        conn.execute(
+            "insert into public.project_teams (project_id, team_id, access_level, linked_by)"
+            " values (%s, %s, 'editor', %s)",
+            (project_id, team_id, owner),
+        )
+        conn.execute("select public.grant_credits(%s, 1000)", (editor,))
+    return project_id
