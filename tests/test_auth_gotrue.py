@@ -82,6 +82,14 @@ def test_bad_signup_input(client, db_url, payload, status, code):
     assert counts(db_url) == before
 
 
+@pytest.mark.parametrize("body", ["{not json", "[" * 5000, '{"email": ' + "1" * 5000 + "}"])
+def test_a_body_json_cannot_read_is_refused_in_gotrues_shape(client, db_url, body):
+    before = counts(db_url)
+    response = client.post("/auth/v1/signup", data=body, content_type="application/json")
+    gotrue_error(response, 400, "bad_json")
+    assert counts(db_url) == before
+
+
 def test_password_grant_and_failures(client, user):
     ok = client.post(
         "/auth/v1/token?grant_type=password", json={"email": user.email, "password": user.password}

@@ -93,8 +93,10 @@ def test_bad_signup_names_the_field_and_writes_nothing(client, db_url, body, fie
 )
 def test_body_that_is_not_json_is_refused(client, db_url, route):
     before = counts(db_url)
-    response = client.post(route, data="{not json", content_type="application/json")
-    assert_error(response, 400, "invalid_json")
+    # malformed; nested past json's recursion limit; an integer past Python's digit limit
+    for body in ("{not json", "[" * 5000, '{"email": ' + "1" * 5000 + "}"):
+        response = client.post(route, data=body, content_type="application/json")
+        assert_error(response, 400, "invalid_json")
     response = client.post(route, json=["a", "list"])
     assert_error(response, 422, "validation_failed")
     for content_type in ("text/plain", "application/x-www-form-urlencoded"):

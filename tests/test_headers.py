@@ -101,6 +101,7 @@ def test_an_allowed_origin_may_read_the_answer_and_its_headers(cors_client):
         "ratelimit-remaining",
         "ratelimit-reset",
         "retry-after",
+        "preference-applied",
     }
     assert "Access-Control-Allow-Credentials" not in response.headers  # bearer tokens only
 
@@ -114,7 +115,12 @@ def test_an_error_answer_is_readable_too(cors_client):
 @pytest.mark.parametrize(
     ("path", "method", "headers"),
     [
-        ("/api/v1/generations", "POST", "authorization, content-type, idempotency-key"),
+        ("/api/v1/generations", "POST", "authorization, content-type, idempotency-key, prefer"),
+        (
+            "/api/v1/generations/00000000-0000-4000-8000-000000000000/events",
+            "GET",
+            "authorization, last-event-id",
+        ),
         ("/auth/v1/token", "POST", "apikey, content-type, x-client-info, x-supabase-api-version"),
     ],
 )

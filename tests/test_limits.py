@@ -252,25 +252,58 @@ def test_two_instances_share_the_counters_in_redis(limited, redis_url, key_prefi
     assert stored, "the counter is in Redis"
 
 
-def test_a_token_with_a_malformed_header_does_not_split_the_shared_counters(limited):
-    # A header whose alg is a list once made verification raise TypeError; the limiter took
-    # that for a storage failure and counted this instance in memory from then on.
+@pytest.mark.parametrize(
+    "header",
+    [json.dumps({"alg": ["HS256"]}), "[" * 5000],
+    ids=["alg-a-list", "nested-past-the-recursion-limit"],
+)
+def test_a_token_with_a_malformed_header_does_not_split_the_shared_counters(limited, header):
+    # A header whose alg is a list once made verification raise TypeError, one nested deep
+    # enough RecursionError; the limiter took either for a storage failure and counted this
+    # instance in memory from then on.
     ip = new_ip()
     first = client_at(limited(RATE_LIMIT_PER_IP="4/minute"), ip)
     second = client_at(limited(RATE_LIMIT_PER_IP="4/minute"), ip)
     attacker = client_at(first.application, new_ip())
-    malformed = {"Authorization": f"Bearer {token_with_header({'alg': ['HS256']})}"}
+    malformed = {"Authorization": f"Bearer {token_with_header(header)}"}
     for client in (first, second, first, second):
         assert_error(attacker.get("/api/v1/auth/me", headers=malformed), 401, "invalid_token")
         assert client.get("/api/v1/models").status_code == 200
     assert_limited(first.get("/api/v1/models"), 4)
 
 
-def token_with_header(header: dict) -> str:
-    def part(value: dict) -> str:
-        return jwt.utils.base64url_encode(json.dumps(value).encode()).decode()
+def token_with_header(header: str) -> str:
+    def part(value: str) -> str:
+        return jwt.utils.base64url_encode(value.encode()).decode()
 
-    return f"{part(header)}.{part({'sub': 'anyone'})}.c2lnbmF0dXJl"
+    return f"{part(header)}.{part(json.dumps({'sub': 'anyone'}))}.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize("body", ["[" * 5000, '{"email": ' + "1" * 5000 + "}"])
+def test_a_body_json_cannot_read_does_not_split_the_shared_sign_in_counters(limited, body):
+    """Nested past the recursion limit, or an integer past Python's digit limit: the same 400
+    as malformed JSON, and the sign-in limit's email key never sees it."""
+    ip = new_ip()
+    first = client_at(limited(RATE_LIMIT_AUTH_PER_IP="4/minute"), ip)
+    second = client_at(limited(RATE_LIMIT_AUTH_PER_IP="4/minute"), ip)
+    attacker = client_at(first.application, new_ip())
+    for client in (first, second, first, second):
+        unreadable = attacker.post("/api/v1/auth/login", data=body, content_type="application/json")
+        assert_error(unreadable, 400, "invalid_json")
+        assert login(client, unique_email()).status_code == 401
+    assert_limited(login(first, unique_email()), 4)
+
+
+def test_ipv6_clients_are_counted_per_64(limited):
+    """One subscriber holds a whole /64: counting its addresses one by one would give it
+    2^64 buckets."""
+    app = limited(RATE_LIMIT_PER_IP="3/minute")
+    network = f"2001:db8:{random.randrange(65536):x}:{random.randrange(65536):x}"
+    for address in (f"{network}::1", f"{network}::2", f"{network}:ffff:ffff:ffff:ffff"):
+        assert client_at(app, address).get("/api/v1/models").status_code == 200
+    assert_limited(client_at(app, f"{network}::4").get("/api/v1/models"), 3)
+    neighbour = f"2001:db8:{random.randrange(65536):x}:{random.randrange(65536):x}::1"
+    assert client_at(app, neighbour).get("/api/v1/models").status_code == 200
 
 
 def closed_port() -> int:

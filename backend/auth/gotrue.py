@@ -119,6 +119,8 @@ def gotrue_error(error: HTTPException):
         return _unexpected_failure(error.original_exception or error)
     elif isinstance(error, ApiError):  # e.g. the mailer's 503
         status, code, message, extra = error.code, error.error, error.description, {}
+    elif _is_unreadable_json(error):
+        status, code, message, extra = 400, "bad_json", "Could not parse request body as JSON", {}
     else:
         # what werkzeug's error says besides its body, e.g. a 405's Allow
         headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
@@ -158,6 +160,15 @@ def _unexpected_failure(error: BaseException):
     log.error("unhandled error [request_id=%s]", request_id(), exc_info=error)
     status = 503 if isinstance(error, psycopg.OperationalError) else 500
     return gotrue_error_response(status, "unexpected_failure", "Unexpected failure")
+
+
+def _is_unreadable_json(error: HTTPException) -> bool:
+    # webargs' refusal of a body that is not JSON: a list of messages for the whole body
+    # (a field's problems come as a dict of fields instead)
+    messages = (getattr(error, "data", None) or {}).get("messages")
+    return (
+        error.code == 400 and isinstance(messages, dict) and isinstance(messages.get("json"), list)
+    )
 
 
 def _code_for(error: HTTPException) -> str:

@@ -168,8 +168,9 @@ def _unverified_header(token: str) -> dict:
     # Only picks the key; jwt.decode then checks the whole token. Parsing the header here
     # rather than with jwt.get_unverified_header saves a second pass over the token.
     try:
+        # a header nested past json's recursion limit raises RecursionError, not ValueError
         header = json.loads(jwt.utils.base64url_decode(token.split(".", 1)[0]))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         header = None
     if not isinstance(header, dict) or token.count(".") != 2:
         raise InvalidToken("The token is not a well-formed JWT.")

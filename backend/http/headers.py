@@ -37,6 +37,7 @@ EXPOSED_HEADERS = [
     "RateLimit-Remaining",
     "RateLimit-Reset",
     "Retry-After",
+    "Preference-Applied",  # whether Prefer: wait was honoured
 ]
 
 
@@ -67,6 +68,8 @@ def init_app(app: Flask) -> None:
                 "X-Client-Info",  # the Supabase clients send these two to /auth/v1
                 "X-Supabase-Api-Version",
                 "X-Request-ID",
+                "Prefer",  # Prefer: wait on a generation's creation
+                "Last-Event-ID",  # a reconnecting event stream
             ],
             max_age=600,
         )

@@ -28,6 +28,7 @@ adds ``Retry-After`` and has the common error shape (GoTrue's shape under /auth/
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -64,8 +65,17 @@ REDIS_TIMEOUTS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
 
 
 def client_ip() -> str:
+    """The client's address, or for IPv6 its /64: one subscriber gets a whole /64, so its
+    single addresses would each be a bucket of their own."""
     # request.remote_addr is the peer, or the client behind TRUSTED_PROXIES (ProxyFix)
-    return request.remote_addr or "unknown"
+    address = request.remote_addr or "unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
 
 
 def caller_id() -> str | None:
@@ -83,6 +93,11 @@ def _verified_subject() -> str | None:
         return verify_token(token)["sub"]
     except ApiError:
         return None  # forged or expired: no bucket of its own; the view answers 401
+    except Exception:
+        # flask-limiter takes any error of a key function for a storage failure and stops
+        # counting: a token we fail to read gets no bucket, and the view answers for it
+        log.exception("reading a bearer token for its rate limit failed")
+        return None
 
 
 def _user_key() -> str:
