@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 import pytest
 from fixtures_app import PASSWORD, counts, query, unique_email
+
+from backend.auth.providers import local
 
 
 def assert_error(response, status, error):
@@ -303,6 +306,77 @@ def test_two_refreshes_racing_with_one_token_are_a_reuse(client, users, db_url):
         [loser] = [answer for answer in answers if answer.status_code == 401]
         assert loser.get_json()["error"] == "refresh_token_already_used"
         assert not query(db_url, "select 1 from auth.sessions where user_id = %s", (user.id,))
+
+
+@pytest.mark.parametrize("ending", ["logout", "reuse"])
+def test_a_refresh_and_the_end_of_its_session_at_once_both_answer(
+    client, users, db_url, monkeypatch, ending
+):
+    """The refresh has locked what it rotates when a logout (or a reuse of an older token of
+    the session) deletes the session: one waits for the other, neither fails on a deadlock,
+    and the session ends, the refreshed tokens with it."""
+    user = users.create()
+    older = user.refresh_token
+    first = client.post("/api/v1/auth/refresh", json={"refresh_token": older}).get_json()
+    rotating, ended = threading.Event(), threading.Event()
+    original = local._rotate
+
+    def paused_rotate(cur, row):
+        rotating.set()
+        assert ended.wait(10)
+        return original(cur, row)
+
+    monkeypatch.setattr(local, "_rotate", paused_rotate)
+
+    def refresh():
+        body = {"refresh_token": first["refresh_token"]}
+        return client.application.test_client().post("/api/v1/auth/refresh", json=body)
+
+    def end_the_session():
+        assert rotating.wait(10)
+        caller = client.application.test_client()
+        ending_thread = threading.Thread(
+            target=lambda: answers.update(
+                ended=caller.post("/api/v1/auth/logout", headers=bearer(first))
+                if ending == "logout"
+                else caller.post("/api/v1/auth/refresh", json={"refresh_token": older})
+            )
+        )
+        ending_thread.start()
+        wait_for_a_lock_wait(db_url)
+        ended.set()
+        ending_thread.join(10)
+
+    answers: dict = {}
+    with ThreadPoolExecutor(2) as pool:
+        refreshed = pool.submit(refresh)
+        pool.submit(end_the_session).result()
+        answers["refreshed"] = refreshed.result()
+    assert answers["refreshed"].status_code == 200
+    expected = 204 if ending == "logout" else 401
+    assert answers["ended"].status_code == expected, answers["ended"].get_json()
+    assert not query(db_url, "select 1 from auth.sessions where user_id = %s", (user.id,))
+    renewed = answers["refreshed"].get_json()
+    assert client.get("/api/v1/auth/me", headers=bearer(renewed)).status_code == 401
+
+
+def bearer(session: dict) -> dict:
+    return {"Authorization": f"Bearer {session['access_token']}"}
+
+
+def wait_for_a_lock_wait(db_url: str) -> None:
+    """Until some backend of this database waits for a row lock: the interleaving is set."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        waiting = query(
+            db_url,
+            "select 1 from pg_stat_activity where datname = current_database()"
+            " and wait_event_type = 'Lock'",
+        )
+        if waiting:
+            return
+        time.sleep(0.01)
+    pytest.fail("the session's end never waited for the refresh's lock")
 
 
 @pytest.mark.parametrize("body", [{}, {"refresh_token": ""}, {"refresh_token": 5}])

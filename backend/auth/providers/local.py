@@ -212,12 +212,21 @@ class LocalProvider:
 
     def refresh(self, refresh_token: str, *, client: Client) -> Session:
         # One transaction, the token's row locked from the lookup to the rotation: of two
-        # refreshes with one token, the second waits, then finds it used, as a reuse.
+        # refreshes with one token, the second waits, then finds it used, as a reuse. Its
+        # session's row is locked first: sign-out and reuse detection delete the session,
+        # whose cascade then takes its tokens, and taking the two the other way round
+        # deadlocked with them.
+        digest = _digest(refresh_token)
         with owner_transaction() as cur:
+            cur.execute(
+                "select 1 from auth.sessions where id ="
+                " (select session_id from auth.refresh_tokens where token = %s) for update",
+                (digest,),
+            )
             cur.execute(
                 "select id, token, revoked, session_id, user_id from auth.refresh_tokens"
                 " where token = %s for update",
-                (_digest(refresh_token),),
+                (digest,),
             )
             row = cur.fetchone()
             if row is None or row["session_id"] is None:
