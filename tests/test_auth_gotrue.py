@@ -6,6 +6,8 @@ import email
 import email.policy
 import hashlib
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jwt
@@ -415,6 +417,28 @@ def test_after_five_wrong_codes_the_address_takes_codes_no_more(confirming, db_u
     assert row["email_confirmed_at"] is None
     by_hash = client.post("/auth/v1/verify", json={"type": "signup", "token_hash": token_hash})
     assert by_hash.status_code == 200
+
+
+def test_wrong_codes_sent_at_once_are_counted_one_after_the_other(confirming, db_url):
+    """Twelve wrong codes at once, each on its own connection: five are tried, the others are
+    refused as too many, and the right code is then refused too."""
+    email_address = unique_email("burst")
+    signup(confirming.test_client(), email_address)
+    ((code, _token_hash),) = mailed_codes(confirming)
+    guesses = [f"{(int(code) + n) % 1_000_000:06d}" for n in range(1, 13)]
+    barrier = threading.Barrier(len(guesses))
+
+    def guess(token: str):
+        barrier.wait()
+        body = {"type": "signup", "token": token, "email": email_address}
+        return confirming.test_client().post("/auth/v1/verify", json=body).status_code
+
+    with ThreadPoolExecutor(len(guesses)) as pool:
+        answers = sorted(pool.map(guess, guesses))
+    assert answers == [403] * 5 + [429] * 7
+    right = {"type": "signup", "token": code, "email": email_address}
+    client = confirming.test_client()
+    gotrue_error(client.post("/auth/v1/verify", json=right), 429, "over_request_rate_limit")
 
 
 def test_a_second_sign_up_of_an_unconfirmed_address_changes_nothing_but_the_code(confirming):

@@ -140,45 +140,33 @@ class LocalProvider:
         # characters reaches the same hash past the address's count.
         if not (CODE.fullmatch(code) and is_email(email)):
             raise INVALID_CONFIRMATION
+        token_hash = confirmation_token_hash(self._code_key, email, code)
         with owner_transaction() as cur:
+            # the pending account's row locked from the count to the failure's record:
+            # guesses sent at once are counted one after the other, not all against zero
             cur.execute(
                 "select id from auth.users where email = %s and is_sso_user = false"
-                " and email_confirmed_at is null",
+                " and email_confirmed_at is null for update",
                 (email,),
             )
             pending = cur.fetchone()
             if pending and _recent_code_failures(cur, pending["id"]) >= MAX_CODE_FAILURES:
                 raise TOO_MANY_CODES
-        try:
-            return self._confirm(confirmation_token_hash(self._code_key, email, code), client)
-        except AuthFailure:
-            if pending:
-                with owner_transaction() as cur:
-                    _audit(
-                        cur,
-                        client,
-                        "auth.confirmation_code_failed",
-                        pending["id"],
-                        {"email": email},
-                    )
-            raise
+            confirmed = _confirm_in(cur, token_hash, client)
+            if confirmed is None and pending:
+                _audit(
+                    cur, client, "auth.confirmation_code_failed", pending["id"], {"email": email}
+                )
+        if confirmed is None:
+            raise INVALID_CONFIRMATION
+        return self._session(*confirmed)
 
     def _confirm(self, token_hash: str, client: Client) -> Session:
         with owner_transaction() as cur:
-            cur.execute(
-                "update auth.users set email_confirmed_at = now(), confirmation_token = '',"
-                " updated_at = now(), last_sign_in_at = now()"
-                " where confirmation_token = %s and confirmation_token <> ''"
-                " and confirmation_sent_at > now() - %s::interval and deleted_at is null"
-                " returning *",
-                (token_hash, CONFIRMATION_LIFETIME),
-            )
-            user = cur.fetchone()
-            if user is None:
-                raise INVALID_CONFIRMATION
-            _audit(cur, client, "auth.email_confirmed", user["id"], {"email": user["email"]})
-            session_id, refresh_token = _start_session(cur, user["id"], client)
-        return self._session(user, session_id, refresh_token)
+            confirmed = _confirm_in(cur, token_hash, client)
+        if confirmed is None:
+            raise INVALID_CONFIRMATION
+        return self._session(*confirmed)
 
     def sign_in(self, email: str, password: str, *, client: Client) -> Session:
         email = (email or "").strip().lower()
@@ -401,6 +389,25 @@ def _issue_refresh_token(cur, user_id, session_id, parent: str | None) -> str:
         (INSTANCE_ID, _digest(token), str(user_id), parent, session_id),
     )
     return token
+
+
+def _confirm_in(cur, token_hash: str, client: Client) -> tuple[dict, uuid.UUID, str] | None:
+    """Confirm the address whose live code or link has this hash and open a session: (the
+    user, the session id, its refresh token), or None when no such code lives."""
+    cur.execute(
+        "update auth.users set email_confirmed_at = now(), confirmation_token = '',"
+        " updated_at = now(), last_sign_in_at = now()"
+        " where confirmation_token = %s and confirmation_token <> ''"
+        " and confirmation_sent_at > now() - %s::interval and deleted_at is null"
+        " returning *",
+        (token_hash, CONFIRMATION_LIFETIME),
+    )
+    user = cur.fetchone()
+    if user is None:
+        return None
+    _audit(cur, client, "auth.email_confirmed", user["id"], {"email": user["email"]})
+    session_id, refresh_token = _start_session(cur, user["id"], client)
+    return user, session_id, refresh_token
 
 
 def _rotate(cur, row: dict) -> tuple[dict, str]:
