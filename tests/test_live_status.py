@@ -18,6 +18,7 @@ from backend.cache import EXTENSION as CACHE
 from backend.cache.listener import CHANNEL as INVALIDATION_CHANNEL
 from backend.cache.listener import EXTENSION as LISTENER
 from backend.live import EXTENSION as LIVE
+from backend.live import routes as live_routes
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +353,33 @@ def test_a_follower_who_loses_access_gets_an_error_and_the_stream_ends(world, ow
     assert [(event, data.get("error")) for event, _, data in stream.events] == [
         ("status", None),
         ("error", "not_found"),
+    ]
+
+
+@pytest.mark.parametrize("ending", ["logout", "unshare"])
+def test_a_stream_ends_at_its_next_keepalive_once_its_follower_may_no_longer_read(
+    world, owner, monkeypatch, ending
+):
+    """No status changes, so no notice reaches the stream: the keepalive asks again, and the
+    stream ends with an error event instead of holding its slot for SSE_MAX_SECONDS."""
+    monkeypatch.setattr(live_routes, "KEEPALIVE_SECONDS", 0.2)
+    viewer = world.api.user("viewer")
+    team = world.api.team(owner)
+    world.api.join(team, owner, viewer, "viewer")
+    generation = world.api.generation(owner)
+    share = f"/api/v1/generations/{generation['id']}/share"
+    world.api.ok("PUT", share, owner, json={"team_id": team["id"], "role": "viewer"})
+    stream = Stream(events_url(world, generation), viewer.access_token)
+    stream.wait_for(1)
+    if ending == "logout":
+        world.api.ok("POST", "/api/v1/auth/logout", viewer, 204)
+    else:
+        world.api.ok("DELETE", f"{share}/{team['id']}", owner, 204)
+    assert stream.ended.wait(10)
+    expected = "invalid_token" if ending == "logout" else "not_found"
+    assert [(event, data.get("error")) for event, _, data in stream.events] == [
+        ("status", None),
+        ("error", expected),
     ]
 
 

@@ -25,7 +25,7 @@ from backend.api.generations import COLUMNS
 from backend.api.outcomes import documented_errors
 from backend.auth.guard import current_user, require_user
 from backend.db import user_transaction
-from backend.errors import NotFound, Unavailable
+from backend.errors import InvalidToken, NotFound, Unavailable
 from backend.http.access import access
 from backend.live import listener
 from backend.live.follow import FINISHED, is_later
@@ -49,6 +49,18 @@ def read_generation(generation_id) -> dict | None:
     with user_transaction() as cur:
         cur.execute(READ, (generation_id,))
         return cur.fetchone()
+
+
+def _read_or_end(generation_id) -> tuple[dict | None, str | None]:
+    """The generation as its follower may read it now, or the error event that ends their
+    stream: their session ended, or they may no longer read it."""
+    try:
+        current = read_generation(generation_id)
+    except InvalidToken as refused:
+        return None, sse("error", {"error": refused.error, "message": refused.description})
+    if current is None:
+        return None, sse("error", {"error": "not_found", "message": "generation not found"})
+    return current, None
 
 
 def sse(event: str, data: dict, event_id: str | None = None) -> str:
@@ -120,15 +132,20 @@ def _stream(generation_id, generation: dict, inbox: queue.Queue, last_seen: str 
         try:
             notice = inbox.get(timeout=min(KEEPALIVE_SECONDS, remaining))
         except queue.Empty:
+            # no notice tells a stream its follower signed out or lost access: ask again
+            _, ended = _read_or_end(generation_id)
+            if ended:
+                yield ended
+                return
             yield ": keepalive\n\n"
             continue
         if notice == CLOSED:
             return  # the server is shutting down; the client reconnects elsewhere
         if isinstance(notice, Notice) and not is_later(notice.status, sent):
             continue
-        current = read_generation(generation_id)
-        if current is None:
-            yield sse("error", {"error": "not_found", "message": "generation not found"})
+        current, ended = _read_or_end(generation_id)
+        if ended:
+            yield ended
             return
         status = notice.status if isinstance(notice, Notice) else current["status"]
         if notice == RESYNC and not is_later(status, sent):
