@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
@@ -87,6 +88,32 @@ def test_a_body_over_the_limit_is_413(client):
     response = client.post("/api/v1/auth/signup", data="x" * 4096, content_type="application/json")
     body = assert_shape(response, 413, "payload_too_large")
     assert "2048" in body["message"]
+
+
+def test_a_body_sent_in_chunks_over_the_limit_is_413_not_cut_short(client):
+    """No Content-Length (chunked): werkzeug stops reading at the limit without complaint,
+    so the view would have read a valid JSON prefix of a body it should refuse."""
+    body = b'{"email": "a@example.com", "password": "x"}' + b" " * 4096 + b"not json"
+    response = client.post(
+        "/api/v1/auth/signup",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides=CHUNKED,
+    )
+    assert response.request.content_length is None
+    assert_shape(response, 413, "payload_too_large")
+    short = b'{"email": "a@example.com", "password": "x"}'
+    response = client.post(
+        "/api/v1/auth/signup",
+        input_stream=io.BytesIO(short),
+        content_type="application/json",
+        environ_overrides=CHUNKED,
+    )
+    assert response.status_code == 422  # read whole: the password is too short
+
+
+# as gunicorn passes a chunked body: no length, and a stream that ends with the body
+CHUNKED = {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}
 
 
 def test_domain_errors_keep_their_status_and_sentence(client):

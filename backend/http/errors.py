@@ -32,7 +32,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.exceptions import NotFound as NotFoundRoute
 
 from backend.errors import ApiError, InvalidToken, Unavailable
-from backend.http import json_body, text
+from backend.http import bodies, text
 from backend.http.request_id import request_id
 
 log = logging.getLogger(__name__)
@@ -191,4 +191,4 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(psycopg.Error, postgres_error_response)
     app.register_error_handler(UnicodeEncodeError, unencodable_text_response)
     app.before_request(text.refuse_bad_text_in_url)
-    app.before_request(json_body.refuse_unreadable_json)
+    app.before_request(bodies.refuse_misread_bodies)
