@@ -92,6 +92,18 @@ def test_a_body_json_cannot_read_is_refused_in_gotrues_shape(client, db_url, bod
     assert counts(db_url) == before
 
 
+@pytest.mark.parametrize("local_part", ["first..last", "(x)", "a,b"])
+def test_an_address_either_api_signs_up_both_sign_in(client, local_part):
+    """One rule for addresses on every route: an account GoTrue's sign-up made for an
+    address marshmallow's own rule refuses still signs in at /api/v1."""
+    address = f"{local_part}.{unique_email()}"
+    assert signup(client, address).status_code == 200
+    body = {"email": address, "password": PASSWORD}
+    assert client.post("/api/v1/auth/login", json=body).status_code == 200
+    again = {"email": f"{local_part}.{unique_email()}", "password": PASSWORD}
+    assert client.post("/api/v1/auth/signup", json=again).status_code == 201
+
+
 def test_password_grant_and_failures(client, user):
     ok = client.post(
         "/auth/v1/token?grant_type=password", json={"email": user.email, "password": user.password}

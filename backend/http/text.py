@@ -5,7 +5,9 @@ text and jsonb can hold neither, and the driver fails on them (``DataError``,
 ``UnicodeEncodeError``, SQLSTATE 22P05). Every string a request brings in is checked here
 first, so such input is a 422 that names the field instead of an error deep in a query:
 
-- ``Text`` and ``Email``: the marshmallow string fields every input schema uses;
+- ``Text`` and ``Email``: the marshmallow string fields every input schema uses; ``Email``
+  takes an address by ``is_email``, the one rule every sign-up, sign-in and invitation
+  route applies, so an address one route accepts, all do;
 - ``JsonObject``: a JSON object (model parameters, user metadata) whose keys and strings are
   checked at any depth; an error names the path inside it, e.g. ``parameters.style.0``;
 - ``refuse_bad_text_in_url``: query string names and values, and path tokens, of every route;
@@ -16,10 +18,15 @@ This module knows marshmallow and Flask's request, nothing of the database.
 
 from __future__ import annotations
 
+import re
+from typing import ClassVar
+
 from flask import request
 from marshmallow import ValidationError, fields
 from werkzeug.exceptions import UnprocessableEntity
 
+EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+MAX_EMAIL_LENGTH = 254  # RFC 5321: the longest address a mail server accepts
 PROBLEM = "Must not contain a NUL character (\\u0000) or an unpaired surrogate (\\ud800-\\udfff)."
 
 
@@ -32,6 +39,11 @@ def problem_with(value: str) -> str | None:
     except UnicodeEncodeError:
         return PROBLEM
     return None
+
+
+def is_email(text: str) -> bool:
+    """Whether ``text`` has the shape of an email address a mail server accepts."""
+    return len(text) <= MAX_EMAIL_LENGTH and EMAIL.fullmatch(text) is not None
 
 
 def printable(name: str) -> str:
@@ -51,8 +63,22 @@ class Text(fields.String):
         return text
 
 
-class Email(Text, fields.Email):
-    """An email address made of storable characters."""
+class Email(Text):
+    """An email address (``is_email``) made of storable characters."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "invalid_email": "Not a valid email address."
+    }
+
+    def __init__(self, **kwargs):
+        kwargs["metadata"] = {"format": "email", **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not is_email(text):
+            raise self.make_error("invalid_email")
+        return text
 
 
 class JsonObject(fields.Dict):
