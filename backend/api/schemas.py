@@ -13,8 +13,9 @@ from typing import ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from backend.auth.accounts import MAX_EMAIL_LENGTH
 from backend.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from backend.http.text import MAX_EMAIL_LENGTH, Email, JsonObject, Text
+from backend.http.text import Email, JsonObject, Text
 from backend.webhooks_out.deliver import Refused, checked_url
 
 TEAM_ROLES = ("viewer", "editor", "admin", "owner")

@@ -18,15 +18,14 @@ This module knows marshmallow and Flask's request, nothing of the database.
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar
 
 from flask import request
 from marshmallow import ValidationError, fields
 from werkzeug.exceptions import UnprocessableEntity
 
-EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
-MAX_EMAIL_LENGTH = 254  # RFC 5321: the longest address a mail server accepts
+from backend.auth.accounts import is_email
+
 PROBLEM = "Must not contain a NUL character (\\u0000) or an unpaired surrogate (\\ud800-\\udfff)."
 
 
@@ -39,11 +38,6 @@ def problem_with(value: str) -> str | None:
     except UnicodeEncodeError:
         return PROBLEM
     return None
-
-
-def is_email(text: str) -> bool:
-    """Whether ``text`` has the shape of an email address a mail server accepts."""
-    return len(text) <= MAX_EMAIL_LENGTH and EMAIL.fullmatch(text) is not None
 
 
 def printable(name: str) -> str:
