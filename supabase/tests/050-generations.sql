@@ -2,7 +2,7 @@
 -- below zero, idempotent per key), reading and changing through RLS, cancel_generation,
 -- record_generation_progress and refund_generation (a refund happens at most once).
 begin;
-select plan(92);
+select plan(93);
 
 select * from tests.create_world(p_sue_role => 'editor') \gset
 insert into public.team_members (team_id, user_id, role)
@@ -427,6 +427,13 @@ select is_empty(
     format($$select id from public.credit_ledger where generation_id = %L and kind = 'refund'$$, :'gen3'),
     'and is not refunded'
 );
+select tests.authenticate_as_service_role();
+select throws_ok(
+    format('select public.refund_generation(%L)', :'gen3'),
+    'PT409', 'this generation is completed: only failed or cancelled generations are refunded',
+    'not even by the service role'
+);
+select tests.authenticate_as(:'stranger');
 
 -- never below zero: the stranger has 50 left
 select lives_ok(
