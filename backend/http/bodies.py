@@ -14,10 +14,9 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import request
 from webargs.flaskparser import abort, is_json_request
+from werkzeug.exceptions import BadRequest
 
 
 def refuse_misread_bodies() -> None:
@@ -28,6 +27,8 @@ def refuse_misread_bodies() -> None:
     if not body or not is_json_request(request):
         return  # no body: the view decides whether it needs one
     try:
-        json.loads(body)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
+        # parsed once, and kept for the hooks and views that ask Flask for it again (the
+        # rate limits' email key, GoTrue's routes); webargs parses on its own
+        request.get_json(force=True)
+    except (BadRequest, RecursionError):  # Flask answers a ValueError with BadRequest
         abort(400, messages={"json": ["Invalid JSON body."]})
