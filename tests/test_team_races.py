@@ -350,19 +350,12 @@ def test_an_account_deleted_while_a_teammate_starts_work_in_its_project_is_delet
     """A teammate's generation in the owner's project is uncommitted when the owner's account
     is deleted: the deletion waits for it, then cancels and refunds it with the rest, instead
     of failing on a charged generation in flight it did not see when it cancelled."""
-    owner, editor = new_user(db, "leaving"), new_user(db, "staying")
-    project_id = linked_project(db, owner, editor)
-    with psycopg.connect(db) as conn:
-        (start,) = conn.execute(BALANCE, (editor,)).fetchone()
-
-    error = interleave(
-        db,
-        rpc(editor, CREATE_IN_PROJECT, "fal-ai/flux-pro/v1.1-ultra", "a fox", "k1", project_id),
-        account_deletion(owner),
-    )
+    owner, editor, project_id = owner_and_editor_of_a_project(db)
+    start = balance(db, editor)
+    error = interleave(db, new_work(editor, project_id), account_deletion(owner))
     assert error is None, error
+    assert balance(db, editor) == start
     with psycopg.connect(db) as conn:
-        assert conn.execute(BALANCE, (editor,)).fetchone() == (start,)
         assert (
             conn.execute("select 1 from public.projects where id = %s", (project_id,)).fetchall()
             == []
@@ -370,26 +363,31 @@ def test_an_account_deleted_while_a_teammate_starts_work_in_its_project_is_delet
 
 
 def test_work_started_in_a_project_whose_owner_is_being_deleted_finds_it_gone(db):
-    owner, editor = new_user(db, "leaving"), new_user(db, "staying")
-    project_id = linked_project(db, owner, editor)
-    with psycopg.connect(db) as conn:
-        (start,) = conn.execute(BALANCE, (editor,)).fetchone()
-
-    error = interleave(
-        db,
-        account_deletion(owner),
-        rpc(editor, CREATE_IN_PROJECT, "fal-ai/flux-pro/v1.1-ultra", "a fox", "k1", project_id),
-    )
+    owner, editor, project_id = owner_and_editor_of_a_project(db)
+    start = balance(db, editor)
+    error = interleave(db, account_deletion(owner), new_work(editor, project_id))
     assert sqlstate(error) == "23503"  # the API's 400 invalid_reference: the project is gone
+    assert balance(db, editor) == start
+
+
+def new_work(editor: uuid.UUID, project_id: uuid.UUID):
+    return rpc(
+        editor,
+        "select id from public.create_generation(p_model_id => %s, p_prompt => %s,"
+        " p_idempotency_key => %s, p_project_id => %s)",
+        "fal-ai/flux-pro/v1.1-ultra",
+        "a fox",
+        "k1",
+        project_id,
+    )
+
+
+def balance(db: str, user_id: uuid.UUID) -> int:
     with psycopg.connect(db) as conn:
-        assert conn.execute(BALANCE, (editor,)).fetchone() == (start,)
-
-
-CREATE_IN_PROJECT = (
-    "select id from public.create_generation(p_model_id => %s, p_prompt => %s,"
-    " p_idempotency_key => %s, p_project_id => %s)"
-)
-BALANCE = "select credits from public.profiles where id = %s"
+        (credits,) = conn.execute(
+            "select credits from public.profiles where id = %s", (user_id,)
+        ).fetchone()
+    return credits
 
 
 def account_deletion(user_id: uuid.UUID):
@@ -399,9 +397,10 @@ def account_deletion(user_id: uuid.UUID):
     return delete
 
 
-def linked_project(db: str, owner: uuid.UUID, editor: uuid.UUID) -> uuid.UUID:
-    """A project of owner's that editor may add work to (a team link at editor level), and
-    credits for editor to pay with."""
+def owner_and_editor_of_a_project(db: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """An owner, and an editor with credits who may add work to the owner's project (a team
+    link at editor level): (owner, editor, project)."""
+    owner, editor = new_user(db, "leaving"), new_user(db, "staying")
     team_id = new_team(db, owner, {editor: "editor"})
     project_id = uuid.uuid4()
     with psycopg.connect(db) as conn:
@@ -416,4 +415,4 @@ def linked_project(db: str, owner: uuid.UUID, editor: uuid.UUID) -> uuid.UUID:
             (project_id, team_id, owner),
         )
         conn.execute("select public.grant_credits(%s, 1000)", (editor,))
-    return project_id
+    return owner, editor, project_id
