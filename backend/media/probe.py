@@ -42,8 +42,8 @@ VIDEO_SIZE = re.compile(r"Stream #[^\n]*?Video:[^\n]*?[ ,](\d{1,5})x(\d{1,5})[ ,
 @dataclass(frozen=True)
 class Probed:
     content_type: str
-    width: int | None
-    height: int | None
+    width: int
+    height: int
 
     @property
     def extension(self) -> str:
