@@ -1,23 +1,36 @@
-"""Credits under concurrent charges: real connections race create_generation on one balance.
+"""Credits under concurrency: real connections race create_generation on one balance, and
+grants race refunds and each other at the balance ceiling.
 
 Each thread has its own psycopg connection and does what PostgREST does for the user
 (``set local role authenticated`` and the claims), then calls create_generation. A barrier
 releases them together so the charges interleave on the balance row.
+
+A grant may not carry the balance plus the charges a refund may still return past
+max_balance (MAX_BALANCE). It locks the balance's row before it reads those charges, and
+every charge and refund moves the balance under that lock, so a grant that waits for a
+refund (or another grant) decides on what that one committed. Each interleaving below
+holds the first call's transaction open, starts the second on its own connection, waits
+until Postgres reports it blocked on a lock, then commits the first.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import psycopg
+import pytest
 from api_support import MODEL, MODEL_COST
 from integrity import assert_sound
 
 REQUESTS = 50
 AFFORDABLE = 10
+MAX_BALANCE = 1_000_000_000  # max_balance in private.settings, documented in the README
+LOCK_WAIT_DEADLINE_SECONDS = 30
 
 
 def create_user(conn: psycopg.Connection) -> str:
@@ -80,4 +93,144 @@ def test_parallel_charges_never_overdraw_and_the_ledger_adds_up(db_url):
     assert balance == 0
     assert ledger_sum == balance
     assert charges == generations == submit_jobs == AFFORDABLE  # each with its job, no more
+    assert_sound(db_url, user_id)
+
+
+# grants at the balance ceiling -----------------------------------------------------------------
+
+
+def user_with_work_in_flight(db_url: str) -> tuple[str, str]:
+    """A user granted 1,000 credits in all (the signup grant included) with one charged
+    generation pending: (user, generation). Balance plus refundable charges: 1,000."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        user_id = create_user(conn)
+        (signup,) = conn.execute(
+            "select credits from public.profiles where id = %s", (user_id,)
+        ).fetchone()
+        conn.execute("select public.grant_credits(%s, %s)", (user_id, 1000 - signup))
+    claims = json.dumps({"sub": user_id, "role": "authenticated"})
+    with psycopg.connect(db_url) as conn:
+        conn.execute("set local role authenticated")
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
+        (generation_id,) = conn.execute(
+            "select id from public.create_generation(%s, %s, %s)", (MODEL, "a fox", "ceiling")
+        ).fetchone()
+    return user_id, str(generation_id)
+
+
+def as_service_role(statement: str, *params):
+    def call(conn: psycopg.Connection) -> None:
+        conn.execute("set local role service_role")
+        conn.execute(statement, params)
+
+    return call
+
+
+def grant(user_id: str, amount: int):
+    return as_service_role("select public.grant_credits(%s, %s)", user_id, amount)
+
+
+def fail(generation_id: str):
+    """FAL's failure as the worker records it: the status and the refund, in one call."""
+    return as_service_role(
+        "select public.record_generation_progress(%s, 'failed', p_error => 'FAL failed')",
+        generation_id,
+    )
+
+
+def wait_until_blocked(db_url: str, pid: int) -> None:
+    deadline = time.monotonic() + LOCK_WAIT_DEADLINE_SECONDS
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "select wait_event_type from pg_stat_activity where pid = %s", (pid,)
+            ).fetchone()
+            if row and row[0] == "Lock":
+                return
+            time.sleep(0.01)
+    pytest.fail(f"backend {pid} never waited for a lock: the calls did not interleave")
+
+
+def interleave(db_url: str, first, second) -> psycopg.Error | None:
+    """Run ``first(conn)`` and keep it open; run ``second(conn)`` until it blocks; commit the
+    first, then let the second finish. Returns the second's error, if any."""
+    with (
+        closing(psycopg.connect(db_url)) as first_conn,
+        closing(psycopg.connect(db_url)) as second_conn,
+    ):
+        first(first_conn)
+        outcome: dict = {}
+
+        def run_second():
+            try:
+                second(second_conn)
+                second_conn.commit()
+            except psycopg.Error as error:
+                second_conn.rollback()
+                outcome["error"] = error
+
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        wait_until_blocked(db_url, second_conn.info.backend_pid)
+        first_conn.commit()
+        thread.join(LOCK_WAIT_DEADLINE_SECONDS)
+        assert not thread.is_alive(), "the second call never finished"
+    return outcome.get("error")
+
+
+def balance(db_url: str, user_id: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        (credits,) = conn.execute(
+            "select credits from public.profiles where id = %s", (user_id,)
+        ).fetchone()
+    return credits
+
+
+def refused_at_the_ceiling(error: psycopg.Error | None) -> bool:
+    return (
+        isinstance(error, psycopg.Error)
+        and error.sqlstate == "PT409"
+        and f"a balance may hold at most {MAX_BALANCE} credits" in str(error)
+    )
+
+
+def test_a_grant_waiting_for_a_refund_counts_the_refund(db_url):
+    """The refund holds the balance's row; the grant waits, then reads the refunded balance
+    and a charge no longer refundable, together: one credit past the ceiling is refused."""
+    user_id, generation_id = user_with_work_in_flight(db_url)
+    room = MAX_BALANCE - 1000
+    error = interleave(db_url, fail(generation_id), grant(user_id, room + 1))
+    assert refused_at_the_ceiling(error), error
+    assert balance(db_url, user_id) == 1000  # refunded, and nothing granted
+    with closing(psycopg.connect(db_url)) as conn:
+        grant(user_id, room)(conn)
+        conn.commit()
+    assert balance(db_url, user_id) == MAX_BALANCE
+    assert_sound(db_url, user_id)
+
+
+def test_a_refund_waiting_for_a_grant_to_the_ceiling_fits_under_it(db_url):
+    """The grant to the ceiling holds the balance's row; the refund waits, then returns its
+    charge: the balance reaches the ceiling, never the integer's overflow, and the refund
+    is never refused."""
+    user_id, generation_id = user_with_work_in_flight(db_url)
+    error = interleave(db_url, grant(user_id, MAX_BALANCE - 1000), fail(generation_id))
+    assert error is None, error
+    assert balance(db_url, user_id) == MAX_BALANCE
+    with closing(psycopg.connect(db_url)) as conn:
+        with pytest.raises(psycopg.Error) as refusal:
+            grant(user_id, 1)(conn)
+        assert refused_at_the_ceiling(refusal.value), refusal.value
+    assert_sound(db_url, user_id)
+
+
+def test_two_grants_racing_for_the_last_room_take_it_once(db_url):
+    user_id, generation_id = user_with_work_in_flight(db_url)
+    error = interleave(db_url, grant(user_id, MAX_BALANCE - 1000), grant(user_id, 1))
+    assert refused_at_the_ceiling(error), error
+    assert balance(db_url, user_id) == MAX_BALANCE - MODEL_COST
+    with closing(psycopg.connect(db_url)) as conn:
+        fail(generation_id)(conn)  # the refund still fits
+        conn.commit()
+    assert balance(db_url, user_id) == MAX_BALANCE
     assert_sound(db_url, user_id)

@@ -103,9 +103,12 @@ def wait_until_blocked(db: str, pid: int) -> None:
     pytest.fail(f"backend {pid} never waited for a lock: the calls did not interleave")
 
 
-def interleave(db: str, first, second) -> tuple[Exception | None, Exception | None]:
-    """Run ``first(conn)`` and keep it open; run ``second(conn)`` until it blocks; commit
-    the first, then let the second finish. Returns the error each raised, if any."""
+def interleave(
+    db: str, first, second, hold_seconds: float = 0
+) -> tuple[Exception | None, Exception | None]:
+    """Run ``first(conn)`` and keep it open; run ``second(conn)`` until it blocks (and
+    ``hold_seconds`` more); commit the first, then let the second finish. Returns the error
+    each raised, if any."""
     with (
         closing(psycopg.connect(db)) as first_conn,
         closing(psycopg.connect(db)) as second_conn,
@@ -124,6 +127,7 @@ def interleave(db: str, first, second) -> tuple[Exception | None, Exception | No
         thread = threading.Thread(target=run_second)
         thread.start()
         wait_until_blocked(db, second_conn.info.backend_pid)
+        time.sleep(hold_seconds)
         first_conn.commit()
         thread.join(LOCK_WAIT_DEADLINE_SECONDS)
         assert not thread.is_alive(), "the second call never finished"
@@ -336,6 +340,39 @@ def test_acceptance_racing_a_revocation_either_joins_or_is_gone(db):
     accept = rpc(guest, "select public.accept_invitation(%s)", invitation["token"])
     error = interleave(db, revoke, accept)
     assert sqlstate(error) == "PT410"
+    with psycopg.connect(db) as conn:
+        joined = conn.execute(
+            "select 1 from public.team_members where team_id = %s and user_id = %s", (team, guest)
+        ).fetchall()
+    assert joined == []
+
+
+def test_an_invitation_that_expires_while_its_acceptance_waits_is_refused(db):
+    """Acceptance waits for the team's lock behind another membership change, and the
+    invitation expires meanwhile: its expiry is judged when the lock is held, not when the
+    transaction (or the statement) began."""
+    owner, guest = new_user(db, "owner"), new_user(db, "guest")
+    team = new_team(db, owner, {})
+    with psycopg.connect(db) as conn:
+        (guest_email,) = conn.execute(
+            "select email from auth.users where id = %s", (guest,)
+        ).fetchone()
+    with closing(psycopg.connect(db)) as conn:
+        as_user(conn, owner)
+        (invitation,) = conn.execute(INVITE, (team, guest_email)).fetchone()
+        conn.commit()
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "update public.invitations set expires_at = clock_timestamp() + interval '1 second'"
+            " where id = %s",
+            (invitation["invitation_id"],),
+        )
+
+    other_invitation = rpc(owner, INVITE, team, f"other-{uuid.uuid4().hex[:8]}@example.com")
+    accept = rpc(guest, "select public.accept_invitation(%s)", invitation["token"])
+    error = interleave(db, other_invitation, accept, hold_seconds=1.5)
+    assert sqlstate(error) == "PT410", error
+    assert "this invitation has expired" in str(error)
     with psycopg.connect(db) as conn:
         joined = conn.execute(
             "select 1 from public.team_members where team_id = %s and user_id = %s", (team, guest)

@@ -241,8 +241,8 @@ select throws_ok(
     'value "99999999999" is out of range for type integer', 'an amount beyond integer range is 22003'
 );
 select throws_ok(
-    format('select public.grant_credits(%L, 2147483647)', :'towner'), '22003', 'integer out of range',
-    'a grant that would overflow the balance is refused'
+    format('select public.grant_credits(%L, 2147483647)', :'towner'), 'PT409', null,
+    'a grant that would overflow the balance is refused at the balance ceiling (409), before any overflow'
 );
 
 -- check constraints ---------------------------------------------------------------------------------
