@@ -10,6 +10,8 @@ import contextlib
 import importlib
 import itertools
 import json
+import math
+import random
 import signal
 import socket
 import subprocess
@@ -25,7 +27,13 @@ from media_support import Receiver, running_world
 from standardwebhooks import Webhook
 
 from backend.webhooks_out import deliver_due_webhooks, deliver_webhook
-from backend.webhooks_out.deliver import DeliveryPolicy, deliver
+from backend.webhooks_out.deliver import (
+    FIRST_WAIT_SECONDS,
+    LONGEST_WAIT_SECONDS,
+    DeliveryPolicy,
+    backoff_seconds,
+    deliver,
+)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -283,6 +291,34 @@ def test_the_completed_event_waits_for_the_media_copy_and_carries_signed_urls(wo
     [media] = event["data"]["media"]
     assert (media["content_type"], media["width"], media["height"]) == ("image/png", 4, 5)
     assert media["url"].startswith(f"{world.url}/api/v1/media/{generation['id']}/0.png?expires=")
+
+
+def test_an_event_that_cannot_be_built_is_a_failed_attempt_until_it_is_given_up(world, owner):
+    """Its media's signed URLs cannot be made (say, Storage is down): each attempt is
+    counted and backs off like any failed one, and the last one fails the delivery, with
+    an error that says so without our internals."""
+
+    def media_failing(_generation_id):
+        raise RuntimeError("storage answered 503 at https://internal.example/sign")
+
+    receiver = receiver_answering(200)
+    policy = DeliveryPolicy(max_attempts=3, timeout=5, allow_private=True, require_https=False)
+    try:
+        generation = generation_calling(world, owner, receiver.url, ["completed"])
+        world.advance(generation["id"], "completed", outputs={"images": []})
+        [delivery] = deliveries(world, generation)
+        counted = []
+        for _ in range(3):
+            make_due(world, generation)
+            assert deliver(world.db_url, delivery["id"], policy, media_failing) is True
+            [after] = deliveries(world, generation)
+            counted.append((after["status"], after["attempts"]))
+    finally:
+        receiver.close()
+    assert counted == [("pending", 1), ("pending", 2), ("failed", 3)]
+    assert receiver.requests == []
+    assert after["last_error"] == "the event could not be built (an error on our side)"
+    assert after["response_status"] is None
 
 
 # receivers that misbehave ------------------------------------------------------------------
@@ -748,9 +784,131 @@ def test_the_request_goes_to_the_address_that_was_checked(world, owner, monkeypa
     assert deliveries(world, {"id": delivery["generation_id"]})[0]["status"] == "delivered"
 
 
-def test_each_failure_backs_off_twice_as_long_up_to_an_hour(world, owner):
+TEST_HOST = "hooks.velro.test"
+
+
+def resolving_to(monkeypatch, addresses: list[str]) -> list[list[str]]:
+    """TEST_HOST resolves to ``addresses`` when a delivery checks it, and to 127.0.0.3,
+    where nothing listens, for anyone who resolves it later. Its loopback addresses pass
+    the private-address check (for this test only); any other still meets it. Returns the
+    lists of addresses checked."""
+    module = importlib.import_module("backend.webhooks_out.deliver")
+    monkeypatch.setattr(module, "system_resolve", lambda host, port: list(addresses))
+    real_getaddrinfo, real_refuse = socket.getaddrinfo, module.refuse_private
+
+    def later_answer(host, port, *args, **kwargs):
+        if host in (TEST_HOST, TEST_HOST.encode()):  # anyio passes it IDNA-encoded
+            return real_getaddrinfo("127.0.0.3", port, *args, **kwargs)
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    checked = []
+
+    def refuse_private_but_loopback(host, found):
+        checked.append(list(found))
+        real_refuse(host, [address for address in found if not address.startswith("127.")])
+
+    monkeypatch.setattr(socket, "getaddrinfo", later_answer)
+    monkeypatch.setattr(module, "refuse_private", refuse_private_but_loopback)
+    return checked
+
+
+@contextlib.contextmanager
+def unanswering(address: str, port: int):
+    """A listener on address:port whose queue of connections is full and never accepted:
+    the kernel drops any further connection attempt unanswered, as a host that is down
+    does, so a connect there times out (it is not refused)."""
+    listener = socket.create_server((address, port), backlog=0)
+    fillers = [socket.socket() for _ in range(3)]
+    try:
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex((address, port))
+        with socket.socket() as probe:
+            probe.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                probe.connect((address, port))
+        yield
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_an_address_that_refuses_gives_way_to_the_hosts_next_checked_one(world, owner, monkeypatch):
+    """The name resolves to 127.0.0.2, which refuses (nothing listens there), then to
+    127.0.0.1, where the receiver is: the attempt goes on to the second address, both
+    checked before either was called, and no later lookup is made (it would answer
+    127.0.0.3)."""
+    checked = resolving_to(monkeypatch, ["127.0.0.2", "127.0.0.1"])
+    receiver = receiver_answering(200)
+    port = receiver.httpd.server_port
+    policy = DeliveryPolicy(max_attempts=3, timeout=5, allow_private=False, require_https=False)
+    try:
+        delivery = a_delivery_to(world, owner, f"http://{TEST_HOST}:{port}/hook")
+        assert deliver(world.db_url, delivery["id"], policy) is True
+    finally:
+        receiver.close()
+    assert checked == [["127.0.0.2", "127.0.0.1"]]
+    [sent] = receiver.requests
+    assert sent["headers"]["Host"] == f"{TEST_HOST}:{port}"
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["status"], after["attempts"], after["response_status"]) == ("delivered", 1, 200)
+
+
+def test_an_address_that_does_not_answer_leaves_the_next_one_its_share_of_the_time(
+    world, owner, monkeypatch
+):
+    """127.0.0.2 drops the connection attempt unanswered: after its half of the attempt's
+    time the next address, 127.0.0.1, takes the event, within the attempt's own limit."""
+    resolving_to(monkeypatch, ["127.0.0.2", "127.0.0.1"])
+    receiver = receiver_answering(200)
+    port = receiver.httpd.server_port
+    policy = DeliveryPolicy(max_attempts=3, timeout=4, allow_private=False, require_https=False)
+    try:
+        delivery = a_delivery_to(world, owner, f"http://{TEST_HOST}:{port}/hook")
+        with unanswering("127.0.0.2", port):
+            started = time.monotonic()
+            assert deliver(world.db_url, delivery["id"], policy) is True
+            took = time.monotonic() - started
+    finally:
+        receiver.close()
+    assert len(receiver.requests) == 1
+    assert 1.5 < took < policy.timeout
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["status"], after["attempts"]) == ("delivered", 1)
+
+
+def test_a_host_with_one_private_address_among_others_is_not_called(world, owner, monkeypatch):
+    """Every address is checked before any is called: one private among them refuses the
+    host, even though the one before it would answer."""
+    resolving_to(monkeypatch, ["127.0.0.1", "10.1.2.3"])
+    receiver = receiver_answering(200)
+    port = receiver.httpd.server_port
+    policy = DeliveryPolicy(max_attempts=3, timeout=5, allow_private=False, require_https=False)
+    try:
+        delivery = a_delivery_to(world, owner, f"http://{TEST_HOST}:{port}/hook")
+        assert deliver(world.db_url, delivery["id"], policy) is True
+    finally:
+        receiver.close()
+    assert receiver.requests == []
+    [after] = deliveries(world, {"id": delivery["generation_id"]})
+    assert (after["status"], after["attempts"]) == ("pending", 1)
+    assert "10.1.2.3, a private or loopback address" in after["last_error"]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.999])
+def test_each_failure_backs_off_about_twice_as_long_from_5_s_up_to_an_hour(world, owner, fraction):
+    """With the jitter's random fraction pinned, each wait is the point it picks in the
+    upper half of a ceiling that doubles from 10 s to an hour: the lowest waits 5 s, 10 s,
+    20 s... up to half an hour, the highest just under 10 s, 20 s... up to an hour."""
     receiver = receiver_answering(500)
-    policy = DeliveryPolicy(max_attempts=13, timeout=5, allow_private=True, require_https=False)
+    policy = DeliveryPolicy(
+        max_attempts=13,
+        timeout=5,
+        allow_private=True,
+        require_https=False,
+        random_fraction=lambda: fraction,
+    )
     waits = []
     try:
         delivery = a_delivery_to(world, owner, receiver.url)
@@ -768,9 +926,25 @@ def test_each_failure_backs_off_twice_as_long_up_to_an_hour(world, owner):
     finally:
         receiver.close()
     # the wait is measured a moment after it was set: up to a second short
-    doubling, capped = waits[:10], waits[10:]
-    assert 4 < doubling[0] <= 5
-    for earlier, later in itertools.pairwise(doubling):
+    ceilings = [min(3600, 10 * 2**failed) for failed in range(12)]
+    assert waits == pytest.approx([ceiling / 2 * (1 + fraction) for ceiling in ceilings], abs=1)
+    for earlier, later in itertools.pairwise(waits[:9]):
         assert later == pytest.approx(2 * earlier, abs=1)
-    assert doubling[-1] < 3600
-    assert capped == pytest.approx([3600, 3600], abs=1)
+
+
+def test_every_backoff_wait_is_from_5_s_to_an_hour():
+    lowest, highest = (lambda: 0.0), (lambda: math.nextafter(1.0, 0.0))
+    for attempts in [*range(64), 10**6]:
+        assert backoff_seconds(attempts, lowest) >= FIRST_WAIT_SECONDS
+        assert backoff_seconds(attempts, highest) <= LONGEST_WAIT_SECONDS
+    assert backoff_seconds(0, lowest) == FIRST_WAIT_SECONDS == 5
+    assert backoff_seconds(10**6, highest) == pytest.approx(LONGEST_WAIT_SECONDS) == 3600
+
+
+def test_waits_after_the_same_number_of_failures_differ():
+    """Deliveries that failed together do not come back together (a seeded source: the
+    same draws every run)."""
+    draws = random.Random(20261202)
+    waits = [backoff_seconds(3, draws.random) for _ in range(20)]
+    assert all(40 <= wait < 80 for wait in waits)  # the upper half of an 80 s ceiling
+    assert len(set(waits)) > 1

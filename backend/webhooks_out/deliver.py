@@ -7,10 +7,12 @@ that dies mid-attempt leaves it due again once the lease runs out. An attempt ta
 WEBHOOK_TIMEOUT in all (however slowly a receiver drips its answer), and only its status is
 read, never its body. Every attempt of one event carries the same ``webhook-id`` (the
 delivery's id), as the spec asks, so receivers drop duplicates. A 2xx ends it; anything
-else (an error status, a timeout, a refused or malformed address) schedules the next
-attempt with exponential backoff, until WEBHOOK_MAX_ATTEMPTS, when it is marked failed.
-Redirects are not followed, and the request goes to the address that was checked, so a DNS
-answer that changes in between cannot turn it toward our own network.
+else (an error status, a timeout, a refused or malformed address, an event we could not
+build) schedules the next attempt with exponential backoff and jitter, until
+WEBHOOK_MAX_ATTEMPTS, when it is marked failed. Redirects are not followed, and the request
+goes to an address that was checked, so a DNS answer that changes in between cannot turn it
+toward our own network; when the host has several, one that refuses or does not connect in
+its share of the time gives way to the next.
 
 A ``completed`` event carries signed URLs to our copies of the outputs, not the provider's
 expiring ones, so it waits (without using up an attempt) while the media copy is still
@@ -21,7 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import anyio
@@ -81,9 +85,13 @@ RETRY = """
 update public.webhook_deliveries
 set attempts = attempts + 1, response_status = %s, last_error = left(%s, 1000),
     status = case when attempts + 1 >= %s then 'failed' else 'pending' end,
-    next_attempt_at = now() + make_interval(secs => least(3600, 5 * power(2, attempts)))
+    next_attempt_at = now() + make_interval(secs => %s)
 where id = %s and status = 'pending' and attempts = %s
 """
+# the backoff's bounds: the wait after a first failure is at least this...
+FIRST_WAIT_SECONDS = 5
+# ...and no wait is longer than this
+LONGEST_WAIT_SECONDS = 3600
 # how long past an attempt's own limit its lease runs, for the claim and the record
 LEASE_MARGIN_SECONDS = 30
 MAX_PORT = 65535
@@ -95,6 +103,8 @@ class DeliveryPolicy:
     timeout: float
     allow_private: bool  # tests only: production never calls private or loopback addresses
     require_https: bool
+    # a number in [0, 1) for the backoff's jitter; tests pass their own to know the waits
+    random_fraction: Callable[[], float] = field(default=random.random, compare=False)
 
 
 class Refused(Exception):
@@ -135,8 +145,7 @@ def deliver(database_url: str, delivery_id, policy: DeliveryPolicy, media=None) 
                 return True
             lease = policy.timeout + LEASE_MARGIN_SECONDS
             conn.execute(LEASE, (lease, delivery_id))
-        body = json.dumps(_event(delivery, generation, media), default=str, separators=(",", ":"))
-        status, error = _attempt(delivery, body, policy)
+        status, error = _send(delivery, generation, media, policy)
         # a failure is fenced by the attempts it claimed: a sweep that claimed it again after
         # this attempt's lease ran out records its own attempt, not this one twice
         claimed = delivery["attempts"]
@@ -144,9 +153,27 @@ def deliver(database_url: str, delivery_id, policy: DeliveryPolicy, media=None) 
             conn.execute(DELIVERED, {"status": status, "id": delivery_id, "claimed": claimed})
         else:
             log.info("webhook %s attempt failed: %s", delivery_id, error)
-            conn.execute(RETRY, (status, error, policy.max_attempts, delivery_id, claimed))
+            wait = backoff_seconds(claimed, policy.random_fraction)
+            conn.execute(RETRY, (status, error, policy.max_attempts, wait, delivery_id, claimed))
         conn.commit()
         return True
+
+
+def backoff_seconds(attempts: int, random_fraction: Callable[[], float]) -> float:
+    """The wait before the next attempt, after ``attempts + 1`` have failed: a random point
+    in the upper half of a ceiling that doubles from 10 s up to LONGEST_WAIT_SECONDS, so
+    from FIRST_WAIT_SECONDS (after a first failure) to at most LONGEST_WAIT_SECONDS.
+
+    Random because a fixed schedule keeps deliveries that failed together (one receiver
+    down, a burst of events) coming back together, each retry a new burst. Only the upper
+    half ("equal jitter", not a full one from zero), so that each wait is still at least
+    half its ceiling: backing off must leave a receiver that is down the time to recover,
+    and a full jitter could retry within seconds after the seventh failure and so give up
+    on an event minutes after its first.
+    """
+    doublings = min(attempts, 30)  # far past the longest wait already; keeps the number small
+    ceiling = min(LONGEST_WAIT_SECONDS, 2 * FIRST_WAIT_SECONDS * 2**doublings)
+    return ceiling / 2 * (1 + random_fraction())
 
 
 def _media_pending(conn, delivery, generation) -> bool:
@@ -155,6 +182,20 @@ def _media_pending(conn, delivery, generation) -> bool:
         return False
     outputs = conn.execute(OUTPUTS, (generation["id"],)).fetchone()["outputs"]
     return generation["stored"] < len(output_urls(outputs))
+
+
+def _send(delivery, generation, media, policy: DeliveryPolicy) -> tuple[int | None, str | None]:
+    """Build the event and attempt it: the answer's status, and why it failed if it did."""
+    try:
+        body = json.dumps(_event(delivery, generation, media), default=str, separators=(",", ":"))
+    except Exception:
+        # say, the media's signed URLs could not be made: a failed attempt like any other,
+        # so it backs off and is given up on at the limit, instead of coming back uncounted
+        # each time its lease runs out; the cause goes to our log only, since the delivery
+        # log is its owner's to read
+        log.exception("webhook %s: the event could not be built", delivery["id"])
+        return None, "the event could not be built (an error on our side)"
+    return _attempt(delivery, body, policy)
 
 
 def _attempt(delivery, body: str, policy: DeliveryPolicy) -> tuple[int | None, str | None]:
@@ -175,18 +216,33 @@ def _attempt(delivery, body: str, policy: DeliveryPolicy) -> tuple[int | None, s
 
 
 async def _post(url: str, body: str, headers: dict, policy: DeliveryPolicy) -> int:
-    """The answer's status, within the policy's timeout in all (resolving the host
-    included); its body is never read."""
-    with anyio.fail_after(policy.timeout):
-        target, options = await _destination(url, policy)
+    """The answer's status, within the policy's timeout in all (resolving the host and
+    trying each of its addresses included); its body is never read."""
+    with anyio.fail_after(policy.timeout) as deadline:
+        routes, options = await _destination(url, policy)
         headers = {**options.pop("headers", {}), **headers}
-        async with (
-            httpx.AsyncClient(
-                timeout=policy.timeout, follow_redirects=False, trust_env=False
-            ) as http,
-            http.stream("POST", target, content=body, headers=headers, **options) as response,
-        ):
-            return response.status_code
+        request = {"content": body, "headers": headers, **options}
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
+            for position, route in enumerate(routes[:-1]):
+                share = _share_of_time_left(deadline, addresses_left=len(routes) - position)
+                timeout = httpx.Timeout(policy.timeout, connect=share)
+                try:
+                    return await _status(http, route, timeout, request)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                    # not connected, so nothing was sent: the next address may take it
+                    log.info("webhook to %s: %r, trying the next address", route.host, error)
+            return await _status(http, routes[-1], httpx.Timeout(policy.timeout), request)
+
+
+async def _status(http: httpx.AsyncClient, route: httpx.URL, timeout, request: dict) -> int:
+    async with http.stream("POST", route, timeout=timeout, **request) as response:
+        return response.status_code
+
+
+def _share_of_time_left(deadline: anyio.CancelScope, addresses_left: int) -> float:
+    """How long one of the addresses left may take to connect: an equal share of the time
+    left, so that one that never answers leaves the others theirs."""
+    return max(0.0, deadline.deadline - anyio.current_time()) / addresses_left
 
 
 def signed_headers(secret: str, message_id: str, body: str, now: datetime | None = None) -> dict:
@@ -227,15 +283,16 @@ def checked_url(url: str) -> tuple[httpx.URL, str, int]:
     return target, host, port
 
 
-async def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dict]:
-    """Where to send (the checked address) and the options that keep the host's name."""
+async def _destination(url: str, policy: DeliveryPolicy) -> tuple[list[httpx.URL], dict]:
+    """Where to send, in the order to try (the URL pinned to each checked address), and
+    the options that keep the host's name."""
     target, host, port = checked_url(url)
     if policy.require_https and target.scheme != "https":
         raise Refused("webhook_url must be https")
     if not host:
         raise Refused("webhook_url has no host")
     if policy.allow_private:
-        return target, {}
+        return [target], {}
     try:
         addresses = await resolve_in_time(system_resolve, host, port)
         refuse_private(host, addresses)
@@ -244,4 +301,7 @@ async def _destination(url: str, policy: DeliveryPolicy) -> tuple[httpx.URL, dic
         raise Refused(f"{host} does not resolve: {error}") from None
     except UnsafeMedia as unsafe:
         raise Refused(str(unsafe)) from None
-    return pinned(target, addresses[0]), as_host(target)
+    if not addresses:
+        raise Refused(f"{host} does not resolve")
+    # every address passed the check above, so whichever answers is one we may call
+    return [pinned(target, address) for address in addresses], as_host(target)
