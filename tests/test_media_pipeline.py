@@ -335,6 +335,8 @@ def completed_with(world, outputs: list[str]) -> str:
 
 
 def test_a_result_with_more_outputs_than_allowed_is_not_copied(world, receiver):
+    """A FAL result is recorded with at most this many outputs (test_pipeline); one written
+    with more by another way (record_generation_progress called directly) is refused."""
     _owner, generation, _stored = run_generation(world, receiver, IMAGE_MODEL, {})
     image_url = world.api.sql(OUTPUT_URL, (generation["id"],))[0]["url"]
     many = completed_with(world, [image_url] * (world.settings.MEDIA_MAX_OUTPUTS + 1))

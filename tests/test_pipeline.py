@@ -257,6 +257,39 @@ def test_a_webhook_completes_the_generation_and_queues_the_media_copy(api, fake_
     assert len(jobs(api, created["id"], "velro.copy_outputs")) == 1
 
 
+def many_images(request_id: str, count: int) -> dict:
+    return {
+        "images": [
+            {"url": f"https://fal.media/files/{request_id}-{n}.png", "content_type": "image/png"}
+            for n in range(count)
+        ]
+    }
+
+
+@pytest.mark.parametrize("announced_by", ["webhook", "poller"])
+def test_a_result_with_thousands_of_outputs_keeps_only_as_many_as_are_copied(
+    api, fake_fal, monkeypatch, announced_by
+):
+    """What the media copy takes at most (MEDIA_MAX_OUTPUTS) is all that is stored of a
+    result, however it arrives: the first ones, in order, and the generation completes."""
+    monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "0")
+    most = api.app.config["SETTINGS"].MEDIA_MAX_OUTPUTS
+    assert most == load_settings().MEDIA_MAX_OUTPUTS  # the worker's copy job reads this one
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    result = many_images(request_id, 2000)
+    if announced_by == "webhook":
+        fake_fal.complete(request_id, result)
+        assert fake_fal.sent[-1].answers == [200]
+    else:
+        fake_fal.complete(request_id, result, send=False)
+        tasks.poll_once(load_settings())
+    row = generation(api, created["id"])
+    assert row["status"] == "completed"
+    assert row["outputs"] == result["images"][:most]
+    assert len(jobs(api, created["id"], "velro.copy_outputs")) == 1
+
+
 def test_a_failure_webhook_refunds_once_even_when_duplicated(api, fake_fal):
     user = api.user()
     start = balance(api, user)

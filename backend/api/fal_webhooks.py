@@ -107,7 +107,8 @@ class FalWebhook(MethodView):
             WEBHOOKS.labels("bad_body").inc()
             raise ApiError(str(error), status=400, error="bad_request") from None
         with service_transaction() as cur:
-            generation = apply_delivery(cur, request_id, delivery)
+            most = current_app.config["SETTINGS"].MEDIA_MAX_OUTPUTS
+            generation = apply_delivery(cur, request_id, delivery, most)
         if generation is None:
             WEBHOOKS.labels("unknown_request").inc()
             raise NotFound(f"no generation has FAL request id {request_id} (yet)")

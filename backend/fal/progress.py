@@ -7,10 +7,13 @@ harmless: applying them again changes nothing.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+log = logging.getLogger(__name__)
 
 MAX_ERROR_LENGTH = 2000
 
@@ -68,13 +71,30 @@ def record_submission(cur: psycopg.Cursor, generation_id: str, request_id: str) 
     return recorded["fal_request_id"] == request_id
 
 
-def complete(cur: psycopg.Cursor, generation_id: str, request_id: str, payload: Any) -> dict:
+def complete(
+    cur: psycopg.Cursor,
+    generation_id: str,
+    request_id: str,
+    payload: Any,
+    max_outputs: int,
+) -> dict:
+    """Record a finished result: its first ``max_outputs`` outputs (what the media copy
+    takes, MEDIA_MAX_OUTPUTS, so that a result naming thousands cannot bloat its row), or a
+    failure if it has none."""
     outputs = outputs_of(payload)
     if not outputs:
         return record(
             cur, generation_id, "failed", request_id=request_id, error="FAL returned no outputs"
         )
-    return record(cur, generation_id, "completed", request_id=request_id, outputs=outputs)
+    if len(outputs) > max_outputs:
+        log.warning(
+            "generation %s: FAL returned %d outputs, the first %d are kept",
+            generation_id,
+            len(outputs),
+            max_outputs,
+        )
+    kept = outputs[:max_outputs]
+    return record(cur, generation_id, "completed", request_id=request_id, outputs=kept)
 
 
 def fail(cur: psycopg.Cursor, generation_id: str, error: str, request_id: str | None = None):

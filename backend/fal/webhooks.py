@@ -39,8 +39,11 @@ def error_of(delivery: dict[str, Any]) -> str:
     return "FAL reported an error: " + (detail if isinstance(detail, str) else json.dumps(detail))
 
 
-def apply_delivery(cur: psycopg.Cursor, request_id: str, delivery: dict) -> dict | None:
-    """Record the delivery on its generation; the generation after it, None if unknown."""
+def apply_delivery(
+    cur: psycopg.Cursor, request_id: str, delivery: dict, max_outputs: int
+) -> dict | None:
+    """Record the delivery on its generation (at most ``max_outputs`` of its outputs); the
+    generation after it, None if unknown."""
     cur.execute(
         "select id from public.generations where fal_request_id = %s for update", (request_id,)
     )
@@ -49,5 +52,6 @@ def apply_delivery(cur: psycopg.Cursor, request_id: str, delivery: dict) -> dict
         return None
     generation_id = str(row["id"])
     if delivery["status"] == "OK":
-        return progress.complete(cur, generation_id, request_id, delivery.get("payload"))
+        payload = delivery.get("payload")
+        return progress.complete(cur, generation_id, request_id, payload, max_outputs)
     return progress.fail(cur, generation_id, error_of(delivery), request_id)

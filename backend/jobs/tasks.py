@@ -113,7 +113,7 @@ def reconcile(settings: Settings, queue: FalQueue, generation: dict) -> str:
             return "failed"
     result = queue.result(model_id, request_id)
     with service_transaction(settings.direct_database_url) as cur:
-        progress.complete(cur, generation_id, request_id, result)
+        progress.complete(cur, generation_id, request_id, result, settings.MEDIA_MAX_OUTPUTS)
     return "completed"
 
 
