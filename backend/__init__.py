@@ -4,6 +4,7 @@ serves it; ``velro`` (``backend.cli``) is the operator's command.
 One package per concern, lower layers first; each may import only the ones before it:
 
 - ``config``: settings from the environment, checked at start;
+- ``email_address``: what an email address is, for the API and the operator's command;
 - ``db``: the pool, PostgREST-style transactions, rpc, SQLSTATEs as domain errors;
 - ``cache``: the L1/L2 read cache, its invalidation listener, cached authorization;
 - ``http``: the one error shape, request ids, security headers, rate limits, OpenAPI,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from api_support import running_api
 
+from backend.http.text import NOT_BLANK
+
 # (method, path) of every REST resource route; models is the one public route
 ROUTES = [
     ("get", "/api/v1/projects"),
@@ -169,7 +171,7 @@ def test_the_document_states_the_rules_the_code_enforces(document):
     assert (password["minLength"], password["maxLength"]) == (8, 72)
     assert schemas["ProjectUpdate"]["minProperties"] == 1
     for schema, field in [("GenerationCreate", "prompt"), ("ProjectCreate", "name")]:
-        assert schemas[schema]["properties"][field]["pattern"] == r"\S", (schema, field)
+        assert schemas[schema]["properties"][field]["pattern"] == NOT_BLANK, (schema, field)
     assert schemas["GenerationCreate"]["properties"]["webhook_url"]["pattern"] == "^https?://"
 
 

@@ -12,6 +12,8 @@ below. FAL's webhook checks its signature before it reads anything: an unsigned 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -248,3 +250,16 @@ def test_gotrue_query_with_a_nul_is_refused(api):
     response = gotrue(api, "/auth/v1/token?grant_type=pass%00word", {})
     assert response.status_code == 422
     assert "grant_type" in response.get_json()["msg"]
+
+
+def test_the_text_rules_load_nothing_of_the_auth_package():
+    """backend.http sits below backend.auth: the address rule Email applies comes from a
+    module of its own, which the operator's command shares without the web plumbing."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, backend.http.text; print('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "backend.http.text" in loaded and "backend.email_address" in loaded
+    assert [name for name in loaded if name.startswith("backend.auth")] == []

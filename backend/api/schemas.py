@@ -13,9 +13,9 @@ from typing import ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from backend.auth.accounts import MAX_EMAIL_LENGTH
+from backend.email_address import MAX_EMAIL_LENGTH
 from backend.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from backend.http.text import Email, JsonObject, Text
+from backend.http.text import NOT_BLANK, Email, JsonObject, Text, is_blank
 from backend.webhooks_out.deliver import Refused, checked_url
 
 TEAM_ROLES = ("viewer", "editor", "admin", "owner")
@@ -29,7 +29,7 @@ PRICE_UNITS = ("generation", "image", "second")
 
 
 def not_blank(value: str) -> None:
-    if not value.strip():
+    if is_blank(value):
         raise ValidationError("Must not be blank.")
 
 
@@ -42,9 +42,11 @@ def sendable_url(value: str) -> None:
 
 
 def text(max_length: int, **kwargs) -> Text:
-    """A string of 1..max_length characters that is not only whitespace."""
-    # the document says "not blank" as JSON Schema can: some character that is not a space
-    kwargs["metadata"] = {"pattern": r"\S", **kwargs.get("metadata", {})}
+    """A string of 1..max_length characters, some of which show (not only whitespace,
+    controls or invisible characters)."""
+    # the document states the very rule the validator runs: a client that checks the
+    # pattern refuses exactly the names the API refuses
+    kwargs["metadata"] = {"pattern": NOT_BLANK, **kwargs.get("metadata", {})}
     return Text(validate=[validate.Length(min=1, max=max_length), not_blank], **kwargs)
 
 

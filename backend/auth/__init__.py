@@ -11,6 +11,6 @@ For other blueprints, two names matter::
 ``session_id``, ``claims``, ``token``). ``backend.db.user_transaction(claims)`` then runs SQL
 as that caller. ``wiring.init_app`` builds the verifier, the provider and the routes.
 
-May import: config, db, cache, http. This file imports nothing, so that the operator's
-command (``backend.cli``) can use the password rules without loading the web app.
+May import: config, email_address, db, cache, http. This file imports nothing, so that the
+operator's command (``backend.cli``) can use the password rules without loading the web app.
 """

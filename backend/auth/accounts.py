@@ -1,31 +1,23 @@
 """Email accounts as GoTrue keeps them: the credential rules, the password hash, the row.
 
 Sign-up (the local provider) and ``velro user create`` both come here, so both accept the
-same input and write the row GoTrue would. Nothing here needs a request or the app.
+same input and write the row GoTrue would. What an address looks like is
+``backend.email_address``'s rule, which the request schemas share. Nothing here needs a
+request or the app.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import bcrypt
 from psycopg.types.json import Jsonb
 
 from backend.auth.providers.base import AuthFailure
+from backend.email_address import is_email
 
-# a local part, an @, and dot-separated domain labels: no two parts can take the same
-# characters, so a match is linear in the length (an earlier pattern backtracked, and a
-# long string of dots took seconds per request)
-EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
-MAX_EMAIL_LENGTH = 254  # RFC 5321: the longest address a mail server accepts
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores what follows
 INSTANCE_ID = "00000000-0000-0000-0000-000000000000"
-
-
-def is_email(text: str) -> bool:
-    """Whether ``text`` has the shape of an email address a mail server accepts."""
-    return len(text) <= MAX_EMAIL_LENGTH and EMAIL.fullmatch(text) is not None
 
 
 def validate_credentials(email: str, password: str, minimum_length: int) -> str:

@@ -15,10 +15,11 @@ from apispec import APISpec
 from flask import Flask
 from marshmallow import INCLUDE, Schema, fields, validate
 
-from backend.auth.accounts import MAX_EMAIL_LENGTH, MAX_PASSWORD_BYTES
+from backend.auth.accounts import MAX_PASSWORD_BYTES
 from backend.auth.guard import BEARER_SCHEME
 from backend.auth.providers.base import SIGN_OUT_SCOPES
 from backend.config import Settings
+from backend.email_address import MAX_EMAIL_LENGTH
 from backend.http.access import EXTENSION_KEY, access_of
 
 TAG = "gotrue"

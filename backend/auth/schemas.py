@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from backend.auth.accounts import MAX_EMAIL_LENGTH, MAX_PASSWORD_BYTES
+from backend.auth.accounts import MAX_PASSWORD_BYTES
 from backend.auth.providers.base import SIGN_OUT_SCOPES
 from backend.config import Settings
+from backend.email_address import MAX_EMAIL_LENGTH
 from backend.http.text import Email, Text
 
 

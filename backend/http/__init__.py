@@ -3,6 +3,7 @@ headers (``headers``), rate limits (``limits``; on a Redis Cluster, ``limit_stor
 OpenAPI document (``openapi``) and its interactive page (``docs``), keyset pagination
 (``pagination``) and text the database cannot store, refused at the boundary (``text``).
 
-May import: config, db (its domain errors), and ``auth.guard`` for the limiter's key and the
-document's security scheme. Routes live in ``backend.api`` and ``backend.auth``.
+May import: config, email_address, db (its domain errors), and ``auth.guard`` for the
+limiter's key and the document's security scheme. Routes live in ``backend.api`` and
+``backend.auth``.
 """

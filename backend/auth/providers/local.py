@@ -35,7 +35,6 @@ from backend.auth.accounts import (
     INSTANCE_ID,
     hash_password,
     insert_user,
-    is_email,
     validate_credentials,
 )
 from backend.auth.mailer import Mailer
@@ -45,6 +44,7 @@ from backend.cache import cache
 from backend.cache.listener import announce
 from backend.config import Settings
 from backend.db import owner_transaction, rpc
+from backend.email_address import is_email
 
 # an emailed code is six digits: short-lived, and the verify route is rate limited per email
 CONFIRMATION_LIFETIME = "1 hour"
