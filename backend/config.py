@@ -80,6 +80,8 @@ class Settings:
     JWKS_URL: str | None = None  # trusted JWKS for ES256/RS256 tokens; supabase mode defaults it
     JWKS_CACHE_SECONDS: int = 600  # how long fetched keys are trusted before a refetch
     JWKS_MIN_REFETCH_SECONDS: float = 10.0  # an unknown kid refetches at most this often
+    # keys no successful fetch has confirmed this long verify nothing (fetches keep failing)
+    JWKS_MAX_AGE_SECONDS: int = 86_400
     PASSWORD_MIN_LENGTH: int = 8
     BCRYPT_COST: int = 10  # GoTrue's; each step doubles the work (the tests use 4, the minimum)
     # sign-ups are confirmed at once (no email round trip); default: on in development only
@@ -388,6 +390,9 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append(
             "JWT_EXPIRY >= 60, JWT_LEEWAY >= 0 and MAX_CONTENT_LENGTH >= 1024 are required"
         )
+    if s.JWKS_MAX_AGE_SECONDS < s.JWKS_CACHE_SECONDS:
+        # keys are confirmed once per JWKS_CACHE_SECONDS: a shorter age refuses them between
+        problems.append("JWKS_MAX_AGE_SECONDS must be at least JWKS_CACHE_SECONDS")
     return problems
 
 

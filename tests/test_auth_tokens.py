@@ -294,6 +294,45 @@ def test_a_key_published_without_use_verifies_tokens(make_app, key_server, keys,
     assert me(client, keys["ec-1"].sign(claims_of(user))).status_code == 200
 
 
+# each: the key it is published for, and how its entry in the JWKS reads
+NOT_FOR_THIS_TOKEN = {
+    # PyJWT loads these keys for the algorithm named; the token's header names another
+    "ec-published-for-es384": ("ec-1", {"alg": "ES384"}),
+    "rsa-published-for-rs512": ("rsa-2", {"alg": "RS512"}),
+    "rsa-published-for-ps256": ("rsa-2", {"alg": "PS256"}),
+    "rsa-published-for-es256": ("rsa-2", {"alg": "ES256"}),  # alg against the key's type
+    "for-encryption": ("ec-1", {"use": "enc"}),
+    "use-null": ("ec-1", {"use": None}),
+    "ops-without-verify": ("ec-1", {"key_ops": ["sign", "encrypt"]}),
+    "ops-empty": ("ec-1", {"key_ops": []}),
+    "ops-a-string": ("rsa-2", {"key_ops": "verify"}),  # a list, in a JWK
+}
+
+
+@pytest.mark.parametrize("entry", NOT_FOR_THIS_TOKEN.values(), ids=NOT_FOR_THIS_TOKEN.keys())
+def test_a_key_published_for_another_algorithm_or_operation_verifies_nothing(
+    make_app, key_server, keys, user, entry
+):
+    kid, members = entry
+    other = "rsa-2" if kid == "ec-1" else "ec-1"
+    key_server.keys = [{**jwk(keys[kid]), **members}, jwk(keys[other])]  # None: JSON null
+    client = make_app(JWKS_URL=key_server.url).test_client()
+    assert_refused(me(client, keys[kid].sign(fresh(claims_of(user)))))
+    assert me(client, keys[other].sign(fresh(claims_of(user)))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "members",
+    [{"alg": None}, {"key_ops": ["verify"]}, {"key_ops": ["sign", "verify"]}, {"use": None}],
+    ids=["without-alg", "ops-verify", "ops-sign-and-verify", "without-use"],
+)
+def test_a_key_whose_members_allow_verifying_verifies(make_app, key_server, keys, user, members):
+    client = make_app(JWKS_URL=key_server.url).test_client()
+    key_server.keys = [jwk(keys["ec-1"], **members), jwk(keys["rsa-2"], **members)]
+    for kid in ("ec-1", "rsa-2"):
+        assert me(client, keys[kid].sign(fresh(claims_of(user)))).status_code == 200, kid
+
+
 @pytest.mark.parametrize(
     "odd",
     [{"kid": None}, {"alg": "XX256"}, {"kty": "OKP"}],
@@ -355,17 +394,22 @@ def test_entries_that_are_not_keys_are_skipped_and_the_token_refused_not_an_erro
     assert_refused(me(client, keys["ec-1"].sign(fresh(claims_of(user)))), "unknown key")
 
 
-def test_held_keys_have_no_maximum_age_while_the_key_server_keeps_failing(
+def test_held_keys_retry_once_per_period_and_stop_verifying_past_their_maximum_age(
     make_app, key_server, keys, user, clock
 ):
-    """Past the cache period a known kid retries the server, once per period: a failed
-    attempt restarts the period. Keys go only when a fetch succeeds without them."""
+    """Past the cache period a known kid retries the failing server, once per period: a
+    failed attempt restarts the period, and the held keys keep verifying. Keys no fetch has
+    confirmed for JWKS_MAX_AGE_SECONDS verify nothing until a fetch succeeds."""
     client = make_app(
-        JWKS_URL=key_server.url, JWKS_CACHE_SECONDS=600, JWKS_MIN_REFETCH_SECONDS=10
+        JWKS_URL=key_server.url,
+        JWKS_CACHE_SECONDS=600,
+        JWKS_MIN_REFETCH_SECONDS=10,
+        JWKS_MAX_AGE_SECONDS=3600,
     ).test_client()
     claims = claims_of(user)
     key_server.publish(keys["ec-1"])
     assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+    fetched = clock.now
     key_server.status = 503
 
     for period in range(1, 4):
@@ -375,6 +419,35 @@ def test_held_keys_have_no_maximum_age_while_the_key_server_keeps_failing(
         clock.now += 300
         assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
         assert key_server.fetches == 1 + period
+
+    clock.now = fetched + 3600  # the last moment the held keys count
+    assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+    clock.now += 1
+    assert_refused(me(client, keys["ec-1"].sign(fresh(claims))), "unknown key")
+    assert me(client, hs256(fresh(claims))).status_code == 200  # the secret is no JWKS key
+    # too old, each token retries the server, at most once per JWKS_MIN_REFETCH_SECONDS
+    fetches = key_server.fetches
+    clock.now += 10
+    assert_refused(me(client, keys["ec-1"].sign(fresh(claims))), "unknown key")
+    assert_refused(me(client, keys["ec-1"].sign(fresh(claims))), "unknown key")
+    assert key_server.fetches == fetches + 1
+
+    key_server.status = 200  # the server is back, with the same key
+    clock.now += 10
+    assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+    assert key_server.fetches == fetches + 2
+
+
+def test_held_keys_go_when_a_fetch_succeeds_without_them(make_app, key_server, keys, user, clock):
+    client = make_app(
+        JWKS_URL=key_server.url, JWKS_CACHE_SECONDS=600, JWKS_MIN_REFETCH_SECONDS=10
+    ).test_client()
+    claims = claims_of(user)
+    key_server.publish(keys["ec-1"])
+    assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
+    key_server.status = 503
+    clock.now += 601
+    assert me(client, keys["ec-1"].sign(fresh(claims))).status_code == 200
 
     key_server.status = 200
     key_server.publish(keys["rsa-2"])  # the server is back, and has retired ec-1

@@ -138,6 +138,7 @@ def test_arguments_override_the_environment():
         ({**BASE, "REDIS_URL": "memcached://cache:11211"}, "REDIS_URL=.*for a Redis Cluster"),
         ({**BASE, "REDIS_URL": "redis+cluster://a:7000,b"}, "'b' is not host:port"),
         ({**BASE, "REDIS_URL": "redis+cluster://a:7000/2"}, "a cluster URL names no database"),
+        ({**BASE, "JWKS_MAX_AGE_SECONDS": "60"}, "at least JWKS_CACHE_SECONDS"),
     ],
 )
 def test_bad_settings_say_what_to_fix(environ, words):

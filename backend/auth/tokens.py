@@ -4,7 +4,10 @@ Verification picks the key by the header: HS256 uses ``JWT_SECRET``; ES256 and R
 the key whose ``kid`` matches, from the local provider's own key or from ``JWKS_URL``
 (``RemoteKeySet``). An unknown kid refetches the JWKS, at most once per
 ``JWKS_MIN_REFETCH_SECONDS``, so a rotation is picked up at once and a flood of made-up
-kids cannot hammer the key server. Claims checked: signature, ``exp`` (with leeway),
+kids cannot hammer the key server. Keys no fetch has confirmed for ``JWKS_MAX_AGE_SECONDS``
+verify nothing until a fetch succeeds. A key verifies only the algorithm it is for (its
+``alg``, or the one its type and curve imply) and only if its ``use`` and ``key_ops``, when
+present, allow verifying. Claims checked: signature, ``exp`` (with leeway),
 ``iss``, ``aud``, ``sub`` (a UUID), ``role`` = authenticated, and a ``session_id``. A token
 that passed is remembered for a minute (``exp`` is still checked on each use).
 """
@@ -38,36 +41,55 @@ REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss", "role", "session_id"]
 
 
 class RemoteKeySet:
-    """Public keys from a JWKS URL, cached, refetched on an unknown kid (rate-limited)."""
+    """Public keys from a JWKS URL, cached, refetched on an unknown kid (rate-limited).
+
+    Keys are refetched once per ``cache_seconds``; a failed fetch keeps the keys held, so a
+    key server hiccup does not sign everyone out. Keys no fetch has confirmed for
+    ``max_age_seconds`` are not used: a key the server has since withdrawn (revoked after a
+    leak, say) cannot stay trusted for as long as the fetches keep failing.
+    """
 
     def __init__(
-        self, url: str, http: httpx.Client, cache_seconds: float, min_refetch_seconds: float
+        self,
+        url: str,
+        http: httpx.Client,
+        cache_seconds: float,
+        min_refetch_seconds: float,
+        max_age_seconds: float,
     ):
         self.url = url
         self._http = http
         self._cache_seconds = cache_seconds
         self._min_refetch_seconds = min_refetch_seconds
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = float("-inf")
+        self._max_age_seconds = max_age_seconds
+        # the keys and when a fetch last brought them, replaced together so that a reader
+        # never pairs new keys with an old time
+        self._held: tuple[dict[str, jwt.PyJWK], float] = ({}, float("-inf"))
+        self._attempted_at = float("-inf")  # the last fetch, failed or not
         self._lock = threading.Lock()
 
     def get(self, kid: str) -> jwt.PyJWK | None:
-        age = time.monotonic() - self._fetched_at
-        if kid not in self._keys or age > self._cache_seconds:
+        keys, fetched_at = self._held
+        now = time.monotonic()
+        too_old = now - fetched_at > self._max_age_seconds
+        if kid not in keys or too_old or now - self._attempted_at > self._cache_seconds:
             self._refetch()
-        return self._keys.get(kid)
+            keys, fetched_at = self._held
+        if time.monotonic() - fetched_at > self._max_age_seconds:
+            return None  # fail closed: unconfirmed keys verify nothing until a fetch succeeds
+        return keys.get(kid)
 
     def _refetch(self) -> None:
         with self._lock:
-            if time.monotonic() - self._fetched_at < self._min_refetch_seconds:
+            if time.monotonic() - self._attempted_at < self._min_refetch_seconds:
                 return
-            self._fetched_at = time.monotonic()
+            self._attempted_at = attempted_at = time.monotonic()
             try:
                 response = self._http.get(self.url, timeout=5.0)
                 response.raise_for_status()
-                self._keys = parse_jwks(response.json())
+                self._held = (parse_jwks(response.json()), attempted_at)
             except (httpx.HTTPError, ValueError) as error:
-                # keep the keys we have: a key server hiccup must not sign everyone out
+                # keep the keys we have (get() stops using them past their maximum age)
                 log.warning("could not fetch JWKS from %s: %s", self.url, error)
 
 
@@ -81,7 +103,7 @@ def parse_jwks(document: object) -> dict[str, jwt.PyJWK]:
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
             continue
-        if entry.get("use", "sig") != "sig":
+        if not _allows_verifying(entry):
             continue
         try:
             keys[entry["kid"]] = jwt.PyJWK(entry)
@@ -90,6 +112,15 @@ def parse_jwks(document: object) -> dict[str, jwt.PyJWK]:
             # coordinate raises TypeError): other keys still count
             continue
     return keys
+
+
+def _allows_verifying(entry: dict) -> bool:
+    """Whether the entry's ``use`` and ``key_ops``, when present, allow verifying signatures:
+    a key published for encryption, or for other operations, must not vouch for a token."""
+    if "use" in entry and entry["use"] != "sig":
+        return False
+    operations = entry.get("key_ops", ["verify"])
+    return isinstance(operations, list) and "verify" in operations
 
 
 class TokenVerifier:
@@ -136,7 +167,9 @@ class TokenVerifier:
         key = self._local_keys.get(kid) or (self._remote.get(kid) if self._remote else None)
         if key is None:
             raise InvalidToken("The token was signed with an unknown key.")
-        if key.key_type != KEY_TYPES[algorithm]:
+        # PyJWT takes the key's algorithm from its alg, or from its type and curve: a key
+        # published for another algorithm (RS512, PS256, ES384...) must not verify this one
+        if key.key_type != KEY_TYPES[algorithm] or key.algorithm_name != algorithm:
             raise InvalidToken("The token's algorithm does not match its key.")
         return key.key
 

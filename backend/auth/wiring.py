@@ -28,7 +28,11 @@ def init_app(app: Flask, api: Api) -> None:
     remote = None
     if settings.jwks_url:
         remote = RemoteKeySet(
-            settings.jwks_url, http, settings.JWKS_CACHE_SECONDS, settings.JWKS_MIN_REFETCH_SECONDS
+            settings.jwks_url,
+            http,
+            settings.JWKS_CACHE_SECONDS,
+            settings.JWKS_MIN_REFETCH_SECONDS,
+            settings.JWKS_MAX_AGE_SECONDS,
         )
     local_keys = signer.verification_keys() if settings.AUTH_MODE == "local" else {}
     app.extensions[VERIFIER] = TokenVerifier(settings, local_keys, remote)
