@@ -14,6 +14,7 @@ import pytest
 import requests
 from media_support import running_world
 
+from backend.api import generations
 from backend.cache import EXTENSION as CACHE
 from backend.cache.listener import CHANNEL as INVALIDATION_CHANNEL
 from backend.cache.listener import EXTENSION as LISTENER
@@ -181,8 +182,9 @@ def created_with(world, owner, prefer: str, key: str):
     )
 
 
-def finish_once_followed(world, key: str, status: str = "completed"):
-    """Completes the generation made with ``key`` once a request of the app follows it."""
+def once_followed(world, key: str, then) -> threading.Thread:
+    """Calls ``then(generation_id)`` in a thread once a request of the app follows the
+    generation made with ``key``."""
     listener = world.api.app.extensions[LIVE]
 
     def run():
@@ -191,14 +193,23 @@ def finish_once_followed(world, key: str, status: str = "completed"):
                 "select id from public.generations where idempotency_key = %s", (key,)
             )
             if rows and listener.subscribers(rows[0]["id"]):
-                world.advance(rows[0]["id"], "queued", f"req-{key}")
-                world.advance(rows[0]["id"], status, outputs={"images": []})
+                then(rows[0]["id"])
                 return
             time.sleep(0.01)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def finish_once_followed(world, key: str, status: str = "completed"):
+    """Completes the generation made with ``key`` once a request of the app follows it."""
+
+    def finish(generation_id):
+        world.advance(generation_id, "queued", f"req-{key}")
+        world.advance(generation_id, status, outputs={"images": []})
+
+    return once_followed(world, key, finish)
 
 
 def test_prefer_wait_answers_with_the_finished_generation(world, owner):
@@ -215,6 +226,58 @@ def test_prefer_wait_answers_with_the_pending_generation_when_time_runs_out(worl
     response = created_with(world, owner, "wait=1", f"late-{time.monotonic_ns()}")
     assert response.status_code == 201
     assert response.headers["Preference-Applied"] == "wait=1"
+    assert response.get_json()["status"] == "pending"
+
+
+def test_a_wait_whose_session_ends_answers_with_what_it_created_and_charged(world, owner):
+    """The caller logs out while the request waits, then the generation ends: the read that
+    would answer with it is refused, but the generation exists and is charged, so the answer
+    is the generation as last read (its id, so the client does not pay again), without
+    Preference-Applied, never a 401."""
+    key = f"logout-{time.monotonic_ns()}"
+
+    def log_out_then_fail(generation_id):
+        logout = requests.post(
+            f"{world.url}/api/v1/auth/logout?scope=local",
+            headers={"Authorization": f"Bearer {owner.access_token}"},
+            timeout=10,
+        )
+        assert logout.status_code == 204
+        world.advance(generation_id, "failed")
+
+    follower = once_followed(world, key, log_out_then_fail)
+    response = created_with(world, owner, "wait=30", key)
+    follower.join()
+    assert response.status_code == 201, response.get_json()
+    assert "Preference-Applied" not in response.headers
+    [charged] = world.api.sql(
+        "select id, cost from public.generations where idempotency_key = %s", (key,)
+    )
+    body = response.get_json()
+    assert (body["id"], body["status"], body["cost"]) == (str(charged["id"]), "pending", 50)
+    assert world.api.call("GET", "/api/v1/auth/me", owner).status_code == 401
+
+
+def test_a_wait_whose_read_meets_a_database_failure_answers_with_the_last_read(
+    world, owner, monkeypatch
+):
+    """The database goes away as the generation ends: the same answer as after a logout."""
+    read, reads = generations._read, []
+
+    def read_then_fail(generation_id):
+        reads.append(generation_id)
+        if len(reads) > 1:
+            raise psycopg.OperationalError("the server closed the connection unexpectedly")
+        return read(generation_id)
+
+    monkeypatch.setattr(generations, "_read", read_then_fail)
+    key = f"hiccup-{time.monotonic_ns()}"
+    finisher = finish_once_followed(world, key)
+    response = created_with(world, owner, "wait=30", key)
+    finisher.join()
+    assert len(reads) == 2, "the generation was read after subscribing and once it ended"
+    assert response.status_code == 201
+    assert "Preference-Applied" not in response.headers
     assert response.get_json()["status"] == "pending"
 
 
@@ -297,6 +360,35 @@ def test_one_user_holds_only_their_share_of_the_live_slots(
         assert not holder.ended.is_set()
         small.advance(fresh["id"], "failed")
         assert holder.ended.wait(30)
+
+
+def test_a_logged_out_token_is_refused_before_it_touches_its_users_streams(
+    database_factory, migrated_template, tmp_path
+):
+    """A token whose session was logged out (another session of the user streams on) gets
+    401 before its stream subscribes: reconnecting (Last-Event-ID) to the generation the
+    user follows does not take the live stream's place, and at the user's share (one) a new
+    stream is a 401, not a 503."""
+    with running_world(database_factory(migrated_template), str(tmp_path)) as small:
+        victim = small.api.user("victim")
+        small.api.grant_credits(victim, 1000)
+        followed, other = small.api.generation(victim), small.api.generation(victim)
+        login = {"email": victim.email, "password": victim.password}
+        logged_out = small.api.ok("POST", "/api/v1/auth/login", json=login)["access_token"]
+        small.api.ok("POST", "/api/v1/auth/logout?scope=local", logged_out, 204)
+        stream = Stream(events_url(small, followed), victim.access_token)
+        stream.wait_for(1)
+        for generation, last_seen in ((followed, "pending"), (followed, ""), (other, None)):
+            headers = {"Authorization": f"Bearer {logged_out}"}
+            if last_seen is not None:
+                headers["Last-Event-ID"] = last_seen
+            response = requests.get(events_url(small, generation), headers=headers, timeout=20)
+            assert (response.status_code, response.json()["error"]) == (401, "invalid_token")
+        assert not stream.ended.is_set()
+        small.advance(followed["id"], "queued", "req-victim")
+        assert stream.wait_for(2)[1][:2] == ("status", "queued"), "the stream still runs"
+        small.advance(followed["id"], "failed")
+        assert stream.ended.wait(30)
 
 
 def test_a_stream_survives_the_listeners_connection_being_killed(world, owner):

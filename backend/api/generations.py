@@ -118,6 +118,8 @@ class Generations(MethodView):
             lambda: _read(generation["id"]),
         )
         applied = {"Preference-Applied": f"wait={wait}"} if waited else {}
+        # the charge is committed whatever the wait met (a logout, a lost share, the database
+        # gone): the answer always names what was paid for, as created if no read got through
         return finished or generation, status, applied
 
     @require_user

@@ -6,8 +6,8 @@
 - ``follow``: what both uses share: order of statuses, waiting for a generation to end.
 - ``routes``: ``GET /api/v1/generations/{id}/events``.
 
-It may import ``backend.db``, ``backend.config`` and Flask (routes only); the connection it
-listens on is handed to ``init_app``.
+It may import ``backend.db``, ``backend.config``, ``backend.errors`` and Flask (routes only);
+the connection it listens on is handed to ``init_app``.
 """
 
 from __future__ import annotations

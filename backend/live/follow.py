@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import time
 from collections.abc import Callable
 
+import psycopg
+
+from backend.errors import ApiError
 from backend.live.listener import CLOSED, RESYNC, Busy, Notice, NotListening, StatusListener
+
+log = logging.getLogger(__name__)
 
 # a status only moves forward: a notice at or behind what the follower saw is old news
 ORDER = {"pending": 0, "queued": 1, "processing": 2, "completed": 3, "failed": 3, "cancelled": 3}
@@ -47,26 +53,60 @@ def wait_until_finished(
     """Wait up to ``seconds`` for the generation to end; ``read()`` reads it as the caller
     (``follower``, whose share of the live slots the wait takes).
 
-    Returns the last read and whether waiting was possible (False when every live slot was
-    taken or the listener is down: the caller answers at once instead).
+    Returns the last good read (None when there was none) and whether the wait was applied:
+    False when every live slot was taken or the listener is down (the caller answers at once
+    instead), and False when a read failed (see ``LastGoodRead``).
     """
+    reads = LastGoodRead(read)
     try:
         with listener.subscribe(generation_id, follower) as inbox:
-            generation = read()  # after subscribing: an end before this read is seen here
-            deadline = time.monotonic() + seconds
-            while generation is not None and generation["status"] not in FINISHED:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    notice = inbox.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if notice == CLOSED:
-                    generation = read()  # what it is now, since the wait ends early
-                    break
-                if notice == RESYNC or (isinstance(notice, Notice) and notice.status in FINISHED):
-                    generation = read()
-            return generation, True
+            reads.again()  # after subscribing: an end before this read is seen here
+            _follow(inbox, reads, time.monotonic() + seconds)
     except (Busy, NotListening):
-        return read(), False
+        reads.again()
+        return reads.generation, False
+    return reads.generation, not reads.failed
+
+
+def _follow(inbox: queue.Queue, reads: LastGoodRead, deadline: float) -> None:
+    """Read the generation again whenever it may have ended, until it has, a read fails or
+    the deadline passes."""
+    while not reads.failed and reads.generation["status"] not in FINISHED:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            notice = inbox.get(timeout=remaining)
+        except queue.Empty:
+            return
+        if notice == CLOSED:
+            reads.again()  # what it is now, since the wait ends early
+            return
+        if notice == RESYNC or (isinstance(notice, Notice) and notice.status in FINISHED):
+            reads.again()
+
+
+class LastGoodRead:
+    """The generation as last read. A read that fails (the caller's session ended, they may
+    no longer read it, the database did not answer) keeps the read before it and ends the
+    wait: by then the generation exists and was charged, so the answer must carry it, never
+    an error that hides its id and invites paying again."""
+
+    def __init__(self, read: Callable[[], dict | None]):
+        self._read = read
+        self.generation: dict | None = None
+        self.failed = False
+
+    def again(self) -> None:
+        try:
+            current = self._read()
+        except ApiError as refused:  # a logout during the wait, say
+            log.info("a wait's read was refused (%s); answering with the last good read", refused)
+            current = None
+        except psycopg.Error as error:
+            log.warning("a wait's read failed (%s); answering with the last good read", error)
+            current = None
+        if current is None:
+            self.failed = True
+        else:
+            self.generation = current

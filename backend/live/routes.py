@@ -6,7 +6,9 @@ per later status, each exactly once and in order, and ends after a final status
 (the client reconnects, as EventSource does). Each event's ``id`` is the status, so a
 reconnecting client's ``Last-Event-ID`` skips what it already has. Every event is read again
 as the caller: a caller who loses access mid-stream gets an ``error`` event and the stream
-ends.
+ends. The caller is read before the stream takes a live slot, or the place of their older
+stream of the generation: a logged-out token gets 401 and a stranger 404, and neither
+touches anyone's stream.
 """
 
 from __future__ import annotations
@@ -51,6 +53,15 @@ def read_generation(generation_id) -> dict | None:
         return cur.fetchone()
 
 
+def _readable(generation_id) -> dict:
+    """The generation as the caller may read it now; 401 when their session has ended, 404
+    when they may not read it."""
+    generation = read_generation(generation_id)
+    if generation is None:
+        raise NotFound("generation not found")
+    return generation
+
+
 def _read_or_end(generation_id) -> tuple[dict | None, str | None]:
     """The generation as its follower may read it now, or the error event that ends their
     stream: their session ended, or they may no longer read it."""
@@ -84,6 +95,10 @@ class GenerationEvents(MethodView):
     @documented_errors(blp, 401, 404, 503)
     def get(self, generation_id: UUID):
         """Follow a generation: one `status` event now and one per change, until it ends."""
+        # the caller first: subscribing takes a live slot and may end an older stream of
+        # their user (a reconnect takes its place), which a logged-out token or a stranger
+        # must not be able to do
+        _readable(generation_id)
         subscription = listener().subscribe(
             str(generation_id),
             str(current_user().user_id),
@@ -94,13 +109,12 @@ class GenerationEvents(MethodView):
         except (Busy, NotListening) as error:
             raise Unavailable(str(error)) from None
         try:
-            generation = read_generation(generation_id)
+            # again, now subscribed: no change falls between this read and the notices, and
+            # a logout or a lost share since the check above is refused here
+            generation = _readable(generation_id)
         except BaseException:
             subscription.__exit__(None, None, None)
             raise
-        if generation is None:
-            subscription.__exit__(None, None, None)
-            raise NotFound("generation not found")
         stream = _stream(generation_id, generation, inbox, request.headers.get("Last-Event-ID"))
         response = Response(
             stream_with_context(_closing(stream, subscription)), mimetype="text/event-stream"
