@@ -124,6 +124,27 @@ def test_probes_and_preflights_are_not_limited(limited):
     assert client.get("/api/v1/models").status_code == 429
 
 
+METRICS_TOKEN = "m" * 40
+
+
+def test_scrapes_with_the_metrics_token_are_not_limited_and_guesses_are(limited):
+    """One Prometheus scrapes every host from one address; its scrapes shared one per-IP
+    bucket across instances and drew 429s. A wrong or missing token still counts, so the
+    limit still slows guessing."""
+    settings = {"RATE_LIMIT_PER_IP": "3/minute", "METRICS_TOKEN": METRICS_TOKEN}
+    ip = new_ip()
+    hosts = [client_at(limited(**settings), ip), client_at(limited(**settings), ip)]
+    scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    scrapes = [host.get("/metrics", headers=scrape) for host in hosts * 3]
+    assert [answer.status_code for answer in scrapes] == [200] * 6
+    assert "RateLimit-Limit" not in scrapes[-1].headers
+    guesses = [{"Authorization": f"Bearer {'g' * 40}"}, {}, {"Authorization": "Bearer x"}]
+    for host, guess in zip((*hosts, hosts[0]), guesses, strict=True):
+        assert_error(host.get("/metrics", headers=guess), 401, "invalid_token")
+    assert_limited(hosts[1].get("/metrics", headers={"Authorization": "Bearer y"}), 3)
+    assert hosts[0].get("/metrics", headers=scrape).status_code == 200
+
+
 # per user -------------------------------------------------------------------------------
 
 
@@ -292,6 +313,28 @@ def test_a_body_json_cannot_read_does_not_split_the_shared_sign_in_counters(limi
         assert_error(unreadable, 400, "invalid_json")
         assert login(client, unique_email()).status_code == 401
     assert_limited(login(first, unique_email()), 4)
+
+
+# an unpaired surrogate, as JSON carries it: it decodes to a str that cannot be encoded
+UNENCODABLE_EMAIL = b'{"email": "\\ud800@x.io", "password": "whatever-123"}'
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/login", "/auth/v1/token?grant_type=password"])
+def test_an_unencodable_email_does_not_split_the_shared_per_email_budget(limited, path):
+    """Hashing such an email for its key once raised UnicodeEncodeError; the limiter took it
+    for a dead Redis and counted every limit of that process in memory for a while, the
+    per-email guard against password guessing included."""
+    first = limited(RATE_LIMIT_AUTH_PER_EMAIL="3/minute")
+    second = limited(RATE_LIMIT_AUTH_PER_EMAIL="3/minute")
+    target = unique_email("target")
+    for app in (first, second, first):
+        crafted = client_at(app, new_ip()).post(
+            path, data=UNENCODABLE_EMAIL, content_type="application/json"
+        )
+        assert crafted.status_code == 422, crafted.get_json()  # the field is named, as ever
+        assert "email" in crafted.get_data(as_text=True)
+        assert login(client_at(app, new_ip()), target).status_code == 401
+    assert_limited(login(client_at(second, new_ip()), target), 3)
 
 
 def test_ipv6_clients_are_counted_per_64(limited):

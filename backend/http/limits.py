@@ -11,6 +11,9 @@
 - generation submission (``POST /api/v1/generations``): per user
   (``RATE_LIMIT_GENERATIONS_PER_USER``): it costs money.
 
+Not limited (``is_unlimited``): preflights, the health routes (load balancers' probes),
+FAL's signed webhooks, and scrapes of ``/metrics`` that carry the valid ``METRICS_TOKEN``.
+
 Every limit is an application limit with a condition, not a decorator on a view: a
 decorated limit replaces flask-limiter's defaults on its route, so sign-in would escape
 the per-IP limit. Each app builds its own Limiter: a module-level one is shared by every
@@ -19,7 +22,8 @@ counters live, and would add its route limits again on each build.
 
 Counters live in Redis under one prefix, shared by every instance, or on a Redis Cluster
 (``limit_storage``); when Redis fails, flask-limiter counts in memory and tries Redis again
-after 1, 2, 4 ... 32 seconds.
+after 1, 2, 4 ... 32 seconds. It cannot tell a failing Redis from a key or exemption
+function that raised, so those read the request without raising, whatever it carries.
 Responses carry ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``
 (seconds until a request is allowed again) for the tightest limit that applied; a 429
 adds ``Retry-After`` and has the common error shape (GoTrue's shape under /auth/v1).
@@ -28,6 +32,7 @@ adds ``Retry-After`` and has the common error shape (GoTrue's shape under /auth/
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import logging
 import math
@@ -45,6 +50,7 @@ from backend.config import ConfigError, Settings
 from backend.errors import ApiError
 from backend.http.errors import error_response, gotrue_error_response
 from backend.http.limit_storage import storage_uri
+from backend.http.text import problem_with
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,7 @@ KEY_PREFIX = "velro"
 SIGN_IN_ENDPOINTS = ("auth.login", "auth.signup", "gotrue.signup", "gotrue.verify", "gotrue.resend")
 GRANT_ENDPOINT = "gotrue.token"  # also refreshes; only the password grant counts
 GENERATION_ENDPOINT = "generations.Generations"
+METRICS_ENDPOINT = "prometheus.prometheus_metrics"  # Prometheus's text, behind METRICS_TOKEN
 LIMIT_SETTINGS = (
     "RATE_LIMIT_PER_IP",
     "RATE_LIMIT_PER_USER",
@@ -105,9 +112,24 @@ def _user_key() -> str:
 
 
 def submitted_email() -> str | None:
-    body = request.get_json(silent=True)
+    """The address a sign-in names, as its per-email limit counts it; None when the body
+    names none that could sign in.
+
+    Never raises, whatever the body: the per-email limit's exemption and key call it, and
+    flask-limiter takes any error of theirs for a dead Redis and counts every limit of the
+    process in memory for a while.
+    """
+    try:
+        body = request.get_json(silent=True)
+    except Exception:
+        log.exception("reading a sign-in's body for its rate limit failed")
+        return None
     email = body.get("email") if isinstance(body, dict) else None
-    return str(email).strip().lower() if email else None
+    if not isinstance(email, str) or problem_with(email):
+        # not text, or text no account holds (an unpaired surrogate cannot even be hashed):
+        # the route refuses it (422) before any password is checked, so nothing is guessed
+        return None
+    return email.strip().lower() or None
 
 
 def _email_key() -> str:
@@ -126,7 +148,25 @@ def is_unlimited() -> bool:
     # preflights carry no credentials; probes from a load balancer must never be refused;
     # FAL delivers every webhook from a few addresses, each checked by signature before
     # any database work, so a per-client limit would only delay generations
-    return request.method == "OPTIONS" or request.blueprint in ("health", "webhooks")
+    return (
+        request.method == "OPTIONS"
+        or request.blueprint in ("health", "webhooks")
+        or is_metrics_scrape()
+    )
+
+
+def is_metrics_scrape() -> bool:
+    """A request to /metrics with the valid METRICS_TOKEN.
+
+    One Prometheus scrapes every host from one address, and every instance counts in the
+    same per-IP bucket: its scrapes would draw 429s. A wrong or missing token is counted,
+    so the limit still slows guessing.
+    """
+    expected = current_app.config["SETTINGS"].METRICS_TOKEN
+    token = bearer_token()
+    if request.endpoint != METRICS_ENDPOINT or not expected or token is None:
+        return False
+    return hmac.compare_digest(token.encode(), expected.encode())  # in constant time
 
 
 def is_generation_submission() -> bool:
@@ -201,8 +241,8 @@ def _check_limit_strings(settings: Settings) -> None:
 
 
 def _check_endpoints(app: Flask, settings: Settings) -> None:
-    # a renamed endpoint would silently lose its limit
-    expected = ["auth.login", "auth.signup", GENERATION_ENDPOINT]
+    # a renamed endpoint would silently lose its limit (the metrics route, its exemption)
+    expected = ["auth.login", "auth.signup", GENERATION_ENDPOINT, METRICS_ENDPOINT]
     if settings.AUTH_MODE == "local":
         expected += ["gotrue.signup", "gotrue.verify", "gotrue.resend", GRANT_ENDPOINT]
     missing = [endpoint for endpoint in expected if endpoint not in app.view_functions]
