@@ -1,6 +1,10 @@
-"""Liveness, readiness (naming the failing part), and the operators' status and metrics."""
+"""Liveness, readiness (this instance's own database only), and the operators' status (every
+dependency, shared ones included) and metrics."""
 
 from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from api_support import assert_error, running_api
@@ -11,19 +15,22 @@ from test_fail_closed import PRODUCTION
 from backend import close_app, create_app
 from backend.cache.listener import EXTENSION as LISTENER
 from backend.cache.store import EXTENSION as CACHE
+from backend.observability import health
+from backend.observability.health import REDIS_PROBE
 from backend.observability.metrics import quantile
 
 METRICS_TOKEN = "t" * 40
 
 
+READY = "/api/v1/health/ready"
+READY_BODY = {"status": "ready", "checks": {"database": "ok"}}  # all an anonymous caller sees
+
+
 def test_live_and_ready(client):
     assert client.get("/api/v1/health/live").get_json() == {"status": "ok"}
-    ready = client.get("/api/v1/health/ready")
+    ready = client.get(READY)
     assert ready.status_code == 200, ready.get_json()
-    assert ready.get_json() == {
-        "status": "ready",
-        "checks": {"database": "ok", "jobs": "ok", "fal": "ok"},
-    }
+    assert ready.get_json() == READY_BODY
 
 
 def test_not_ready_without_a_database_but_still_live():
@@ -37,7 +44,7 @@ def test_not_ready_without_a_database_but_still_live():
     try:
         client = app.test_client()
         assert client.get("/api/v1/health/live").status_code == 200
-        response = client.get("/api/v1/health/ready")
+        response = client.get(READY)
         assert response.status_code == 503
         assert response.get_json()["error"] == "not_ready"
         assert "database: the database does not answer" in response.get_json()["message"]
@@ -45,37 +52,92 @@ def test_not_ready_without_a_database_but_still_live():
         close_app(app)
 
 
-def test_ready_checks_redis_when_the_app_uses_it(make_app, redis_url):
-    with_redis = make_app(REDIS_URL=redis_url).test_client().get("/api/v1/health/ready")
-    assert with_redis.status_code == 200, with_redis.get_json()
-    assert with_redis.get_json()["checks"]["redis"] == "ok"
-
-    unreachable = make_app(REDIS_URL="redis://127.0.0.1:9/0").test_client()
-    body = assert_error(unreachable.get("/api/v1/health/ready"), 503, "not_ready")
-    assert body["message"].startswith("redis: no answer"), body
+# What every instance shares, or can do without, leaves /ready alone: a load balancer would
+# take out every instance at once. Operators see it in /status, as "degraded".
 
 
-def test_not_ready_while_the_fal_circuit_is_open(fresh_db_url):
+def degraded(client, part: str) -> dict:
+    """/status's account of ``part``, insisting it fails and the status says so."""
+    status = client.get("/api/v1/health/status").get_json()
+    assert status["status"] == "degraded", status
+    assert status["dependencies"][part]["state"] == "failing", status["dependencies"]
+    return status["dependencies"][part]
+
+
+def test_redis_down_is_degraded_not_unready(make_app, redis_url):
+    with_redis = make_app(REDIS_URL=redis_url).test_client()
+    assert with_redis.get(READY).get_json() == READY_BODY
+    status = with_redis.get("/api/v1/health/status").get_json()
+    assert status["dependencies"]["redis"]["state"] == "ok", status
+
+    app = make_app(REDIS_URL="redis://127.0.0.1:9/0", RATE_LIMIT_ENABLED=True)
+    unreachable = app.test_client()
+    ready = unreachable.get(READY)
+    assert ready.status_code == 200, ready.get_json()
+    assert ready.get_json() == READY_BODY
+    assert REDIS_PROBE not in app.extensions, "no Redis round trip for an anonymous caller"
+    assert degraded(unreachable, "redis")["detail"].startswith("no answer")
+
+
+def test_an_open_fal_circuit_is_degraded_and_not_shown_to_anonymous_callers(fresh_db_url):
     with running_api(fresh_db_url) as api:
         api.sql("select public.record_fal_outcome(false, 1, 600)")
-        body = assert_error(api.client.get("/api/v1/health/ready"), 503, "not_ready")
-        assert body["message"].startswith("fal: the circuit breaker is open"), body
-        assert "database" not in body["message"], "only the failing part is named"
+        ready = api.client.get(READY)
+        assert ready.status_code == 200, ready.get_json()
+        assert ready.get_json() == READY_BODY
+        assert "circuit breaker is open" in degraded(api.client, "fal")["detail"]
 
 
-def test_not_ready_without_the_job_engine(fresh_db_url):
+def test_a_missing_job_engine_is_degraded_not_unready(fresh_db_url):
     with running_api(fresh_db_url) as api:
         api.sql("alter table procrastinate.procrastinate_jobs rename to jobs_gone")
-        body = assert_error(api.client.get("/api/v1/health/ready"), 503, "not_ready")
-        assert "jobs: the job engine's schema is missing" in body["message"], body
+        assert api.client.get(READY).get_json() == READY_BODY
+        assert degraded(api.client, "jobs")["detail"] == "the job engine's schema is missing"
 
 
-def test_not_ready_while_the_cache_listener_is_not_trusted(make_app):
+def test_an_untrusted_cache_listener_is_degraded_not_unready(make_app):
+    # the cache that distrusts itself sends every read to Postgres: the instance still
+    # serves correctly, only slower
     app = make_app(CACHE_ENABLED=True)
     app.extensions[LISTENER].stop()  # no listener: nothing renews the trust
     app.extensions[CACHE].distrust()
-    body = assert_error(app.test_client().get("/api/v1/health/ready"), 503, "not_ready")
-    assert body["message"].startswith("listener: the invalidation listener is not trusted"), body
+    client = app.test_client()
+    assert client.get(READY).get_json() == READY_BODY
+    assert degraded(client, "listener")["detail"].startswith("the invalidation listener is not")
+
+
+@pytest.fixture
+def counted_checks(monkeypatch):
+    """Each readiness check takes a pooled connection: the connections taken."""
+    taken: list[float] = []
+    pool = health.pool
+
+    def counting_pool():
+        taken.append(time.monotonic())
+        time.sleep(0.05)  # a check long enough for callers to overlap it
+        return pool()
+
+    monkeypatch.setattr(health, "pool", counting_pool)
+    return taken
+
+
+def test_ready_checks_once_however_many_ask_within_its_window(
+    make_app, counted_checks, monkeypatch
+):
+    monkeypatch.setattr(health, "READY_SECONDS", 60.0)  # a window no slow machine outlasts
+    app = make_app()
+    with ThreadPoolExecutor(max_workers=8) as callers:
+        answers = list(callers.map(lambda _: app.test_client().get(READY), range(40)))
+    assert [answer.status_code for answer in answers] == [200] * 40
+    assert len(counted_checks) == 1, "every caller within the second shared one check"
+
+
+def test_ready_checks_again_once_its_answer_is_a_second_old(make_app, counted_checks):
+    client = make_app().test_client()
+    assert client.get(READY).status_code == 200
+    time.sleep(health.READY_SECONDS + 0.1)
+    assert client.get(READY).status_code == 200
+    assert len(counted_checks) == 2
 
 
 def test_status_answers_with_real_numbers(db_url, make_app):

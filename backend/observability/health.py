@@ -1,11 +1,16 @@
 """Liveness, readiness and, for operators, the details.
 
 - ``/api/v1/health/live`` answers while the process runs;
-- ``/api/v1/health/ready`` answers 200 only when the database, Redis (when configured), the
-  cache's invalidation listener (when the cache is on), the job engine and FAL's circuit
-  breaker are all fine, else 503 naming each failing part;
-- ``/api/v1/health/status``: version, uptime, each dependency's state and latency, request
-  latency percentiles, request, error and failed-login counts, cache hit rates, queue depth;
+- ``/api/v1/health/ready`` answers 200 while this instance can serve: its database pool
+  reaches Postgres; else 503 saying why. What every instance shares does not count (Redis,
+  the job engine, FAL's circuit breaker: a load balancer would take every instance out at
+  once, for what none of them can fix), nor does what this one can serve without (the
+  cache's listener: without it the cache distrusts itself and reads go to Postgres). One
+  check at a time per process, its answer reused for a second (``Readiness``), so
+  anonymous callers cannot multiply database work;
+- ``/api/v1/health/status``: version, uptime, each dependency's state and latency (the
+  shared parts too: "degraded" while one fails), request latency percentiles, request,
+  error and failed-login counts, cache hit rates, queue depth;
 - ``/api/v1/health/metrics``: per route, count, p50/p95/p99 and error rate;
 - ``/api/v1/health/cache``: this process's cache layers;
 - ``/metrics``: Prometheus's text format.
@@ -23,7 +28,9 @@ import functools
 import hmac
 import importlib.metadata
 import logging
+import threading
 import time
+from collections.abc import Callable
 
 import flask
 import psycopg
@@ -49,6 +56,8 @@ from backend.observability import metrics
 log = logging.getLogger(__name__)
 
 REDIS_PROBE = "velro.health_redis"
+READINESS = "velro.readiness"
+READY_SECONDS = 1.0  # how long one readiness answer is reused in a process
 
 blp = Blueprint("health", __name__, url_prefix="/api/v1/health", description="Health checks")
 
@@ -70,22 +79,68 @@ def live():
 @access("public")
 @blp.response(200, HealthSchema)
 def ready():
-    """The app can serve: database, Redis, the cache's listener, the job engine, FAL's circuit.
+    """This instance can serve: its database pool reaches Postgres.
 
-    Otherwise 503 (``not_ready``) whose message names every failing part and why, as
-    ``part: why`` joined by ``; ``.
+    Otherwise 503 (``not_ready``), its message saying why as ``database: why``. What every
+    instance shares (Redis, the job engine, FAL's circuit breaker) or can do without (the
+    cache's invalidation listener) is not asked: operators see it in ``/health/status``.
+    The answer is at most a second old.
     """
-    checks = dependency_checks()
-    failing = {name: check for name, check in checks.items() if check["state"] != "ok"}
-    if failing:
-        reasons = "; ".join(f"{name}: {check['detail']}" for name, check in failing.items())
-        log.warning("not ready: %s", reasons)
-        raise Unavailable(reasons, error="not_ready")
-    return {"status": "ready", "checks": {name: "ok" for name in checks}}
+    problem = readiness().answer()
+    if problem is not None:
+        raise Unavailable(f"database: {problem}", error="not_ready")
+    return {"status": "ready", "checks": {"database": "ok"}}
+
+
+class Readiness:
+    """This process's readiness: one check at a time, its answer reused for ``seconds``.
+
+    The route is anonymous and never rate limited (a load balancer's probes must not be
+    refused), and each check takes a pooled connection: reusing the answer keeps callers
+    from multiplying that work. Callers that arrive while a check runs wait for it and
+    share its answer.
+    """
+
+    def __init__(self, check: Callable[[], str | None], seconds: float) -> None:
+        self._check = check
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._answer: str | None = None
+        self._stale_at = float("-inf")
+
+    def answer(self) -> str | None:
+        """Why this instance cannot serve, or None when it can."""
+        with self._lock:
+            if time.monotonic() >= self._stale_at:
+                self._answer = self._check()
+                self._stale_at = time.monotonic() + self._seconds
+            return self._answer
+
+
+def readiness() -> Readiness:
+    found = current_app.extensions.get(READINESS)
+    if found is None:  # two first callers may both build one; setdefault keeps one
+        found = current_app.extensions.setdefault(
+            READINESS, Readiness(database_problem, READY_SECONDS)
+        )
+    return found
+
+
+def database_problem() -> str | None:
+    """Why this process's pool cannot reach Postgres, or None when a connection answers."""
+    try:
+        with pool().connection() as conn:
+            conn.execute("select 1")
+    except psycopg.Error as error:
+        detail = f"the database does not answer ({type(error).__name__})"
+        log.warning("not ready: %s: %s", detail, error)
+        return detail
+    return None
 
 
 def dependency_checks() -> dict[str, dict]:
-    """Each dependency's state (ok, failing, disabled), why, and how long it took to answer."""
+    """Each dependency's state (ok, failing), why, and how long it took to answer: this
+    instance's database, and what every instance shares or can do without."""
     checks: dict[str, dict] = {}
     checks.update(_timed("database", _check_database_and_friends))
     settings = current_app.config["SETTINGS"]
@@ -167,6 +222,7 @@ def _redis_probe() -> RedisClient:
 
 
 def _redis_failing(detail: str) -> dict[str, dict]:
+    detail += "; rate limits count in each process's memory, the cache serves from L1 and Postgres"
     return {"redis": {"state": "failing", "detail": detail}}
 
 
@@ -285,7 +341,12 @@ class LatencySchema(Schema):
 
 
 class StatusSchema(Schema):
-    status = fields.String(metadata={"description": "ok, or degraded when a dependency fails"})
+    status = fields.String(
+        metadata={
+            "description": "ok, or degraded when a dependency fails (the instance may still"
+            " serve: /ready answers only for its own database pool)"
+        }
+    )
     version = fields.String()
     environment = fields.String()
     uptime_seconds = fields.Float(metadata={"description": "this process's"})
