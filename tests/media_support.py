@@ -5,17 +5,21 @@ webhooks need a real server), with a media directory of its own.
 ``world.api`` is an ``api_support.Api`` on the same app (test client calls); ``world.url``
 the server's base URL; ``world.settings`` the app's settings. ``world.advance(gen, status,
 **fields)`` moves a generation forward the way the worker does (service role RPC).
+``Receiver`` records what it is sent; ``unanswering(address, port)`` makes connecting
+there time out.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
+import pytest
 from api_support import Api
 from fixtures_app import app_settings
 from psycopg.rows import dict_row
@@ -107,3 +111,25 @@ class Receiver:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+@contextmanager
+def unanswering(address: str, port: int):
+    """A listener on address:port whose queue of connections is full and never accepted:
+    the kernel drops any further connection attempt unanswered, as a host that is down
+    does, so a connect there times out (it is not refused)."""
+    listener = socket.create_server((address, port), backlog=0)
+    fillers = [socket.socket() for _ in range(3)]
+    try:
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex((address, port))
+        with socket.socket() as probe:
+            probe.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                probe.connect((address, port))
+        yield
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

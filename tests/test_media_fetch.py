@@ -5,14 +5,17 @@ the policy exempts exactly the one host:port a test means to trust."""
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from media_support import unanswering
 
 from backend.config import ConfigError, Settings, validate
-from backend.media.fetch import FetchPolicy, UnsafeMedia, fetch, refuse_private
+from backend.media import fetch as fetch_module
+from backend.media.fetch import FetchPolicy, UnsafeMedia, fetch, refuse_private, system_resolve
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
 
@@ -24,10 +27,12 @@ class Handler(BaseHTTPRequestHandler):
     # each test's server gets a subclass with its own routes and hits (the fixture)
     routes: dict
     hits: list
+    hosts: list  # the Host header of each request
     accepted_encodings: list
 
     def do_GET(self):
         self.hits.append(self.path)
+        self.hosts.append(self.headers.get("Host"))
         self.accepted_encodings.append(self.headers.get("Accept-Encoding"))
         status, headers, body = self.routes[self.path]
         self.send_response(status)
@@ -50,7 +55,8 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     """A server on 127.0.0.1 whose routes the test sets: path -> (status, headers, body)."""
-    handler = type("TestHandler", (Handler,), {"routes": {}, "hits": [], "accepted_encodings": []})
+    attributes = {"routes": {}, "hits": [], "hosts": [], "accepted_encodings": []}
+    handler = type("TestHandler", (Handler,), attributes)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -208,6 +214,98 @@ def test_redirect_chains_are_bounded(server):
     handler.routes["/loop"] = (302, {"Location": "/loop"}, b"")
     with pytest.raises(UnsafeMedia, match=r"more than 5 redirects"):
         fetch(f"http://127.0.0.1:{httpd.server_port}/loop", trusting(httpd))
+
+
+def test_a_names_addresses_keep_the_resolvers_order(monkeypatch):
+    """The system resolver already orders a name's addresses by preference (IPv6 or IPv4
+    first, as this machine's routes suit): they are tried in that order, each once, not
+    in the order of their text."""
+    answers = ["2606:4700::1111", "93.184.215.14", "2606:4700::1111", "104.16.0.1"]
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+            for a in answers
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    assert system_resolve("v3.fal.media", 443) == ["2606:4700::1111", "93.184.215.14", "104.16.0.1"]
+
+
+# a name with several addresses --------------------------------------------------------------
+
+# .test names never resolve: a lookup made past the check (by httpx, say) would fail the fetch
+MEDIA_HOST = "media.velro.test"
+
+
+def trusting_the_name(httpd, addresses: list[str], lookups: list, **overrides) -> FetchPolicy:
+    """A policy that trusts MEDIA_HOST on this server's port and resolves it to
+    ``addresses``, noting each lookup in ``lookups``."""
+
+    def resolve(host, port):
+        lookups.append(host)
+        return list(addresses)
+
+    return trusting(
+        httpd,
+        private_hosts=frozenset({f"{MEDIA_HOST}:{httpd.server_port}"}),
+        resolve=resolve,
+        **overrides,
+    )
+
+
+def test_an_address_that_refuses_gives_way_to_the_hosts_next_one(server):
+    """MEDIA_HOST resolves to 127.0.0.2, which refuses (nothing listens there), then to
+    127.0.0.1, where the server is: the copy goes on to the second address, the name is
+    resolved once, and the request still names the host."""
+    httpd, handler = server
+    handler.routes["/out.png"] = (200, {"Content-Type": "image/png"}, PNG)
+    lookups = []
+    policy = trusting_the_name(httpd, ["127.0.0.2", "127.0.0.1"], lookups)
+    fetched = fetch(f"http://{MEDIA_HOST}:{httpd.server_port}/out.png", policy)
+    assert (fetched.content_type, fetched.body) == ("image/png", PNG)
+    assert lookups == [MEDIA_HOST]
+    assert handler.hosts == [f"{MEDIA_HOST}:{httpd.server_port}"]
+
+
+def test_an_address_that_does_not_answer_leaves_the_next_one_its_share_of_the_time(server):
+    """127.0.0.2 drops the connection attempt unanswered: after its half of the fetch's
+    time the next address, 127.0.0.1, serves the output, within the fetch's own limit."""
+    httpd, handler = server
+    handler.routes["/out.png"] = (200, {"Content-Type": "image/png"}, PNG)
+    policy = trusting_the_name(httpd, ["127.0.0.2", "127.0.0.1"], [], timeout=4)
+    with unanswering("127.0.0.2", httpd.server_port):
+        started = time.monotonic()
+        fetched = fetch(f"http://{MEDIA_HOST}:{httpd.server_port}/out.png", policy)
+        took = time.monotonic() - started
+    assert fetched.body == PNG
+    assert 1.5 < took < policy.timeout
+
+
+def test_one_private_address_among_a_hosts_answers_refuses_the_host(monkeypatch):
+    """Production's policy (no exemptions): the name's first address passes the check
+    (loopback, let through for this test only) and takes connections, the second is
+    private. Every address is checked before any is called, so the host is refused and
+    nothing connected to the first."""
+    real_refuse = fetch_module.refuse_private
+
+    def refuse_private_but_loopback(host, found):
+        real_refuse(host, [address for address in found if not address.startswith("127.")])
+
+    monkeypatch.setattr(fetch_module, "refuse_private", refuse_private_but_loopback)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        policy = FetchPolicy(
+            allowed_hosts=("*.fal.media",),
+            max_bytes=1000,
+            timeout=2,
+            resolve=lambda host, port: ["127.0.0.1", "10.1.2.3"],
+        )
+        port = listener.getsockname()[1]
+        with pytest.raises(UnsafeMedia, match=r"10\.1\.2\.3, a private or loopback address"):
+            fetch(f"https://v3.fal.media:{port}/out.png", policy)
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):  # no connection waits to be accepted
+            listener.accept()
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from media_support import Receiver, running_world
+from media_support import Receiver, running_world, unanswering
 from standardwebhooks import Webhook
 
 from backend.webhooks_out import deliver_due_webhooks, deliver_webhook
@@ -810,28 +810,6 @@ def resolving_to(monkeypatch, addresses: list[str]) -> list[list[str]]:
     monkeypatch.setattr(socket, "getaddrinfo", later_answer)
     monkeypatch.setattr(module, "refuse_private", refuse_private_but_loopback)
     return checked
-
-
-@contextlib.contextmanager
-def unanswering(address: str, port: int):
-    """A listener on address:port whose queue of connections is full and never accepted:
-    the kernel drops any further connection attempt unanswered, as a host that is down
-    does, so a connect there times out (it is not refused)."""
-    listener = socket.create_server((address, port), backlog=0)
-    fillers = [socket.socket() for _ in range(3)]
-    try:
-        for filler in fillers:
-            filler.setblocking(False)
-            filler.connect_ex((address, port))
-        with socket.socket() as probe:
-            probe.settimeout(0.5)
-            with pytest.raises(TimeoutError):
-                probe.connect((address, port))
-        yield
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 def test_an_address_that_refuses_gives_way_to_the_hosts_next_checked_one(world, owner, monkeypatch):

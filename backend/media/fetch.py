@@ -2,9 +2,12 @@
 
 A provider's output URL is data from outside. Before each hop (the first request and
 every redirect) the host must be on the allow-list and every address it resolves to must
-be a public one; the request then goes to the address that was checked (the host travels
+be a public one; the request then goes to an address that was checked (the host travels
 in ``Host`` and in TLS's server name), so a DNS answer that changes between the check and
-the connection cannot point it at loopback or the cloud's metadata service. The body is
+the connection cannot point it at loopback or the cloud's metadata service. The addresses
+are tried in the resolver's order, and one that refuses or does not connect in its share
+of the time left gives way to the next (``first_to_connect``, which outgoing webhooks
+use too). The body is
 read in chunks as it travels, never decompressed (a few kilobytes of gzip can inflate to
 gigabytes), and refused as soon as it passes the size limit; its declared content type
 must be one we store. The whole fetch (every name resolved, every hop, the body) has one
@@ -15,13 +18,18 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
+from typing import TypeVar
 
 import anyio
 import httpx
+
+log = logging.getLogger(__name__)
+Sent = TypeVar("Sent")  # what a request sent by first_to_connect's caller gives back
 
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
@@ -32,8 +40,11 @@ class UnsafeMedia(Exception):
 
 
 def system_resolve(host: str, port: int) -> list[str]:
+    """The host's addresses in the resolver's order, each once: that order is the system's
+    preference (IPv6 or IPv4 first, as this machine's routes suit), so it is the order in
+    which they are tried."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
+    return list(dict.fromkeys(info[4][0] for info in infos))
 
 
 async def resolve_in_time(resolve: Callable[[str, int], list[str]], host: str, port: int):
@@ -80,7 +91,7 @@ def fetch(url: str, policy: FetchPolicy) -> Fetched:
 
 
 async def _fetch(url: str, policy: FetchPolicy) -> Fetched:
-    with anyio.fail_after(policy.timeout):
+    with anyio.fail_after(policy.timeout) as deadline:
         async with httpx.AsyncClient(
             timeout=policy.timeout,
             follow_redirects=False,
@@ -89,21 +100,37 @@ async def _fetch(url: str, policy: FetchPolicy) -> Fetched:
         ) as client:
             for _hop in range(MAX_REDIRECTS + 1):
                 target = httpx.URL(url)
-                address = await _checked_address(target, policy)
-                request = client.stream("GET", pinned(target, address), **as_host(target))
-                async with request as response:
-                    if response.is_redirect:
-                        url = str(target.join(response.headers["location"]))
-                        continue
-                    if response.status_code != 200:
-                        raise UnsafeMedia(f"{_shown(target)} answered {response.status_code}")
-                    content_type = _checked_type(response, policy)
-                    body = await _bounded_body(response, policy)
-                    return Fetched(str(target), content_type, body)
+                addresses = await _checked_addresses(target, policy)
+                routes = [pinned(target, address) for address in addresses]
+                get = functools.partial(_get, client, target, policy)
+                outcome = await first_to_connect(routes, deadline, policy.timeout, get)
+                if isinstance(outcome, Fetched):
+                    return outcome
+                url = outcome  # a redirect's location, checked as the next hop
     raise UnsafeMedia(f"more than {MAX_REDIRECTS} redirects")
 
 
-async def _checked_address(target: httpx.URL, policy: FetchPolicy) -> str:
+async def _get(
+    client: httpx.AsyncClient,
+    target: httpx.URL,
+    policy: FetchPolicy,
+    route: httpx.URL,
+    timeout: httpx.Timeout,
+) -> Fetched | str:
+    """One hop, to ``target`` by way of ``route``: what was fetched, or where a redirect
+    points."""
+    async with client.stream("GET", route, timeout=timeout, **as_host(target)) as response:
+        if response.is_redirect:
+            return str(target.join(response.headers["location"]))
+        if response.status_code != 200:
+            raise UnsafeMedia(f"{_shown(target)} answered {response.status_code}")
+        content_type = _checked_type(response, policy)
+        body = await _bounded_body(response, policy)
+        return Fetched(str(target), content_type, body)
+
+
+async def _checked_addresses(target: httpx.URL, policy: FetchPolicy) -> list[str]:
+    """Every address of the target's host, all of them checked before any is called."""
     if target.scheme not in ("https", "http") or not target.host:
         raise UnsafeMedia(f"{_shown(target)}: only http(s) URLs are fetched")
     port = target.port or (443 if target.scheme == "https" else 80)
@@ -120,7 +147,35 @@ async def _checked_address(target: httpx.URL, policy: FetchPolicy) -> str:
         raise UnsafeMedia(f"{target.host} does not resolve")
     if not exempt:
         refuse_private(target.host, addresses)
-    return addresses[0]
+    return addresses
+
+
+async def first_to_connect(
+    routes: list[httpx.URL],
+    deadline: anyio.CancelScope,
+    timeout: float,
+    send: Callable[[httpx.URL, httpx.Timeout], Awaitable[Sent]],
+) -> Sent:
+    """``send(route, timeout)`` by way of each route in turn (one URL pinned to each checked
+    address of its host), until one connects: what that one returns.
+
+    A route that refuses, or does not connect within an equal share of the time left (so
+    that one that never answers leaves the others theirs), gives way to the next; nothing
+    was sent there, so nothing is sent twice. The last has all the time left. Once
+    connected, any error is the caller's: the request may have gone out. Nothing is
+    resolved here, so every address tried is one the caller checked.
+    """
+    for position, route in enumerate(routes[:-1]):
+        share = _share_of_time_left(deadline, routes_left=len(routes) - position)
+        try:
+            return await send(route, httpx.Timeout(timeout, connect=share))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            log.info("%s did not connect (%r), trying the next address", route.host, error)
+    return await send(routes[-1], httpx.Timeout(timeout))
+
+
+def _share_of_time_left(deadline: anyio.CancelScope, routes_left: int) -> float:
+    return max(0.0, deadline.deadline - anyio.current_time()) / routes_left
 
 
 def refuse_private(host: str, addresses: Iterable[str]) -> None:

@@ -21,6 +21,7 @@ running, for at most two minutes after the event; then it goes with what is stor
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -38,6 +39,7 @@ from backend.media.copy import output_urls
 from backend.media.fetch import (
     UnsafeMedia,
     as_host,
+    first_to_connect,
     pinned,
     refuse_private,
     resolve_in_time,
@@ -223,26 +225,13 @@ async def _post(url: str, body: str, headers: dict, policy: DeliveryPolicy) -> i
         headers = {**options.pop("headers", {}), **headers}
         request = {"content": body, "headers": headers, **options}
         async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
-            for position, route in enumerate(routes[:-1]):
-                share = _share_of_time_left(deadline, addresses_left=len(routes) - position)
-                timeout = httpx.Timeout(policy.timeout, connect=share)
-                try:
-                    return await _status(http, route, timeout, request)
-                except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-                    # not connected, so nothing was sent: the next address may take it
-                    log.info("webhook to %s: %r, trying the next address", route.host, error)
-            return await _status(http, routes[-1], httpx.Timeout(policy.timeout), request)
+            status = functools.partial(_status, http, request)
+            return await first_to_connect(routes, deadline, policy.timeout, status)
 
 
-async def _status(http: httpx.AsyncClient, route: httpx.URL, timeout, request: dict) -> int:
+async def _status(http: httpx.AsyncClient, request: dict, route: httpx.URL, timeout) -> int:
     async with http.stream("POST", route, timeout=timeout, **request) as response:
         return response.status_code
-
-
-def _share_of_time_left(deadline: anyio.CancelScope, addresses_left: int) -> float:
-    """How long one of the addresses left may take to connect: an equal share of the time
-    left, so that one that never answers leaves the others theirs."""
-    return max(0.0, deadline.deadline - anyio.current_time()) / addresses_left
 
 
 def signed_headers(secret: str, message_id: str, body: str, now: datetime | None = None) -> dict:
