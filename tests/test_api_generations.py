@@ -781,3 +781,52 @@ def test_sharing_into_a_team_needs_editor_and_its_admins_take_shares_out(api, ow
     )
     api.ok("DELETE", f"{share}/{team['id']}", admin, 204)
     assert_error(api.call("GET", f"/api/v1/generations/{generation['id']}", admin), 404)
+
+
+def test_only_a_generations_owners_share_it_so_a_removed_link_admin_keeps_nothing(api, owner):
+    """A link admin who could share the project's work into a team of their own at admin
+    would keep admin on it after being removed from the linked team; sharing is the
+    creator's and the project owner's, as linking a project is its owner's."""
+    editor, link_admin = api.user("editor"), api.user("link-admin")
+    api.grant_credits(editor, 1000)
+    linked = api.team(owner)
+    api.join(linked, owner, link_admin, "admin")
+    api.join(linked, owner, editor, "editor")
+    project = api.project(owner)
+    api.link(project, linked, owner, "admin")
+    by_owner = api.generation(owner, project_id=project["id"])
+    by_editor = api.generation(editor, project_id=project["id"])
+    own_team = api.team(link_admin)
+    api.join(own_team, link_admin, owner, "editor")
+    api.join(own_team, link_admin, editor, "editor")
+
+    for generation in (by_owner, by_editor):
+        path = f"/api/v1/generations/{generation['id']}"
+        before = api.fingerprint()
+        for team in (own_team, linked):
+            body = {"team_id": team["id"], "role": "admin"}
+            assert_error(api.call("PUT", f"{path}/share", link_admin, json=body), 403, "forbidden")
+        assert api.fingerprint() == before
+        access = api.ok("POST", f"{path}/authorize", link_admin)
+        assert (access["effective_role"], access["permissions"]) == (
+            "admin",
+            ["read", "write", "delete"],
+        )
+
+    # the creator (direct_ownership) and the project's owner (project_owner) share
+    body = {"team_id": own_team["id"], "role": "viewer"}
+    api.ok("PUT", f"/api/v1/generations/{by_editor['id']}/share", editor, json=body)
+    api.ok("PUT", f"/api/v1/generations/{by_editor['id']}/share", owner, json=body)
+    api.ok("PUT", f"/api/v1/generations/{by_owner['id']}/share", owner, json=body)
+
+    api.ok("DELETE", f"/api/v1/teams/{linked['id']}/members/{link_admin.id}", owner, 204)
+    for generation in (by_owner, by_editor):
+        path = f"/api/v1/generations/{generation['id']}"
+        access = api.ok("POST", f"{path}/authorize", link_admin)
+        assert (access["access_method"], access["effective_role"]) == ("generation_share", "viewer")
+        body = {"team_id": own_team["id"], "role": "admin"}
+        assert_error(api.call("PUT", f"{path}/share", link_admin, json=body), 403, "forbidden")
+        assert_error(api.call("DELETE", path, link_admin), 403, "forbidden")
+        # what was put into her team she may still take out, and then she holds nothing
+        api.ok("DELETE", f"{path}/share/{own_team['id']}", link_admin, 204)
+        assert_error(api.call("GET", path, link_admin), 404)

@@ -138,10 +138,10 @@ def test_a_forged_member_cursor_is_a_bad_cursor(api, crew, cursor):
     [
         ("viewer", ["read"]),
         ("editor", ["read", "write"]),
-        ("admin", ["read", "write", "share", "delete", "invite", "manage_members"]),
+        ("admin", ["read", "write", "delete", "invite", "manage_members"]),
         (
             "owner",
-            ["read", "write", "share", "delete", "invite", "manage_members", "transfer_ownership"],
+            ["read", "write", "delete", "invite", "manage_members", "transfer_ownership"],
         ),
     ],
 )

@@ -287,7 +287,8 @@ class Share(MethodView):
     @blp.response(200, schemas.ShareSchema)
     @documented_errors(blp, 401, 403, 404, 422)
     def put(self, body, generation_id: UUID):
-        """Share with a team where the caller is editor or more, at a role (share permission).
+        """Share with a team where the caller is editor or more, at a role (share permission:
+        the generation's creator or its project's owner).
 
         Sharing again with the same team changes the role.
         """
@@ -304,11 +305,11 @@ class Share(MethodView):
 @blp.route("/<uuid:generation_id>/share/<uuid:team_id>")
 class Unshare(MethodView):
     @require_user
-    @access("generation", "share")
+    @access("generation", "admin")
     @blp.response(204)
     @documented_errors(blp, 401, 403, 404)
     def delete(self, generation_id: UUID, team_id: UUID):
-        """End a share (share permission, or the team's owner or admins); access ends at once
+        """End a share (admin on the generation, or the team's owner or admins); access ends at once
         (media URLs already given out work until they expire, ``MEDIA_URL_SECONDS``)."""
         with user_transaction() as cur:
             rpc(cur, "public.unshare_generation", p_generation_id=generation_id, p_team_id=team_id)

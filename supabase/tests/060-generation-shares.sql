@@ -1,7 +1,7 @@
 -- Generation shares: share_generation/unshare_generation, who reads the share rows and the
 -- shared generation, least(team role, share role), and revocation in the next statement.
 begin;
-select plan(59);
+select plan(60);
 
 select tests.create_user('creator@velro.test') as creator \gset
 select tests.create_user('sowner@velro.test') as sowner \gset
@@ -131,7 +131,7 @@ select results_eq(
 select is_empty(format('delete from public.generations where id = %L returning id', :'gen'), 'but not delete it');
 select throws_ok(
     format($$select public.share_generation(%L, 'a0000000-0000-4000-8000-000000000001', 'admin')$$, :'gen'),
-    'PT403', 'this needs the admin role on the generation', 'nor reshare it (403: she can read it)'
+    'PT403', 'this needs the owner role on the generation', 'nor reshare it (403: she can read it)'
 );
 select tests.authenticate_as(:'sviewer');
 select results_eq('select id from public.generations', format('values (%L::uuid)', :'gen'), 'a team viewer reads it');
@@ -166,7 +166,7 @@ select throws_ok(
     'anon cannot read shares'
 );
 
--- raising the share to admin lets the team's admins share and delete
+-- raising the share to admin lets the team's admins delete, but not share
 select tests.authenticate_as(:'creator');
 select lives_ok(
     format($$select public.share_generation(%L, 'a0000000-0000-4000-8000-000000000001', 'admin')$$, :'gen'),
@@ -175,8 +175,12 @@ select lives_ok(
 select tests.authenticate_as(:'sadmin');
 select is(
     public.authorize_generation(:'gen') - 'access_method',
-    '{"access_granted": true, "effective_role": "admin", "permissions": ["read", "write", "share", "delete"]}'::jsonb,
-    'a team admin now holds admin'
+    '{"access_granted": true, "effective_role": "admin", "permissions": ["read", "write", "delete"]}'::jsonb,
+    'a team admin now holds admin, which does not share'
+);
+select throws_ok(
+    format($$select public.share_generation(%L, 'a0000000-0000-4000-8000-000000000001', 'viewer')$$, :'gen'),
+    'PT403', 'this needs the owner role on the generation', 'so she cannot change the share''s role'
 );
 select tests.authenticate_as(:'seditor');
 select is(public.authorize_generation(:'gen') ->> 'effective_role', 'editor', 'a team editor stays editor');

@@ -106,7 +106,7 @@ select tests.authenticate_as(:'dual');
 select is(
     public.authorize_generation('d0000000-0000-4000-8000-000000000001'),
     '{"access_granted": true, "access_method": "generation_share", "effective_role": "admin",
-      "permissions": ["read", "write", "share", "delete"]}'::jsonb,
+      "permissions": ["read", "write", "delete"]}'::jsonb,
     'highest wins: the admin share beats her viewer role through the project'
 );
 select tests.authenticate_as(:'teditor');
