@@ -302,6 +302,34 @@ def test_unlinking_ends_access_at_once(api, linked):
 # who may change a project's shape ---------------------------------------------------------
 
 
+def test_a_team_holds_a_bounded_number_of_project_links(api, linked):
+    """An editor cannot pile up links to empty projects of their own until every member's
+    policies outlast a statement: a team holds max_project_links_per_team links."""
+    owner, team = linked["owner"], linked["team"]
+    first, second = linked["project"], api.project(owner)
+    api.sql(
+        "update private.settings set value = '1'"
+        " where key = 'max_project_links_per_team' returning key"
+    )
+    try:
+        api.link(first, team, owner)
+        before = api.fingerprint()
+        path = f"/api/v1/projects/{second['id']}/teams/{team['id']}"
+        refused = api.call("PUT", path, owner, json={"access_level": "viewer"})
+        message = assert_error(refused, 409, "conflict")["message"]
+        assert "linked projects, the most it may hold: unlink some" in message
+        assert api.fingerprint() == before
+        # changing a linked project's level is not a new link
+        api.link(first, team, owner, "editor")
+        api.ok("DELETE", f"/api/v1/projects/{first['id']}/teams/{team['id']}", owner, 204)
+        api.ok("PUT", path, owner, json={"access_level": "viewer"})
+    finally:
+        api.sql(
+            "update private.settings set value = '1000'"
+            " where key = 'max_project_links_per_team' returning key"
+        )
+
+
 @pytest.fixture
 def admin_linked(api, linked):
     """The linked world, with a team admin and the project linked to the team at admin."""

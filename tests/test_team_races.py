@@ -322,6 +322,79 @@ def test_two_invitations_racing_for_a_teams_last_pending_place_take_it_once(db):
     assert pending == 1
 
 
+# project links and the team's bound on them ---------------------------------------------------
+
+LINK = "select public.link_project_team(%s, %s, 'viewer')"
+
+
+def new_project(db: str, owner: uuid.UUID) -> uuid.UUID:
+    project_id = uuid.uuid4()
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "insert into public.projects (id, name, owner_id) values (%s, 'Race', %s)",
+            (project_id, owner),
+        )
+    return project_id
+
+
+def links(db: str, team: uuid.UUID) -> int:
+    with psycopg.connect(db) as conn:
+        (count,) = conn.execute(
+            "select count(*) from public.project_teams where team_id = %s", (team,)
+        ).fetchone()
+    return count
+
+
+def max_project_links(db: str, value: int) -> None:
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "update private.settings set value = to_jsonb(%s::integer)"
+            " where key = 'max_project_links_per_team'",
+            (value,),
+        )
+
+
+def test_two_links_racing_for_a_teams_last_place_take_it_once(db):
+    """The cap on a team's project links is a count checked before an insert: two owners
+    linking their projects into the team's last place queue on the team's lock, and the
+    second finds it taken (409), not a second link past the bound."""
+    owner, first, second = (new_user(db, p) for p in ("owner", "first", "second"))
+    team = new_team(db, owner, {first: "editor", second: "editor"})
+    first_project, second_project = new_project(db, first), new_project(db, second)
+    max_project_links(db, 1)
+    try:
+        error = interleave(
+            db, rpc(first, LINK, first_project, team), rpc(second, LINK, second_project, team)
+        )
+    finally:
+        max_project_links(db, 1000)
+    assert sqlstate(error) == "PT409", error
+    assert "unlink some" in str(error)
+    assert links(db, team) == 1
+
+
+def test_many_links_racing_for_a_teams_last_places_never_pass_the_bound(db):
+    """Owners of two teams' worth of projects link them into one team at once: exactly as
+    many as there are places win, every other is refused with 409, never a deadlock or a
+    duplicate key."""
+    owner = new_user(db, "owner")
+    linkers = [new_user(db, f"linker{i}") for i in range(8)]
+    team = new_team(db, owner, dict.fromkeys(linkers, "editor"))
+    other_team = new_team(db, owner, dict.fromkeys(linkers, "editor"))
+    calls = []
+    for linker in linkers:
+        for target in (team, other_team):
+            calls.append((linker, LINK, (new_project(db, linker), target)))
+    random.shuffle(calls)
+    max_project_links(db, 3)
+    try:
+        errors = race(db, calls)
+    finally:
+        max_project_links(db, 1000)
+    assert [sqlstate(error) for error in errors] == ["PT409"] * (len(calls) - 6), errors
+    assert (links(db, team), links(db, other_team)) == (3, 3)
+
+
 def test_acceptance_racing_a_revocation_either_joins_or_is_gone(db):
     owner, guest = new_user(db, "owner"), new_user(db, "guest")
     team = new_team(db, owner, {})
