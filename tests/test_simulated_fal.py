@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 
 from backend.config import Settings
+from backend.fal import simulated
 from backend.fal.simulated import SimulatedFal, SimulatedQueue, render_clip, size_for
 from backend.fal.simulated_routes import uses_simulator
 from backend.media.probe import Probed, probe
@@ -79,3 +81,32 @@ def test_every_process_of_one_data_directory_signs_with_one_key(tmp_path):
 )
 def test_only_local_work_without_a_key_uses_the_simulator(settings, simulated):
     assert uses_simulator(settings) is simulated
+
+
+def test_a_webhook_that_is_not_taken_is_sent_again(tmp_path, monkeypatch):
+    """As FAL does: a delivery answered 404 (the app's answer for a request id its worker has
+    not recorded yet) or 5xx is retried, until one is taken."""
+    answers = [404, 503, 200]
+    received = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(answers[len(received) - 1])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(simulated, "RETRY_SECONDS", 0.01)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/v1/webhooks/fal"
+        SimulatedFal(tmp_path, "http://fal.test")._call_webhook(url, "r-1", {"status": "OK"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 3
+    assert len(set(received)) == 1  # the same delivery each time

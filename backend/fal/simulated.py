@@ -45,6 +45,7 @@ CLIP_LONG_SIDE = 640
 CLIP_SECONDS = 2
 CLIP_FPS = 12
 WEBHOOK_ATTEMPTS = 5
+RETRY_SECONDS = 1.0  # the first wait between webhook attempts; each next one doubles
 USER_ID = "simulated-fal"
 KEY_FILE = "signing-key.pem"
 
@@ -306,11 +307,14 @@ class SimulatedFal:
                     timeout=10,
                     trust_env=False,
                 )
-                if response.status_code < 500:
+                # FAL retries a delivery that was not taken (a 404 included: the app answers
+                # that for a request id its worker has not recorded yet)
+                if response.is_success:
                     return
+                log.info("simulated FAL webhook attempt %d: %d", attempt + 1, response.status_code)
             except httpx.HTTPError as error:
                 log.info("simulated FAL webhook attempt %d failed: %s", attempt + 1, error)
-            time.sleep(2**attempt)
+            time.sleep(RETRY_SECONDS * 2**attempt)
 
     def webhook_headers(self, request_id: str, raw_body: bytes) -> dict:
         """FAL's webhook headers: ED25519 over request id, user id, timestamp, body hash."""
