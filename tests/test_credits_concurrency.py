@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -26,11 +25,11 @@ import psycopg
 import pytest
 from api_support import MODEL, MODEL_COST
 from integrity import assert_sound
+from interleaving import interleave
 
 REQUESTS = 50
 AFFORDABLE = 10
 MAX_BALANCE = 1_000_000_000  # max_balance in private.settings, documented in the README
-LOCK_WAIT_DEADLINE_SECONDS = 30
 
 
 def create_user(conn: psycopg.Connection) -> str:
@@ -136,46 +135,6 @@ def fail(generation_id: str):
         "select public.record_generation_progress(%s, 'failed', p_error => 'FAL failed')",
         generation_id,
     )
-
-
-def wait_until_blocked(db_url: str, pid: int) -> None:
-    deadline = time.monotonic() + LOCK_WAIT_DEADLINE_SECONDS
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "select wait_event_type from pg_stat_activity where pid = %s", (pid,)
-            ).fetchone()
-            if row and row[0] == "Lock":
-                return
-            time.sleep(0.01)
-    pytest.fail(f"backend {pid} never waited for a lock: the calls did not interleave")
-
-
-def interleave(db_url: str, first, second) -> psycopg.Error | None:
-    """Run ``first(conn)`` and keep it open; run ``second(conn)`` until it blocks; commit the
-    first, then let the second finish. Returns the second's error, if any."""
-    with (
-        closing(psycopg.connect(db_url)) as first_conn,
-        closing(psycopg.connect(db_url)) as second_conn,
-    ):
-        first(first_conn)
-        outcome: dict = {}
-
-        def run_second():
-            try:
-                second(second_conn)
-                second_conn.commit()
-            except psycopg.Error as error:
-                second_conn.rollback()
-                outcome["error"] = error
-
-        thread = threading.Thread(target=run_second)
-        thread.start()
-        wait_until_blocked(db_url, second_conn.info.backend_pid)
-        first_conn.commit()
-        thread.join(LOCK_WAIT_DEADLINE_SECONDS)
-        assert not thread.is_alive(), "the second call never finished"
-    return outcome.get("error")
 
 
 def balance(db_url: str, user_id: str) -> int:

@@ -15,15 +15,14 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 import uuid
 from contextlib import closing
 
 import psycopg
 import pytest
 from integrity import assert_sound
+from interleaving import LOCK_WAIT_DEADLINE_SECONDS, interleave
 
-LOCK_WAIT_DEADLINE_SECONDS = 30
 ONE_OWNER_CHECK = "a team has exactly one owner"
 
 
@@ -87,51 +86,6 @@ def owners(db: str, team_id: uuid.UUID) -> tuple[list[uuid.UUID], uuid.UUID]:
 
 def assert_one_owner(db: str, team_id: uuid.UUID, expected: uuid.UUID) -> None:
     assert owners(db, team_id) == ([expected], expected)
-
-
-def wait_until_blocked(db: str, pid: int) -> None:
-    """Wait until the backend waits for a lock: the interleaving is then certain."""
-    deadline = time.monotonic() + LOCK_WAIT_DEADLINE_SECONDS
-    with psycopg.connect(db, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "select wait_event_type from pg_stat_activity where pid = %s", (pid,)
-            ).fetchone()
-            if row and row[0] == "Lock":
-                return
-            time.sleep(0.01)
-    pytest.fail(f"backend {pid} never waited for a lock: the calls did not interleave")
-
-
-def interleave(
-    db: str, first, second, hold_seconds: float = 0
-) -> tuple[Exception | None, Exception | None]:
-    """Run ``first(conn)`` and keep it open; run ``second(conn)`` until it blocks (and
-    ``hold_seconds`` more); commit the first, then let the second finish. Returns the error
-    each raised, if any."""
-    with (
-        closing(psycopg.connect(db)) as first_conn,
-        closing(psycopg.connect(db)) as second_conn,
-    ):
-        first(first_conn)
-        outcome: dict = {}
-
-        def run_second():
-            try:
-                second(second_conn)
-                second_conn.commit()
-            except psycopg.Error as error:
-                second_conn.rollback()
-                outcome["error"] = error
-
-        thread = threading.Thread(target=run_second)
-        thread.start()
-        wait_until_blocked(db, second_conn.info.backend_pid)
-        time.sleep(hold_seconds)
-        first_conn.commit()
-        thread.join(LOCK_WAIT_DEADLINE_SECONDS)
-        assert not thread.is_alive(), "the second call never finished"
-    return outcome.get("error")
 
 
 def rpc(user_id: uuid.UUID, statement: str, *params):
