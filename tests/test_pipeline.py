@@ -581,6 +581,51 @@ def test_the_poller_gives_up_at_the_deadline_and_refunds_once(api, fake_fal, mon
     assert fake_fal.requests[request_id].error == "cancelled"  # FAL stops working on it too
 
 
+def test_a_generation_gone_mid_round_does_not_hold_back_the_rest(api, fake_fal, monkeypatch):
+    """The round's first generation is deleted (its account with it) before the poller gets
+    to it: the round still completes the next one."""
+    monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "0")
+    leaving, staying = api.user(), api.user()
+    gone, gone_request = submitted(api, leaving, fake_fal)
+    kept, kept_request = submitted(api, staying, fake_fal)
+    fake_fal.start_processing(gone_request)
+    fake_fal.complete(kept_request, send=False)
+    reconcile = tasks.reconcile
+
+    def deleting_the_first(settings, queue, late):
+        if str(late["id"]) == gone["id"]:
+            api.sql("delete from auth.users where id = %s returning id", (leaving.id,))
+        return reconcile(settings, queue, late)
+
+    monkeypatch.setattr(tasks, "reconcile", deleting_the_first)
+    outcomes = tasks.poll_once(load_settings())
+    assert outcomes.get("error") == 1, outcomes
+    assert generation(api, kept["id"])["status"] == "completed"
+
+
+def test_a_success_whose_result_missed_its_webhook_is_fetched_not_failed(
+    api, fake_fal, monkeypatch
+):
+    """OK without its payload (FAL's payload_error: the result did not fit the webhook) is
+    no failure: nothing is refunded, and the poller fetches the result from FAL's queue."""
+    monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "0")
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    request = fake_fal.requests[request_id]
+    fake_fal.complete(request_id, send=False)
+    fake_fal.send_webhook(
+        request, {"status": "OK", "payload": None, "payload_error": "Response payload too large"}
+    )
+    assert fake_fal.sent[-1].answers == [200]
+    assert generation(api, created["id"])["status"] == "processing"
+    assert ledger(api, created["id"]) == ["charge"]
+    tasks.poll_once(load_settings())
+    row = generation(api, created["id"])
+    assert row["status"] == "completed"
+    assert row["outputs"] == request.result["images"]
+    assert ledger(api, created["id"]) == ["charge"]
+
+
 def test_the_poller_leaves_recent_generations_alone(api, fake_fal, monkeypatch):
     monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "3600")
     user = api.user()

@@ -51,7 +51,11 @@ def apply_delivery(
     if row is None:
         return None
     generation_id = str(row["id"])
+    if delivery["status"] == "OK" and delivery.get("payload") is None:
+        # FAL finished but could not put the result in the webhook (payload_error): it waits
+        # in FAL's queue, where the poller fetches it once this webhook counts as late
+        return progress.record(cur, generation_id, "processing")
     if delivery["status"] == "OK":
-        payload = delivery.get("payload")
+        payload = delivery["payload"]
         return progress.complete(cur, generation_id, request_id, payload, max_outputs)
     return progress.fail(cur, generation_id, error_of(delivery), request_id)

@@ -129,16 +129,25 @@ def poll_once(settings: Settings, limit: int = 100) -> dict[str, int]:
     outcomes: dict[str, int] = {}
     queue = queue_for(settings) if late else None
     for generation in late:
-        try:
-            outcome = reconcile(settings, queue, generation)
-        except FalUnavailable:
-            outcome = "unreachable"
-        except FalRejected as error:
-            with service_transaction(settings.direct_database_url) as cur:
-                progress.fail(cur, str(generation["id"]), str(error), generation["fal_request_id"])
-            outcome = "failed"
+        outcome = _reconciled(settings, queue, generation)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
+
+
+def _reconciled(settings: Settings, queue: FalQueue, generation: dict) -> str:
+    """``reconcile``'s outcome, never its error: one generation that cannot be brought up to
+    date (deleted since the round began, say) must not hold back the others behind it."""
+    try:
+        return reconcile(settings, queue, generation)
+    except FalUnavailable:
+        return "unreachable"
+    except FalRejected as error:
+        with service_transaction(settings.direct_database_url) as cur:
+            progress.fail(cur, str(generation["id"]), str(error), generation["fal_request_id"])
+        return "failed"
+    except Exception:
+        log.exception("FAL poller: generation %s could not be reconciled", generation["id"])
+        return "error"
 
 
 @app.periodic(cron=every(15))
