@@ -21,6 +21,7 @@ also marks the route as needing the bearer scheme in the OpenAPI document.
 from __future__ import annotations
 
 import functools
+import hmac
 import uuid
 from dataclasses import dataclass
 
@@ -62,6 +63,14 @@ def bearer_token() -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def bears_metrics_token(token: str | None) -> bool:
+    """Whether ``token`` is the configured METRICS_TOKEN (compared in constant time)."""
+    expected = current_app.config["SETTINGS"].METRICS_TOKEN
+    if not expected or token is None:
+        return False
+    return hmac.compare_digest(token.encode(), expected.encode())
 
 
 def verify_token(token: str) -> dict:

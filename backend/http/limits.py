@@ -32,7 +32,6 @@ adds ``Retry-After`` and has the common error shape (GoTrue's shape under /auth/
 from __future__ import annotations
 
 import hashlib
-import hmac
 import ipaddress
 import logging
 import math
@@ -45,7 +44,7 @@ from limits import parse_many
 from limits.errors import StorageError
 from redis.exceptions import RedisClusterException
 
-from backend.auth.guard import bearer_token, verify_token
+from backend.auth.guard import bearer_token, bears_metrics_token, verify_token
 from backend.config import ConfigError, Settings
 from backend.errors import ApiError
 from backend.http.errors import error_response, gotrue_error_response
@@ -162,11 +161,7 @@ def is_metrics_scrape() -> bool:
     same per-IP bucket: its scrapes would draw 429s. A wrong or missing token is counted,
     so the limit still slows guessing.
     """
-    expected = current_app.config["SETTINGS"].METRICS_TOKEN
-    token = bearer_token()
-    if request.endpoint != METRICS_ENDPOINT or not expected or token is None:
-        return False
-    return hmac.compare_digest(token.encode(), expected.encode())  # in constant time
+    return request.endpoint == METRICS_ENDPOINT and bears_metrics_token(bearer_token())
 
 
 def is_generation_submission() -> bool:
