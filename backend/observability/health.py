@@ -137,10 +137,15 @@ def database_problem() -> str | None:
         with pool().connection() as conn:
             conn.execute("select 1")
     except psycopg.Error as error:
-        detail = f"the database does not answer ({type(error).__name__})"
-        log.warning("not ready: %s: %s", detail, error)
-        return detail
+        return _database_not_answering(error)
     return None
+
+
+def _database_not_answering(error: psycopg.Error) -> str:
+    """What a health answer says of a failed database call (the class only); logged whole."""
+    detail = f"the database does not answer ({type(error).__name__})"
+    log.warning("health: %s: %s", detail, error)
+    return detail
 
 
 def dependency_checks() -> dict[str, dict]:
@@ -176,10 +181,8 @@ def _check_database_and_friends() -> dict[str, dict]:
             ).fetchone()
             latency = round((time.perf_counter() - started) * 1000, 2)
     except psycopg.Error as error:
-        detail = f"the database does not answer ({type(error).__name__})"
-        log.warning("health: %s: %s", detail, error)
         return {
-            "database": {"state": "failing", "detail": detail},
+            "database": {"state": "failing", "detail": _database_not_answering(error)},
             "jobs": {"state": "failing", "detail": "the job engine lives in the database"},
             "fal": {"state": "failing", "detail": "the circuit's state is in the database"},
         }
