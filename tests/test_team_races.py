@@ -349,9 +349,8 @@ def test_many_links_racing_for_a_teams_last_places_never_pass_the_bound(db):
     assert (links(db, team), links(db, other_team)) == (3, 3)
 
 
-def test_acceptance_racing_a_revocation_either_joins_or_is_gone(db):
-    owner, guest = new_user(db, "owner"), new_user(db, "guest")
-    team = new_team(db, owner, {})
+def invited(db: str, owner: uuid.UUID, team: uuid.UUID, guest: uuid.UUID) -> dict:
+    """The owner's committed invitation of the guest's address to the team (id and token)."""
     with psycopg.connect(db) as conn:
         (guest_email,) = conn.execute(
             "select email from auth.users where id = %s", (guest,)
@@ -360,6 +359,13 @@ def test_acceptance_racing_a_revocation_either_joins_or_is_gone(db):
         as_user(conn, owner)
         (invitation,) = conn.execute(INVITE, (team, guest_email)).fetchone()
         conn.commit()
+    return invitation
+
+
+def test_acceptance_racing_a_revocation_either_joins_or_is_gone(db):
+    owner, guest = new_user(db, "owner"), new_user(db, "guest")
+    team = new_team(db, owner, {})
+    invitation = invited(db, owner, team, guest)
 
     revoke = rpc(
         owner, "select public.revoke_invitation(%s, %s)", team, invitation["invitation_id"]
@@ -380,14 +386,7 @@ def test_an_invitation_that_expires_while_its_acceptance_waits_is_refused(db):
     transaction (or the statement) began."""
     owner, guest = new_user(db, "owner"), new_user(db, "guest")
     team = new_team(db, owner, {})
-    with psycopg.connect(db) as conn:
-        (guest_email,) = conn.execute(
-            "select email from auth.users where id = %s", (guest,)
-        ).fetchone()
-    with closing(psycopg.connect(db)) as conn:
-        as_user(conn, owner)
-        (invitation,) = conn.execute(INVITE, (team, guest_email)).fetchone()
-        conn.commit()
+    invitation = invited(db, owner, team, guest)
     with psycopg.connect(db) as conn:
         conn.execute(
             "update public.invitations set expires_at = clock_timestamp() + interval '1 second'"
