@@ -6,7 +6,7 @@ app (psycopg prepares a statement after a few runs) do: the plan is cached per c
 so a request pays for execution, not for planning.
 
 The two list pages through RLS are not files: they are the list route's own statements
-(backend/api/generation_feeds.py) for a first page of 50, so the benchmark measures what
+(backend/api/generation_feeds.py) for a default first page (20 rows), so the benchmark measures what
 the API sends.
 """
 
@@ -17,10 +17,11 @@ from pathlib import Path
 
 from backend.api.generation_feeds import statement
 from backend.api.generations import COLUMNS
-from backend.http.pagination import NEWEST_FIRST, Page
+from backend.http.pagination import DEFAULT_LIMIT, NEWEST_FIRST, Page
 
 QUERY_DIR = Path(__file__).resolve().parent / "queries"
-PAGE_SIZE = 50
+PAGE_SIZE = DEFAULT_LIMIT  # a first page as GET /api/v1/generations returns it; the
+# explicit baselines (bench/queries/*_page_explicit.sql) fetch as many rows, 21
 ROUTE_STATEMENTS = {"list_page_rls": "mine", "public_page_rls": "public"}
 
 
@@ -35,6 +36,7 @@ def load(name: str) -> str:
 
 
 def first_page(scope: str) -> str:
-    """The list route's statement for the first page of a feed, its page sizes inlined."""
+    """The list route's statement for the first page of a feed, its parameters inlined (a
+    first page has no cursor and no filter: its only values are a page size and nulls)."""
     sql, params = statement(scope, COLUMNS, Page(key=NEWEST_FIRST, limit=PAGE_SIZE), {})
-    return (sql % tuple(int(value) for value in params)).strip()
+    return (sql % tuple("null" if value is None else int(value) for value in params)).strip()

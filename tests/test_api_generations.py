@@ -517,6 +517,68 @@ def test_every_page_of_the_default_list_over_many_projects_matches_its_definitio
         assert feed(api, member, limit=limit) == newest_first, f"limit {limit}"
 
 
+OTHER_MODEL = "fal-ai/imagen4/preview/ultra"
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_every_filtered_page_of_the_default_list_matches_its_definition(api, owner, seed):
+    """Filters apply inside every source: by status, model or project, each page size walks
+    exactly the matching work the member may read (own, in reached projects, shared), newest
+    first, each generation once, with more projects than a page has rows."""
+    chance = random.Random(seed)
+    api.grant_credits(owner, 60 * MODEL_COST)
+    member = api.user("member")
+    api.grant_credits(member, 20 * MODEL_COST)
+    teams = [api.team(owner) for _ in range(2)]
+    for team in teams:
+        api.join(team, owner, member, "editor")
+    projects = [api.project(owner) for _ in range(7)]
+    for project in projects[:6]:  # the last is the owner's alone
+        api.link(project, chance.choice(teams), owner, "editor")
+    made = []  # (id, project id, model id, reached by the member)
+    for _ in range(40):
+        roll = chance.random()
+        model = chance.choice([MODEL, OTHER_MODEL])
+        if roll < 0.2:
+            project = chance.choice([None, *projects[:6]])
+            fields = {"project_id": project["id"]} if project else {}
+            generation = api.generation(member, model_id=model, **fields)
+            made.append((generation["id"], project and project["id"], model, True))
+            continue
+        project = chance.choice(projects)
+        generation = api.generation(owner, model_id=model, project_id=project["id"])
+        shared = roll < 0.35
+        if shared:
+            path = f"/api/v1/generations/{generation['id']}/share"
+            api.ok("PUT", path, owner, json={"team_id": chance.choice(teams)["id"]})
+        made.append((generation["id"], project["id"], model, shared or project in projects[:6]))
+    cancelled = {row[0] for row in chance.sample(made, 12)}
+    for generation in cancelled:
+        api.ok("POST", f"/api/v1/generations/{generation}/cancel", owner)
+
+    def expected(project_id=None, status=None, model_id=None) -> list[str]:
+        return [
+            generation
+            for generation, project, model, reached in reversed(made)
+            if reached
+            and project_id in (None, project)
+            and model_id in (None, model)
+            and status in (None, "cancelled" if generation in cancelled else "pending")
+        ]
+
+    for query in (
+        {"status": "cancelled"},
+        {"status": "pending", "model_id": OTHER_MODEL},
+        {"model_id": MODEL},
+        {"project_id": projects[0]["id"]},
+        {"project_id": projects[6]["id"]},  # her shares from a project she does not reach
+        {"project_id": projects[1]["id"], "status": "pending"},
+    ):
+        want = expected(**query)
+        for limit in (1, 3, 5):
+            assert feed(api, member, limit=limit, **query) == want, f"{query} limit {limit}"
+
+
 def test_the_public_feed_follows_visibility_and_filters(api, owner, stranger):
     gallery = api.project(owner, visibility="public")
     done = api.generation(owner, project_id=gallery["id"])["id"]

@@ -2,8 +2,8 @@
 -- (each source newest first, one page at most, merged) with the rule of the policy
 -- "readers can read generations" written out over the source tables for user $1: active
 -- user; own generations; projects owned, or linked to one of the user's teams unless
--- private; generations shared with one of the user's teams. 51 rows: a page of 50 and the
--- one that says whether there is a next page.
+-- private; generations shared with one of the user's teams. 21 rows: a page of 20 (the API's
+-- default) and the one that says whether there is a next page.
 select
     id,
     owner_id,
@@ -32,7 +32,7 @@ where
                 from public.generations
                 where owner_id = $1
                 order by created_at desc, id desc
-                limit 51
+                limit 21
             )
             union
             (
@@ -55,7 +55,7 @@ where
                     from public.generations
                     where project_id = source.project_id
                     order by created_at desc, id desc
-                    limit 51
+                    limit 21
                 ) as project_page
             )
             union
@@ -72,10 +72,10 @@ where
                         where tm.user_id = $1
                     )
                 order by created_at desc, id desc
-                limit 51
+                limit 21
             )
         ) as newest
         order by newest.created_at desc, newest.id desc
-        limit 51
+        limit 21
     )
 order by created_at desc, id desc

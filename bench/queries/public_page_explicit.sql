@@ -1,5 +1,5 @@
 -- The public feed's first page as the service role (no RLS): every generation of a public
--- project, newest first; 51 rows, as the route fetches them.
+-- project, newest first; 21 rows, as the route fetches a default page.
 select
     id,
     owner_id,
@@ -18,4 +18,4 @@ select
 from public.generations
 where project_is_public
 order by created_at desc, id desc
-limit 51
+limit 21

@@ -1,6 +1,6 @@
 """First pages of both lists of generations: through RLS vs written out as the service role.
 
-Subject: the list route's own statement for a first page of 50 (bench/queries.py), as
+Subject: the list route's own statement for a default first page of 20 (bench/queries.py), as
 `authenticated` with the user's claims; the policy decides what each scan may return.
 - `list_page`: the default list (own, team and shared work), each source read newest first
   from its own index and merged;

@@ -198,8 +198,8 @@ select set_eq(
     $$select p.proname::text from pg_catalog.pg_proc as p
     where p.pronamespace = 'private'::regnamespace and has_function_privilege('authenticated', p.oid, 'execute')$$,
     $$values ('is_active_user'), ('team_ids_for_caller'), ('project_ids_for_caller'),
-    ('shared_generation_ids_for_caller')$$,
-    'authenticated executes only the policy helpers in private (not raise_error)'
+    ('shared_generation_ids_for_caller'), ('feed_keys')$$,
+    'authenticated executes only the policy helpers and the list''s keys in private (not raise_error)'
 );
 select is_empty(
     $$select p.oid::regprocedure::text from pg_catalog.pg_proc as p
@@ -232,9 +232,9 @@ select is(
 );
 select is(
     pg_catalog.pg_get_indexdef('public.generation_shares_team_id_idx'::regclass),
-    'CREATE INDEX generation_shares_team_id_idx ON public.generation_shares USING btree (team_id, generation_id)'
-    || ' INCLUDE (role)',
-    'shares by team carry their role'
+    'CREATE INDEX generation_shares_team_id_idx ON public.generation_shares USING btree'
+    || ' (team_id, generation_created_at DESC, generation_id DESC) INCLUDE (role)',
+    'shares by team carry their role, newest first'
 );
 select has_index('public', 'generations', 'generations_project_id_idx', 'generations are indexed by project');
 select has_index('public', 'generations', 'generations_owner_id_idx', 'generations are indexed by owner');
