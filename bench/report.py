@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import anchors
 from bench.explain import outline
+from bench.queries import PAGE_SIZE
 from bench.scenarios import public_count
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,8 +85,8 @@ def rows(results: dict) -> list[dict]:
             if feed in figures:
                 table.append(
                     _ratio_row(
-                        f"first page of {name} through RLS vs explicit filter as service role, "
-                        f"{label}",
+                        f"first page ({PAGE_SIZE} items) of {name} through RLS vs explicit "
+                        f"filter as service role, {label}",
                         figures[feed],
                         anchors.POSTGREST,
                     )
@@ -274,6 +275,7 @@ def growth_note(results: dict) -> list[str]:
     return [
         f"- The median sampled user's default list holds {medians[0]:,} generations at the "
         f"first stage and {medians[-1]:,} at the last ({medians[-1] / medians[0]:.0f}{TIMES}); "
-        "a first page reads at most one page per source (own work, each reachable project, "
-        "shares), so its cost follows the number of sources, not these counts."
+        "a first page probes each reachable project once for its newest row, reads a page of "
+        "own work and of shares, and reads again only the projects that reach the page: its "
+        "cost follows the number of sources, not these counts."
     ]

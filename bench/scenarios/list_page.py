@@ -2,8 +2,8 @@
 
 Subject: the list route's own statement for a default first page of 20 (bench/queries.py), as
 `authenticated` with the user's claims; the policy decides what each scan may return.
-- `list_page`: the default list (own, team and shared work), each source read newest first
-  from its own index and merged;
+- `list_page`: the default list (own, team and shared work), its keys chosen by
+  `private.feed_keys()` and fetched by primary key;
 - `public_page`: the public feed, from its partial index.
 Baseline: the same page as `service_role` (which bypasses RLS) with the policy's rule
 written out (bench/queries/*_explicit.sql). Both are one round trip. Before timing, both

@@ -17,9 +17,11 @@
 -- scans are index-only and not tested against the policy row by row; it reads the caller's
 -- own sources only, and answers nothing to a suspended or anonymous caller.
 --
--- A share's generation_created_at is its generation's created_at, copied by a trigger, so
--- that a team's shares can be read newest first. created_at is fixed once a generation
--- exists, so the copy cannot go stale. The own-work and per-project indexes carry status and
+-- A share's generation_created_at is its generation's created_at, copied by a trigger on
+-- every insert and update of the share (a write that sets the copy is overridden), so that
+-- a team's shares can be read newest first. created_at is fixed once a generation exists,
+-- so the copy cannot go stale. The backfill below announces every shared generation's
+-- change to the caches (their trigger), once, at deploy. The own-work and per-project indexes carry status and
 -- model_id, so that the list's filters keep those scans index-only too.
 
 -- generations: created_at is the list's key and is copied onto shares ----------------------
@@ -89,8 +91,9 @@ comment on function private.copy_generation_created_at() is
 revoke all on function private.copy_generation_created_at()
 from public, anon, authenticated, service_role;
 
+-- on every insert and update, whatever columns it names: no write can set the copy itself
 create trigger generation_shares_copy_created_at
-before insert or update of generation_id on public.generation_shares
+before insert or update on public.generation_shares
 for each row execute function private.copy_generation_created_at();
 
 -- the policies' lookup by team (team_id = ..., giving generation_id and role) is served
@@ -123,7 +126,9 @@ declare
     v_id uuid := coalesce(p_before_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
     v_filtered boolean := p_project_id is not null or p_status is not null or p_model_id is not null;
 begin
-    if v_user is null or p_limit < 1 or not (select private.is_active_user()) then
+    -- a page is at most 100 rows and the one that tells whether there is a next page
+    if v_user is null or p_limit is null or p_limit not between 1 and 101
+        or not (select private.is_active_user()) then
         return;
     end if;
     return query

@@ -3,7 +3,7 @@
 -- filtered, with more projects than a page has rows; nothing for a suspended or anonymous
 -- caller. A share carries its generation's created_at, which never changes.
 begin;
-select plan(17);
+select plan(20);
 
 select tests.create_user('kowner@velro.test') as kowner \gset
 select tests.create_user('kmember@velro.test') as kmember \gset
@@ -121,6 +121,18 @@ select throws_ok(
     'PT409', 'a generation''s created_at is fixed when it is created',
     'created_at never changes'
 );
+select tests.authenticate_as_service_role();
+update public.generation_shares set generation_created_at = '2100-01-01';
+select tests.clear_authentication();
+select is(
+    (
+        select count(*)::integer from public.generation_shares as gs
+        inner join public.generations as g on gs.generation_id = g.id
+        where gs.generation_created_at = g.created_at
+    ),
+    8,
+    'a write that sets the copy itself is overridden: it stays its generation''s created_at'
+);
 select lives_ok(
     format(
         $$update public.generations set created_at = created_at, title = 'same' where id = %L$$,
@@ -199,6 +211,10 @@ select is(
     'the owner''s list holds all her work and all work in her projects'
 );
 select is_empty('select 1 from private.feed_keys(0)', 'a page of nothing is nothing');
+select is_empty('select 1 from private.feed_keys(null)', 'nor is a page of no size');
+select is_empty(
+    'select 1 from private.feed_keys(102)', 'nor one longer than the largest page the API asks'
+);
 
 select * from finish();
 rollback;
