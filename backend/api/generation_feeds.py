@@ -3,8 +3,9 @@
 ``mine`` (the default): what the caller created, what is in their projects and their teams'
 projects, and what is shared with their teams. ``private.feed_keys`` chooses the keys of the
 page, reading about a page of index entries however large those sources grow (its migration
-says how); the statement fetches those rows by primary key (``= any(array(...))``, which the
-planner cannot turn into a scan of the table when it misjudges how many keys come back).
+says how); the statement fetches those rows by primary key. It asks for them as
+``id = any(array(...))``, which the planner answers with index probes: with ``id in (...)``
+it hash-joined a sequential scan of a small table, not knowing how few keys come back.
 
 ``public``: every generation of a public project, newest first, from its partial index.
 

@@ -15,14 +15,17 @@
 -- The route then selects those rows through RLS: the read policy still decides every row
 -- returned, the function only chooses which to ask for. It runs as definer so that its
 -- scans are index-only and not tested against the policy row by row; it reads the caller's
--- own sources only, and answers nothing to a suspended or anonymous caller.
+-- own sources only, and answers nothing to a suspended or anonymous caller, nor for a page
+-- size outside 1..101 (the API's largest page and the row that says there is a next one).
 --
 -- A share's generation_created_at is its generation's created_at, copied by a trigger on
 -- every insert and update of the share (a write that sets the copy is overridden), so that
 -- a team's shares can be read newest first. created_at is fixed once a generation exists,
 -- so the copy cannot go stale. The backfill below announces every shared generation's
--- change to the caches (their trigger), once, at deploy. The own-work and per-project indexes carry status and
--- model_id, so that the list's filters keep those scans index-only too.
+-- change to the caches (their trigger), once, at deploy.
+--
+-- The own-work and per-project indexes carry status and model_id, so that the list's
+-- filters keep those scans index-only too.
 
 -- generations: created_at is the list's key and is copied onto shares ----------------------
 
