@@ -416,6 +416,13 @@ class CuttableProxy:
         if self._listening is not None:
             self.cut()
 
+    def move(self, port: int) -> None:
+        """Lead to another server on this host, as a failover moves an address: the
+        connections through the proxy are closed, new ones reach the other server."""
+        self.cut()
+        self._target = (self._target[0], port)
+        self.restore()
+
     def _accept(self, listening: socket.socket) -> None:
         while True:
             try:
@@ -440,6 +447,79 @@ class CuttableProxy:
         for sock in (source, sink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def read_through_moves(cache: Cache, key: str, load: Loader) -> tuple:
+    """The first read after the address moved may meet a connection the move closed."""
+    for _ in range(5):
+        errors = cache.l2_stats.errors
+        served = cache.get_or_load(key, load)
+        if cache.l2_stats.errors == errors:
+            return served
+        time.sleep(0.05)
+    return served
+
+
+def test_a_failback_to_a_server_promoted_again_serves_nothing_it_missed(tmp_path, monkeypatch):
+    """A is primary and B its replica. Failover: B is promoted and the address leads to it;
+    an answer is stored there and reaches A. A loses its link before the revocation's bump
+    lands on B (asynchronous replication), is promoted again, and the address leads back to
+    it. The instance has seen A's run id before, but A's replication id is new: a new epoch,
+    so the answer stored before the bump is not served."""
+    monkeypatch.setattr(cache_module, "L2_RETRY_SECONDS", 0.0)
+    ports = free_port(), free_port()
+    directories = [tmp_path / name for name in ("a", "b")]  # no snapshot shared
+    for directory in directories:
+        directory.mkdir()
+    processes = [start_redis(port, str(d)) for port, d in zip(ports, directories, strict=True)]
+    try:
+        a, b = (redis.Redis(port=port) for port in ports)
+        b.replicaof("127.0.0.1", ports[0])
+        proxy = CuttableProxy("127.0.0.1", ports[0])
+        cache = trusted_cache(
+            redis_client=redis.Redis(port=proxy.port, socket_timeout=0.5), l1_ttl=0.01
+        )
+        assert cache.get_or_load("warm", Loader("w")) == ("w", "db")  # A is seen
+
+        b.replicaof("no", "one")
+        a.replicaof("127.0.0.1", ports[1])
+        proxy.move(ports[1])
+        assert read_through_moves(cache, "k", Loader("grant")) == ("grant", "db")
+        deadline = time.monotonic() + 10
+        while not a.exists("{velro}:c:k"):
+            assert time.monotonic() < deadline, "A never received the answer from B"
+            time.sleep(0.05)
+
+        a.replicaof("no", "one")  # the link is lost before the bump reaches A
+        cache.invalidate("user:u1")
+        assert a.get("{velro}:v:user:u1") is None, "the bump reached A after all"
+        proxy.move(ports[0])
+        served = [read_through_moves(cache, "k", Loader("denied")) for _ in range(3)]
+        assert {value for value, _ in served} == {"denied"}, served
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def test_a_version_outlives_entries_stored_by_an_instance_with_a_longer_ttl(redis_url):
+    """During a rolling deploy that shortens CACHE_L2_TTL, an old instance stores an answer
+    for 300 s and a new one, configured for 1 s, bumps its tag last: the version still lives
+    as long as the answer could, so the answer never looks fresh again."""
+    namespace = f"velro-test-{uuid.uuid4().hex[:8]}"
+    direct = redis.Redis.from_url(redis_url)
+    old = trusted_cache(redis_client=redis.Redis.from_url(redis_url), namespace=namespace)
+    new = trusted_cache(redis_client=redis.Redis.from_url(redis_url), namespace=namespace, l2_ttl=1)
+    try:
+        assert old.get_or_load("k", Loader("grant")) == ("grant", "db")
+        entry_ttl = direct.ttl(f"{{{namespace}}}:c:k")
+        old.invalidate("user:u1")
+        new.invalidate("user:u1")  # the revocation's notice, handled last by the new one
+        assert direct.ttl(f"{{{namespace}}}:v:user:u1") > entry_ttl
+    finally:
+        keys = list(direct.scan_iter(f"{{{namespace}}}*"))
+        if keys:
+            direct.delete(*keys)
 
 
 def test_a_notice_that_could_not_reach_redis_leaves_no_l2_entry_usable(redis_url, monkeypatch):

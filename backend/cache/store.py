@@ -23,8 +23,14 @@ Staleness is ruled out by counting changes, not by reading clocks:
   during a notice) and invalidates every entry at once. A Redis that comes back with older
   data (restarted from a snapshot, or a failover to a replica that lagged) still holds its
   epoch, entries and the versions before the lost bumps, all consistent with each other: so
-  every new connection asks the server's run id, and one this instance has not seen yet
-  (a restart or another server) gets a new epoch before the connection's first command.
+  every new connection asks who the server is, its run id (new at every start) and its
+  replication id (new at every promotion), and one this instance has not seen yet (a
+  restart, another server, or a failback to a server promoted again) gets a new epoch
+  before the connection's first command.
+- A version lives as long as any entry stored against it could: each store raises a
+  shared lifetime (``{ns}:version_ttl``) to its entry's, and each bump gives versions that
+  lifetime at least. Instances configured with different ``CACHE_L2_TTL`` (a rolling
+  deploy that shortens it) cannot let a version expire under an entry that outlives it.
 
 A version that Redis evicts would make a stale entry look fresh, so L2 is used only when
 the server's ``maxmemory-policy`` is ``noeviction`` (checked at start and every minute;
@@ -82,7 +88,9 @@ INVALIDATIONS = MetricCounter(
 )
 
 L2_RETRY_SECONDS = 5.0
-RUN_ID = re.compile(r"^run_id:(\w+)", re.MULTILINE)  # a line of INFO server
+# lines of INFO: the server's run id (new at every start), its replication id (new when it
+# is promoted, and a replica's is its primary's)
+SERVER_IDENTITY = re.compile(r"^(run_id|master_replid):(\w+)", re.MULTILINE)
 # a cluster's client leaves health_check_interval out (redis-py keeps only what it supports)
 REDIS_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5, "health_check_interval": 30}
 POLICY_RECHECK_SECONDS = 60.0
@@ -115,23 +123,29 @@ end
 return {clock, epoch, raw, redis.call('PTTL', KEYS[1])}
 """
 
-# KEYS: entry, epoch, the version of each tag. ARGV: entry, seconds to live, epoch, count.
+# KEYS: entry, epoch, version lifetime, the version of each tag. ARGV: entry, seconds to
+# live, epoch, count, the seconds a version must live to outlive this entry.
 _L2_STORE = """
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 local at = tonumber(ARGV[4])
-for i = 3, #KEYS do
+for i = 4, #KEYS do
     local changed = tonumber(redis.call('GET', KEYS[i]))
     if changed and changed > at then return 0 end
+end
+if (tonumber(redis.call('GET', KEYS[3])) or 0) < tonumber(ARGV[5]) then
+    redis.call('SET', KEYS[3], ARGV[5])
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# KEYS: clock, the version of each tag. ARGV: seconds a version lives.
+# KEYS: clock, version lifetime, the version of each tag. ARGV: this instance's seconds a
+# version lives; the longest any instance's stores asked for wins.
 _L2_BUMP = """
 local clock = redis.call('INCR', KEYS[1])
-for i = 2, #KEYS do
-    redis.call('SET', KEYS[i], clock, 'EX', ARGV[1])
+local ttl = math.max(tonumber(ARGV[1]), tonumber(redis.call('GET', KEYS[2])) or 0)
+for i = 3, #KEYS do
+    redis.call('SET', KEYS[i], clock, 'EX', ttl)
 end
 return clock
 """
@@ -224,7 +238,7 @@ class Cache:
         # one asked for while another is being started is not lost
         self._l2_epochs_asked = 0
         self._l2_epochs_started = 0
-        self._run_ids: set[str] = set()  # of the Redis servers this instance has connected to
+        self._servers_seen: set[str] = set()  # identities of the Redis servers connected to
         self._assume_noeviction = assume_noeviction
         self._policy: str | None = None
         self._policy_checked_at = -math.inf
@@ -234,6 +248,7 @@ class Cache:
             "entry": f"{base}:c:",
             "clock": f"{base}:clock",
             "epoch": f"{base}:epoch",
+            "version_ttl": f"{base}:version_ttl",
             "version": f"{base}:v:",
         }
         self.l1_stats = LayerStats()
@@ -522,11 +537,11 @@ class Cache:
 
     def _on_new_connection(self, connection) -> None:
         """On a server this instance has not seen yet, start a new epoch before the
-        connection's first command: what a restarted or other server holds may predate
-        notices this instance already heard. A server that will not say its run id (INFO
-        refused by an ACL or a proxy) counts as unseen on every new connection."""
-        run_id = _run_id(connection)
-        if run_id is not None and run_id in self._run_ids:
+        connection's first command: what a restarted, other or re-promoted server holds may
+        predate notices this instance already heard. A server that will not say who it is
+        (INFO refused by an ACL or a proxy) counts as unseen on every new connection."""
+        identity = _server_identity(connection)
+        if identity is not None and identity in self._servers_seen:
             return
         connection.send_command("SET", self._keys["epoch"], secrets.token_hex(8))
         try:
@@ -536,8 +551,8 @@ class Cache:
         except redis.ResponseError as error:
             # no new epoch, so no command may run here: the caller's fails, L2 is retried
             raise redis.ConnectionError(f"could not start a new epoch: {error}") from error
-        if run_id is not None:
-            self._run_ids.add(run_id)
+        if identity is not None:
+            self._servers_seen.add(identity)
 
     def _l2_failed(self, error: Exception) -> None:
         self.l2_stats.errors += 1
@@ -595,8 +610,13 @@ class Cache:
         )
         try:
             self._scripts["store"](
-                keys=[self._keys["entry"] + key, self._keys["epoch"], *self._versions(tags)],
-                args=[entry, lifetime, ticket.epoch, ticket.clock],
+                keys=[
+                    self._keys["entry"] + key,
+                    self._keys["epoch"],
+                    self._keys["version_ttl"],
+                    *self._versions(tags),
+                ],
+                args=[entry, lifetime, ticket.epoch, ticket.clock, _version_ttl(lifetime)],
             )
         except ERRORS as error:
             self._l2_failed(error)
@@ -614,17 +634,16 @@ class Cache:
         try:
             for start in range(0, len(tags), 1000):
                 self._scripts["bump"](
-                    keys=[self._keys["clock"], *self._versions(tags[start : start + 1000])],
-                    args=[self._version_ttl()],
+                    keys=[
+                        self._keys["clock"],
+                        self._keys["version_ttl"],
+                        *self._versions(tags[start : start + 1000]),
+                    ],
+                    args=[_version_ttl(self._l2_ttl)],
                 )
         except ERRORS as error:
             self._l2_epochs_asked += 1
             self._l2_failed(error)
-
-    def _version_ttl(self) -> int:
-        # an entry stored before the notice lives l2_ttl at most; one stored after it was
-        # checked against the version, by a load no slower than MAX_L2_LOAD_SECONDS
-        return self._l2_ttl + int(MAX_L2_LOAD_SECONDS) + 1
 
     def close(self) -> None:
         if self._redis is not None:
@@ -677,15 +696,25 @@ class Cache:
             return {"size": None, "evictions": None}
 
 
-def _run_id(connection) -> str | None:
-    """The server's run id (new at every start), or None where it will not say."""
-    connection.send_command("INFO", "server")
+def _version_ttl(entry_seconds: int) -> int:
+    """How long a tag version must live to outlive an entry of entry_seconds stored against
+    it: an entry stored before the version's bump lives that long at most; one stored after
+    it was checked against the version, by a load no slower than MAX_L2_LOAD_SECONDS."""
+    return entry_seconds + int(MAX_L2_LOAD_SECONDS) + 1
+
+
+def _server_identity(connection) -> str | None:
+    """The server's run id and replication id, or None where it will not say. INFO with
+    no section (one named section would leave the other out; several need Redis 7)."""
+    connection.send_command("INFO")
     try:
         info = str_if_bytes(connection.read_response())
     except redis.ResponseError:  # NOPERM and the like: the connection stays usable
         return None
-    found = RUN_ID.search(info) if isinstance(info, str) else None
-    return found.group(1) if found else None
+    found = dict(SERVER_IDENTITY.findall(info)) if isinstance(info, str) else {}
+    if "run_id" not in found:
+        return None
+    return f"{found['run_id']}:{found.get('master_replid', '')}"
 
 
 def init_app(app: Flask) -> None:
