@@ -673,6 +673,38 @@ def test_listener_evicts_on_notify_and_fails_closed_when_cut(db_url):
         listener.stop()
 
 
+def test_a_rule_change_announced_by_a_migration_drops_every_answer(db_url, redis_url):
+    """Answers under several tags, in L1 and in L2; a migration that changes the rules
+    sends ('cache', 'all'): every one is loaded again, from this instance and from another
+    that reads L2, and a notice for one tag still evicts only that tag afterwards."""
+    namespace = f"velro-test-{uuid.uuid4().hex[:8]}"
+    cache = trusted_cache(redis_client=redis.Redis.from_url(redis_url), namespace=namespace)
+    listener = InvalidationListener(db_url, cache, bound_seconds=1.0)
+    listener.start()
+    try:
+        assert listener.connected.wait(5), "the listener never connected"
+        for key, tag in (("a", "user:u1"), ("b", "team:t1"), ("c", "generation:g1")):
+            assert cache.get_or_load(key, Loader("old", tags=(tag,)))[1] == "db"
+
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("select private.notify_invalidation('cache', 'all')")
+        assert wait_for(lambda: cache.stats()["l1"]["size"] == 0), "L1 kept its answers"
+
+        other = trusted_cache(redis_client=redis.Redis.from_url(redis_url), namespace=namespace)
+        for key in ("a", "b", "c"):
+            assert other.get_or_load(key, Loader("new")) == ("new", "db"), f"L2 kept {key}"
+            assert cache.get_or_load(key, Loader("new")) == ("new", "l2")
+        notify(db_url, "team", "t1")
+        assert wait_for(lambda: cache.stats()["invalidations_received"] >= 1)
+        assert cache.get_or_load("a", Loader("unused"))[0] == "new"
+    finally:
+        listener.stop()
+        direct = redis.Redis.from_url(redis_url)
+        keys = list(direct.scan_iter(f"{{{namespace}}}*"))
+        if keys:
+            direct.delete(*keys)
+
+
 def policy_redis(*options: str) -> tuple[subprocess.Popen, redis.Redis]:
     port = free_port()
     server = shutil.which("redis-server")

@@ -6,7 +6,9 @@ Triggers (the cache invalidation migrations) and the auth providers send
 depends on commits. One daemon thread per process holds a dedicated connection that
 LISTENs; every notice becomes the tag ``"<scope>:<id>"``, and notices that arrive together
 are applied as one batch (``cache.invalidate_many``), so a storm of them (deleting a
-project with thousands of generations) costs one Redis round trip per thousand. Notices on
+project with thousands of generations) costs one Redis round trip per thousand. A migration
+that changes the rules themselves announces ``cache:all``: the cache then forgets every
+answer (``cache.forget_everything``), as after a reconnect. Notices on
 the other channels go to their consumer as they come; each consumer hears when the
 connection is up (``connected``: notices may have been missed, read again) and when it is
 lost (``disconnected``).
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "velro_invalidate"
 NOTICES_PER_BATCH = 1000
+# the tag a migration announces when it changes the rules every cached answer was decided by
+EVERYTHING = "cache:all"
 EXTENSION = "velro.invalidation"
 
 
@@ -76,6 +80,8 @@ class InvalidationTarget(Protocol):
 
     def trust_again(self) -> None: ...
 
+    def forget_everything(self) -> None: ...
+
 
 class ChannelConsumer(Protocol):
     """What another channel's notices are handed to (the live status fan-out)."""
@@ -106,6 +112,9 @@ class _NoCache:
         pass
 
     def trust_again(self) -> None:
+        pass
+
+    def forget_everything(self) -> None:
         pass
 
 
@@ -240,6 +249,9 @@ class InvalidationListener:
                 tags.append(f"{payload['scope']}:{payload['id']}")
             except (ValueError, KeyError, TypeError):
                 log.error("ignoring malformed invalidation notice %r", notice.payload)
+        if EVERYTHING in tags:  # the rules changed: no answer cached under them holds
+            self._cache.forget_everything()
+            return
         # notices already in the socket's buffer come in one piece, however many
         for start in range(0, len(tags), NOTICES_PER_BATCH):
             self._cache.invalidate_many(tags[start : start + NOTICES_PER_BATCH])

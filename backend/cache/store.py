@@ -282,6 +282,13 @@ class Cache:
 
     def trust_again(self) -> None:
         """The channel is back: drop what may have missed a notice, then trust."""
+        self.forget_everything()
+        self.heartbeat()
+        self._trusted = True
+
+    def forget_everything(self) -> None:
+        """Drop every answer, in L1 and in L2 (a new epoch), and keep no load in flight:
+        whatever decided them may have changed (a notice was missed, the rules changed)."""
         with self._lock:
             self._changes += 1
             self._trusted_from = self._changes
@@ -290,8 +297,6 @@ class Cache:
         self._l2_epochs_asked += 1
         if self._l2_usable():
             self._l2_start_epoch_if_needed()
-        self.heartbeat()
-        self._trusted = True
 
     def check_l2(self) -> bool:
         """Whether L2 can be used now (Redis reachable, its eviction policy safe)."""
