@@ -342,6 +342,19 @@ def test_logout_makes_the_cached_answer_a_401(api):
 # denials that become grants ------------------------------------------------------------------
 
 
+def test_a_session_ended_early_by_moving_its_not_after_is_refused(api):
+    """Supabase Auth or an operator can end a session by moving its not_after earlier
+    instead of deleting it: the cached session answer is dropped as for a deletion."""
+    owner, _, generation = private_generation(api)
+    assert cached_decision(api, owner, generation["id"])["cache_hit"]  # the session's too
+    api.sql(
+        "update auth.sessions set not_after = now() - interval '1 second' where user_id = %s",
+        (owner.id,),
+    )
+    response, _ = flips(api, owner, generation["id"], lambda r: r.status_code == 401, "not_after")
+    assert response.get_json()["error"] == "invalid_token"
+
+
 def test_a_denial_becomes_a_grant_when_the_project_is_linked_to_the_callers_team(api):
     owner, project, generation = private_generation(api)
     member = api.user("member")
@@ -578,11 +591,12 @@ def test_a_cut_listener_distrusts_the_cache_until_it_reconnects(
 
 @pytest.fixture(scope="module")
 def quiet_sessions_database(database_factory, migrated_template):
-    """A database whose auth.sessions has no invalidation trigger, as a hosted project that
+    """A database whose auth.sessions has no invalidation triggers, as a hosted project that
     refuses triggers on Supabase Auth's tables."""
     url = database_factory(migrated_template)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("drop trigger sessions_invalidate on auth.sessions")
+        conn.execute("drop trigger sessions_not_after_invalidate on auth.sessions")
     return url
 
 
