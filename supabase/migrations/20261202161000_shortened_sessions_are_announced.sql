@@ -4,10 +4,11 @@
 -- as read when the answer was loaded. Supabase Auth, or an operator, can end a session by
 -- moving its not_after earlier instead of deleting it; nothing announced that, so the
 -- session stayed live in every instance's cache for up to CACHE_L1_TTL. A second trigger
--- announces a change of not_after (GoTrue writes whole rows on a refresh, so only a value
--- that differs). It is added where the deletions are announced (sessions_invalidate), which
--- is what the cache's liveness answers rely on; where this role may not add triggers to
--- auth.sessions (a hosted project), neither exists and liveness is cached seconds only.
+-- announces a change of not_after (only a value that differs: a write of the whole row that
+-- leaves it as it was announces nothing). It is added where the deletions are announced
+-- (sessions_invalidate), which is what the cache's liveness answers rely on; where this
+-- role may not add triggers to auth.sessions (a hosted project), neither exists and
+-- liveness is cached seconds only.
 
 do $$
 begin
