@@ -57,5 +57,5 @@ def statement(scope: str, columns: str, page: Page, args: dict) -> tuple[str, tu
         params = (*page.where_params(), *(args[name] for name in names), page.fetch_size)
         return PUBLIC.format(columns=columns, match=match), params
     before = page.after or (None, None)
-    filters = tuple(args.get(name) for name in FILTERS)
+    filters = (args.get("project_id"), args.get("status"), args.get("model_id"))
     return MINE.format(columns=columns), (page.fetch_size, *before, *filters)

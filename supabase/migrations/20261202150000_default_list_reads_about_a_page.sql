@@ -163,6 +163,8 @@ begin
         order by g.created_at desc, g.id desc
         limit p_limit
     ),
+    -- her teams read here, not through private.team_ids_for_caller(): a function call per
+    -- page would cost more than the one index probe it wraps
     shared as materialized (  -- distinct: a generation may be shared with two of her teams
         select distinct team_page.created_at, team_page.id
         from public.team_members as tm
