@@ -1,5 +1,9 @@
-"""gunicorn's settings for Velro (it reads ./gunicorn.conf.py by itself): Prometheus across
-workers.
+"""gunicorn's settings for Velro (it reads ./gunicorn.conf.py by itself): the worker class,
+and Prometheus across workers.
+
+The worker is gunicorn's gthread worker, which also answers the requests gunicorn refuses
+before the app sees them (an overlong request line, oversized headers) in the API's JSON
+error shape (backend/http/gunicorn_worker.py).
 
 Each worker is its own process with its own counters, so prometheus_client writes them to
 files in PROMETHEUS_MULTIPROC_DIR and a scrape adds up the files of every process. The
@@ -21,6 +25,8 @@ import os
 import re
 import shutil
 import tempfile
+
+worker_class = "backend.http.gunicorn_worker.Worker"
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 PROCESS_FILE = re.compile(r"_(\d+)\.db$")

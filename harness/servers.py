@@ -67,7 +67,9 @@ class Server:
         env = {"APP_ENV": "development", **os.environ, **(self.env or {})}
         env["DATABASE_URL"] = self.database_url
         command = [
-            *(sys.executable, "-m", "gunicorn", "--worker-class", "gthread"),
+            # the worker class and metrics settings come from ./gunicorn.conf.py, as for the
+            # Procfile
+            *(sys.executable, "-m", "gunicorn"),
             *("--workers", str(self.workers), "--threads", str(self.threads)),
             # as the Procfile: a listening socket per worker, so the kernel spreads
             # connections (one worker alone keeps the master's socket: no gap on a restart)

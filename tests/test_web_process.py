@@ -60,6 +60,13 @@ def test_each_worker_listens_on_its_own_socket_and_both_get_connections(db_url, 
         stack.callback(web.terminate)
         wait_until_live(f"http://127.0.0.1:{port}{LIVENESS}", web, seconds=60)
 
+        # the worker class comes from gunicorn.conf.py: gunicorn's own refusals are JSON too
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n")
+            answer = conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 414 "), answer[:200]
+        assert b'"error": "request_uri_too_long"' in answer, answer
+
         listeners = sockets_by_process(port, "listening")
         assert len(listeners) == WORKERS, f"listening sockets by process: {listeners}"
         assert str(web.pid) not in listeners, "the master holds no socket the workers share"

@@ -43,6 +43,8 @@ UNSTORABLE_TEXT = (
     " surrogate); remove it and send the request again."
 )
 
+INTERNAL_ERROR = "Something went wrong on our side; quote the request id if you report it."
+
 INVALID_DATA = "A value is not valid data here: check the types and ranges of what you sent."
 
 # SQLSTATE -> (status, machine code, sentence or None to use the database's own message).
@@ -100,7 +102,7 @@ def http_error_response(e: HTTPException) -> Response:
         return validation_error_response(e.code, data["messages"], data.get("headers"))
     headers = dict(e.get_headers())
     headers.pop("Content-Type", None)
-    return error_response(e.code or 500, _machine_code(e), _sentence(e), headers=headers)
+    return error_response(e.code or 500, machine_code(e), _sentence(e), headers=headers)
 
 
 def validation_error_response(status: int, messages: dict, headers=None) -> Response:
@@ -145,14 +147,11 @@ def unencodable_text_response(_e: UnicodeEncodeError) -> Response:
 
 def unhandled_error_response(e: BaseException) -> Response:
     log.error("unhandled error [request_id=%s]", request_id(), exc_info=e)
-    return error_response(
-        500,
-        "internal_error",
-        "Something went wrong on our side; quote the request id if you report it.",
-    )
+    return error_response(500, "internal_error", INTERNAL_ERROR)
 
 
-def _machine_code(e: HTTPException) -> str:
+def machine_code(e: HTTPException) -> str:
+    """The error code of an HTTP error: its name in snake case ("Not Found" -> not_found)."""
     special = {413: "payload_too_large", 422: "validation_failed"}
     if e.code in special:
         return special[e.code]

@@ -24,11 +24,11 @@ def request_id() -> str:
         return "-"
     if "request_id" not in g:
         incoming = request.headers.get(HEADER, "")
-        g.request_id = incoming if _SANE_ID.match(incoming) else _new_id()
+        g.request_id = incoming if _SANE_ID.match(incoming) else new_id()
     return g.request_id
 
 
-def _new_id() -> str:
+def new_id() -> str:
     # An id only has to be unique, not unguessable: a seeded generator saves the system
     # call that uuid4() makes on every request.
     return f"{_ids.getrandbits(128):032x}"
