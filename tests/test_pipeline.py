@@ -140,7 +140,8 @@ def test_a_generation_created_by_direct_sql_as_postgrest_gets_submitted(api, fak
     assert row["status"] == "queued"
     request = fake_fal.requests[row["fal_request_id"]]
     assert request.arguments["prompt"] == "direct from PostgREST"
-    assert request.webhook_url == f"{api.base_url}/api/v1/webhooks/fal"
+    assert request.webhook_url == tagged_url(load_settings(), created["id"])
+    assert request.webhook_url.startswith(f"{api.base_url}/api/v1/webhooks/fal?generation_id=")
     assert ledger(api, created["id"]) == ["charge"]
 
 
@@ -334,11 +335,47 @@ def test_reordered_webhooks_keep_the_first_final_answer(api, fake_fal):
     assert ledger(api, created["id"]) == ["charge"]
 
 
-def test_a_webhook_that_outruns_the_submit_record_is_retried_by_fal(api, fake_fal):
+def test_a_webhook_that_outruns_the_workers_record_applies_at_once(api, fake_fal, monkeypatch):
+    """FAL answers the submission and finishes before the worker writes the request id
+    down: the webhook URL names the generation, which takes the request id then and there,
+    and the worker's record that follows changes nothing and cancels nothing."""
     user = api.user()
     created = create(api, user)
+    fake_fal.auto_complete = fake_fal.hold_webhooks = True
+    record_submission = tasks.progress.record_submission
+
+    def webhook_first(cur, generation_id, request_id):
+        wait_for(lambda: fake_fal.held, "the fake's webhook")
+        fake_fal.release()  # over HTTP, on the app's own connection, before this record
+        return record_submission(cur, generation_id, request_id)
+
+    monkeypatch.setattr(tasks.progress, "record_submission", webhook_first)
+    tasks.submit_generation(generation_id=created["id"])
+    [webhook] = fake_fal.sent
+    [request] = fake_fal.requests.values()
+    assert webhook.answers == [200]
+    row = generation(api, created["id"])
+    assert (row["status"], row["fal_request_id"]) == ("completed", request.request_id)
+    assert request.error is None, "the run the generation holds is not cancelled"
+    assert ledger(api, created["id"]) == ["charge"]
+
+
+@pytest.mark.parametrize("url", ["naming no generation", "with a tag we did not make"])
+def test_an_unrecorded_delivery_without_our_name_waits_for_the_record(api, fake_fal, url):
+    """Found by its request id alone: 404 (FAL retries) until the id is recorded."""
+    user = api.user()
+    created = create(api, user)
+    other = create(api, user)
+    settings = load_settings()
+    webhook_url = {
+        "naming no generation": settings.fal_webhook_url,
+        # a genuine tag, of another generation: a tag names one generation only
+        "with a tag we did not make": tagged_url(settings, other["id"]).replace(
+            str(other["id"]), str(created["id"])
+        ),
+    }[url]
     fake_fal.hold_webhooks = True
-    request_id = fake_fal_submit(api, fake_fal, created)
+    request_id = fake_fal_submit(fake_fal, webhook_url)
     fake_fal.complete(request_id)
     webhook = fake_fal.held[0]
     fake_fal.release()
@@ -353,12 +390,122 @@ def test_a_webhook_that_outruns_the_submit_record_is_retried_by_fal(api, fake_fa
     assert generation(api, created["id"])["status"] == "completed"
 
 
-def fake_fal_submit(api, fake_fal, created) -> str:
+@pytest.mark.parametrize("held", ["another request", "nothing: it was cancelled"])
+def test_a_delivery_of_a_request_its_generation_does_not_hold_is_acknowledged(api, fake_fal, held):
+    """A submission repeated after its worker died unrecorded, or a generation cancelled
+    while FAL took it: the delivery gets 200 (so FAL stops retrying) and changes nothing."""
+    user = api.user()
+    if held == "another request":
+        created, recorded = submitted(api, user, fake_fal)
+    else:
+        created, recorded = create(api, user), None
+        api.ok("POST", f"/api/v1/generations/{created['id']}/cancel", user)
+    before = api.fingerprint()
+    fake_fal.hold_webhooks = True
+    orphan = fake_fal_submit(fake_fal, tagged_url(load_settings(), created["id"]))
+    fake_fal.complete(orphan)
+    [webhook] = fake_fal.held
+    fake_fal.release()
+    assert webhook.answers == [200]
+    receipt = json.loads(webhook_response(api, webhook))
+    assert receipt["applied"] is False
+    assert api.fingerprint() == before
+    row = generation(api, created["id"])
+    assert row["fal_request_id"] == recorded
+
+
+def test_the_workers_record_and_an_early_webhook_race_on_real_connections(api, fake_fal):
+    """The webhook of a first, unrecorded submission (R1) and the worker's record of a
+    repeated one (R2) lock the same row: whichever is first decides, the other follows."""
+    settings = load_settings()
+    user = api.user()
+
+    # the worker's record holds the row first: the webhook waits, then finds R2 and stays out
+    first = create(api, user)
+    fake_fal.hold_webhooks = True
+    early = fake_fal_submit(fake_fal, tagged_url(settings, first["id"]))
+    fake_fal.complete(early)
+    with psycopg.connect(api.db_url, row_factory=dict_row) as worker_conn:
+        worker_conn.execute(
+            "select 1 from public.generations where id = %s for update", (first["id"],)
+        )
+        with ThreadPoolExecutor(1) as pool:
+            delivered = pool.submit(fake_fal.release)
+            wait_for(lambda: waiting_on_a_lock(api), "the webhook waiting on the worker's lock")
+            worker_conn.execute(
+                "select public.record_generation_progress(%s, 'queued', 'R2')", (first["id"],)
+            )
+            worker_conn.commit()
+            delivered.result(timeout=30)
+    assert fake_fal.sent[-1].answers == [200]
+    row = generation(api, first["id"])
+    assert (row["status"], row["fal_request_id"]) == ("queued", "R2")
+
+    # the webhook is first: it takes R1, and the worker's record of R2 reports it is not held
+    second = create(api, user)
+    early = fake_fal_submit(fake_fal, tagged_url(settings, second["id"]))
+    fake_fal.complete(early)
+    fake_fal.release()
+    assert fake_fal.sent[-1].answers == [200]
+    with psycopg.connect(api.db_url, row_factory=dict_row) as worker_conn:
+        assert tasks.progress.record_submission(worker_conn.cursor(), second["id"], "R2") is False
+    row = generation(api, second["id"])
+    assert (row["status"], row["fal_request_id"]) == ("completed", early)
+    assert ledger(api, second["id"]) == ["charge"]
+
+
+def test_webhook_urls_keep_the_configured_query_and_name_one_generation(monkeypatch):
+    from backend.fal.webhooks import generation_named
+
+    monkeypatch.setenv("FAL_WEBHOOK_URL", "https://api.example/api/v1/webhooks/fal?source=fal")
+    settings = load_settings()
+    generation_id = str(uuid.uuid4())
+    url = httpx.URL(tagged_url(settings, generation_id))
+    arguments = dict(url.params)
+    assert arguments["source"] == "fal"
+    assert generation_named(settings, arguments) == generation_id
+    for changed in (
+        {"generation_id": str(uuid.uuid4())},
+        {"tag": "0" * len(arguments["tag"])},
+        {"tag": ""},
+        {"generation_id": "not-a-uuid"},
+    ):
+        assert generation_named(settings, {**arguments, **changed}) is None
+    assert generation_named(settings, {}) is None
+
+
+def tagged_url(settings, generation_id) -> str:
+    from backend.fal.webhooks import webhook_url
+
+    return webhook_url(settings, str(generation_id))
+
+
+def fake_fal_submit(fake_fal, webhook_url: str) -> str:
     """FAL has the request, but our record of its id has not committed yet."""
     from backend.fal.queue import FalQueue
 
-    settings = load_settings()
-    return FalQueue(settings.FAL_KEY).submit(MODEL, {"prompt": "x"}, settings.fal_webhook_url)
+    return FalQueue(fake_fal.KEY).submit(MODEL, {"prompt": "x"}, webhook_url)
+
+
+def webhook_response(api, webhook) -> bytes:
+    """The app's answer to this delivery, sent once more (a duplicate changes nothing)."""
+    return post_webhook_to(webhook.url, webhook.headers, webhook.body)
+
+
+def post_webhook_to(url: str, headers: dict, body: bytes) -> bytes:
+    with httpx.Client() as client:
+        response = client.post(url, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def waiting_on_a_lock(api) -> bool:
+    return bool(
+        api.sql(
+            "select 1 from pg_stat_activity where wait_event_type = 'Lock'"
+            " and query like '%%for update%%' and pid <> pg_backend_pid()"
+        )
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 A forged, altered, stale or replayed-late delivery gets 401 in the one error shape and
 changes nothing. A verified one is applied through SQL that only moves a generation
-forward, so FAL's retries, duplicates and out-of-order deliveries are harmless.
+forward, so FAL's retries, duplicates and out-of-order deliveries are harmless. The URL's
+``generation_id`` and ``tag`` (backend/fal/webhooks.py) settle a delivery whose request id
+we have not recorded.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from backend.fal.signatures import (
     SignatureRejected,
     WebhookVerifier,
 )
-from backend.fal.webhooks import BadDelivery, apply_delivery, parse_delivery
+from backend.fal.webhooks import BadDelivery, apply_delivery, generation_named, parse_delivery
 from backend.http.access import access
 
 VERIFIER = "velro.fal_webhook_verifier"
@@ -43,6 +45,13 @@ blp = Blueprint(
 class WebhookReceiptSchema(Schema):
     generation_id = fields.UUID(required=True)
     status = fields.String(required=True, metadata={"description": "the generation's status now"})
+    applied = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "false for a delivery of a request its generation does not hold "
+            "(acknowledged, so that FAL stops retrying; nothing changed)"
+        },
+    )
 
 
 class FalDeliverySchema(Schema):
@@ -67,6 +76,12 @@ SIGNATURE_HEADERS = [
         (HEADER_USER_ID, "FAL's user id, signed"),
         (HEADER_TIMESTAMP, f"Unix seconds, signed; refused if over {TOLERANCE_SECONDS}s off"),
         (HEADER_SIGNATURE, "hex ED25519 signature of id, user, timestamp and the body's SHA-256"),
+    )
+] + [
+    {"in": "query", "name": name, "required": False, "schema": {"type": "string"}, "description": d}
+    for name, d in (
+        ("generation_id", "the generation this URL was given to FAL for"),
+        ("tag", "our HMAC of generation_id: only a URL we made names a generation"),
     )
 ]
 
@@ -106,11 +121,18 @@ class FalWebhook(MethodView):
         except BadDelivery as error:
             WEBHOOKS.labels("bad_body").inc()
             raise ApiError(str(error), status=400, error="bad_request") from None
+        settings = current_app.config["SETTINGS"]
+        named = generation_named(settings, request.args)
         with service_transaction() as cur:
-            most = current_app.config["SETTINGS"].MEDIA_MAX_OUTPUTS
-            generation = apply_delivery(cur, request_id, delivery, most)
+            generation, applied = apply_delivery(
+                cur, request_id, delivery, settings.MEDIA_MAX_OUTPUTS, named
+            )
         if generation is None:
             WEBHOOKS.labels("unknown_request").inc()
             raise NotFound(f"no generation has FAL request id {request_id} (yet)")
-        WEBHOOKS.labels("applied").inc()
-        return {"generation_id": generation["id"], "status": generation["status"]}
+        WEBHOOKS.labels("applied" if applied else "superseded").inc()
+        return {
+            "generation_id": generation["id"],
+            "status": generation["status"],
+            "applied": applied,
+        }

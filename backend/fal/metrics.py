@@ -11,8 +11,8 @@ SUBMISSIONS = Counter(
 )
 WEBHOOKS = Counter(
     "velro_fal_webhooks",
-    "FAL webhook deliveries, by outcome (applied, unknown_request, bad_signature, bad_body,"
-    " keys_unavailable).",
+    "FAL webhook deliveries, by outcome (applied, superseded, unknown_request, bad_signature,"
+    " bad_body, keys_unavailable).",
     ["outcome"],
 )
 

@@ -1,19 +1,39 @@
 """What a verified FAL webhook does to its generation.
 
-The generation is found by FAL's request id, which the signature covers; nothing the
-sender chooses outside the signature picks the row. A delivery that outruns our own
-record of the request id finds nothing and gets 404: FAL retries it (10 times over two
-hours) and the retry finds the row.
+The generation is found by FAL's request id, which the signature covers. FAL signs the
+deliveries of every FAL account alike, so a request id we never recorded proves nothing
+by itself; the webhook URL we give FAL with each submission also names its generation,
+with a tag only this service can make (an HMAC of the generation id), and that name is
+used for two cases the request id cannot settle:
+
+- the delivery outruns our record of the request id (FAL answered the submission, and
+  finished, before the worker wrote the id down): the generation is still ``pending``
+  with no request id, so it takes this one, and the delivery applies at once instead of
+  waiting for FAL's retry;
+- the delivery is of a request the generation does not hold (a submission repeated after
+  its worker died before recording the first one; a generation cancelled while FAL took
+  it): it is acknowledged, so FAL stops retrying, and changes nothing.
+
+A delivery naming no generation, or one whose tag does not match, is found by its
+request id alone, and an unknown id gets 404 (FAL retries it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import uuid
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
+from backend.config import Settings
 from backend.fal import progress
+
+URL_TAG_LENGTH = 32  # hex characters of the HMAC kept in the URL (128 bits)
 
 
 class BadDelivery(ValueError):
@@ -39,18 +59,69 @@ def error_of(delivery: dict[str, Any]) -> str:
     return "FAL reported an error: " + (detail if isinstance(detail, str) else json.dumps(detail))
 
 
+def webhook_url(settings: Settings, generation_id: str) -> str:
+    """The URL FAL posts this generation's result to: the webhook route, naming the
+    generation with its tag (FAL_WEBHOOK_URL's own query is kept)."""
+    generation_id = str(uuid.UUID(generation_id))
+    parts = urlsplit(settings.fal_webhook_url)
+    query = [
+        *parse_qsl(parts.query),
+        ("generation_id", generation_id),
+        ("tag", _tag(settings, generation_id)),
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def generation_named(settings: Settings, arguments: Mapping[str, str]) -> str | None:
+    """The generation a webhook URL names, if its tag is ours; None otherwise."""
+    try:
+        generation_id = str(uuid.UUID(arguments.get("generation_id", "")))
+    except ValueError:
+        return None
+    tag = arguments.get("tag", "")
+    return generation_id if hmac.compare_digest(tag, _tag(settings, generation_id)) else None
+
+
+def _tag(settings: Settings, generation_id: str) -> str:
+    # a key of its own, derived from JWT_SECRET: a URL tag and a token signature never coincide
+    key = hmac.new(settings.JWT_SECRET.encode(), b"velro fal webhook urls", hashlib.sha256)
+    return hmac.new(key.digest(), generation_id.encode(), hashlib.sha256).hexdigest()[
+        :URL_TAG_LENGTH
+    ]
+
+
 def apply_delivery(
-    cur: psycopg.Cursor, request_id: str, delivery: dict, max_outputs: int
-) -> dict | None:
-    """Record the delivery on its generation (at most ``max_outputs`` of its outputs); the
-    generation after it, None if unknown."""
+    cur: psycopg.Cursor,
+    request_id: str,
+    delivery: dict,
+    max_outputs: int,
+    named_generation: str | None = None,
+) -> tuple[dict | None, bool]:
+    """Record the delivery on its generation (at most ``max_outputs`` of its outputs):
+    (the generation after it, whether the delivery applied); (None, False) if unknown."""
     cur.execute(
         "select id from public.generations where fal_request_id = %s for update", (request_id,)
     )
     row = cur.fetchone()
+    if row is None and named_generation is not None:
+        # the same lock the worker's record of a submission takes: one of the two is first
+        cur.execute(
+            "select * from public.generations where id = %s for update", (named_generation,)
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None, False
+        if row["status"] != "pending" or row["fal_request_id"] is not None:
+            return row, False  # another request's generation, or cancelled before recording
+        progress.record(cur, named_generation, "queued", request_id=request_id)
     if row is None:
-        return None
-    generation_id = str(row["id"])
+        return None, False
+    return _applied(cur, str(row["id"]), request_id, delivery, max_outputs), True
+
+
+def _applied(
+    cur: psycopg.Cursor, generation_id: str, request_id: str, delivery: dict, max_outputs: int
+) -> dict:
     if delivery["status"] == "OK" and delivery.get("payload") is None:
         # FAL finished but could not put the result in the webhook (payload_error): it waits
         # in FAL's queue, where the poller fetches it once this webhook counts as late

@@ -20,6 +20,7 @@ from backend.fal import breaker, progress
 from backend.fal.metrics import SUBMISSIONS
 from backend.fal.provider import queue_for
 from backend.fal.queue import FalQueue, FalRejected, FalUnavailable
+from backend.fal.webhooks import webhook_url
 from backend.jobs.analytics import pg_cron_schedules_it, refresh_once
 from backend.jobs.database import service_transaction
 from backend.jobs.engine import QUEUE, Backoff, app
@@ -66,7 +67,7 @@ def submit_generation(generation_id: str) -> None:
     arguments = {**generation["parameters"], "prompt": generation["prompt"]}
     try:
         request_id = queue_for(settings).submit(
-            generation["model_id"], arguments, settings.fal_webhook_url
+            generation["model_id"], arguments, webhook_url(settings, generation_id)
         )
     except FalRejected as error:
         SUBMISSIONS.labels("rejected").inc()
