@@ -24,7 +24,7 @@ BAD_JSON_STRINGS = {"nul": "a\u0000b", "surrogate": "a\ud800b"}
 # (which no decoder turns back into a surrogate, but which must not fail either)
 BAD_URL_TOKENS = {"nul": "a%00b", "surrogate": "a%ED%A0%80b"}
 GOTRUE_PREFIX = "/auth/v1/"  # GoTrue's error shape: tried by the helpers at the end
-# the signature is checked before the headers are read (401); its URL is checked like any
+# its signature is checked before its headers are read (401); its URL, like any route's, first
 SIGNED = {("post", "/api/v1/webhooks/fal")}
 
 
