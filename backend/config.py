@@ -21,11 +21,16 @@ The validated settings are at ``app.config["SETTINGS"]``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, get_args, get_type_hints
 from urllib.parse import unquote, urlsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 # The Supabase CLI's well-known local secret: fine on a laptop, refused outside development/test.
 DEFAULT_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
@@ -36,6 +41,7 @@ POOLERS = ("none", "session", "transaction")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MEDIA_STORAGES = ("local", "supabase")
 REDIS_CLUSTER_SCHEME = "redis+cluster"  # limits' name for it; the cache reads it too
+CACHE_NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # no braces: it is a Cluster hash tag
 REDIS_SCHEMES = ("redis", "rediss", "unix", REDIS_CLUSTER_SCHEME)
 
 
@@ -112,6 +118,8 @@ class Settings:
     CACHE_LISTENER_TIMEOUT: float = 5.0  # seconds without a listener round trip: distrust
     # seconds a session's liveness is cached where auth.sessions announces no deletions
     CACHE_SESSION_TTL: float = 5.0
+    # L2's key prefix; empty: one derived from DATABASE_URL's host, port and database
+    CACHE_NAMESPACE: str = ""
 
     # the FAL pipeline (the worker, the cancel route, the webhook verifier)
     FAL_WEBHOOK_URL: str | None = None  # where FAL posts; default <PUBLIC_URL>/api/v1/webhooks/fal
@@ -194,6 +202,22 @@ class Settings:
     @property
     def pool_max_size(self) -> int:
         return self.DB_POOL_MAX_SIZE or self.GUNICORN_THREADS + 2
+
+    @property
+    def cache_namespace(self) -> str:
+        """L2's key prefix (and Redis Cluster hash tag). Instances of one deployment share it;
+        another database's never does, so where environments share a Redis, answers cached
+        for one (a staging copy restored from production holds the same ids) are never read
+        for the other."""
+        if self.CACHE_NAMESPACE:
+            return self.CACHE_NAMESPACE
+        target = conninfo_to_dict(self.DATABASE_URL or "")
+        database = (
+            target.get("host") or target.get("hostaddr") or "",
+            target.get("port") or "5432",
+            target.get("dbname") or target.get("user") or "",
+        )
+        return "velro-" + hashlib.sha256("/".join(database).encode()).hexdigest()[:12]
 
     @property
     def live_max_waiters(self) -> int:
@@ -331,6 +355,8 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append(f"AUTH_MODE={s.AUTH_MODE!r}: use one of {', '.join(AUTH_MODES)}")
     if not s.DATABASE_URL:
         problems.append("DATABASE_URL is not set: give a postgresql:// URL (make run starts one)")
+    else:
+        problems += _database_url_problems(s.DATABASE_URL)
     if s.DB_POOL_MAX_SIZE < 0 or s.GUNICORN_THREADS < 1:
         problems.append("DB_POOL_MAX_SIZE cannot be negative; GUNICORN_THREADS must be >= 1")
     elif not 1 <= s.DB_POOL_MIN_SIZE <= s.pool_max_size:
@@ -355,6 +381,10 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append("SMTP_SENDER is not set: give the From address, e.g. no-reply@example.com")
     if s.AUTH_MODE == "supabase" and not (s.SUPABASE_URL and s.SUPABASE_ANON_KEY):
         problems.append("AUTH_MODE=supabase needs SUPABASE_URL and SUPABASE_ANON_KEY")
+    if s.CACHE_NAMESPACE and not CACHE_NAMESPACE.fullmatch(s.CACHE_NAMESPACE):
+        problems.append(
+            f"CACHE_NAMESPACE={s.CACHE_NAMESPACE!r}: use 1 to 64 letters, digits, '.', '_' or '-'"
+        )
     if s.CACHE_L1_SIZE < 1 or s.CACHE_L1_TTL <= 0 or s.CACHE_L2_TTL < 1:
         problems.append("CACHE_L1_SIZE >= 1, CACHE_L1_TTL > 0 and CACHE_L2_TTL >= 1 are required")
     if s.TRUSTED_PROXIES < 0 or s.ANALYTICS_REFRESH_SECONDS < 0:
@@ -394,6 +424,18 @@ def _general_problems(s: Settings) -> list[str]:
         # keys are confirmed once per JWKS_CACHE_SECONDS: a shorter age refuses them between
         problems.append("JWKS_MAX_AGE_SECONDS must be at least JWKS_CACHE_SECONDS")
     return problems
+
+
+def _database_url_problems(url: str) -> list[str]:
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        # libpq's message may quote the string, password and all: not repeated here
+        return [
+            "DATABASE_URL is not a connection string libpq reads: give"
+            " postgresql://user:password@host:port/database"
+        ]
+    return []
 
 
 def _redis_url_problems(url: str) -> list[str]:

@@ -227,6 +227,47 @@ def test_another_instance_reads_the_answer_from_l2(api, second_instance):
     assert cache_stats(second_instance)["l2"]["hits"] == after["l2"]["hits"]
 
 
+@pytest.fixture
+def original_and_copy(admin_url, database_factory, migrated_template, redis_db_url):
+    """Two deployments sharing one Redis, the second on a copy of the first's database (a
+    staging database restored from production): the same users, sessions and ids."""
+    original = database_factory(migrated_template)
+    app = start_app(original, redis_db_url)
+    try:
+        owner, _, generation = private_generation(Api(app, original))
+    finally:
+        close_app(app)
+    name = psycopg.conninfo.conninfo_to_dict(original)["dbname"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:  # a template takes no connection
+        conn.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (name,)
+        )
+    copy = database_factory(template=name)
+    apps = [start_app(original, redis_db_url), start_app(copy, redis_db_url)]
+    try:
+        yield Api(apps[0], original), Api(apps[1], copy), owner, generation
+    finally:
+        for app in apps:
+            close_app(app)
+
+
+def test_a_copy_of_the_database_never_reads_the_originals_answers(original_and_copy):
+    production, staging, owner, generation = original_and_copy
+    assert cache_stats(production)["l2"]["namespace"] != cache_stats(staging)["l2"]["namespace"]
+    # staging deletes the generation; only staging's listener hears of it
+    finish(staging, generation["id"])
+    staging.sql("delete from public.generations where id = %s", (generation["id"],))
+
+    # production then caches its own answer, in L2 too, after staging's notice
+    assert decision(production, owner, generation["id"])["access_granted"]
+    assert cached_decision(production, owner, generation["id"])["access_granted"]
+
+    # staging asks its own database: under one namespace it would read production's grant
+    answer = decision(staging, owner, generation["id"])
+    assert answer["access_granted"] is False
+    assert answer["cache_hit"] is False
+
+
 # revocations ------------------------------------------------------------------------------
 
 

@@ -139,6 +139,9 @@ def test_arguments_override_the_environment():
         ({**BASE, "REDIS_URL": "redis+cluster://a:7000,b"}, "'b' is not host:port"),
         ({**BASE, "REDIS_URL": "redis+cluster://a:7000/2"}, "a cluster URL names no database"),
         ({**BASE, "JWKS_MAX_AGE_SECONDS": "60"}, "at least JWKS_CACHE_SECONDS"),
+        ({**BASE, "CACHE_NAMESPACE": "{velro}"}, "CACHE_NAMESPACE='{velro}': use 1 to 64"),
+        ({**BASE, "CACHE_NAMESPACE": "x" * 65}, "CACHE_NAMESPACE='x+': use 1 to 64"),
+        ({"DATABASE_URL": "host=db dbname"}, "DATABASE_URL is not a connection string"),
     ],
 )
 def test_bad_settings_say_what_to_fix(environ, words):
@@ -160,6 +163,41 @@ def test_a_refused_redis_url_does_not_echo_its_password():
         load_settings(environ={**LOCAL, "REDIS_URL": "redis+cluster://:hunter2-secret@a:1,b"})
     assert "hunter2-secret" not in str(refused.value)
     assert "REDIS_URL='redis+cluster://:***@a:1,b'" in str(refused.value)
+
+
+def test_a_refused_database_url_does_not_echo_its_password():
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={**LOCAL, "DATABASE_URL": "postgresql://u:hunter2 secret@h/db"})
+    assert "hunter2" not in str(refused.value)
+    assert "DATABASE_URL is not a connection string libpq reads" in str(refused.value)
+
+
+def cache_namespace(database_url: str, **environ) -> str:
+    return load_settings(environ={**LOCAL, "DATABASE_URL": database_url, **environ}).cache_namespace
+
+
+def test_one_database_gives_one_cache_namespace_however_it_is_written():
+    one = cache_namespace("postgresql://app:secret@db.example:6543/velro?sslmode=require")
+    assert one.startswith("velro-") and len(one) == len("velro-") + 12
+    # other credentials, options and spelling: the same database, so the same namespace
+    assert cache_namespace("postgresql://other:pw@db.example:6543/velro") == one
+    assert cache_namespace("host=db.example port=6543 dbname=velro user=app") == one
+
+
+@pytest.mark.parametrize(
+    "another",
+    [
+        "postgresql://app@staging.example:6543/velro",  # another server
+        "postgresql://app@db.example:5432/velro",  # another port
+        "postgresql://app@db.example:6543/velro_staging",  # another database
+    ],
+)
+def test_another_database_gives_another_cache_namespace(another):
+    assert cache_namespace(another) != cache_namespace("postgresql://app@db.example:6543/velro")
+
+
+def test_a_cache_namespace_set_is_used_as_it_is():
+    assert cache_namespace("postgresql://db/velro", CACHE_NAMESPACE="prod-eu") == "prod-eu"
 
 
 def test_unknown_overrides_are_refused():

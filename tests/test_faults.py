@@ -74,11 +74,17 @@ def database_url(database_factory, migrated_template) -> str:
     return database_factory(migrated_template)
 
 
+CACHE_NAMESPACE = "velro-faults"  # the cache's keys in Redis start {velro-faults}:
+CACHE_KEYS = "{" + CACHE_NAMESPACE + "}:"
+CACHE_ENTRIES = CACHE_KEYS + "c:"
+
+
 def server_env(**extra) -> dict:
     limits = "1000000/hour"
     return {
         "APP_ENV": "test",
         "REDIS_URL": "",
+        "CACHE_NAMESPACE": CACHE_NAMESPACE,
         "CACHE_ENABLED": "true",
         "RATE_LIMIT_ENABLED": "true",
         "RATE_LIMIT_PER_IP": limits,
@@ -302,8 +308,8 @@ def redis_keys(own: OwnRedis) -> dict[str, int]:
     """Keys in the test's Redis: cache entries, and everything else (the limiter's counters)."""
     with own.client() as client:
         keys = [key.decode() for key in client.scan_iter(count=1000)]
-    entries = sum(key.startswith("{velro}:c:") for key in keys)
-    limits = sum("velro" in key and not key.startswith("{velro}") for key in keys)
+    entries = sum(key.startswith(CACHE_ENTRIES) for key in keys)
+    limits = sum("velro" in key and not key.startswith(CACHE_KEYS) for key in keys)
     return {"cache_entries": entries, "limit_counters": limits}
 
 
@@ -406,7 +412,7 @@ def test_an_evicting_redis_is_noticed_and_serves_no_stale_grant(database_url, tm
             filler.join(timeout=10)
             with own.client() as client:
                 evicted = client.info("stats")["evicted_keys"]
-                entries = sum(1 for _ in client.scan_iter("{velro}:c:*"))
+                entries = sum(1 for _ in client.scan_iter(CACHE_ENTRIES + "*"))
         stats = site.cache()
 
     conclude(

@@ -243,6 +243,7 @@ class Cache:
         self._policy: str | None = None
         self._policy_checked_at = -math.inf
         self._l2_trusted = False
+        self._namespace = namespace
         base = "{" + namespace + "}"
         self._keys = {
             "entry": f"{base}:c:",
@@ -681,6 +682,7 @@ class Cache:
                 "available": self._l2_configured and self._l2_usable(),
                 "trusted": self._l2_trusted,
                 "maxmemory_policy": self._policy,
+                "namespace": self._namespace,
             },
         }
 
@@ -732,6 +734,7 @@ def init_app(app: Flask) -> None:
         l1_ttl=settings.CACHE_L1_TTL,
         l2_ttl=settings.CACHE_L2_TTL,
         redis_connect=(lambda: connect(url, **REDIS_OPTIONS)) if url else None,
+        namespace=settings.cache_namespace,
         assume_noeviction=settings.CACHE_L2_ASSUME_NOEVICTION,
     )
     app.extensions[EXTENSION] = cache

@@ -263,6 +263,13 @@ class CacheLayerSchema(Schema):
     maxmemory_policy = fields.String(
         allow_none=True, metadata={"description": "L2: Redis's policy; null when unknown"}
     )
+    namespace = fields.String(
+        metadata={
+            "description": "L2: the prefix of its keys, the same on every instance of one"
+            " deployment (CACHE_NAMESPACE, or derived from DATABASE_URL's host, port and"
+            " database)"
+        }
+    )
 
 
 class CacheStatsSchema(Schema):
