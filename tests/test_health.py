@@ -3,6 +3,7 @@ dependency, shared ones included) and metrics."""
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -128,8 +129,44 @@ def test_ready_checks_once_however_many_ask_within_its_window(
     app = make_app()
     with ThreadPoolExecutor(max_workers=8) as callers:
         answers = list(callers.map(lambda _: app.test_client().get(READY), range(40)))
-    assert [answer.status_code for answer in answers] == [200] * 40
-    assert len(counted_checks) == 1, "every caller within the second shared one check"
+    assert len(counted_checks) == 1, "every caller within the window shared one check"
+    # callers that came while the first check ran did not wait for it: not ready yet
+    codes = [answer.status_code for answer in answers]
+    assert set(codes) <= {200, 503} and 200 in codes, codes
+    assert app.test_client().get(READY).status_code == 200
+
+
+def test_ready_callers_do_not_wait_behind_a_hung_check(make_app, monkeypatch):
+    window = 1.5  # long enough for a loaded machine's next request to fall inside it
+    monkeypatch.setattr(health, "READY_SECONDS", window)
+    app = make_app()
+    client = app.test_client()
+    assert client.get(READY).status_code == 200
+    time.sleep(window + 0.1)  # that answer is stale: the next caller checks again
+
+    entered, released = threading.Event(), threading.Event()
+    pool = health.pool
+
+    def hung_pool():  # the database stops answering in the middle of a check
+        entered.set()
+        released.wait(30)
+        return pool()
+
+    monkeypatch.setattr(health, "pool", hung_pool)
+    with ThreadPoolExecutor(max_workers=1) as checker:
+        hung = checker.submit(lambda: app.test_client().get(READY))
+        assert entered.wait(10), "the check never started"
+        # while the check is young, others get the last answer at once
+        assert client.get(READY).status_code == 200
+        time.sleep(window + 0.1)
+        # once it is older than the window, they hear that the database does not answer
+        refused = client.get(READY)
+        assert_error(refused, 503, "not_ready")
+        assert "has not answered a check for" in refused.get_json()["message"]
+        assert not hung.done(), "the hung check answered: the callers above proved nothing"
+        released.set()
+        assert hung.result(timeout=30).status_code == 200
+    assert client.get(READY).status_code == 200
 
 
 def test_ready_checks_again_once_its_answer_is_a_second_old(make_app, counted_checks):

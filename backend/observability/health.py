@@ -89,7 +89,8 @@ def ready():
     Otherwise 503 (``not_ready``), its message saying why as ``database: why``. What every
     instance shares (Redis, the job engine, FAL's circuit breaker) or can do without (the
     cache's invalidation listener) is not asked: operators see it in ``/health/status``.
-    The answer is at most a second old.
+    The answer is at most two seconds old: a caller does not wait for a check another
+    caller runs, and a check that has not answered within a second reads as a failure.
     """
     problem = readiness().answer()
     if problem is not None:
@@ -102,24 +103,41 @@ class Readiness:
 
     The route is anonymous and never rate limited (a load balancer's probes must not be
     refused), and each check takes a pooled connection: reusing the answer keeps callers
-    from multiplying that work. Callers that arrive while a check runs wait for it and
-    share its answer.
+    from multiplying that work. Nobody waits for a check another caller runs, since every
+    waiting caller would hold a request thread while the database hangs: they get the last
+    answer while the check is younger than ``seconds``, and "not answering" once it is
+    older. Until the first check has answered, the instance is not ready.
     """
 
     def __init__(self, check: Callable[[], str | None], seconds: float) -> None:
         self._check = check
         self._seconds = seconds
         self._lock = threading.Lock()
-        self._answer: str | None = None
+        self._answer: str | None = "the first check has not answered yet"
         self._stale_at = float("-inf")
+        self._checking_since: float | None = None
 
     def answer(self) -> str | None:
         """Why this instance cannot serve, or None when it can."""
         with self._lock:
-            if time.monotonic() >= self._stale_at:
-                self._answer = self._check()
+            now = time.monotonic()
+            if now < self._stale_at:
+                return self._answer
+            if self._checking_since is not None:
+                running = now - self._checking_since
+                if running < self._seconds:
+                    return self._answer
+                return f"the database has not answered a check for {running:.0f} s"
+            self._checking_since = now
+        answer: str | None = "the readiness check failed"  # kept if the check raises
+        try:
+            answer = self._check()
+        finally:
+            with self._lock:
+                self._checking_since = None
+                self._answer = answer
                 self._stale_at = time.monotonic() + self._seconds
-            return self._answer
+        return answer
 
 
 def readiness() -> Readiness:
