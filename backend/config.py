@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, get_args, get_type_hints
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -41,6 +41,8 @@ POOLERS = ("none", "session", "transaction")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MEDIA_STORAGES = ("local", "supabase")
 REDIS_CLUSTER_SCHEME = "redis+cluster"  # limits' name for it; the cache reads it too
+# the query parameters by which each submission's FAL_WEBHOOK_URL names its generation
+FAL_WEBHOOK_NAMING = ("generation_id", "tag")
 CACHE_NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # no braces: it is a Cluster hash tag
 REDIS_SCHEMES = ("redis", "rediss", "unix", REDIS_CLUSTER_SCHEME)
 
@@ -474,6 +476,16 @@ def _pipeline_problems(s: Settings) -> list[str]:
         problems.append("FAL_BREAKER_THRESHOLD >= 1 and WORKER_CONCURRENCY >= 1 are required")
     if s.WORKER_HEARTBEAT_SECONDS <= 0 or s.WORKER_STALLED_SECONDS <= 0:
         problems.append("WORKER_HEARTBEAT_SECONDS and WORKER_STALLED_SECONDS must be positive")
+    taken = [
+        name
+        for name, _ in parse_qsl(urlsplit(s.fal_webhook_url).query, keep_blank_values=True)
+        if name in FAL_WEBHOOK_NAMING
+    ]
+    if taken:
+        problems.append(
+            f"FAL_WEBHOOK_URL's query has {', '.join(sorted(set(taken)))}: the app adds those"
+            " to name each generation; remove them"
+        )
     return problems
 
 

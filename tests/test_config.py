@@ -142,6 +142,10 @@ def test_arguments_override_the_environment():
         ({**BASE, "CACHE_NAMESPACE": "{velro}"}, "CACHE_NAMESPACE='{velro}': use 1 to 64"),
         ({**BASE, "CACHE_NAMESPACE": "x" * 65}, "CACHE_NAMESPACE='x+': use 1 to 64"),
         ({"DATABASE_URL": "host=db dbname"}, "DATABASE_URL is not a connection string"),
+        (
+            {**BASE, "FAL_WEBHOOK_URL": "https://api.example/fal?tag=&generation_id=x"},
+            "FAL_WEBHOOK_URL's query has generation_id, tag: the app adds those",
+        ),
     ],
 )
 def test_bad_settings_say_what_to_fix(environ, words):

@@ -25,6 +25,7 @@ from api_support import MODEL, MODEL_COST, assert_error, running_api
 from fakes.fal import sign
 from integrity import assert_sound
 from psycopg.rows import dict_row
+from werkzeug.datastructures import MultiDict
 from werkzeug.serving import make_server
 
 from backend.config import load_settings
@@ -407,8 +408,8 @@ def test_a_delivery_of_a_request_its_generation_does_not_hold_is_acknowledged(ap
     [webhook] = fake_fal.held
     fake_fal.release()
     assert webhook.answers == [200]
-    receipt = json.loads(webhook_response(api, webhook))
-    assert receipt["applied"] is False
+    assert json.loads(webhook.replies[0])["applied"] is False
+    assert json.loads(webhook_response(webhook))["applied"] is False  # and again, the same
     assert api.fingerprint() == before
     row = generation(api, created["id"])
     assert row["fal_request_id"] == recorded
@@ -454,6 +455,84 @@ def test_the_workers_record_and_an_early_webhook_race_on_real_connections(api, f
     assert ledger(api, second["id"]) == ["charge"]
 
 
+def test_a_delivery_waiting_on_the_workers_record_of_its_own_request_applies(api, fake_fal):
+    """The delivery looks for its request id before the worker's record commits, finds
+    none, and waits on the named generation's lock: once the worker has recorded that same
+    request, the delivery applies (it is not a request the generation does not hold)."""
+    settings = load_settings()
+    user = api.user()
+    created = create(api, user)
+    fake_fal.hold_webhooks = True
+    request_id = fake_fal_submit(fake_fal, tagged_url(settings, created["id"]))
+    fake_fal.complete(request_id)
+    with psycopg.connect(api.db_url, row_factory=dict_row) as worker_conn:
+        worker_conn.execute(
+            "select 1 from public.generations where id = %s for update", (created["id"],)
+        )
+        with ThreadPoolExecutor(1) as pool:
+            delivered = pool.submit(fake_fal.release)
+            wait_for(lambda: waiting_on_a_lock(api), "the webhook waiting on the worker's lock")
+            assert tasks.progress.record_submission(worker_conn.cursor(), created["id"], request_id)
+            worker_conn.commit()
+            delivered.result(timeout=30)
+    [webhook] = fake_fal.sent
+    assert webhook.answers == [200]
+    receipt = json.loads(webhook.replies[0])
+    assert (receipt["status"], receipt["applied"]) == ("completed", True)
+    row = generation(api, created["id"])
+    assert (row["status"], row["fal_request_id"]) == ("completed", request_id)
+    assert ledger(api, created["id"]) == ["charge"]
+
+
+def test_an_unrecorded_failure_named_by_its_url_is_refunded_once(api, fake_fal):
+    settings = load_settings()
+    user = api.user()
+    created = create(api, user)
+    fake_fal.hold_webhooks = True
+    request_id = fake_fal_submit(fake_fal, tagged_url(settings, created["id"]))
+    fake_fal.fail(request_id)
+    [webhook] = fake_fal.held
+    fake_fal.release()
+    assert webhook.answers == [200]
+    webhook_response(webhook)  # FAL delivers it again: nothing more happens
+    row = generation(api, created["id"])
+    assert (row["status"], row["fal_request_id"]) == ("failed", request_id)
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+
+
+def test_a_delivery_for_a_generation_deleted_since_is_acknowledged(api, fake_fal):
+    """Its URL names a generation that no longer exists (an account's deletion took it):
+    200, so that FAL stops retrying, and nothing changes."""
+    settings = load_settings()
+    user = api.user()
+    created = create(api, user)
+    fake_fal.hold_webhooks = True
+    request_id = fake_fal_submit(fake_fal, tagged_url(settings, created["id"]))
+    fake_fal.complete(request_id)
+    api.sql("delete from auth.users where id = %s", (user.id,))  # the account, and its work
+    before = api.fingerprint()
+    [webhook] = fake_fal.held
+    fake_fal.release()
+    assert webhook.answers == [200]
+    receipt = json.loads(webhook.replies[0])
+    assert receipt == {"generation_id": created["id"], "status": None, "applied": False}
+    assert api.fingerprint() == before
+
+
+@pytest.mark.parametrize("tag", ["%C3%A9", "%E2%82%AC" * 11, "0" * 33])
+def test_a_tag_that_is_not_ours_in_any_spelling_is_a_404_not_a_500(api, fake_fal, tag):
+    user = api.user()
+    created = create(api, user)
+    fake_fal.hold_webhooks = True
+    url = f"{load_settings().fal_webhook_url}?generation_id={created['id']}&tag={tag}"
+    request_id = fake_fal_submit(fake_fal, url)
+    fake_fal.complete(request_id)
+    [webhook] = fake_fal.held
+    fake_fal.release()
+    assert webhook.answers == [404]
+    assert generation(api, created["id"])["status"] == "pending"
+
+
 def test_webhook_urls_keep_the_configured_query_and_name_one_generation(monkeypatch):
     from backend.fal.webhooks import generation_named
 
@@ -472,6 +551,18 @@ def test_webhook_urls_keep_the_configured_query_and_name_one_generation(monkeypa
     ):
         assert generation_named(settings, {**arguments, **changed}) is None
     assert generation_named(settings, {}) is None
+    # a repeated name: the first is the one checked and the one used
+    other = str(uuid.uuid4())
+    named_twice = MultiDict([*url.params.multi_items(), ("generation_id", other)])
+    assert generation_named(settings, named_twice) == generation_id
+    named_first = MultiDict([("generation_id", other), *url.params.multi_items()])
+    assert generation_named(settings, named_first) is None
+
+
+def test_the_configured_webhook_query_is_kept_as_written(monkeypatch):
+    monkeypatch.setenv("FAL_WEBHOOK_URL", "https://api.example/hooks/fal?flag&x=&space=a%20b")
+    url = tagged_url(load_settings(), uuid.uuid4())
+    assert url.startswith("https://api.example/hooks/fal?flag&x=&space=a%20b&generation_id=")
 
 
 def tagged_url(settings, generation_id) -> str:
@@ -487,7 +578,7 @@ def fake_fal_submit(fake_fal, webhook_url: str) -> str:
     return FalQueue(fake_fal.KEY).submit(MODEL, {"prompt": "x"}, webhook_url)
 
 
-def webhook_response(api, webhook) -> bytes:
+def webhook_response(webhook) -> bytes:
     """The app's answer to this delivery, sent once more (a duplicate changes nothing)."""
     return post_webhook_to(webhook.url, webhook.headers, webhook.body)
 
@@ -500,10 +591,13 @@ def post_webhook_to(url: str, headers: dict, body: bytes) -> bytes:
 
 
 def waiting_on_a_lock(api) -> bool:
+    """The webhook's lookup of its named generation waits for a row lock in this database."""
     return bool(
         api.sql(
             "select 1 from pg_stat_activity where wait_event_type = 'Lock'"
-            " and query like '%%for update%%' and pid <> pg_backend_pid()"
+            " and datname = current_database() and pid <> pg_backend_pid()"
+            " and starts_with(query, %s)",
+            ('select id, status, fal_request_id from public.generations where "id" = ',),
         )
     )
 

@@ -29,7 +29,14 @@ from backend.fal.signatures import (
     SignatureRejected,
     WebhookVerifier,
 )
-from backend.fal.webhooks import BadDelivery, apply_delivery, generation_named, parse_delivery
+from backend.fal.webhooks import (
+    NAME,
+    TAG,
+    BadDelivery,
+    apply_delivery,
+    generation_named,
+    parse_delivery,
+)
 from backend.http.access import access
 
 VERIFIER = "velro.fal_webhook_verifier"
@@ -44,12 +51,18 @@ blp = Blueprint(
 
 class WebhookReceiptSchema(Schema):
     generation_id = fields.UUID(required=True)
-    status = fields.String(required=True, metadata={"description": "the generation's status now"})
+    status = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the generation's status now; null: it was deleted"},
+    )
     applied = fields.Boolean(
         required=True,
         metadata={
-            "description": "false for a delivery of a request its generation does not hold "
-            "(acknowledged, so that FAL stops retrying; nothing changed)"
+            "description": "true when the generation holds this request and the delivery was"
+            " recorded (forward only: a generation that already ended keeps its end); false"
+            " for a request it does not hold, or a generation deleted since (acknowledged, so"
+            " that FAL stops retrying; nothing changed)"
         },
     )
 
@@ -69,7 +82,7 @@ class FalDeliverySchema(Schema):
     payload_error = fields.String(allow_none=True)
 
 
-SIGNATURE_HEADERS = [
+PARAMETERS = [
     {"in": "header", "name": name, "required": True, "schema": {"type": "string"}, "description": d}
     for name, d in (
         (HEADER_REQUEST_ID, "FAL's request id, signed"),
@@ -80,8 +93,8 @@ SIGNATURE_HEADERS = [
 ] + [
     {"in": "query", "name": name, "required": False, "schema": {"type": "string"}, "description": d}
     for name, d in (
-        ("generation_id", "the generation this URL was given to FAL for"),
-        ("tag", "our HMAC of generation_id: only a URL we made names a generation"),
+        (NAME, "the generation this URL was given to FAL for"),
+        (TAG, f"our HMAC of {NAME}: only a URL we made names a generation"),
     )
 ]
 
@@ -99,7 +112,7 @@ class FalWebhook(MethodView):
     @access("fal")
     @documented_errors(blp, 400, 401, 404, 503)
     @blp.doc(
-        parameters=SIGNATURE_HEADERS,
+        parameters=PARAMETERS,
         requestBody={
             "required": True,
             "content": {"application/json": {"schema": FalDeliverySchema}},
@@ -124,15 +137,9 @@ class FalWebhook(MethodView):
         settings = current_app.config["SETTINGS"]
         named = generation_named(settings, request.args)
         with service_transaction() as cur:
-            generation, applied = apply_delivery(
-                cur, request_id, delivery, settings.MEDIA_MAX_OUTPUTS, named
-            )
-        if generation is None:
+            receipt = apply_delivery(cur, request_id, delivery, settings.MEDIA_MAX_OUTPUTS, named)
+        if receipt is None:
             WEBHOOKS.labels("unknown_request").inc()
             raise NotFound(f"no generation has FAL request id {request_id} (yet)")
-        WEBHOOKS.labels("applied" if applied else "superseded").inc()
-        return {
-            "generation_id": generation["id"],
-            "status": generation["status"],
-            "applied": applied,
-        }
+        WEBHOOKS.labels("applied" if receipt.applied else "superseded").inc()
+        return receipt

@@ -12,7 +12,8 @@ used for two cases the request id cannot settle:
   waiting for FAL's retry;
 - the delivery is of a request the generation does not hold (a submission repeated after
   its worker died before recording the first one; a generation cancelled while FAL took
-  it): it is acknowledged, so FAL stops retrying, and changes nothing.
+  it; a generation deleted since): it is acknowledged, so FAL stops retrying, and changes
+  nothing.
 
 A delivery naming no generation, or one whose tag does not match, is found by its
 request id alone, and an unknown id gets 404 (FAL retries it).
@@ -25,15 +26,18 @@ import hmac
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
-from backend.config import Settings
+from backend.config import FAL_WEBHOOK_NAMING, Settings
 from backend.fal import progress
 
 URL_TAG_LENGTH = 32  # hex characters of the HMAC kept in the URL (128 bits)
+NAME, TAG = FAL_WEBHOOK_NAMING
 
 
 class BadDelivery(ValueError):
@@ -61,33 +65,40 @@ def error_of(delivery: dict[str, Any]) -> str:
 
 def webhook_url(settings: Settings, generation_id: str) -> str:
     """The URL FAL posts this generation's result to: the webhook route, naming the
-    generation with its tag (FAL_WEBHOOK_URL's own query is kept)."""
+    generation with its tag (FAL_WEBHOOK_URL's own query is kept as written)."""
     generation_id = str(uuid.UUID(generation_id))
     parts = urlsplit(settings.fal_webhook_url)
-    query = [
-        *parse_qsl(parts.query),
-        ("generation_id", generation_id),
-        ("tag", _tag(settings, generation_id)),
-    ]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    name = urlencode({NAME: generation_id, TAG: _tag(settings, generation_id)})
+    return urlunsplit(parts._replace(query="&".join(filter(None, (parts.query, name)))))
 
 
 def generation_named(settings: Settings, arguments: Mapping[str, str]) -> str | None:
     """The generation a webhook URL names, if its tag is ours; None otherwise."""
     try:
-        generation_id = str(uuid.UUID(arguments.get("generation_id", "")))
+        generation_id = str(uuid.UUID(arguments.get(NAME, "")))
     except ValueError:
         return None
-    tag = arguments.get("tag", "")
-    return generation_id if hmac.compare_digest(tag, _tag(settings, generation_id)) else None
+    # as bytes: compare_digest raises on a str that is not ASCII
+    given, ours = arguments.get(TAG, "").encode(), _tag(settings, generation_id).encode()
+    return generation_id if hmac.compare_digest(given, ours) else None
 
 
 def _tag(settings: Settings, generation_id: str) -> str:
     # a key of its own, derived from JWT_SECRET: a URL tag and a token signature never coincide
     key = hmac.new(settings.JWT_SECRET.encode(), b"velro fal webhook urls", hashlib.sha256)
-    return hmac.new(key.digest(), generation_id.encode(), hashlib.sha256).hexdigest()[
-        :URL_TAG_LENGTH
-    ]
+    digest = hmac.new(key.digest(), generation_id.encode(), hashlib.sha256).hexdigest()
+    return digest[:URL_TAG_LENGTH]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a delivery did: ``applied`` when its generation holds its request (recorded
+    forward only: a generation that already ended keeps its end); ``status`` None when the
+    named generation no longer exists."""
+
+    generation_id: str
+    status: str | None
+    applied: bool
 
 
 def apply_delivery(
@@ -96,27 +107,31 @@ def apply_delivery(
     delivery: dict,
     max_outputs: int,
     named_generation: str | None = None,
-) -> tuple[dict | None, bool]:
-    """Record the delivery on its generation (at most ``max_outputs`` of its outputs):
-    (the generation after it, whether the delivery applied); (None, False) if unknown."""
-    cur.execute(
-        "select id from public.generations where fal_request_id = %s for update", (request_id,)
-    )
-    row = cur.fetchone()
+) -> Receipt | None:
+    """Record the delivery on its generation (at most ``max_outputs`` of its outputs);
+    None when no generation holds the request and none is named (FAL retries)."""
+    row = _locked(cur, "fal_request_id", request_id)
     if row is None and named_generation is not None:
         # the same lock the worker's record of a submission takes: one of the two is first
-        cur.execute(
-            "select * from public.generations where id = %s for update", (named_generation,)
-        )
-        row = cur.fetchone()
+        row = _locked(cur, "id", named_generation)
         if row is None:
-            return None, False
-        if row["status"] != "pending" or row["fal_request_id"] is not None:
-            return row, False  # another request's generation, or cancelled before recording
-        progress.record(cur, named_generation, "queued", request_id=request_id)
+            return Receipt(named_generation, None, False)
+        if row["status"] == "pending" and row["fal_request_id"] is None:
+            progress.record(cur, named_generation, "queued", request_id=request_id)
+        elif row["fal_request_id"] != request_id:
+            return Receipt(str(row["id"]), row["status"], False)
+        # else the worker recorded this very request while the delivery waited for its lock
     if row is None:
-        return None, False
-    return _applied(cur, str(row["id"]), request_id, delivery, max_outputs), True
+        return None
+    generation = _applied(cur, str(row["id"]), request_id, delivery, max_outputs)
+    return Receipt(str(generation["id"]), generation["status"], True)
+
+
+def _locked(cur: psycopg.Cursor, column: str, value: str) -> dict | None:
+    query = sql.SQL(
+        "select id, status, fal_request_id from public.generations where {} = %s for update"
+    ).format(sql.Identifier(column))
+    return cur.execute(query, (value,)).fetchone()
 
 
 def _applied(

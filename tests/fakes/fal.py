@@ -101,6 +101,7 @@ class Webhook:
     headers: dict
     body: bytes
     answers: list[int] = field(default_factory=list)
+    replies: list[bytes] = field(default_factory=list)  # the bodies of those answers
 
 
 class FakeFal:
@@ -214,8 +215,10 @@ class FakeFal:
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
                 webhook.answers.append(response.status)
+                webhook.replies.append(response.read())
         except urllib.error.HTTPError as error:
             webhook.answers.append(error.code)
+            webhook.replies.append(error.read())
         self.sent.append(webhook)
 
     def only_request(self) -> FakeRequest:
