@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -43,7 +44,7 @@ MEDIA_STORAGES = ("local", "supabase")
 REDIS_CLUSTER_SCHEME = "redis+cluster"  # limits' name for it; the cache reads it too
 # the query parameters by which each submission's FAL_WEBHOOK_URL names its generation
 FAL_WEBHOOK_NAMING = ("generation_id", "tag")
-CACHE_NAMESPACE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # no braces: it is a Cluster hash tag
+NAMESPACE_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")  # no braces: it is a Cluster hash tag
 REDIS_SCHEMES = ("redis", "rediss", "unix", REDIS_CLUSTER_SCHEME)
 
 
@@ -75,6 +76,9 @@ class Settings:
     # shared cache and rate limits; none means in-process only; redis+cluster://host:port,...
     # is a Redis Cluster, named by some of its nodes
     REDIS_URL: str | None = None
+    # the prefix of the cache's and the rate limits' keys in Redis; empty: one derived from
+    # where DATABASE_URL leads (host, port, database, user, service)
+    REDIS_NAMESPACE: str = ""
     FAL_KEY: str | None = None  # FAL.ai API key; none means the simulated provider
 
     AUTH_MODE: str = "local"  # local (embedded auth in auth.users) or supabase (Supabase Auth)
@@ -120,8 +124,6 @@ class Settings:
     CACHE_LISTENER_TIMEOUT: float = 5.0  # seconds without a listener round trip: distrust
     # seconds a session's liveness is cached where auth.sessions announces no deletions
     CACHE_SESSION_TTL: float = 5.0
-    # L2's key prefix; empty: one derived from DATABASE_URL's host, port and database
-    CACHE_NAMESPACE: str = ""
 
     # the FAL pipeline (the worker, the cancel route, the webhook verifier)
     FAL_WEBHOOK_URL: str | None = None  # where FAL posts; default <PUBLIC_URL>/api/v1/webhooks/fal
@@ -206,20 +208,18 @@ class Settings:
         return self.DB_POOL_MAX_SIZE or self.GUNICORN_THREADS + 2
 
     @property
-    def cache_namespace(self) -> str:
-        """L2's key prefix (and Redis Cluster hash tag). Instances of one deployment share it;
-        another database's never does, so where environments share a Redis, answers cached
-        for one (a staging copy restored from production holds the same ids) are never read
-        for the other."""
-        if self.CACHE_NAMESPACE:
-            return self.CACHE_NAMESPACE
-        target = conninfo_to_dict(self.DATABASE_URL or "")
-        database = (
-            target.get("host") or target.get("hostaddr") or "",
-            target.get("port") or "5432",
-            target.get("dbname") or target.get("user") or "",
-        )
-        return "velro-" + hashlib.sha256("/".join(database).encode()).hexdigest()[:12]
+    def redis_namespace(self) -> str:
+        """The prefix of what the app keeps in Redis (L2 and its Cluster hash tag, the rate
+        limits). Instances of one deployment share it; another database's never does, so
+        where environments share a Redis, answers cached for one (a staging copy restored
+        from production holds the same ids) are never read for the other, nor its limits
+        counted against the other's users. The database is told by what locates it: host,
+        port, database, user (a Supabase pooler's user names the project) and service,
+        from DATABASE_URL or, where it leaves them out, libpq's environment."""
+        if self.REDIS_NAMESPACE:
+            return self.REDIS_NAMESPACE
+        located = "/".join(database_location(self.DATABASE_URL or "").values())
+        return "velro-" + hashlib.sha256(located.encode()).hexdigest()[:12]
 
     @property
     def live_max_waiters(self) -> int:
@@ -383,9 +383,9 @@ def _general_problems(s: Settings) -> list[str]:
         problems.append("SMTP_SENDER is not set: give the From address, e.g. no-reply@example.com")
     if s.AUTH_MODE == "supabase" and not (s.SUPABASE_URL and s.SUPABASE_ANON_KEY):
         problems.append("AUTH_MODE=supabase needs SUPABASE_URL and SUPABASE_ANON_KEY")
-    if s.CACHE_NAMESPACE and not CACHE_NAMESPACE.fullmatch(s.CACHE_NAMESPACE):
+    if s.REDIS_NAMESPACE and not NAMESPACE_PATTERN.fullmatch(s.REDIS_NAMESPACE):
         problems.append(
-            f"CACHE_NAMESPACE={s.CACHE_NAMESPACE!r}: use 1 to 64 letters, digits, '.', '_' or '-'"
+            f"REDIS_NAMESPACE={s.REDIS_NAMESPACE!r}: use 1 to 64 letters, digits, '.', '_' or '-'"
         )
     if s.CACHE_L1_SIZE < 1 or s.CACHE_L1_TTL <= 0 or s.CACHE_L2_TTL < 1:
         problems.append("CACHE_L1_SIZE >= 1, CACHE_L1_TTL > 0 and CACHE_L2_TTL >= 1 are required")
@@ -426,6 +426,38 @@ def _general_problems(s: Settings) -> list[str]:
         # keys are confirmed once per JWKS_CACHE_SECONDS: a shorter age refuses them between
         problems.append("JWKS_MAX_AGE_SECONDS must be at least JWKS_CACHE_SECONDS")
     return problems
+
+
+def database_location(url: str) -> dict[str, str]:
+    """What locates the database DATABASE_URL reaches (nothing of its credentials)."""
+    given = conninfo_to_dict(url)
+    return {
+        name: str(given.get(name) or os.environ.get(variable) or default)
+        for name, variable, default in (
+            ("host", "PGHOST", given.get("hostaddr") or ""),
+            ("port", "PGPORT", "5432"),
+            ("dbname", "PGDATABASE", given.get("user") or os.environ.get("PGUSER") or ""),
+            ("user", "PGUSER", ""),
+            ("service", "PGSERVICE", ""),
+        )
+    }
+
+
+def _reached_locally(url: str) -> bool:
+    try:
+        hosts = database_location(url)["host"].split(",")
+    except psycopg.ProgrammingError:
+        return False  # reported as a bad DATABASE_URL
+    return any(_is_local_host(host.strip()) for host in hosts)
+
+
+def _is_local_host(host: str) -> bool:
+    if not host or host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _database_url_problems(url: str) -> list[str]:
@@ -505,6 +537,12 @@ def _production_problems(s: Settings) -> list[str]:
         )
     if not s.FAL_KEY:
         problems.append("FAL_KEY is not set: production refuses the simulated FAL provider")
+    if s.REDIS_URL and not s.REDIS_NAMESPACE and _reached_locally(s.DATABASE_URL or ""):
+        problems.append(
+            "REDIS_NAMESPACE is not set, and DATABASE_URL reaches its database through this"
+            " machine (a socket, a loopback proxy), which does not tell it from another"
+            " deployment's that shares the Redis: give each deployment its own REDIS_NAMESPACE"
+        )
     if not s.PUBLIC_URL.startswith("https://"):
         problems.append("PUBLIC_URL must be an https:// URL in production")
     # keys that verify tokens and webhooks, and the service key, never cross a network in clear

@@ -139,8 +139,8 @@ def test_arguments_override_the_environment():
         ({**BASE, "REDIS_URL": "redis+cluster://a:7000,b"}, "'b' is not host:port"),
         ({**BASE, "REDIS_URL": "redis+cluster://a:7000/2"}, "a cluster URL names no database"),
         ({**BASE, "JWKS_MAX_AGE_SECONDS": "60"}, "at least JWKS_CACHE_SECONDS"),
-        ({**BASE, "CACHE_NAMESPACE": "{velro}"}, "CACHE_NAMESPACE='{velro}': use 1 to 64"),
-        ({**BASE, "CACHE_NAMESPACE": "x" * 65}, "CACHE_NAMESPACE='x+': use 1 to 64"),
+        ({**BASE, "REDIS_NAMESPACE": "{velro}"}, "REDIS_NAMESPACE='{velro}': use 1 to 64"),
+        ({**BASE, "REDIS_NAMESPACE": "x" * 65}, "REDIS_NAMESPACE='x+': use 1 to 64"),
         ({"DATABASE_URL": "host=db dbname"}, "DATABASE_URL is not a connection string"),
         (
             {**BASE, "FAL_WEBHOOK_URL": "https://api.example/fal?tag=&generation_id=x"},
@@ -176,16 +176,19 @@ def test_a_refused_database_url_does_not_echo_its_password():
     assert "DATABASE_URL is not a connection string libpq reads" in str(refused.value)
 
 
-def cache_namespace(database_url: str, **environ) -> str:
-    return load_settings(environ={**LOCAL, "DATABASE_URL": database_url, **environ}).cache_namespace
+def redis_namespace(database_url: str, **environ) -> str:
+    return load_settings(environ={**LOCAL, "DATABASE_URL": database_url, **environ}).redis_namespace
 
 
-def test_one_database_gives_one_cache_namespace_however_it_is_written():
-    one = cache_namespace("postgresql://app:secret@db.example:6543/velro?sslmode=require")
+def test_one_database_gives_one_redis_namespace_however_it_is_written():
+    one = redis_namespace("postgresql://app:secret@db.example:6543/velro?sslmode=require")
     assert one.startswith("velro-") and len(one) == len("velro-") + 12
-    # other credentials, options and spelling: the same database, so the same namespace
-    assert cache_namespace("postgresql://other:pw@db.example:6543/velro") == one
-    assert cache_namespace("host=db.example port=6543 dbname=velro user=app") == one
+    # another password, other options, another spelling: the same database
+    assert redis_namespace("postgresql://app:rotated@db.example:6543/velro") == one
+    assert redis_namespace("host=db.example port=6543 dbname=velro user=app") == one
+
+
+POOLER = "aws-0-us-east-1.pooler.supabase.com:6543/postgres"
 
 
 @pytest.mark.parametrize(
@@ -194,14 +197,50 @@ def test_one_database_gives_one_cache_namespace_however_it_is_written():
         "postgresql://app@staging.example:6543/velro",  # another server
         "postgresql://app@db.example:5432/velro",  # another port
         "postgresql://app@db.example:6543/velro_staging",  # another database
+        "postgresql://staging@db.example:6543/velro",  # another user
+        "postgresql://app@db.example:6543/velro?service=staging",  # another service
     ],
 )
-def test_another_database_gives_another_cache_namespace(another):
-    assert cache_namespace(another) != cache_namespace("postgresql://app@db.example:6543/velro")
+def test_another_database_gives_another_redis_namespace(another):
+    assert redis_namespace(another) != redis_namespace("postgresql://app@db.example:6543/velro")
 
 
-def test_a_cache_namespace_set_is_used_as_it_is():
-    assert cache_namespace("postgresql://db/velro", CACHE_NAMESPACE="prod-eu") == "prod-eu"
+def test_supabase_projects_behind_one_pooler_get_their_own_namespaces():
+    # every project of a region shares the pooler's host, port and database: the user
+    # (postgres.<project ref>) is what names the project
+    production = redis_namespace(f"postgresql://postgres.prodref:pw@{POOLER}")
+    assert production != redis_namespace(f"postgresql://postgres.stagingref:pw@{POOLER}")
+
+
+def test_what_the_url_leaves_out_comes_from_libpqs_environment(monkeypatch):
+    monkeypatch.setenv("PGHOST", "production.internal")
+    production = redis_namespace("postgresql:///app")
+    monkeypatch.setenv("PGHOST", "staging.internal")
+    assert redis_namespace("postgresql:///app") != production
+
+
+def test_a_redis_namespace_set_is_used_as_it_is():
+    assert redis_namespace("postgresql://db/velro", REDIS_NAMESPACE="prod-eu") == "prod-eu"
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        "postgresql://app@127.0.0.1:6432/velro",  # a pooler on this machine
+        "postgresql://app@localhost/velro",
+        "postgresql://app@[::1]/velro",
+        "postgresql:///velro?host=/var/run/postgresql",  # a socket
+    ],
+)
+def test_production_names_its_redis_namespace_when_the_database_is_reached_locally(
+    database_url,
+):
+    shared = {**PRODUCTION, "DATABASE_URL": database_url, "REDIS_URL": "redis://cache:6379/0"}
+    with pytest.raises(ConfigError, match="REDIS_NAMESPACE is not set, and DATABASE_URL"):
+        load_settings(environ=shared)
+    assert load_settings(environ={**shared, "REDIS_NAMESPACE": "prod-eu"}).is_production
+    remote = {**shared, "DATABASE_URL": f"postgresql://postgres.prodref:pw@{POOLER}"}
+    assert load_settings(environ=remote).is_production
 
 
 def test_unknown_overrides_are_refused():

@@ -74,8 +74,8 @@ def database_url(database_factory, migrated_template) -> str:
     return database_factory(migrated_template)
 
 
-CACHE_NAMESPACE = "velro-faults"  # the cache's keys in Redis start {velro-faults}:
-CACHE_KEYS = "{" + CACHE_NAMESPACE + "}:"
+REDIS_NAMESPACE = "velro-faults"  # the cache's keys in Redis start {velro-faults}:
+CACHE_KEYS = "{" + REDIS_NAMESPACE + "}:"
 CACHE_ENTRIES = CACHE_KEYS + "c:"
 
 
@@ -84,7 +84,7 @@ def server_env(**extra) -> dict:
     return {
         "APP_ENV": "test",
         "REDIS_URL": "",
-        "CACHE_NAMESPACE": CACHE_NAMESPACE,
+        "REDIS_NAMESPACE": REDIS_NAMESPACE,
         "CACHE_ENABLED": "true",
         "RATE_LIMIT_ENABLED": "true",
         "RATE_LIMIT_PER_IP": limits,

@@ -20,17 +20,15 @@ from api_support import MODEL, assert_error
 from fixtures_app import PASSWORD, query, unique_email, within_one_clock_minute
 
 from backend.config import ConfigError
-from backend.http import limits
 from backend.http.limits import EXTENSION
 
 MINUTE = 60
 
 
 @pytest.fixture
-def key_prefix(redis_url, monkeypatch):
-    """A Redis key prefix of this test's own for the apps it builds; its keys go afterwards."""
+def key_prefix(redis_url):
+    """A Redis namespace of this test's own for the apps it builds; its keys go afterwards."""
     prefix = f"velro-test-{uuid.uuid4().hex[:12]}"
-    monkeypatch.setattr(limits, "KEY_PREFIX", prefix)
     yield prefix
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter(match=f"*/{prefix}/*"):
@@ -43,7 +41,12 @@ def limited(make_app, redis_url, key_prefix):
     """An app with limits on, counting in the test Redis; settings override the limits."""
 
     def build(**overrides):
-        return make_app(**{"RATE_LIMIT_ENABLED": True, "REDIS_URL": redis_url, **overrides})
+        settings = {
+            "RATE_LIMIT_ENABLED": True,
+            "REDIS_URL": redis_url,
+            "REDIS_NAMESPACE": key_prefix,
+        }
+        return make_app(**{**settings, **overrides})
 
     return build
 

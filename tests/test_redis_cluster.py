@@ -27,7 +27,6 @@ from redis_cluster import SLOWLOG_LENGTH, LocalCluster
 
 from backend.cache import Cache
 from backend.cache.redis_client import connect
-from backend.http import limits
 from backend.observability.health import REDIS_PROBE
 from harness.servers import free_port
 
@@ -135,12 +134,13 @@ def test_l2_is_refused_while_any_primary_may_evict(redis_cluster, cluster_client
     assert stats["size"] == sum(node.dbsize() for node in redis_cluster.nodes)
 
 
-def test_two_apps_count_one_rate_limit_on_the_cluster(
-    make_app, redis_cluster, cluster_client, monkeypatch
-):
+def test_two_apps_count_one_rate_limit_on_the_cluster(make_app, redis_cluster, cluster_client):
     prefix = f"velro-test-{uuid.uuid4().hex[:12]}"
-    monkeypatch.setattr(limits, "KEY_PREFIX", prefix)
-    settings = {"RATE_LIMIT_ENABLED": True, "REDIS_URL": redis_cluster.url}
+    settings = {
+        "RATE_LIMIT_ENABLED": True,
+        "REDIS_URL": redis_cluster.url,
+        "REDIS_NAMESPACE": prefix,
+    }
     apps = [make_app(**settings, RATE_LIMIT_PER_IP="4/minute") for _ in range(2)]
     first, second = (app.test_client() for app in apps)
     for client in (first, second, first, second):

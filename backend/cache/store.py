@@ -734,7 +734,7 @@ def init_app(app: Flask) -> None:
         l1_ttl=settings.CACHE_L1_TTL,
         l2_ttl=settings.CACHE_L2_TTL,
         redis_connect=(lambda: connect(url, **REDIS_OPTIONS)) if url else None,
-        namespace=settings.cache_namespace,
+        namespace=settings.redis_namespace,
         assume_noeviction=settings.CACHE_L2_ASSUME_NOEVICTION,
     )
     app.extensions[EXTENSION] = cache

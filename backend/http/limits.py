@@ -54,7 +54,6 @@ from backend.http.text import problem_with
 log = logging.getLogger(__name__)
 
 EXTENSION = "velro.limiter"
-KEY_PREFIX = "velro"
 # verify and resend too: an emailed code is six digits, guessable without a limit per email
 SIGN_IN_ENDPOINTS = ("auth.login", "auth.signup", "gotrue.signup", "gotrue.verify", "gotrue.resend")
 GRANT_ENDPOINT = "gotrue.token"  # also refreshes; only the password grant counts
@@ -214,7 +213,7 @@ def init_app(app: Flask) -> None:
         in_memory_fallback_enabled=True,
         swallow_errors=True,
         headers_enabled=False,  # written below: Reset in seconds, Retry-After only on a 429
-        key_prefix=KEY_PREFIX,
+        key_prefix=settings.redis_namespace,
     )
     limiter.request_filter(is_unlimited)
     limiter.init_app(app)

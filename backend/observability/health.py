@@ -284,8 +284,7 @@ class CacheLayerSchema(Schema):
     namespace = fields.String(
         metadata={
             "description": "L2: the prefix of its keys, the same on every instance of one"
-            " deployment (CACHE_NAMESPACE, or derived from DATABASE_URL's host, port and"
-            " database)"
+            " deployment (REDIS_NAMESPACE, or derived from where DATABASE_URL leads)"
         }
     )
 
