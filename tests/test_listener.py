@@ -9,6 +9,8 @@ watchdog can notice. The cache must stop trusting itself within the listener's b
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 import time
 from urllib.parse import urlsplit
@@ -22,6 +24,7 @@ from backend.cache.listener import CHANNEL, InvalidationListener, listen_connect
 from backend.cache.listener import EXTENSION as LISTENER
 from backend.config import ConfigError, load_settings
 from backend.db import connection_options
+from backend.db.connections import Database, NoCaller
 
 BOUND_SECONDS = 1.0
 # generous: the watchdog looks every bound / 4; a loaded machine may delay it more
@@ -92,6 +95,31 @@ def test_the_listen_connection_has_keepalives_and_timeouts():
     assert options["connect_timeout"] == 5
     assert options["tcp_user_timeout"] == 5000
     assert options["keepalives_idle"] * 1 + options["keepalives_interval"] * 3 <= 10
+
+
+def test_pooled_connections_fail_when_the_network_loses_them(db_url):
+    """The kernel of each pooled connection's socket gives up on a lost peer within about
+    DB_STATEMENT_TIMEOUT_MS (keepalives while waiting for an answer, a bound on unanswered
+    sends), instead of retransmitting for a quarter of an hour."""
+    settings = load_settings(
+        {"DATABASE_URL": db_url, "DB_STATEMENT_TIMEOUT_MS": 3000}, environ={"APP_ENV": "test"}
+    )
+    database = Database(settings, NoCaller())
+    database.pool.open(wait=True)
+    try:
+        with database.pool.connection() as conn:
+            tcp = socket.socket(fileno=os.dup(conn.fileno()))
+            try:
+                assert tcp.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                idle = tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+                interval = tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
+                probes = tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
+                assert idle + interval * probes <= 3 * 2
+                assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 3000
+            finally:
+                tcp.close()
+    finally:
+        database.close()
 
 
 # settings checks below are about the pool and listener, not the production rules

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import socket
 import threading
 import time
@@ -39,6 +38,8 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import psycopg
+
+from backend.db.connections import dead_connection_options
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +52,7 @@ EXTENSION = "velro.invalidation"
 
 def listen_connection_options(bound_seconds: float) -> dict:
     """libpq options that make a dead LISTEN connection fail instead of hanging."""
-    seconds = max(1, math.ceil(bound_seconds))
-    return {
-        "connect_timeout": max(2, seconds),  # libpq treats anything below 2 as 2
-        "keepalives": 1,
-        "keepalives_idle": seconds,
-        "keepalives_interval": max(1, seconds // 3),
-        "keepalives_count": 3,
-        "tcp_user_timeout": seconds * 1000,
-        "application_name": "velro-listener",
-    }
+    return {**dead_connection_options(bound_seconds), "application_name": "velro-listener"}
 
 
 class ListenerStalled(RuntimeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from typing import Any, Protocol
@@ -19,16 +20,36 @@ EXTENSION = "velro.db"
 # a while, which is when poolers, firewalls and restarts drop connections; a connection in
 # steady use skips the check. A connection that breaks anyway is discarded on return.
 CHECK_AFTER_IDLE_SECONDS = 1.0
+# how soon a lost connection fails where statements have no timeout (DB_STATEMENT_TIMEOUT_MS=0)
+UNTIMED_BOUND = 5.0
+
+
+def dead_connection_options(bound_seconds: float) -> dict[str, Any]:
+    """libpq options under which a connection the network lost (a NAT or a pooler that
+    dropped it without a reset) fails within about ``bound_seconds`` once used, instead of
+    hanging for the kernel's retransmissions (a quarter of an hour)."""
+    seconds = max(1, math.ceil(bound_seconds))
+    return {
+        "connect_timeout": max(2, seconds),  # libpq treats anything below 2 as 2
+        "keepalives": 1,
+        "keepalives_idle": seconds,
+        "keepalives_interval": max(1, seconds // 3),
+        "keepalives_count": 3,
+        "tcp_user_timeout": seconds * 1000,
+    }
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:
     """Options of every pooled connection.
 
-    Behind a transaction-mode pooler (Supavisor, PgBouncer) consecutive transactions may
-    run on different server connections, where a statement psycopg prepared on another
-    does not exist: prepared statements are off then (``DATABASE_POOLER=transaction``).
+    A lost connection fails within about the statement timeout: a statement may take that
+    long, and a live server answers keepalives meanwhile. Behind a transaction-mode pooler
+    (Supavisor, PgBouncer) consecutive transactions may run on different server
+    connections, where a statement psycopg prepared on another does not exist: prepared
+    statements are off then (``DATABASE_POOLER=transaction``).
     """
     options: dict[str, Any] = {
+        **dead_connection_options(settings.DB_STATEMENT_TIMEOUT_MS / 1000 or UNTIMED_BOUND),
         "row_factory": dict_row,
         "application_name": "velro",
         "autocommit": True,
