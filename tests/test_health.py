@@ -132,12 +132,12 @@ def test_ready_checks_once_however_many_ask_within_its_window(
     assert len(counted_checks) == 1, "every caller within the window shared one check"
     # callers that came while the first check ran did not wait for it: not ready yet
     codes = [answer.status_code for answer in answers]
-    assert set(codes) <= {200, 503} and 200 in codes, codes
+    assert set(codes) <= {200, 503}, codes
     assert app.test_client().get(READY).status_code == 200
 
 
 def test_ready_callers_do_not_wait_behind_a_hung_check(make_app, monkeypatch):
-    window = 1.5  # long enough for a loaded machine's next request to fall inside it
+    window = 2.0  # long enough for a loaded machine's next request to fall inside it
     monkeypatch.setattr(health, "READY_SECONDS", window)
     app = make_app()
     client = app.test_client()
