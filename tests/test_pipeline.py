@@ -33,6 +33,7 @@ from backend.fal.breaker import CircuitOpen
 from backend.fal.queue import FalUnavailable
 from backend.jobs import tasks, worker
 from backend.jobs.engine import on_database
+from backend.observability.metrics import counter_total
 
 pytest_plugins = ["fixtures_fal"]
 
@@ -406,8 +407,10 @@ def test_a_delivery_of_a_request_its_generation_does_not_hold_is_acknowledged(ap
     orphan = fake_fal_submit(fake_fal, tagged_url(load_settings(), created["id"]))
     fake_fal.complete(orphan)
     [webhook] = fake_fal.held
+    not_held = counter_total("velro_fal_webhooks", outcome="not_held")
     fake_fal.release()
     assert webhook.answers == [200]
+    assert counter_total("velro_fal_webhooks", outcome="not_held") - not_held == 1
     assert json.loads(webhook.replies[0])["applied"] is False
     assert json.loads(webhook_response(webhook))["applied"] is False  # and again, the same
     assert api.fingerprint() == before

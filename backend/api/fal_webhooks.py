@@ -141,5 +141,5 @@ class FalWebhook(MethodView):
         if receipt is None:
             WEBHOOKS.labels("unknown_request").inc()
             raise NotFound(f"no generation has FAL request id {request_id} (yet)")
-        WEBHOOKS.labels("applied" if receipt.applied else "superseded").inc()
+        WEBHOOKS.labels("applied" if receipt.applied else "not_held").inc()
         return receipt

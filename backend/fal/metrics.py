@@ -11,13 +11,21 @@ SUBMISSIONS = Counter(
 )
 WEBHOOKS = Counter(
     "velro_fal_webhooks",
-    "FAL webhook deliveries, by outcome (applied, superseded, unknown_request, bad_signature,"
-    " bad_body, keys_unavailable).",
+    "FAL webhook deliveries, by outcome (applied; not_held: acknowledged, of a request its"
+    " generation does not hold or of a generation deleted since; unknown_request,"
+    " bad_signature, bad_body, keys_unavailable).",
     ["outcome"],
 )
 
 # every outcome exported from the start (at 0), so a dashboard's series exist before traffic
 for _outcome in ("queued", "rejected", "unavailable"):
     SUBMISSIONS.labels(_outcome)
-for _outcome in ("applied", "unknown_request", "bad_signature", "bad_body", "keys_unavailable"):
+for _outcome in (
+    "applied",
+    "not_held",
+    "unknown_request",
+    "bad_signature",
+    "bad_body",
+    "keys_unavailable",
+):
     WEBHOOKS.labels(_outcome)
