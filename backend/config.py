@@ -431,15 +431,17 @@ def _general_problems(s: Settings) -> list[str]:
 def database_location(url: str) -> dict[str, str]:
     """What locates the database DATABASE_URL reaches (nothing of its credentials)."""
     given = conninfo_to_dict(url)
+
+    def setting(name: str, variable: str, default: str = "") -> str:
+        return str(given.get(name) or os.environ.get(variable) or default)
+
+    user = setting("user", "PGUSER")
     return {
-        name: str(given.get(name) or os.environ.get(variable) or default)
-        for name, variable, default in (
-            ("host", "PGHOST", given.get("hostaddr") or ""),
-            ("port", "PGPORT", "5432"),
-            ("dbname", "PGDATABASE", given.get("user") or os.environ.get("PGUSER") or ""),
-            ("user", "PGUSER", ""),
-            ("service", "PGSERVICE", ""),
-        )
+        "host": setting("host", "PGHOST", given.get("hostaddr") or ""),
+        "port": setting("port", "PGPORT", "5432"),
+        "dbname": setting("dbname", "PGDATABASE", user),  # libpq's default is the user's name
+        "user": user,
+        "service": setting("service", "PGSERVICE"),
     }
 
 

@@ -403,10 +403,7 @@ def test_a_delivery_of_a_request_its_generation_does_not_hold_is_acknowledged(ap
         created, recorded = create(api, user), None
         api.ok("POST", f"/api/v1/generations/{created['id']}/cancel", user)
     before = api.fingerprint()
-    fake_fal.hold_webhooks = True
-    orphan = fake_fal_submit(fake_fal, tagged_url(load_settings(), created["id"]))
-    fake_fal.complete(orphan)
-    [webhook] = fake_fal.held
+    _, webhook = finished_at_fal(fake_fal, tagged_url(load_settings(), created["id"]))
     not_held = counter_total("velro_fal_webhooks", outcome="not_held")
     fake_fal.release()
     assert webhook.answers == [200]
@@ -426,29 +423,22 @@ def test_the_workers_record_and_an_early_webhook_race_on_real_connections(api, f
 
     # the worker's record holds the row first: the webhook waits, then finds R2 and stays out
     first = create(api, user)
-    fake_fal.hold_webhooks = True
-    early = fake_fal_submit(fake_fal, tagged_url(settings, first["id"]))
-    fake_fal.complete(early)
-    with psycopg.connect(api.db_url, row_factory=dict_row) as worker_conn:
-        worker_conn.execute(
-            "select 1 from public.generations where id = %s for update", (first["id"],)
-        )
-        with ThreadPoolExecutor(1) as pool:
-            delivered = pool.submit(fake_fal.release)
-            wait_for(lambda: waiting_on_a_lock(api), "the webhook waiting on the worker's lock")
-            worker_conn.execute(
-                "select public.record_generation_progress(%s, 'queued', 'R2')", (first["id"],)
-            )
-            worker_conn.commit()
-            delivered.result(timeout=30)
+    finished_at_fal(fake_fal, tagged_url(settings, first["id"]))
+    delivered_while_the_worker_records(
+        api,
+        fake_fal,
+        first["id"],
+        lambda cur: cur.execute(
+            "select public.record_generation_progress(%s, 'queued', 'R2')", (first["id"],)
+        ),
+    )
     assert fake_fal.sent[-1].answers == [200]
     row = generation(api, first["id"])
     assert (row["status"], row["fal_request_id"]) == ("queued", "R2")
 
     # the webhook is first: it takes R1, and the worker's record of R2 reports it is not held
     second = create(api, user)
-    early = fake_fal_submit(fake_fal, tagged_url(settings, second["id"]))
-    fake_fal.complete(early)
+    early, _ = finished_at_fal(fake_fal, tagged_url(settings, second["id"]))
     fake_fal.release()
     assert fake_fal.sent[-1].answers == [200]
     with psycopg.connect(api.db_url, row_factory=dict_row) as worker_conn:
@@ -465,19 +455,14 @@ def test_a_delivery_waiting_on_the_workers_record_of_its_own_request_applies(api
     settings = load_settings()
     user = api.user()
     created = create(api, user)
-    fake_fal.hold_webhooks = True
-    request_id = fake_fal_submit(fake_fal, tagged_url(settings, created["id"]))
-    fake_fal.complete(request_id)
-    with psycopg.connect(api.db_url, row_factory=dict_row) as worker_conn:
-        worker_conn.execute(
-            "select 1 from public.generations where id = %s for update", (created["id"],)
-        )
-        with ThreadPoolExecutor(1) as pool:
-            delivered = pool.submit(fake_fal.release)
-            wait_for(lambda: waiting_on_a_lock(api), "the webhook waiting on the worker's lock")
-            assert tasks.progress.record_submission(worker_conn.cursor(), created["id"], request_id)
-            worker_conn.commit()
-            delivered.result(timeout=30)
+    request_id, _ = finished_at_fal(fake_fal, tagged_url(settings, created["id"]))
+    recorded = delivered_while_the_worker_records(
+        api,
+        fake_fal,
+        created["id"],
+        lambda cur: tasks.progress.record_submission(cur, created["id"], request_id),
+    )
+    assert recorded
     [webhook] = fake_fal.sent
     assert webhook.answers == [200]
     receipt = json.loads(webhook.replies[0])
@@ -491,10 +476,7 @@ def test_an_unrecorded_failure_named_by_its_url_is_refunded_once(api, fake_fal):
     settings = load_settings()
     user = api.user()
     created = create(api, user)
-    fake_fal.hold_webhooks = True
-    request_id = fake_fal_submit(fake_fal, tagged_url(settings, created["id"]))
-    fake_fal.fail(request_id)
-    [webhook] = fake_fal.held
+    request_id, webhook = finished_at_fal(fake_fal, tagged_url(settings, created["id"]), "fail")
     fake_fal.release()
     assert webhook.answers == [200]
     webhook_response(webhook)  # FAL delivers it again: nothing more happens
@@ -509,12 +491,9 @@ def test_a_delivery_for_a_generation_deleted_since_is_acknowledged(api, fake_fal
     settings = load_settings()
     user = api.user()
     created = create(api, user)
-    fake_fal.hold_webhooks = True
-    request_id = fake_fal_submit(fake_fal, tagged_url(settings, created["id"]))
-    fake_fal.complete(request_id)
+    _, webhook = finished_at_fal(fake_fal, tagged_url(settings, created["id"]))
     api.sql("delete from auth.users where id = %s", (user.id,))  # the account, and its work
     before = api.fingerprint()
-    [webhook] = fake_fal.held
     fake_fal.release()
     assert webhook.answers == [200]
     receipt = json.loads(webhook.replies[0])
@@ -526,11 +505,8 @@ def test_a_delivery_for_a_generation_deleted_since_is_acknowledged(api, fake_fal
 def test_a_tag_that_is_not_ours_in_any_spelling_is_a_404_not_a_500(api, fake_fal, tag):
     user = api.user()
     created = create(api, user)
-    fake_fal.hold_webhooks = True
     url = f"{load_settings().fal_webhook_url}?generation_id={created['id']}&tag={tag}"
-    request_id = fake_fal_submit(fake_fal, url)
-    fake_fal.complete(request_id)
-    [webhook] = fake_fal.held
+    _, webhook = finished_at_fal(fake_fal, url)
     fake_fal.release()
     assert webhook.answers == [404]
     assert generation(api, created["id"])["status"] == "pending"
@@ -572,6 +548,32 @@ def tagged_url(settings, generation_id) -> str:
     from backend.fal.webhooks import webhook_url
 
     return webhook_url(settings, str(generation_id))
+
+
+def finished_at_fal(fake_fal, webhook_url: str, end: str = "complete"):
+    """A request FAL took and finished (``end``: complete or fail) before our record of its
+    id: (its id, its delivery, held until ``fake_fal.release()``)."""
+    fake_fal.hold_webhooks = True
+    request_id = fake_fal_submit(fake_fal, webhook_url)
+    getattr(fake_fal, end)(request_id)
+    [webhook] = fake_fal.held
+    return request_id, webhook
+
+
+def delivered_while_the_worker_records(api, fake_fal, generation_id, record):
+    """The held delivery waits on the generation's row, which a worker's connection holds
+    locked, while ``record(cursor)`` runs there and commits; record's answer."""
+    with psycopg.connect(api.db_url, row_factory=dict_row) as worker_conn:
+        worker_conn.execute(
+            "select 1 from public.generations where id = %s for update", (generation_id,)
+        )
+        with ThreadPoolExecutor(1) as pool:
+            delivered = pool.submit(fake_fal.release)
+            wait_for(lambda: waiting_on_a_lock(api), "the webhook waiting on the worker's lock")
+            recorded = record(worker_conn.cursor())
+            worker_conn.commit()
+            delivered.result(timeout=30)
+    return recorded
 
 
 def fake_fal_submit(fake_fal, webhook_url: str) -> str:
