@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from werkzeug.datastructures import MultiDict
 from werkzeug.serving import make_server
 
+from backend.api import generations as generations_routes
 from backend.config import load_settings
 from backend.fal.breaker import CircuitOpen
 from backend.fal.queue import FalUnavailable
@@ -765,6 +766,33 @@ def test_a_generation_gone_during_its_submission_is_cancelled_at_fal(
         assert not api.sql("select 1 from public.generations where id = %s", (created["id"],))
 
 
+def test_a_failure_reported_while_fal_confirms_a_cancel_stands_refunded_once(
+    api, fake_fal, monkeypatch
+):
+    """FAL's failure webhook for the request lands after FAL took it off its queue and before
+    the route records the cancellation: the failure stands, and the charge comes back once."""
+    user = api.user()
+    start = balance(api, user)
+    created, request_id = submitted(api, user, fake_fal)
+    real_queue_for = generations_routes.queue_for
+
+    class FailureArrivesDuringCancel:
+        def __init__(self, queue):
+            self.queue = queue
+
+        def cancel(self, *args):
+            self.queue.cancel(*args)
+            fake_fal.fail(request_id, "cancelled")  # its webhook is answered before this returns
+
+    monkeypatch.setattr(
+        generations_routes, "queue_for", lambda s: FailureArrivesDuringCancel(real_queue_for(s))
+    )
+    body = api.ok("POST", f"/api/v1/generations/{created['id']}/cancel", user)
+    assert body["status"] == "failed"
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+    assert balance(api, user) == start
+
+
 def test_cancel_after_fal_started_is_409_and_changes_nothing(api, fake_fal):
     user = api.user()
     created, request_id = submitted(api, user, fake_fal)
@@ -773,6 +801,8 @@ def test_cancel_after_fal_started_is_409_and_changes_nothing(api, fake_fal):
     response = api.call("POST", f"/api/v1/generations/{created['id']}/cancel", user)
     assert "already started" in assert_error(response, 409)["message"]
     assert api.fingerprint() == before
+    # FAL answered CANCELLATION_REQUESTED: a signal to the model, which ran on
+    assert fake_fal.requests[request_id].status == "IN_PROGRESS"
 
 
 def test_cancel_after_completion_is_409(api, fake_fal):
@@ -825,6 +855,21 @@ def test_the_poller_gives_up_at_the_deadline_and_refunds_once(api, fake_fal, mon
     assert ledger(api, created["id"]) == ["charge", "refund"]
     assert balance(api, user) == start
     assert fake_fal.requests[request_id].error == "cancelled"  # FAL stops working on it too
+
+
+def test_past_the_deadline_the_poller_still_collects_what_fal_finished(api, fake_fal, monkeypatch):
+    """FAL finished it but every webhook was lost (an outage longer than the deadline): the
+    poller collects the result instead of failing and refunding work FAL did and charged."""
+    user = api.user()
+    created, request_id = submitted(api, user, fake_fal)
+    fake_fal.complete(request_id, send=False)
+    monkeypatch.setenv("FAL_POLL_AFTER_SECONDS", "0")
+    monkeypatch.setenv("FAL_DEADLINE_SECONDS", "0")
+    tasks.poll_once(load_settings())
+    row = generation(api, created["id"])
+    assert row["status"] == "completed"
+    assert row["outputs"][0]["content_type"] == "image/png"
+    assert ledger(api, created["id"]) == ["charge"]
 
 
 def test_a_generation_gone_mid_round_does_not_hold_back_the_rest(api, fake_fal, monkeypatch):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from backend.config import Settings
 from backend.fal import simulated
+from backend.fal.queue import FalRejected
 from backend.fal.simulated import SimulatedFal, SimulatedQueue, render_clip, size_for
 from backend.fal.simulated_routes import uses_simulator
 from backend.media.probe import Probed, probe
@@ -54,13 +55,14 @@ def test_the_queue_protocol_from_submit_to_result(tmp_path):
 
 
 def test_a_started_request_cannot_be_cancelled(tmp_path):
+    """As FAL's queue: FalRejected, which the cancel route answers with 409."""
     simulator = SimulatedFal(tmp_path, "http://localhost:8000", kind_of=lambda model: "image")
     done = threading.Event()
     simulator._call_webhook = lambda *args: done.set()
     queue = SimulatedQueue(simulator)
     request_id = queue.submit("m", {"prompt": "late"}, "http://x/hook")
     assert done.wait(30)
-    with pytest.raises(RuntimeError, match="only a queued request"):
+    with pytest.raises(FalRejected, match="only a queued request"):
         queue.cancel("m", request_id)
 
 

@@ -20,7 +20,7 @@ from backend.api import generation_feeds, schemas
 from backend.api.outcomes import denied_or_missing, documented_errors
 from backend.auth.guard import current_user, require_user
 from backend.cache.authorization import authorize_generation
-from backend.db import rpc, user_transaction
+from backend.db import rpc, service_transaction, user_transaction
 from backend.errors import ApiError, NotFound, Unavailable
 from backend.fal.provider import queue_for
 from backend.fal.queue import FalRejected, FalUnavailable
@@ -238,18 +238,26 @@ class Cancel(MethodView):
     def post(self, generation_id: UUID):
         """Cancel a pending or queued generation (write permission); credits are refunded once.
 
-        A queued one is cancelled at FAL too, inside the same transaction: if FAL has
-        already started it, nothing changes and the answer is 409.
+        One FAL already holds is cancelled at FAL first, and refunded only once FAL has taken
+        it off its queue: if FAL has already started it, nothing changes and the answer is 409.
         """
         with user_transaction() as cur:
-            generation = rpc(cur, "public.cancel_generation", p_generation_id=generation_id)[0]
-            cancel_at_fal(generation)
-            return generation
+            generation = rpc(cur, "public.cancellable_generation", p_generation_id=generation_id)[0]
+            if not generation["fal_request_id"]:
+                # its submit job finds it cancelled and stops (or cancels at FAL what it sent)
+                return rpc(cur, "public.cancel_generation", p_generation_id=generation_id)[0]
+        cancel_at_fal(generation)
+        with service_transaction() as cur:
+            return rpc(
+                cur,
+                "public.record_fal_cancellation",
+                p_generation_id=generation_id,
+                p_fal_request_id=generation["fal_request_id"],
+                p_user_id=current_user().claims["sub"],
+            )[0]
 
 
 def cancel_at_fal(generation: dict) -> None:
-    if not generation["fal_request_id"]:
-        return  # not submitted yet: its submit job finds it cancelled and stops
     try:
         queue = queue_for(current_app.config["SETTINGS"])
         queue.cancel(generation["model_id"], generation["fal_request_id"])

@@ -36,8 +36,12 @@ class RequestState:
 
 
 def _translate(error: Exception) -> Exception:
+    status = None
     if isinstance(error, fal_client.client.FalClientHTTPError):
         status = error.status_code
+    elif isinstance(error, httpx.HTTPStatusError):
+        status = error.response.status_code
+    if status is not None:
         if 400 <= status < 500 and status not in RETRYABLE_STATUSES:
             return FalRejected(f"FAL refused the request ({status}): {str(error)[:500]}")
         return FalUnavailable(f"FAL answered {status}: {str(error)[:500]}")
@@ -74,8 +78,19 @@ class FalQueue:
             raise _translate(error) from error
 
     def cancel(self, model_id: str, request_id: str) -> None:
-        """Cancel a request that has not started; FalRejected when it already has."""
+        """Take a request off FAL's queue; FalRejected when FAL did not.
+
+        Only an answer whose ``status`` is ``OK`` says FAL removed it. To a request that has
+        started FAL answers ``CANCELLATION_REQUESTED`` (it signals the model, which may still
+        finish and be charged), to one that has ended ``ALREADY_COMPLETED``. The client's own
+        ``cancel`` drops the answer's body, so the handle's URL is called here.
+        """
+        handle = self._client.get_handle(model_id, request_id)
         try:
-            self._client.cancel(model_id, request_id)
-        except (fal_client.client.FalClientError, httpx.HTTPError) as error:
+            response = handle.client.put(handle.cancel_url)
+            response.raise_for_status()
+            answer = response.json().get("status")
+        except (httpx.HTTPError, ValueError, AttributeError) as error:
             raise _translate(error) from error
+        if answer != "OK":
+            raise FalRejected(f"FAL did not take the request off its queue: {answer}")

@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image, ImageDraw, ImageFont
 
+from backend.fal.queue import FalRejected
+
 log = logging.getLogger(__name__)
 
 LONG_SIDE = 1024
@@ -364,4 +366,7 @@ class SimulatedQueue:
         return self.simulator.result(model_id, request_id)
 
     def cancel(self, model_id: str, request_id: str) -> None:
-        self.simulator.cancel(model_id, request_id)
+        try:
+            self.simulator.cancel(model_id, request_id)
+        except RuntimeError as error:  # it has started: FAL would not take it off its queue
+            raise FalRejected(str(error)) from None

@@ -94,15 +94,21 @@ def reconcile(settings: Settings, queue: FalQueue, generation: dict) -> str:
     generation_id = str(generation["id"])
     request_id = generation["fal_request_id"]
     model_id = generation["model_id"]
-    age = generation["age_seconds"]
-    if age > settings.FAL_DEADLINE_SECONDS:
-        # it may have started, or FAL may be down: we stop waiting either way
+    expired = generation["age_seconds"] > settings.FAL_DEADLINE_SECONDS
+    try:
+        state = queue.state(model_id, request_id)
+    except (FalRejected, FalUnavailable):
+        if not expired:
+            raise
+        state = None
+    if expired and (state is None or state.status != "COMPLETED"):
+        # it may have started, or FAL may be down: we stop waiting either way (what FAL
+        # finished, even late, is still collected below)
         with contextlib.suppress(FalRejected, FalUnavailable):
             queue.cancel(model_id, request_id)
         with service_transaction(settings.direct_database_url) as cur:
             progress.fail(cur, generation_id, "FAL did not finish before the deadline", request_id)
         return "expired"
-    state = queue.state(model_id, request_id)
     with service_transaction(settings.direct_database_url) as cur:
         if state.status == "IN_PROGRESS":
             progress.record(cur, generation_id, "processing")

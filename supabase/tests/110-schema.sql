@@ -149,10 +149,12 @@ select is_empty(
 -- functions -------------------------------------------------------------------------------------------------
 
 select functions_are('public', array[
-    'accept_invitation', 'authorize_generation', 'authorize_project', 'cancel_generation', 'change_member_role',
+    'accept_invitation', 'authorize_generation', 'authorize_project', 'cancel_generation',
+    'cancellable_generation', 'change_member_role',
     'create_generation', 'create_team', 'fal_circuit_allows', 'generations_awaiting_fal', 'grant_credits',
     'invite_member', 'leave_team', 'link_project_team', 'list_pending_invitations', 'list_team_members',
-    'model_stats', 'my_credit_summary', 'project_usage', 'record_fal_outcome', 'record_generation_media',
+    'model_stats', 'my_credit_summary', 'project_usage', 'record_fal_cancellation', 'record_fal_outcome',
+    'record_generation_media',
     'record_generation_progress', 'refresh_analytics', 'refund_generation', 'remove_member', 'revoke_invitation',
     'rotate_webhook_secret', 'set_generation_webhook', 'share_generation', 'team_permissions', 'team_usage',
     'transfer_team_ownership', 'unlink_project_team', 'unshare_generation', 'webhook_secret_info'
@@ -179,7 +181,7 @@ select set_eq(
     $$select p.proname::text from pg_catalog.pg_proc as p
     where p.pronamespace = 'public'::regnamespace and has_function_privilege('authenticated', p.oid, 'execute')$$,
     $$values ('accept_invitation'), ('authorize_generation'), ('authorize_project'), ('cancel_generation'),
-    ('change_member_role'), ('create_generation'), ('create_team'), ('invite_member'), ('leave_team'),
+    ('cancellable_generation'), ('change_member_role'), ('create_generation'), ('create_team'), ('invite_member'), ('leave_team'),
     ('link_project_team'), ('list_pending_invitations'), ('list_team_members'), ('my_credit_summary'),
     ('project_usage'), ('remove_member'), ('revoke_invitation'), ('share_generation'), ('team_permissions'),
     ('team_usage'), ('transfer_team_ownership'), ('unlink_project_team'), ('unshare_generation'),
@@ -191,7 +193,7 @@ select set_eq(
     where p.pronamespace = 'public'::regnamespace and has_function_privilege('service_role', p.oid, 'execute')$$,
     $$values ('fal_circuit_allows'), ('generations_awaiting_fal'), ('grant_credits'), ('model_stats'),
     ('record_fal_outcome'), ('record_generation_progress'), ('refresh_analytics'), ('refund_generation'),
-    ('record_generation_media')$$,
+    ('record_generation_media'), ('record_fal_cancellation')$$,
     'service_role executes exactly the system RPCs'
 );
 select set_eq(

@@ -2,7 +2,7 @@
 -- creates it), a completed one with its media-copy job; status moves only forward and a
 -- failure refunds once; the FAL breaker and the poller's view are the service role's alone.
 begin;
-select plan(26);
+select plan(34);
 
 select tests.create_user('ann@velro.test') as ann \gset
 select tests.create_user('bob@velro.test') as bob \gset
@@ -180,6 +180,63 @@ select throws_ok(
 select throws_ok(
     'select * from public.generations_awaiting_fal(0)', '42501', null,
     'nor list other people''s generations in flight'
+);
+select tests.clear_authentication();
+
+-- a generation FAL holds: cancelled through the API, refunded once FAL confirms -------------
+
+select tests.authenticate_as(:'ann');
+select id as held from public.create_generation('fal-ai/flux-pro/v1.1-ultra', 'a held fox', 'k-held') \gset
+select tests.clear_authentication();
+update public.generations set status = 'queued', fal_request_id = 'req-held' where id = :'held';
+select (select credits from public.profiles where id = :'ann') as held_balance \gset
+
+select tests.authenticate_as(:'ann');
+select throws_like(
+    format('select public.cancel_generation(%L)', :'held'),
+    'FAL already holds this generation%',
+    'a client cannot cancel (and be refunded for) what FAL holds: FAL would run it anyway'
+);
+select results_eq(
+    format('select status::text, fal_request_id from public.cancellable_generation(%L)', :'held'),
+    $$values ('queued', 'req-held')$$,
+    'the API learns from the caller''s own right that it may ask FAL to cancel'
+);
+select throws_ok(
+    format('select public.record_fal_cancellation(%L, %L, %L)', :'held', 'req-held', :'ann'),
+    '42501', null, 'only the service role records a cancellation FAL confirmed'
+);
+select tests.authenticate_as(:'bob');
+select throws_ok(
+    format('select public.cancellable_generation(%L)', :'held'),
+    'PT404', 'generation not found', 'a stranger learns nothing of it'
+);
+select tests.clear_authentication();
+select results_eq(
+    format($$select status::text, (select credits from public.profiles where id = %L)
+             from public.generations where id = %L$$, :'ann', :'held'),
+    format($$values ('queued', %s)$$, :'held_balance'),
+    'the refused cancels changed nothing'
+);
+
+select tests.authenticate_as_service_role();
+select results_eq(
+    format(
+        $$select status::text from public.record_fal_cancellation(%L, 'req-other', %L)$$,
+        :'held', :'ann'
+    ),
+    $$values ('queued')$$,
+    'a confirmation for a request the generation does not hold changes nothing'
+);
+select results_eq(
+    format($$select status::text from public.record_fal_cancellation(%L, 'req-held', %L)$$, :'held', :'ann'),
+    $$values ('cancelled')$$,
+    'FAL''s confirmation cancels it'
+);
+select results_eq(
+    format('select credits - %s from public.profiles where id = %L', :'held_balance', :'ann'),
+    $$values (50)$$,
+    'and refunds its 50 credits'
 );
 select tests.clear_authentication();
 

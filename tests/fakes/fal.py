@@ -10,7 +10,8 @@ Routes, as FAL's queue has them:
   ``cancel_url``
 - ``GET /{owner}/{alias}/requests/{id}/status`` -> ``IN_QUEUE`` / ``IN_PROGRESS`` / ``COMPLETED``
 - ``GET /{owner}/{alias}/requests/{id}`` -> the result
-- ``PUT /{owner}/{alias}/requests/{id}/cancel`` -> 202 while queued, 400 once started
+- ``PUT /{owner}/{alias}/requests/{id}/cancel`` -> ``OK`` while queued (taken off the queue),
+  ``CANCELLATION_REQUESTED`` while in progress (the run goes on), 400 ``ALREADY_COMPLETED``
 - ``GET /.well-known/jwks.json`` -> the Ed25519 key its webhooks are signed with
 
 Webhooks are signed as FAL signs them and posted to the request's ``fal_webhook`` URL when
@@ -291,10 +292,12 @@ class FakeFal:
                 request, action = fake._find(urlsplit(self.path).path)
                 if request is None or action != "cancel":
                     return self._answer(404, {"detail": "Request not found"})
+                if request.status == "IN_PROGRESS":  # signalled: the model may still finish
+                    return self._answer(202, {"status": "CANCELLATION_REQUESTED"})
                 if request.status != "IN_QUEUE":
                     return self._answer(400, {"status": "ALREADY_COMPLETED"})
                 request.status, request.error = "COMPLETED", "cancelled"
-                return self._answer(202, {"status": "CANCELLATION_REQUESTED"})
+                return self._answer(202, {"status": "OK"})
 
             def do_POST(self) -> None:
                 url = urlsplit(self.path)
