@@ -452,9 +452,21 @@ def test_deleting_an_account_cancels_and_refunds_teammates_work_in_its_projects(
     start = api.ok("GET", "/api/v1/credits/balance", editor)["balance"]
     generation = api.generation(editor, project_id=project["id"])
     assert generation["status"] == "pending" and generation["cost"] > 0
+    queued = api.generation(editor, project_id=project["id"])
+    api.sql(  # as the worker records FAL's answer
+        "update public.generations set status = 'queued', fal_request_id = 'req-queued'"
+        " where id = %s returning id",
+        (queued["id"],),
+    )
     api.sql("delete from auth.users where id = %s returning id", (owner.id,))
     assert api.ok("GET", "/api/v1/credits/balance", editor)["balance"] == start
     assert api.sql("select 1 from public.generations where id = %s", (generation["id"],)) == []
+    # the request FAL holds is cancelled there too, by a job committed with the deletion
+    jobs = api.sql(
+        "select args ->> 'request_id' as request_id from procrastinate.procrastinate_jobs"
+        " where task_name = 'velro.cancel_fal_request'"
+    )
+    assert jobs == [{"request_id": "req-queued"}]
 
 
 # roles, ownership and removal --------------------------------------------------------------

@@ -793,6 +793,23 @@ def test_a_failure_reported_while_fal_confirms_a_cancel_stands_refunded_once(
     assert balance(api, user) == start
 
 
+def test_work_an_account_deletion_drops_is_cancelled_at_fal(api, fake_fal):
+    """The account's own generation, queued at FAL, goes with the account: its deletion
+    commits a job that cancels the request at FAL, which nobody waits for any more."""
+    user = api.user()
+    _, request_id = submitted(api, user, fake_fal)
+    api.sql("delete from auth.users where id = %s", (user.id,))
+    jobs = api.sql(
+        "select args from procrastinate.procrastinate_jobs "
+        "where task_name = 'velro.cancel_fal_request' and status = 'todo'"
+    )
+    assert [job["args"] for job in jobs] == [{"model_id": MODEL, "request_id": request_id}]
+    assert fake_fal.requests[request_id].status == "IN_QUEUE"
+    tasks.cancel_fal_request(**jobs[0]["args"])
+    assert fake_fal.requests[request_id].error == "cancelled"
+    tasks.cancel_fal_request(**jobs[0]["args"])  # a retry after FAL ended it: nothing to do
+
+
 def test_cancel_after_fal_started_is_409_and_changes_nothing(api, fake_fal):
     user = api.user()
     created, request_id = submitted(api, user, fake_fal)

@@ -89,6 +89,15 @@ def submit_generation(generation_id: str) -> None:
             queue_for(settings).cancel(generation["model_id"], request_id)
 
 
+@app.task(name="velro.cancel_fal_request", queue=QUEUE, retry=Backoff())
+@counted_job
+def cancel_fal_request(model_id: str, request_id: str) -> None:
+    """Cancel at FAL a request whose generation a deletion dropped: nobody waits for it.
+    One FAL has started or finished ends on its own; an unreachable FAL is retried."""
+    with contextlib.suppress(FalRejected):
+        queue_for(load_settings()).cancel(model_id, request_id)
+
+
 def reconcile(settings: Settings, queue: FalQueue, generation: dict) -> str:
     """Bring one in-flight generation up to date with FAL; returns what was done."""
     generation_id = str(generation["id"])
