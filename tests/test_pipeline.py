@@ -810,6 +810,42 @@ def test_work_an_account_deletion_drops_is_cancelled_at_fal(api, fake_fal):
     tasks.cancel_fal_request(**jobs[0]["args"])  # a retry after FAL ended it: nothing to do
 
 
+def test_a_cancel_waiting_on_the_workers_record_is_409_and_a_second_goes_through_fal(api, fake_fal):
+    """The cancel finds no request id, then waits on the row the worker holds while it
+    records FAL's answer: it must not refund what FAL now holds (409, nothing changed). Sent
+    again, the cancel asks FAL, which takes the request off its queue, and refunds once."""
+    user = api.user()
+    start = balance(api, user)
+    created = create(api, user)
+    request_id = fake_fal_submit(fake_fal, "https://hooks.invalid/fal")
+    cancel = f"/api/v1/generations/{created['id']}/cancel"
+    with psycopg.connect(api.db_url, row_factory=dict_row) as worker_conn:
+        worker_conn.execute(
+            "select 1 from public.generations where id = %s for update", (created["id"],)
+        )
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(api.call, "POST", cancel, user)
+            wait_for(
+                lambda: api.sql(
+                    "select 1 from pg_stat_activity where wait_event_type = 'Lock'"
+                    " and datname = current_database() and query like %s",
+                    ("%cancel_generation%",),
+                ),
+                "the cancel waiting on the worker's lock",
+            )
+            assert tasks.progress.record_submission(worker_conn.cursor(), created["id"], request_id)
+            worker_conn.commit()
+            refused = first.result(timeout=30)
+    assert "FAL already holds this generation" in assert_error(refused, 409)["message"]
+    assert ledger(api, created["id"]) == ["charge"]
+    assert fake_fal.requests[request_id].status == "IN_QUEUE"
+
+    assert api.ok("POST", cancel, user)["status"] == "cancelled"
+    assert fake_fal.requests[request_id].error == "cancelled"
+    assert ledger(api, created["id"]) == ["charge", "refund"]
+    assert balance(api, user) == start
+
+
 def test_cancel_after_fal_started_is_409_and_changes_nothing(api, fake_fal):
     user = api.user()
     created, request_id = submitted(api, user, fake_fal)

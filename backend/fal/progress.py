@@ -63,7 +63,8 @@ def record_submission(cur: psycopg.Cursor, generation_id: str, request_id: str) 
     """The generation is queued under FAL's request id; False if, while FAL was taking it,
     the generation was cancelled or deleted (then FAL runs it for nobody)."""
     # locked first: a cancel or a delete either commits before this (seen here) or waits
-    # and then finds the request id, which the cancel route cancels at FAL itself
+    # and then finds the request id: the cancel answers 409, and a cancel sent again goes
+    # through FAL (a delete of work FAL holds is refused, or cancelled at FAL by its job)
     cur.execute("select 1 from public.generations where id = %s for update", (generation_id,))
     if cur.fetchone() is None:
         return False
